@@ -1,0 +1,54 @@
+"""Distillation methods by name: what `--method` selects.
+
+A method is a builder `build(student, teacher, data, options) -> keras.Model` plus the options
+it reads. The CLI defines one flag per option of every registered method, so a new method is a
+new module that registers itself here and the CLI does not change.
+"""
+import dataclasses
+from typing import Any, Callable
+
+from tfkd.distillers import Distiller
+from tfkd.registry import Registry
+
+METHODS = Registry("method")
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """A method hyperparameter, exposed as the flag `--<name>`."""
+
+    name: str
+    default: Any
+    help: str
+    choices: tuple = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    build: Callable
+    options: tuple = ()
+    needs_teacher: bool = True
+    description: str = ""
+
+
+TEMPERATURE = Option("temperature", 4.0, "Distillation temperature T (> 0).")
+ALPHA = Option("alpha", 0.9, "Weight of the distillation term; 1 - alpha weighs cross-entropy.")
+
+
+def _kd(student, teacher, data, options):
+    return Distiller(student, teacher, temperature=options["temperature"], alpha=options["alpha"])
+
+
+METHODS.register("kd", Method(_kd, (TEMPERATURE, ALPHA),
+                              description="Hinton et al. 2015: (1-a) CE + a T^2 KL"))
+
+
+def all_options():
+    """Every registered method's options, one per name (shared options must agree)."""
+    options = {}
+    for name in METHODS.names():
+        for option in METHODS.get(name).options:
+            if option.name in options and options[option.name] != option:
+                raise ValueError(f"option --{option.name} is declared differently by two methods")
+            options[option.name] = option
+    return options

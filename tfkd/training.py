@@ -1,0 +1,82 @@
+"""Optimisers, learning-rate schedules, strategies and plain classifier training."""
+import dataclasses
+
+import keras
+import tensorflow as tf
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "cosine", "step")
+STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    learning_rate: float = 0.05
+    lr_schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+
+    def __post_init__(self):
+        checks = [("--epochs", self.epochs >= 1, "an integer >= 1"),
+                  ("--batch_size", self.batch_size >= 1, "an integer >= 1"),
+                  ("--optimizer", self.optimizer in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
+                  ("--learning_rate", self.learning_rate > 0, "a number > 0"),
+                  ("--lr_schedule", self.lr_schedule in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
+                  ("--warmup_epochs", 0 <= self.warmup_epochs < self.epochs, "in [0, epochs)"),
+                  ("--weight_decay", self.weight_decay >= 0, "a number >= 0")]
+        for flag, ok, expected in checks:
+            if not ok:
+                raise ValueError(f"{flag} must be {expected}")
+
+
+def learning_rate(config, steps_per_epoch):
+    """The schedule named by `config.lr_schedule`, with optional linear warm-up for cosine."""
+    total = max(1, config.epochs * steps_per_epoch)
+    if config.lr_schedule == "constant":
+        return config.learning_rate
+    if config.lr_schedule == "step":
+        boundaries = [int(total * 0.5), int(total * 0.75)]
+        values = [config.learning_rate * f for f in (1.0, 0.1, 0.01)]
+        return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+    warmup = int(config.warmup_epochs * steps_per_epoch)
+    if warmup:
+        return keras.optimizers.schedules.CosineDecay(
+            0.0, total - warmup, warmup_target=config.learning_rate, warmup_steps=warmup)
+    return keras.optimizers.schedules.CosineDecay(config.learning_rate, total)
+
+
+def make_optimizer(config, steps_per_epoch):
+    rate = learning_rate(config, steps_per_epoch)
+    decay = config.weight_decay or None
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(rate, momentum=config.momentum, nesterov=True,
+                                    weight_decay=decay)
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(rate, weight_decay=decay)
+    return keras.optimizers.AdamW(rate, weight_decay=config.weight_decay)
+
+
+def make_strategy(name):
+    if name not in STRATEGIES:
+        raise ValueError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {name!r}")
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    return tf.distribute.get_strategy()
+
+
+def compile_classifier(model, config, steps_per_epoch):
+    model.compile(optimizer=make_optimizer(config, steps_per_epoch),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    return model

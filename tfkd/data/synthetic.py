@@ -66,7 +66,7 @@ def make_superclass_dataset(num_examples, dim, num_classes, num_superclasses,
     """Generates the super-class data set; the same arguments always give the same arrays.
 
     x ~ N(0, I_dim); y = argmax_c [u_c . x + sum_{m=1..difficulty} sin(a_m * u_c . x + b_m)]
-    with a_m ~ N(0, 1) and b_m ~ U[0, 2 pi) fixed by the seed. difficulty 0 gives a linearly
+    with a_m ~ U[1, 3) and b_m ~ U[0, 2 pi) fixed by the seed. difficulty 0 gives a linearly
     separable problem. Class vectors and a_m, b_m come from their own seed streams, so they
     do not change with num_examples, and the first rows of x do not change with difficulty.
 
@@ -81,9 +81,12 @@ def make_superclass_dataset(num_examples, dim, num_classes, num_superclasses,
     vector_seed, wave_seed, input_seed = np.random.SeedSequence(seed).spawn(3)
     class_vectors, _ = make_class_vectors(dim, num_classes, num_superclasses, class_similarity,
                                           np.random.default_rng(vector_seed))
-    wave_rng = np.random.default_rng(wave_seed)
-    amplitudes = wave_rng.standard_normal(difficulty)
-    phases = wave_rng.uniform(0.0, 2.0 * np.pi, difficulty)
+    # One (a_m, b_m) row per term, so raising difficulty adds terms and keeps the earlier ones.
+    waves = np.random.default_rng(wave_seed).uniform(size=(difficulty, 2))
+    # Every class shares the score function f(z) = z + sum sin(a_m z + b_m); with all a_m < 1
+    # f would stay increasing and the argmax linear, so a_m starts at 1.
+    amplitudes = 1.0 + 2.0 * waves[:, 0]
+    phases = 2.0 * np.pi * waves[:, 1]
     x = np.random.default_rng(input_seed).standard_normal((num_examples, dim))
     # Labels come from the float32 values that are returned, so anyone recomputing them from
     # the returned arrays gets the same argmax, even for points next to a boundary.

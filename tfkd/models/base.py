@@ -67,7 +67,10 @@ class Initializers:
         return keras.initializers.GlorotUniform(seed=self._next_seed())
 
 
-def _check_statistic(argument, values, channels):
+def _channel_statistic(argument, values, channels, default):
+    """`values` as a float32 [channels] array, or `default` repeated when `values` is None."""
+    if values is None:
+        return np.full(channels, default, "float32")
     array = np.asarray(values, dtype="float32")
     if array.shape != (channels,):
         raise ValueError(f"{argument} must have shape ({channels},), one value per input "
@@ -104,12 +107,12 @@ def build(name, input_shape, num_classes, mean=None, variance=None, seed=None):
     if not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2; got {num_classes!r}")
     channels = input_shape[-1]
-    mean = np.zeros(channels, "float32") if mean is None else _check_statistic("mean", mean, channels)
-    variance = (np.ones(channels, "float32") if variance is None
-                else _check_statistic("variance", variance, channels))
+    mean = _channel_statistic("mean", mean, channels, default=0.0)
+    variance = _channel_statistic("variance", variance, channels, default=1.0)
 
     inputs = keras.Input(input_shape, dtype="float32", name="inputs")
-    x = keras.layers.Normalization(axis=-1, mean=mean, variance=variance, name=NORMALIZATION)(inputs)
+    x = keras.layers.Normalization(axis=-1, mean=mean, variance=variance,
+                                   name=NORMALIZATION)(inputs)
     logits = architecture.body(x, int(num_classes), Initializers(seed))
     return keras.Model(inputs, logits, name=name)
 
@@ -143,6 +146,6 @@ def feature_extractor(model):
     Shapes: inputs [batch, *input_shape] -> features [batch, *features_shape] and logits
     [batch, num_classes].
     """
-    return keras.Model(model.inputs,
+    return keras.Model(model.input,
                        [model.get_layer(FEATURES).output, model.get_layer(CLASSIFIER).output],
                        name=f"{model.name}_feature_extractor")

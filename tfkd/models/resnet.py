@@ -27,7 +27,8 @@ def _basic_block(x, filters, strides, initializers, name, output_name):
 
 
 def resnet_body(x, num_classes, initializers, depth, widths):
-    """Normalised images [batch, H, W, C] -> logits; the feature map is [batch, H/4, W/4, widths[3]].
+    """Normalised images [batch, H, W, C] -> logits; the feature map is
+    [batch, H/4, W/4, widths[3]].
 
     Each stage ends in a ReLU named "stage1", "stage2" and, for the last one, "features".
     """

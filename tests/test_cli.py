@@ -1,0 +1,161 @@
+"""bin/distill end to end on tiny synthetic data, every flagfile, and every bad input."""
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from absl import flags
+
+from tfkd import data, models
+from tfkd.cli import distill
+from tfkd.cli import flags as tfkd_flags
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DISTILL = os.path.join(ROOT, "bin", "distill")
+TINY = ["--dataset=synthetic", "--synthetic_size=600", "--synthetic_dim=12",
+        "--synthetic_classes=4", "--synthetic_superclasses=2", "--teacher=mlp",
+        "--teacher_epochs=2", "--student=mlp_small", "--epochs=2", "--batch_size=64",
+        "--optimizer=adam", "--learning_rate=0.01", "--verbose=0"]
+
+
+def parse(args):
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["distill", *args])
+
+
+@pytest.fixture(autouse=True)
+def reset_flags():
+    yield
+    flags.FLAGS.unparse_flags()
+
+
+def test_end_to_end_writes_every_output(tmp_path):
+    out = tmp_path / "run"
+    parse(TINY + ["--baseline", f"--output_dir={out}"])
+    results = distill.run()
+    for name in ("results.json", "history.csv", "student.keras", "saved_model", "student.tflite",
+                 "teacher.keras", "logs"):
+        assert (out / name).exists(), name
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk == json.loads(json.dumps(results))
+    assert on_disk["method"] == "kd" and on_disk["dataset"] == "synthetic"
+    for role in ("teacher", "student"):
+        assert 0.0 <= on_disk[role]["accuracy"] <= 1.0 and on_disk[role]["params"] > 0
+    assert on_disk["teacher"]["params"] > on_disk["student"]["params"]
+    assert 0.0 <= on_disk["baseline"]["accuracy"] <= 1.0
+    exports = on_disk["exports"]
+    assert exports["savedmodel"] == "saved_model" and exports["tflite"] == "student.tflite"
+    assert exports["tflite_agreement"] >= 0.999
+    assert exports["tflite_accuracy"] == pytest.approx(on_disk["student"]["accuracy"], abs=2e-3)
+    assert on_disk["flags"]["student"] == "mlp_small" and on_disk["flags"]["epochs"] == 2
+    assert set(on_disk["seconds"]) == {"teacher", "distill", "baseline"}
+    header = (out / "history.csv").read_text().splitlines()[0]
+    for name in ("loss", "student_loss", "distillation_loss", "accuracy", "val_loss"):
+        assert name in header.split(",")
+    student = keras.saving.load_model(out / "student.keras")
+    bundle = data.load(tfkd_flags.data_config())
+    accuracy = np.mean(np.argmax(student.predict(bundle.test[0], verbose=0), -1) == bundle.test[1])
+    assert accuracy == pytest.approx(on_disk["student"]["accuracy"])
+    assert not glob.glob(str(tmp_path / "run.partial*"))
+
+
+def test_loaded_teacher_is_reused_and_overwrite_replaces(tmp_path):
+    first = tmp_path / "first"
+    parse(TINY + [f"--output_dir={first}", "--export=keras"])
+    distill.run()
+    second = tmp_path / "second"
+    second.mkdir()
+    (second / "old.txt").write_text("old")
+    parse(TINY + [f"--teacher={first / 'teacher.keras'}", f"--output_dir={second}",
+                  "--overwrite", "--export=keras"])
+    results = distill.run()
+    assert results["teacher"]["arch"].endswith("teacher.keras")
+    assert "teacher" not in results["seconds"]
+    assert not (second / "old.txt").exists() and (second / "student.keras").exists()
+    first_results = json.loads((first / "results.json").read_text())
+    assert results["teacher"]["accuracy"] == pytest.approx(first_results["teacher"]["accuracy"])
+
+
+INPUT_SHAPES = {"cifar10": (32, 32, 3), "cifar100": (32, 32, 3), "synthetic": None,
+                "idx:/usr/share/datasets/fashion-mnist": (28, 28, 1)}
+
+
+@pytest.mark.parametrize("flagfile", sorted(glob.glob(os.path.join(ROOT, "configs", "*.flags"))),
+                         ids=os.path.basename)
+def test_every_flagfile_parses_and_builds(flagfile):
+    parse([f"--flagfile={flagfile}"])
+    distill.check_flags()
+    data_config, train_config = tfkd_flags.data_config(), tfkd_flags.train_config()
+    tfkd_flags.method_options(flags.FLAGS.method)
+    shape = INPUT_SHAPES[data_config.dataset] or (data_config.synthetic_dim,)
+    classes = data_config.synthetic_classes if data_config.dataset == "synthetic" else 10
+    for arch in (flags.FLAGS.student, flags.FLAGS.teacher):
+        if arch in models.MODELS:
+            model = models.build(arch, input_shape=shape, num_classes=classes)
+            assert model.output_shape == (None, classes)
+    assert train_config.epochs >= 1
+
+
+def run_cli(*args, cwd=None):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("TFKD_DEBUG", None)
+    return subprocess.run([sys.executable, DISTILL, *args], capture_output=True, text=True,
+                          timeout=300, env=env, cwd=cwd)
+
+
+def assert_one_clear_error(result, *fragments):
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert len(error_lines) >= 1, result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory):
+    """Files the bad-input cases need: a 3-class teacher, a non-model file, bad labels."""
+    root = tmp_path_factory.mktemp("bad")
+    teacher = models.build("mlp_small", input_shape=(12,), num_classes=3)
+    teacher.save(root / "three_classes.keras")
+    (root / "not_a_model.keras").write_text("plain text")
+    npz = root / "npz"
+    npz.mkdir()
+    x = np.zeros((20, 4, 4, 1), np.uint8)
+    np.savez(npz / "train.npz", x=x, y=np.array([0, 1] * 9 + [0, 7]))
+    np.savez(npz / "test.npz", x=x[:4], y=np.array([0, 1, 0, 1]))
+    occupied = root / "occupied"
+    occupied.mkdir()
+    (occupied / "keep.txt").write_text("keep")
+    return root
+
+
+BAD_CASES = {
+    "unknown_method": (["--method=nope"], ["--method", "nope", "kd"]),
+    "unknown_student": (["--student=nope"], ["nope", "resnet20"]),
+    "unknown_dataset": (["--dataset=nope"], ["--dataset", "synthetic"]),
+    "teacher_not_a_model": (["--teacher={root}/not_a_model.keras"], ["--teacher"]),
+    "class_mismatch": (["--teacher={root}/three_classes.keras"], ["(None, 4)", "(None, 3)"]),
+    "output_dir_not_empty": (["--output_dir={root}/occupied"], ["--output_dir", "--overwrite"]),
+    "labels_out_of_range": (["--dataset=npz:{root}/npz", "--teacher=cnn_small",
+                             "--student=cnn_small"], ["7"]),
+    "missing_flagfile": (["--flagfile={root}/missing.flags"], ["missing.flags"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CASES))
+def test_bad_input_gives_one_clear_line(case, bad_inputs, tmp_path):
+    extra, fragments = BAD_CASES[case]
+    extra = [arg.format(root=bad_inputs) for arg in extra]
+    out = tmp_path / "out"
+    args = TINY + ["--export=keras"] + extra
+    if not any(arg.startswith("--output_dir") for arg in extra):
+        args.append(f"--output_dir={out}")
+    result = run_cli(*args, cwd=tmp_path)
+    assert_one_clear_error(result, *fragments)
+    assert not out.exists() and not glob.glob(str(tmp_path / "out.partial*"))
+    assert (bad_inputs / "occupied" / "keep.txt").read_text() == "keep"

@@ -126,7 +126,7 @@ def bad_inputs(tmp_path_factory):
     npz = root / "npz"
     npz.mkdir()
     x = np.zeros((20, 4, 4, 1), np.uint8)
-    np.savez(npz / "train.npz", x=x, y=np.array([0, 1] * 9 + [0, 7]))
+    np.savez(npz / "train.npz", x=x, y=np.array([0, 1] * 9 + [0, -1]))
     np.savez(npz / "test.npz", x=x[:4], y=np.array([0, 1, 0, 1]))
     occupied = root / "occupied"
     occupied.mkdir()
@@ -142,7 +142,7 @@ BAD_CASES = {
     "class_mismatch": (["--teacher={root}/three_classes.keras"], ["(None, 4)", "(None, 3)"]),
     "output_dir_not_empty": (["--output_dir={root}/occupied"], ["--output_dir", "--overwrite"]),
     "labels_out_of_range": (["--dataset=npz:{root}/npz", "--teacher=cnn_small",
-                             "--student=cnn_small"], ["7"]),
+                             "--student=cnn_small"], ["-1"]),
     "missing_flagfile": (["--flagfile={root}/missing.flags"], ["missing.flags"]),
 }
 

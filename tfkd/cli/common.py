@@ -89,7 +89,7 @@ def train_classifier(arch, bundle, strategy, config, name, verbose, augment, see
     train, validation, steps = datasets(bundle, config.batch_size, augment, seed)
     with strategy.scope():
         training.compile_classifier(model, config, steps)
-    model.fit(train, validation_data=validation, epochs=config.epochs, verbose=verbose,
+    model.fit(train, validation_data=validation, epochs=config.epochs, verbose=verbose, shuffle=False,
               callbacks=callbacks(work_dir, name))
     return model
 
@@ -103,7 +103,7 @@ def distill(method, student_arch, teacher, bundle, strategy, config, options, wo
     with strategy.scope():
         distiller = method.build(student, teacher, bundle, options)
         distiller.compile(optimizer=training.make_optimizer(config, steps), metrics=["accuracy"])
-    distiller.fit(train, validation_data=validation, epochs=config.epochs,
+    distiller.fit(train, validation_data=validation, epochs=config.epochs, shuffle=False,
                             verbose=verbose, callbacks=callbacks(work_dir, "distill"))
     if work_dir is not None:
         os.replace(os.path.join(work_dir, "distill.csv"), os.path.join(work_dir, "history.csv"))

@@ -37,8 +37,10 @@ def default_output_dir():
 
 
 def check_flags():
-    methods.METHODS.get(FLAGS.method)
-    models.MODELS.get(FLAGS.student)
+    for flag, registry in (("method", methods.METHODS), ("student", models.MODELS)):
+        if FLAGS[flag].value not in registry:
+            raise ValueError(f"--{flag}: {FLAGS[flag].value!r} is not a known {registry.kind}; "
+                             f"known: {', '.join(registry.names())}")
     export.check_formats(FLAGS.export)
     if FLAGS.teacher_epochs < 1:
         raise ValueError("--teacher_epochs must be an integer >= 1")

@@ -159,3 +159,33 @@ def test_bad_input_gives_one_clear_line(case, bad_inputs, tmp_path):
     assert_one_clear_error(result, *fragments)
     assert not out.exists() and not glob.glob(str(tmp_path / "out.partial*"))
     assert (bad_inputs / "occupied" / "keep.txt").read_text() == "keep"
+
+
+FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+
+
+@pytest.mark.skipif(not os.path.isdir(FASHION_MNIST),
+                    reason="Debian's dataset-fashion-mnist is not installed")
+def test_real_fashion_mnist_end_to_end(tmp_path):
+    out = tmp_path / "fmnist"
+    parse([f"--dataset=idx:{FASHION_MNIST}", "--train_limit=3000", "--test_limit=500",
+           "--teacher=cnn_small", "--teacher_epochs=3", "--student=cnn_small", "--epochs=2",
+           "--batch_size=64", "--optimizer=adam", "--learning_rate=0.003", "--verbose=0",
+           f"--output_dir={out}"])
+    results = distill.run()
+    assert results["teacher"]["accuracy"] > 0.4  # ten classes: chance is 0.1
+    assert results["student"]["accuracy"] > 0.3
+    assert results["exports"]["tflite_agreement"] >= 0.999
+
+
+def test_offline_tfds_fails_fast_with_one_line(tmp_path, monkeypatch):
+    from tfkd.data import tfds_source
+
+    monkeypatch.setattr(tfds_source, "internet_reachable", lambda *a, **k: False)
+    parse(TINY + ["--dataset=cifar10", f"--data_dir={tmp_path}", f"--output_dir={tmp_path}/o"])
+    with pytest.raises(data.DataUnavailableError) as caught:
+        distill.run()
+    message = str(caught.value)
+    assert "\n" not in message and "cifar10" in message and str(tmp_path) in message
+    assert "idx:" in message and "synthetic" in message
+    assert not (tmp_path / "o").exists()

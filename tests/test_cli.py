@@ -189,3 +189,10 @@ def test_offline_tfds_fails_fast_with_one_line(tmp_path, monkeypatch):
     assert "\n" not in message and "cifar10" in message and str(tmp_path) in message
     assert "idx:" in message and "synthetic" in message
     assert not (tmp_path / "o").exists()
+
+
+def test_mirrored_strategy_run(tmp_path):
+    parse(TINY + ["--strategy=mirrored", "--export=keras,tflite", f"--output_dir={tmp_path}/m"])
+    results = distill.run()
+    assert 0.0 <= results["student"]["accuracy"] <= 1.0
+    assert results["exports"]["tflite_agreement"] >= 0.999

@@ -4,7 +4,7 @@ import os
 
 from absl import flags
 
-from tfkd import data, export, export_report, teachers
+from tfkd import data, export, teachers
 from tfkd.cli import common
 from tfkd.cli import flags as tfkd_flags
 

@@ -1,26 +1,73 @@
-"""Student export: `.keras`, SavedModel (`serve` signature) and float32 TFLite, with parity checks.
+"""Student export: `.keras`, SavedModel and four TFLite variants, with a parity and latency report.
 
-TFLite is converted from the SavedModel: converting a Keras 3 model's concrete functions
-directly has produced NaN models. Interpretation uses LiteRT (`ai_edge_litert`).
+Formats (file names in FILE_NAMES):
+  keras           the Keras model file.
+  savedmodel      SavedModel with a `serve` signature (float32 inputs in [0, 1], the training
+                  convention) and, for image models, `serve_uint8` (raw uint8 pixels; the cast
+                  and the division by 255 are baked in, the model's own Normalization follows).
+  tflite          float32 TFLite.
+  tflite_fp16     float16 weights, float32 compute and I/O.
+  tflite_dynamic  dynamic-range quantisation: int8 weights, float I/O.
+  tflite_int8     full-integer int8, calibrated on examples of the training split only; int8 or
+                  float32 input/output (`int8_io`).
+
+Every TFLite file is converted from the SavedModel's `serve` signature: converting a Keras 3
+model's concrete functions directly has produced models that output NaN. TFLite files run with
+the LiteRT interpreter (`ai_edge_litert`).
 """
 import os
+import shutil
+import tempfile
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from tfkd import data
 from tfkd.io import atomic_path
 
-FORMATS = ("keras", "savedmodel", "tflite")
-FILE_NAMES = {"keras": "student.keras", "savedmodel": "saved_model", "tflite": "student.tflite"}
+FORMATS = ("keras", "savedmodel", "tflite", "tflite_fp16", "tflite_dynamic", "tflite_int8")
+DEFAULT_FORMATS = ("keras", "savedmodel", "tflite")
+FILE_NAMES = {"keras": "student.keras", "savedmodel": "saved_model", "tflite": "student.tflite",
+              "tflite_fp16": "student_fp16.tflite", "tflite_dynamic": "student_dynamic.tflite",
+              "tflite_int8": "student_int8.tflite"}
+TFLITE_FORMATS = ("tflite", "tflite_fp16", "tflite_dynamic", "tflite_int8")
+INT8_IO = ("int8", "float")
+SERVE, SERVE_UINT8 = "serve", "serve_uint8"
+INPUT_NAME, UINT8_INPUT_NAME, OUTPUT_NAME = "inputs", "images", "logits"
+REPRESENTATIVE_SAMPLES = 500
 
 
-def check_formats(formats):
-    unknown = [f for f in formats if f not in FORMATS]
+def check_formats(formats, flag="--export"):
+    """A comma string or sequence of format names -> tuple in the given order, checked."""
+    if isinstance(formats, str):
+        formats = [name.strip() for name in formats.split(",") if name.strip()]
+    formats = tuple(formats)
+    unknown = [name for name in formats if name not in FORMATS]
     if unknown:
-        raise ValueError(f"--export: unknown format(s) {', '.join(unknown)}; known: "
+        raise ValueError(f"{flag}: unknown format(s) {', '.join(unknown)}; known: "
                          f"{', '.join(FORMATS)}")
-    return tuple(formats)
+    if len(set(formats)) != len(formats):
+        raise ValueError(f"{flag}: a format is listed twice in {', '.join(formats)}")
+    return formats
+
+
+def example_shape(model, argument="model"):
+    """The shape of one input example of a single-input model, every dimension known."""
+    if len(model.inputs) != 1:
+        raise ValueError(f"{argument}: export needs a model with one input; this one has "
+                         f"{len(model.inputs)}")
+    shape = tuple(model.inputs[0].shape[1:])
+    if not shape or any(dimension is None for dimension in shape):
+        raise ValueError(f"{argument}: the input shape {tuple(model.inputs[0].shape)} is not "
+                         "fixed; export needs every dimension but the batch known, "
+                         "e.g. (None, 28, 28, 1)")
+    return shape
+
+
+def has_uint8_signature(model):
+    """Image models ([height, width, channels] examples) get the raw-pixel signature."""
+    return len(example_shape(model)) == 3
 
 
 def save_keras(model, path):
@@ -30,28 +77,95 @@ def save_keras(model, path):
             os.replace(temporary + ".keras", temporary)
 
 
-def save_saved_model(model, path):
-    """SavedModel with a `serve` signature taking float32 [batch, *input_shape]."""
+def save_saved_model(model, path, uint8_signature=None):
+    """SavedModel with `serve` (float32 [batch, *shape] in [0, 1] -> {"logits"}) and, when
+    `uint8_signature` (default: image models), `serve_uint8` (uint8 pixels -> {"logits"})."""
+    shape = example_shape(model)
+    if uint8_signature is None:
+        uint8_signature = has_uint8_signature(model)
+
+    def serve(inputs):
+        return {OUTPUT_NAME: model(inputs, training=False)}
+
+    def serve_uint8(images):
+        # Exactly the training input convention (`data.to_float`): x / 255 in float32.
+        return serve(tf.cast(images, tf.float32) / 255.0)
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(SERVE, serve, input_signature=[
+        tf.TensorSpec([None, *shape], tf.float32, name=INPUT_NAME)])
+    if uint8_signature:
+        archive.add_endpoint(SERVE_UINT8, serve_uint8, input_signature=[
+            tf.TensorSpec([None, *shape], tf.uint8, name=UINT8_INPUT_NAME)])
     with atomic_path(path) as temporary:
-        model.export(temporary, format="tf_saved_model", verbose=False)
+        archive.write_out(temporary, verbose=False)
 
 
-def convert_tflite(saved_model_dir, path):
-    """Float32 TFLite converted from a SavedModel."""
-    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
-    flatbuffer = converter.convert()
+def representative_dataset(train_images, samples=REPRESENTATIVE_SAMPLES, seed=0):
+    """Calibration data for full-integer quantisation, drawn from the training split only.
+
+    Args:
+      train_images: training inputs [N, *shape] (uint8 images or float vectors).
+      samples: how many distinct examples to use (all N when fewer).
+      seed: seeds the choice of examples.
+    Returns:
+      A callable returning a generator of [float32 [1, *shape]] in the model's input convention
+      (`data.to_float`), as `TFLiteConverter.representative_dataset` wants.
+    """
+    if samples < 1:
+        raise ValueError(f"representative samples must be >= 1, got {samples}")
+    if len(train_images) == 0:
+        raise ValueError("representative data: the training split is empty")
+    chosen = np.random.default_rng(seed).choice(len(train_images), min(samples, len(train_images)),
+                                                replace=False)
+
+    def generate():
+        for index in np.sort(chosen):
+            yield [data.to_float(train_images[index:index + 1])]
+    return generate
+
+
+def tflite_converter(saved_model_dir, format_name, representative=None, int8_io="int8"):
+    """A TFLiteConverter on the SavedModel's `serve` signature, set up for `format_name`."""
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[SERVE])
+    if format_name == "tflite":
+        return converter
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if format_name == "tflite_fp16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif format_name == "tflite_int8":
+        if representative is None:
+            raise ValueError("tflite_int8 needs representative data from the training split")
+        if int8_io not in INT8_IO:
+            raise ValueError(f"int8_io must be one of {', '.join(INT8_IO)}, got {int8_io!r}")
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if int8_io == "int8":
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+    elif format_name != "tflite_dynamic":
+        raise ValueError(f"{format_name!r} is not a TFLite format; known: "
+                         f"{', '.join(TFLITE_FORMATS)}")
+    return converter
+
+
+def convert_tflite(saved_model_dir, path, format_name="tflite", representative=None,
+                   int8_io="int8"):
+    """Converts the SavedModel's `serve` signature to a TFLite file at `path`."""
+    flatbuffer = tflite_converter(saved_model_dir, format_name, representative, int8_io).convert()
     with atomic_path(path) as temporary:
         with open(temporary, "wb") as handle:
             handle.write(flatbuffer)
 
 
-def load_saved_model_fn(path):
-    """The `serve` function of a SavedModel: float32 batch -> logits."""
-    return tf.saved_model.load(path).signatures["serve"]
+def load_saved_model_fn(path, signature=SERVE):
+    """A signature of a SavedModel: batch -> {"logits": ...}."""
+    return tf.saved_model.load(path).signatures[signature]
 
 
-def saved_model_predict(path, x, batch_size=256):
-    serve = load_saved_model_fn(path)
+def saved_model_predict(path, x, batch_size=256, signature=SERVE):
+    serve = load_saved_model_fn(path, signature)
     outputs = []
     for start in range(0, len(x), batch_size):
         result = serve(tf.constant(x[start:start + batch_size]))
@@ -59,53 +173,133 @@ def saved_model_predict(path, x, batch_size=256):
     return np.concatenate(outputs)
 
 
-def tflite_predict(path, x, batch_size=256):
-    """Runs a TFLite model with the LiteRT interpreter over `x` in batches -> outputs."""
+def quantize(x, detail):
+    """Float inputs -> the interpreter input's dtype, using its (scale, zero point) if quantised."""
+    scale, zero_point = detail["quantization"]
+    dtype = np.dtype(detail["dtype"])
+    if scale == 0 or not np.issubdtype(dtype, np.integer):
+        return np.asarray(x, dtype=dtype)
+    limits = np.iinfo(dtype)
+    return np.clip(np.round(np.asarray(x, np.float32) / scale) + zero_point,
+                   limits.min, limits.max).astype(dtype)
+
+
+def dequantize(values, detail):
+    """Interpreter outputs -> float32, undoing (scale, zero point) if quantised."""
+    scale, zero_point = detail["quantization"]
+    if scale == 0 or not np.issubdtype(np.dtype(detail["dtype"]), np.integer):
+        return np.asarray(values, np.float32)
+    return (np.asarray(values, np.float32) - zero_point) * np.float32(scale)
+
+
+def tflite_predict(path, x, batch_size=256, num_threads=None):
+    """Runs a TFLite model with the LiteRT interpreter over float `x` in batches -> float logits.
+
+    Quantised (int8) inputs and outputs are converted with the tensors' own scales.
+    """
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=path)
+    interpreter = Interpreter(model_path=path, num_threads=num_threads)
     input_detail = interpreter.get_input_details()[0]
-    output_index = interpreter.get_output_details()[0]["index"]
+    output_detail = interpreter.get_output_details()[0]
     outputs, allocated = [], None
     for start in range(0, len(x), batch_size):
-        batch = np.asarray(x[start:start + batch_size], dtype=input_detail["dtype"])
+        batch = quantize(x[start:start + batch_size], input_detail)
         if allocated != len(batch):
             interpreter.resize_tensor_input(input_detail["index"], [len(batch), *batch.shape[1:]])
             interpreter.allocate_tensors()
             allocated = len(batch)
         interpreter.set_tensor(input_detail["index"], batch)
         interpreter.invoke()
-        outputs.append(interpreter.get_tensor(output_index).copy())
+        outputs.append(dequantize(interpreter.get_tensor(output_detail["index"]), output_detail))
     return np.concatenate(outputs)
 
 
-def export_student(student, output_dir, formats=FORMATS, test_data=None, verbose=True):
-    """Writes the student in each of `formats` under `output_dir`.
+def _check_targets(output_dir, formats, overwrite):
+    for name in formats:
+        path = os.path.join(output_dir, FILE_NAMES[name])
+        if os.path.exists(path) and not overwrite:
+            raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
 
-    With `test_data=(x, y)` (x as the model takes it), also measures the TFLite model's accuracy
-    and its argmax agreement with the Keras student. Returns the `exports` entry of
-    `results.json`: file names relative to `output_dir`, plus the measurements.
+
+def export_student(student, output_dir, formats=DEFAULT_FORMATS, test_data=None, verbose=True,
+                   train_images=None, int8_io="int8", representative_samples=REPRESENTATIVE_SAMPLES,
+                   seed=0, overwrite=False, report_options=None):
+    """Writes the student in each of `formats` under `output_dir`, each file atomically.
+
+    Args:
+      student: single-input Keras classifier with a fixed example shape, taking float32 inputs
+        in the `data.to_float` convention and returning logits.
+      output_dir: folder for the files (created if missing).
+      formats: names from FORMATS (sequence or comma string).
+      test_data: optional (x, y) test split, x raw (uint8 images) or already float. With it,
+        every format is measured against the Keras student and `export_report.json` and
+        `export_report.md` are written (see `tfkd.export_report`).
+      verbose: show a progress bar.
+      train_images: training-split inputs [N, *shape]; required for tflite_int8, whose
+        calibration examples come from here only.
+      int8_io: "int8" (int8 input and output tensors) or "float" (float32 I/O around an int8
+        model) for tflite_int8.
+      representative_samples: calibration examples for tflite_int8.
+      seed: seeds the choice of calibration examples.
+      overwrite: replace files already in `output_dir`; otherwise an existing one is an error.
+      report_options: keyword arguments of `export_report.build_report` (latency_calls,
+        batch_size, num_threads).
+    Returns:
+      The `exports` entry of `results.json`: file names relative to `output_dir` by format,
+      and, with test data, `tflite_accuracy` / `tflite_agreement` of the float32 TFLite model
+      and `report` (the JSON report's file name).
     """
+    from tfkd import export_report  # the report module imports this one
+
     formats = check_formats(formats)
+    example_shape(student, "student")
+    if int8_io not in INT8_IO:
+        raise ValueError(f"int8_io (--int8_io) must be one of {', '.join(INT8_IO)}, "
+                         f"got {int8_io!r}")
+    if "tflite_int8" in formats and train_images is None:
+        raise ValueError("tflite_int8 needs train_images: its calibration examples come from "
+                         "the training split")
     os.makedirs(output_dir, exist_ok=True)
-    steps = [f for f in FORMATS if f in formats or (f == "savedmodel" and "tflite" in formats)]
-    progress = keras.utils.Progbar(len(steps), verbose=int(bool(verbose)), unit_name="export")
+    _check_targets(output_dir, formats, overwrite)
+    tflite_formats = [name for name in TFLITE_FORMATS if name in formats]
+    progress = keras.utils.Progbar(len(formats), verbose=int(bool(verbose)), unit_name="format")
     exports = {}
-    for step in steps:
-        path = os.path.join(output_dir, FILE_NAMES[step])
-        if step == "keras":
-            save_keras(student, path)
-        elif step == "savedmodel":
-            save_saved_model(student, path)
-        else:
-            convert_tflite(os.path.join(output_dir, FILE_NAMES["savedmodel"]), path)
-        exports[step] = FILE_NAMES[step]
-        progress.add(1)
-    if "tflite" in formats and test_data is not None:
-        x, y = test_data
-        keras_argmax = np.argmax(student.predict(x, batch_size=256, verbose=0), axis=-1)
-        tflite_argmax = np.argmax(tflite_predict(os.path.join(output_dir, exports["tflite"]), x),
-                                  axis=-1)
-        exports["tflite_accuracy"] = float(np.mean(tflite_argmax == np.asarray(y)))
-        exports["tflite_agreement"] = float(np.mean(tflite_argmax == keras_argmax))
+    source = os.path.join(output_dir, FILE_NAMES["savedmodel"])
+    scratch = None
+    if "savedmodel" not in formats and tflite_formats:
+        # The SavedModel is only the conversion source here: keep it out of the export.
+        scratch = tempfile.mkdtemp(prefix="tfkd-export-")
+        source = os.path.join(scratch, FILE_NAMES["savedmodel"])
+    try:
+        if "keras" in formats:
+            save_keras(student, os.path.join(output_dir, FILE_NAMES["keras"]))
+            exports["keras"] = FILE_NAMES["keras"]
+            progress.add(1)
+        if "savedmodel" in formats or tflite_formats:
+            save_saved_model(student, source)
+        if "savedmodel" in formats:
+            exports["savedmodel"] = FILE_NAMES["savedmodel"]
+            progress.add(1)
+        for name in tflite_formats:
+            representative = None
+            if name == "tflite_int8":
+                representative = representative_dataset(train_images, representative_samples,
+                                                         seed)
+            convert_tflite(source, os.path.join(output_dir, FILE_NAMES[name]), name,
+                           representative, int8_io)
+            exports[name] = FILE_NAMES[name]
+            progress.add(1)
+    finally:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+    if test_data is not None:
+        report = export_report.build_report(
+            student, output_dir, exports, test_data, verbose=verbose,
+            settings={"int8_io": int8_io, "representative_samples": representative_samples}
+            if "tflite_int8" in formats else {}, **(report_options or {}))
+        exports["report"] = export_report.write_report(report, output_dir)
+        if "tflite" in report["formats"]:
+            exports["tflite_accuracy"] = report["formats"]["tflite"]["accuracy"]
+            exports["tflite_agreement"] = report["formats"]["tflite"]["agreement"]
     return exports

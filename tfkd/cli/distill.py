@@ -101,9 +101,8 @@ def run():
             seconds["baseline"] = time.time() - start
             results["baseline"] = {"accuracy": common.accuracy(alone, bundle.test)}
         results["exports"] = export.export_student(
-            student, work_dir, FLAGS.export, test_data=(data.to_float(bundle.test[0]),
-                                                        bundle.test[1]),
-            verbose=FLAGS.verbose > 0)
+            student, work_dir, FLAGS.export, test_data=bundle.test, verbose=FLAGS.verbose > 0,
+            train_images=bundle.train[0])
         results["flags"] = tfkd_flags.flag_values()
         results["seconds"] = seconds
         with open(os.path.join(work_dir, "results.json"), "w") as handle:

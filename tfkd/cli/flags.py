@@ -52,7 +52,7 @@ def define_method_flags():
 
 
 def define_export_flags():
-    flags.DEFINE_list("export", list(export.FORMATS),
+    flags.DEFINE_list("export", list(export.DEFAULT_FORMATS),
                       f"Export formats, a comma list of {', '.join(export.FORMATS)}.")
 
 

@@ -10,7 +10,7 @@ ladder.png, teachers/*.keras (reusable with --ladder_teachers=PATH,...) and reli
 Takes every bin/distill flag (data, training, --method and its options, --student,
 --teacher_epochs, --baseline, --output_dir, ...) except --teacher and --calibrate_teacher.
 """
-import json
+import dataclasses
 import os
 import sys
 import time
@@ -88,6 +88,9 @@ def distill_students(teacher, temperature, mode, bundle, strategy, method, optio
             teacher = calibration.calibrate_model(teacher, temperature)
     if mode == "replace":
         options = {**options, "temperature": temperature}
+    # No per-epoch validation: it would run the teacher over the validation split every epoch
+    # and the ladder only reports test accuracy.
+    bundle = dataclasses.replace(bundle, validation=tuple(a[:0] for a in bundle.validation))
     accuracies = []
     for seed in range(FLAGS.seed, FLAGS.seed + FLAGS.ladder_seeds):
         common.seed_everything(seed)  # same student initialisation and batches in every mode

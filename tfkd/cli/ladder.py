@@ -101,8 +101,9 @@ def distill_students(teacher, temperature, mode, bundle, strategy, method, optio
 
 
 def summarise(accuracies):
-    return {"accuracies": accuracies, "mean": float(np.mean(accuracies)),
-            "std": float(np.std(accuracies))}
+    """Mean and sample standard deviation (0 for one seed) of the students' test accuracies."""
+    spread = float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else 0.0
+    return {"accuracies": accuracies, "mean": float(np.mean(accuracies)), "std": spread}
 
 
 def run():

@@ -10,7 +10,7 @@ MODE_NAMES = {"none": "uncalibrated", "scale": "calibrated (scale)",
 
 
 def _accuracy(entry, seeds):
-    if seeds > 1:
+    if seeds > 1:  # mean ± sample standard deviation over the student seeds
         return f"{entry['mean']:.4f} ± {entry['std']:.4f}"
     return f"{entry['mean']:.4f}"
 

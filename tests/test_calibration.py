@@ -1,4 +1,4 @@
-"""tfkd.calibration and the `calibrated` teacher target, against NumPy written from the equations."""
+"""tfkd.calibration and the `calibrated` target, against NumPy written from the equations."""
 import math
 import warnings
 

@@ -295,7 +295,6 @@ class TemperatureScaling(keras.layers.Layer):
         if not temperature > 0 or not math.isfinite(temperature):
             raise ValueError(f"TemperatureScaling: temperature must be a finite number > 0, got "
                              f"{temperature}")
-        self.initial_temperature = temperature
         self.temperature = self.add_weight(
             name="temperature", shape=(),
             initializer=keras.initializers.Constant(temperature), trainable=False)

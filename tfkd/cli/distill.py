@@ -7,7 +7,7 @@ import time
 from absl import flags
 
 from tfkd import data, export, methods, models, teachers, training
-from tfkd.cli import common
+from tfkd.cli import calibration_flags, common
 from tfkd.cli import flags as tfkd_flags
 
 FLAGS = flags.FLAGS
@@ -16,6 +16,7 @@ tfkd_flags.define_data_flags()
 tfkd_flags.define_training_flags()
 tfkd_flags.define_method_flags()
 tfkd_flags.define_export_flags()
+calibration_flags.define_flags()
 flags.DEFINE_string("teacher", "resnet20",
                     "A .keras file or SavedModel folder to load, or an architecture to train.")
 flags.DEFINE_integer("teacher_epochs", 10, "Epochs when the teacher is trained here.")
@@ -75,22 +76,28 @@ def run():
     bundle = data.load(data_config)
     common.seed_everything(FLAGS.seed)
     method = methods.METHODS.get(FLAGS.method)
+    options = tfkd_flags.method_options(FLAGS.method)
+    calibration_flags.check_flags(method, options, len(bundle.validation[1]))
     seconds = {}
     with common.staging_dir(output_dir) as work_dir:
         teacher, teacher_arch = None, None
         if method.needs_teacher:
             teacher, teacher_arch, _ = get_teacher(bundle, strategy, teacher_config, work_dir,
                                                    seconds)
+        # --calibrate_teacher: T* on the validation split (tfkd.cli.calibration_flags).
+        teacher, options, calibration = calibration_flags.calibrate_teacher(
+            teacher, bundle, strategy, options, work_dir)
         start = time.time()
         student = common.distill(method, FLAGS.student, teacher, bundle, strategy, train_config,
-                                 tfkd_flags.method_options(FLAGS.method), work_dir, FLAGS.verbose,
-                                 FLAGS.augment, FLAGS.seed)
+                                 options, work_dir, FLAGS.verbose, FLAGS.augment, FLAGS.seed)
         seconds["distill"] = time.time() - start
         results = {"dataset": FLAGS.dataset, "method": FLAGS.method}
         if teacher is not None:
             results["teacher"] = {"arch": teacher_arch,
                                   "accuracy": common.accuracy(teacher, bundle.test),
                                   "params": int(teacher.count_params())}
+        if calibration is not None:
+            results["calibration"] = calibration
         results["student"] = {"arch": FLAGS.student,
                               "accuracy": common.accuracy(student, bundle.test),
                               "params": int(student.count_params())}

@@ -1,4 +1,6 @@
 """absl flags shared by the command-line tools, and their mapping to config objects."""
+import functools
+
 from absl import flags
 
 from tfkd import data, export, methods, training
@@ -6,6 +8,20 @@ from tfkd import data, export, methods, training
 FLAGS = flags.FLAGS
 
 
+def once(define):
+    """Makes a flag-defining function a no-op after its first call, so that several tools can be
+    imported into one process (tests, tools built on others) without duplicate-flag errors."""
+    done = []
+
+    @functools.wraps(define)
+    def define_once(*args, **kwargs):
+        if not done:
+            define(*args, **kwargs)
+            done.append(True)
+    return define_once
+
+
+@once
 def define_data_flags():
     flags.DEFINE_string("dataset", "synthetic",
                         "A tensorflow-datasets name, idx:DIR, npz:DIR, folder:DIR or synthetic.")
@@ -22,6 +38,7 @@ def define_data_flags():
     flags.DEFINE_integer("difficulty", 4, "synthetic: number of sine terms M (0 = separable).")
 
 
+@once
 def define_training_flags():
     defaults = training.TrainConfig()
     flags.DEFINE_integer("epochs", defaults.epochs, "Distillation epochs.")
@@ -36,6 +53,7 @@ def define_training_flags():
     flags.DEFINE_boolean("augment", False, "Pad-4 random crop and flip for images.")
 
 
+@once
 def define_method_flags():
     """One flag per option of every registered method."""
     for option in methods.all_options().values():
@@ -51,6 +69,7 @@ def define_method_flags():
             flags.DEFINE_string(option.name, option.default, option.help)
 
 
+@once
 def define_export_flags():
     flags.DEFINE_list("export", list(export.DEFAULT_FORMATS),
                       f"Export formats, a comma list of {', '.join(export.FORMATS)}.")

@@ -1,0 +1,202 @@
+"""bin/distill --calibrate_teacher, bin/calibrate and bin/ladder on tiny synthetic data."""
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from absl import flags
+
+from tfkd import calibration, data, export
+from tfkd.cli import calibrate, common, distill, ladder
+from tfkd.cli import flags as tfkd_flags
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = ["--dataset=synthetic", "--synthetic_size=600", "--synthetic_dim=12",
+        "--synthetic_classes=4", "--synthetic_superclasses=2"]
+TRAIN = ["--teacher_epochs=2", "--student=mlp_small", "--epochs=1", "--batch_size=64",
+         "--optimizer=adam", "--learning_rate=0.01", "--verbose=0", "--export=keras"]
+
+
+def parse(args):
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["tool", *args])
+
+
+@pytest.fixture(autouse=True)
+def reset_flags():
+    yield
+    flags.FLAGS.unparse_flags()
+
+
+def run_distill(args, recorded):
+    """distill.run() with `common.distill` spied on: records the teacher and options it gets."""
+    original = common.distill
+
+    def spy(method, student_arch, teacher, bundle, strategy, config, options, *rest):
+        recorded.update(teacher=teacher, options=dict(options), bundle=bundle)
+        return original(method, student_arch, teacher, bundle, strategy, config, options, *rest)
+
+    common.distill = spy
+    try:
+        parse(args)
+        return distill.run()
+    finally:
+        common.distill = original
+
+
+def logits(model, split):
+    return model.predict(data.to_float(split[0]), verbose=0).astype(np.float64)
+
+
+@pytest.fixture(scope="module")
+def scale_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("scale") / "run"
+    recorded = {}
+    results = run_distill(DATA + TRAIN + ["--teacher=mlp", "--calibrate_teacher",
+                                          f"--output_dir={out}"], recorded)
+    flags.FLAGS.unparse_flags()
+    return out, results, recorded
+
+
+def test_calibrate_teacher_scale_fits_on_validation_and_measures_test(scale_run):
+    out, results, recorded = scale_run
+    teacher = keras.saving.load_model(out / "teacher.keras")
+    bundle = recorded["bundle"]
+    validation, test = logits(teacher, bundle.validation), logits(teacher, bundle.test)
+    expected_t = calibration.fit_temperature(validation, bundle.validation[1])
+    got = results["calibration"]
+    assert got["temperature"] == pytest.approx(expected_t, rel=1e-4)
+    assert got["mode"] == "scale" and got["fit_split"] == "validation"
+    for when, t in (("before", 1.0), ("after", got["temperature"])):
+        assert got[f"ece_{when}"] == pytest.approx(calibration.expected_calibration_error(
+            calibration.softmax(test, t), bundle.test[1]), abs=1e-4)
+        assert got[f"nll_{when}"] == pytest.approx(
+            calibration.negative_log_likelihood(test, bundle.test[1], t), rel=1e-4)
+        assert (out / f"reliability_{when}.png").stat().st_size > 5000
+    assert got["nll_after"] <= got["nll_before"] + 0.05  # fitted on validation, measured on test
+    assert json.loads((out / "results.json").read_text())["calibration"] == got
+    # The method saw the calibrated teacher (logits / T*) and its own temperature.
+    x = data.to_float(bundle.test[0][:32])
+    np.testing.assert_allclose(recorded["teacher"].predict(x, verbose=0),
+                               teacher.predict(x, verbose=0) / got["temperature"], rtol=1e-5)
+    assert recorded["options"]["temperature"] == 4.0 == got["distillation_temperature"]
+
+
+def test_calibrate_teacher_replace_sets_the_distillation_temperature(scale_run, tmp_path):
+    out, first, _ = scale_run
+    recorded = {}
+    results = run_distill(DATA + TRAIN + [f"--teacher={out / 'teacher.keras'}",
+                                          "--calibrate_teacher", "--calibration_mode=replace",
+                                          f"--output_dir={tmp_path / 'run'}"], recorded)
+    temperature = results["calibration"]["temperature"]
+    assert temperature == pytest.approx(first["calibration"]["temperature"], rel=1e-6)
+    assert recorded["options"]["temperature"] == temperature
+    assert results["calibration"]["distillation_temperature"] == temperature
+    teacher = keras.saving.load_model(out / "teacher.keras")
+    x = data.to_float(recorded["bundle"].test[0][:32])
+    np.testing.assert_allclose(recorded["teacher"].predict(x, verbose=0),
+                               teacher.predict(x, verbose=0), rtol=1e-6)
+    assert results["flags"]["calibration_mode"] == "replace"
+
+
+def test_calibrate_teacher_needs_a_validation_split(tmp_path):
+    parse(DATA + TRAIN + ["--calibrate_teacher", "--validation_fraction=0",
+                          f"--output_dir={tmp_path / 'run'}"])
+    with pytest.raises(ValueError, match="--validation_fraction"):
+        distill.run()
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("save_as", ["calibrated.keras", "calibrated_saved_model"])
+def test_bin_calibrate_reports_and_saves_the_calibrated_model(scale_run, tmp_path, save_as,
+                                                              capsys):
+    out, results, recorded = scale_run
+    report = tmp_path / "report"
+    parse(DATA + [f"--model={out / 'teacher.keras'}", f"--save={tmp_path / save_as}",
+                  f"--report_dir={report}"])
+    summary = calibrate.run()
+    assert summary["temperature"] == pytest.approx(results["calibration"]["temperature"],
+                                                   rel=1e-6)
+    for key in ("ece_before", "ece_after", "nll_before", "nll_after"):
+        assert summary[key] == pytest.approx(results["calibration"][key], abs=1e-6)
+    assert json.loads((report / "calibration.json").read_text()) == summary
+    for when in ("before", "after"):
+        assert (report / f"reliability_{when}.png").exists()
+    printed = capsys.readouterr().out
+    assert f"T* = {summary['temperature']:.4f}" in printed and "after" in printed
+    x = data.to_float(recorded["bundle"].test[0][:32])
+    raw = keras.saving.load_model(out / "teacher.keras").predict(x, verbose=0)
+    if save_as.endswith(".keras"):
+        calibrated = keras.saving.load_model(tmp_path / save_as).predict(x, verbose=0)
+    else:
+        calibrated = export.saved_model_predict(str(tmp_path / save_as), x)
+    np.testing.assert_allclose(calibrated, raw / summary["temperature"], rtol=1e-5)
+
+
+def test_bin_calibrate_rejects_a_model_for_other_data(tmp_path):
+    model = keras.Sequential([keras.Input((12,)), keras.layers.Dense(3)])
+    model.save(tmp_path / "three.keras")
+    parse(DATA + [f"--model={tmp_path / 'three.keras'}", f"--report_dir={tmp_path / 'r'}"])
+    with pytest.raises(ValueError, match="3 outputs.*4 classes"):
+        calibrate.run()
+    parse(DATA)
+    with pytest.raises(ValueError, match="--model is required"):
+        calibrate.run()
+
+
+def test_ladder_table_matches_its_teachers(scale_run, tmp_path):
+    out, _, _ = scale_run
+    run_dir = tmp_path / "ladder"
+    parse(DATA + TRAIN + ["--ladder_teachers=mlp_small," + str(out / "teacher.keras"),
+                          "--ladder_seeds=1", f"--output_dir={run_dir}"])
+    results = ladder.run()
+    assert [row["teacher"] for row in results["rows"]] == ["mlp_small", "teacher"]
+    assert results["modes"] == ["none", "scale", "replace"]
+    bundle = data.load(tfkd_flags.data_config())
+    for row, path in zip(results["rows"], (run_dir / "teachers" / "mlp_small.keras",
+                                           out / "teacher.keras")):
+        teacher = keras.saving.load_model(path)
+        assert row["params"] == teacher.count_params()
+        assert row["temperature"] == pytest.approx(calibration.fit_temperature(
+            logits(teacher, bundle.validation), bundle.validation[1]), rel=1e-4)
+        assert row["accuracy"] == pytest.approx(common.accuracy(teacher, bundle.test))
+        for mode in results["modes"]:
+            assert 0.0 <= row["student"][mode]["mean"] <= 1.0
+            assert len(row["student"][mode]["accuracies"]) == 1
+        assert (run_dir / "reliability" / row["teacher"] / "reliability_after.png").exists()
+    table = (run_dir / "ladder.md").read_text()
+    assert "| mlp_small |" in table and "| teacher |" in table and "bin/ladder" in table
+    assert json.loads((run_dir / "ladder.json").read_text())["rows"][1]["temperature"] == (
+        results["rows"][1]["temperature"])
+    assert (run_dir / "ladder.png").stat().st_size > 10000
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--teacher=mlp"], "--teacher does not apply"),
+    (["--ladder_teachers=mlp,nope"], "'nope' is neither"),
+    (["--ladder_modes=scale,twice"], "unknown mode"),
+    (["--ladder_seeds=0"], "--ladder_seeds"),
+])
+def test_ladder_bad_flags(extra, message, tmp_path):
+    parse(DATA + TRAIN + extra + [f"--output_dir={tmp_path / 'run'}"])
+    with pytest.raises(ValueError, match=message):
+        ladder.run()
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("tool,args,fragment", [
+    ("calibrate", ["--model=/nonexistent/model.keras"], "--model"),
+    ("ladder", ["--ladder_teachers=resnet8,nope"], "--ladder_teachers"),
+])
+def test_tools_print_one_clear_line(tool, args, fragment, tmp_path):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("TFKD_DEBUG", None)
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "bin", tool), *DATA, *args],
+                            capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if f"{tool}: error:" in line]
+    assert len(errors) == 1 and fragment in errors[0], result.stderr

@@ -9,6 +9,7 @@ from absl import flags
 from tfkd import data, export, methods, models, teachers, training
 from tfkd.cli import common
 from tfkd.cli import flags as tfkd_flags
+from tfkd.cli import teaching as cli_teaching
 
 FLAGS = flags.FLAGS
 
@@ -16,6 +17,7 @@ tfkd_flags.define_data_flags()
 tfkd_flags.define_training_flags()
 tfkd_flags.define_method_flags()
 tfkd_flags.define_export_flags()
+cli_teaching.define_flags()
 flags.DEFINE_string("teacher", "resnet20",
                     "A .keras file or SavedModel folder to load, or an architecture to train.")
 flags.DEFINE_integer("teacher_epochs", 10, "Epochs when the teacher is trained here.")
@@ -75,6 +77,8 @@ def run():
     bundle = data.load(data_config)
     common.seed_everything(FLAGS.seed)
     method = methods.METHODS.get(FLAGS.method)
+    teaching = cli_teaching.TeachingRun(FLAGS.method, method, tfkd_flags.method_options(
+        FLAGS.method), bundle, data_config)
     seconds = {}
     with common.staging_dir(output_dir) as work_dir:
         teacher, teacher_arch = None, None
@@ -82,11 +86,13 @@ def run():
             teacher, teacher_arch, _ = get_teacher(bundle, strategy, teacher_config, work_dir,
                                                    seconds)
         start = time.time()
-        student = common.distill(method, FLAGS.student, teacher, bundle, strategy, train_config,
-                                 tfkd_flags.method_options(FLAGS.method), work_dir, FLAGS.verbose,
-                                 FLAGS.augment, FLAGS.seed)
+        student = common.distill(method, FLAGS.student, teacher,
+                                 teaching.distill_bundle(bundle, teacher), strategy, train_config,
+                                 teaching.options, work_dir, FLAGS.verbose, FLAGS.augment,
+                                 FLAGS.seed, teaching=teaching)
         seconds["distill"] = time.time() - start
-        results = {"dataset": FLAGS.dataset, "method": FLAGS.method}
+        results = {"dataset": FLAGS.dataset, "method": FLAGS.method,
+                   "teaching": teaching.summary()}
         if teacher is not None:
             results["teacher"] = {"arch": teacher_arch,
                                   "accuracy": common.accuracy(teacher, bundle.test),

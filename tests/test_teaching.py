@@ -251,10 +251,19 @@ def _twin_step(strategy, mode, x, y):
     return distiller.fit(dataset, epochs=1, verbose=0).history
 
 
-def test_teaching_modes_under_mirrored_strategy():
+@pytest.fixture(scope="module")
+def mirrored():
+    """One two-replica strategy for the module. It reduces through one device rather than with
+    collective ops, whose instance keys would clash with other tests' MirroredStrategy objects
+    in the same process."""
     devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
     assert len(devices) == 2
-    strategy = tf.distribute.MirroredStrategy(devices)
+    return tf.distribute.MirroredStrategy(
+        devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
+
+
+def test_teaching_modes_under_mirrored_strategy(mirrored):
+    strategy = mirrored
     x, y = _images(n=32)
     losses = {mode: _twin_step(strategy, mode, x, y)["distillation_loss"][0]
               for mode in teaching.MODES}
@@ -263,9 +272,8 @@ def test_teaching_modes_under_mirrored_strategy():
     assert losses["fixed"] > 1e-2 and np.isfinite(losses["fixed"])  # crops vs clean targets
 
 
-def test_replicas_and_steps_draw_different_seeds():
-    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
-    strategy = tf.distribute.MirroredStrategy(devices)
+def test_replicas_and_steps_draw_different_seeds(mirrored):
+    strategy = mirrored
     mode = teaching.Teaching("consistent", seed=5)
     with strategy.scope():
         distiller = tfkd.Distiller(_conv(1), _conv(2))
@@ -397,3 +405,23 @@ def test_test_monitor_measures_accuracy_agreement_and_kl_against_numpy():
     assert values["test_agreement"] == pytest.approx(np.mean(z_s.argmax(-1) == z_t.argmax(-1)))
     kl = np.sum(p * (np.log(p) - np.log(q)), axis=-1).mean()
     assert values["test_teacher_kl"] == pytest.approx(kl, rel=1e-4)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_long_cosine_schedule_with_warmup_follows_the_formula(optimizer):
+    """Patience needs long schedules: 1000 epochs x 40 steps with a 10-epoch linear warm-up."""
+    from tfkd import training
+    config = training.TrainConfig(epochs=1000, optimizer=optimizer, learning_rate=0.1,
+                                  lr_schedule="cosine", warmup_epochs=10)
+    steps, warmup, peak = 40, 400, 0.1
+    total = 1000 * steps
+    assert type(training.make_optimizer(config, steps)).__name__.lower() == optimizer
+
+    def expected(step):
+        if step < warmup:
+            return peak * step / warmup
+        return peak * 0.5 * (1 + np.cos(np.pi * (step - warmup) / (total - warmup)))
+
+    rate = training.learning_rate(config, steps)
+    for step in (0, 200, 400, 1000, 20000, 39000, total - 1, total):
+        assert float(rate(step)) == pytest.approx(expected(step), rel=1e-4, abs=1e-7)

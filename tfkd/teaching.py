@@ -64,19 +64,20 @@ class Teaching:
     seed: int = 0
 
     def __post_init__(self):
+        scale, ratio = tuple(self.crop_scale), tuple(self.crop_ratio)
         checks = [
-            ("teaching", self.mode in MODES, f"one of {', '.join(MODES)}"),
-            ("mixup_alpha", self.mixup_alpha > 0, "a number > 0"),
-            ("mixup_partners", self.mixup_partners in augment.PARTNERS,
+            ("teaching", self.mode, self.mode in MODES, f"one of {', '.join(MODES)}"),
+            ("mixup_alpha", self.mixup_alpha, self.mixup_alpha > 0, "a number > 0"),
+            ("mixup_partners", self.mixup_partners, self.mixup_partners in augment.PARTNERS,
              f"one of {', '.join(augment.PARTNERS)}"),
-            ("crop_scale", len(self.crop_scale) == 2
-             and 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1, "(min, max) in (0, 1]"),
-            ("crop_ratio", len(self.crop_ratio) == 2
-             and 0 < self.crop_ratio[0] <= self.crop_ratio[1], "(min, max) with 0 < min <= max"),
+            ("crop_scale", scale, len(scale) == 2 and 0 < scale[0] <= scale[1] <= 1,
+             "(min, max) with 0 < min <= max <= 1"),
+            ("crop_ratio", ratio, len(ratio) == 2 and 0 < ratio[0] <= ratio[1],
+             "(min, max) with 0 < min <= max"),
         ]
-        for name, ok, expected in checks:
+        for name, value, ok, expected in checks:
             if not ok:
-                raise ValueError(f"{name} must be {expected}, got {getattr(self, _FIELD[name])!r}")
+                raise ValueError(f"{name} must be {expected}, got {value!r}")
 
     # ---- the hook a Distiller delegates to ------------------------------------------------------
     def prepare_batch(self, distiller, x, y, training):
@@ -97,20 +98,20 @@ class Teaching:
             teacher_x = PrecomputedLogits(carried)
             if not training:
                 return x, teacher_x, labels
-            return self.augment(x, self.batch_seed(distiller)), teacher_x, labels
+            return self.view(x, self.batch_seed(distiller)), teacher_x, labels
         if not training:
             return x, x, labels
         student_seed, teacher_seed, mixup_seed = augment.split_seed(self.batch_seed(distiller), 3)
-        student_x = self.augment(x, student_seed)
+        student_x = self.view(x, student_seed)
         if self.mode == "independent":
-            return student_x, self.augment(x, teacher_seed), labels
+            return student_x, self.view(x, teacher_seed), labels
         if self.mode == "function_matching":
             student_x = augment.mixup(student_x, mixup_seed, self.mixup_alpha,
                                       self.mixup_partners)[0]
         return student_x, student_x, labels
 
     # ---- pieces ---------------------------------------------------------------------------------
-    def augment(self, x, seed):
+    def view(self, x, seed):
         """Inception crop then flip for images [batch, H, W, C]; other inputs unchanged."""
         if x.shape.rank != 4:
             return x
@@ -128,10 +129,6 @@ class Teaching:
             seed = tf.random.experimental.stateless_fold_in(seed,
                                                             context.replica_id_in_sync_group)
         return seed
-
-
-_FIELD = {"teaching": "mode", "mixup_alpha": "mixup_alpha", "mixup_partners": "mixup_partners",
-          "crop_scale": "crop_scale", "crop_ratio": "crop_ratio"}
 
 
 def build(teaching):

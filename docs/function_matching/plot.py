@@ -76,7 +76,7 @@ def main(runs_dir):
     left.legend(fontsize=8)
     right.legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(os.path.join(HERE, "consistency.png"), dpi=110)
+    figure.savefig(os.path.join(HERE, "consistency.png"), dpi=85)
 
     figure, axis = plt.subplots(figsize=(6.5, 4.2))
     for name, (results, curve) in runs.items():
@@ -94,7 +94,7 @@ def main(runs_dir):
     axis.set(xlabel="epoch", ylabel="student test accuracy", xscale="log", title="Patience")
     axis.legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(os.path.join(HERE, "patience.png"), dpi=110)
+    figure.savefig(os.path.join(HERE, "patience.png"), dpi=85)
 
     with open(os.path.join(HERE, "results.json"), "w") as handle:
         json.dump({"runs": table,

@@ -95,16 +95,26 @@ def train_classifier(arch, bundle, strategy, config, name, verbose, augment, see
 
 
 def distill(method, student_arch, teacher, bundle, strategy, config, options, work_dir,
-            verbose, augment, seed):
-    """Builds the student and the method's distiller, fits it, returns the student."""
+            verbose, augment, seed, teaching=None):
+    """Builds the student and the method's distiller, fits it, returns the student.
+
+    `teaching` (a tfkd.cli.teaching.TeachingRun, optional) sets the teaching mode, the
+    training batches and extra callbacks.
+    """
     print(f"Distilling {student_arch} with {options} for {config.epochs} epochs", flush=True)
     student = build_model(student_arch, bundle, strategy)
     train, validation, steps = datasets(bundle, config.batch_size, augment, seed)
+    extra_callbacks = []
+    if teaching is not None:
+        train = teaching.train_dataset(train, bundle, teacher, config.batch_size, seed)
+        extra_callbacks = teaching.callbacks(student, teacher)
     with strategy.scope():
         distiller = method.build(student, teacher, bundle, options)
+        if teaching is not None:
+            teaching.attach(distiller)
         distiller.compile(optimizer=training.make_optimizer(config, steps), metrics=["accuracy"])
     distiller.fit(train, validation_data=validation, epochs=config.epochs, shuffle=False,
-                            verbose=verbose, callbacks=callbacks(work_dir, "distill"))
+                  verbose=verbose, callbacks=extra_callbacks + callbacks(work_dir, "distill"))
     if work_dir is not None:
         os.replace(os.path.join(work_dir, "distill.csv"), os.path.join(work_dir, "history.csv"))
     return student

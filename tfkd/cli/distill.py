@@ -9,6 +9,7 @@ from absl import flags
 from tfkd import data, export, methods, models, teachers, training
 from tfkd.cli import calibration_flags, common
 from tfkd.cli import flags as tfkd_flags
+from tfkd.cli import teaching as cli_teaching
 
 FLAGS = flags.FLAGS
 
@@ -17,6 +18,7 @@ tfkd_flags.define_training_flags()
 tfkd_flags.define_method_flags()
 tfkd_flags.define_export_flags()
 calibration_flags.define_flags()
+cli_teaching.define_flags()
 flags.DEFINE_string("teacher", "resnet20",
                     "A .keras file or SavedModel folder to load, or an architecture to train.")
 flags.DEFINE_integer("teacher_epochs", 10, "Epochs when the teacher is trained here.")
@@ -76,7 +78,9 @@ def run():
     bundle = data.load(data_config)
     common.seed_everything(FLAGS.seed)
     method = methods.METHODS.get(FLAGS.method)
-    options = tfkd_flags.method_options(FLAGS.method)
+    teaching = cli_teaching.TeachingRun(FLAGS.method, method, tfkd_flags.method_options(
+        FLAGS.method), bundle, data_config)
+    options = teaching.options
     calibration_flags.check_flags(method, options, len(bundle.validation[1]))
     seconds = {}
     with common.staging_dir(output_dir) as work_dir:
@@ -88,10 +92,13 @@ def run():
         teacher, options, calibration = calibration_flags.calibrate_teacher(
             teacher, bundle, strategy, options, work_dir)
         start = time.time()
-        student = common.distill(method, FLAGS.student, teacher, bundle, strategy, train_config,
-                                 options, work_dir, FLAGS.verbose, FLAGS.augment, FLAGS.seed)
+        student = common.distill(method, FLAGS.student, teacher,
+                                 teaching.distill_bundle(bundle, teacher), strategy, train_config,
+                                 options, work_dir, FLAGS.verbose, FLAGS.augment,
+                                 FLAGS.seed, teaching=teaching)
         seconds["distill"] = time.time() - start
-        results = {"dataset": FLAGS.dataset, "method": FLAGS.method}
+        results = {"dataset": FLAGS.dataset, "method": FLAGS.method,
+                   "teaching": teaching.summary()}
         if teacher is not None:
             results["teacher"] = {"arch": teacher_arch,
                                   "accuracy": common.accuracy(teacher, bundle.test),

@@ -4,6 +4,7 @@ import tensorflow as tf
 from keras import ops
 
 from tfkd import losses
+from tfkd import teaching as teaching_modes
 from tfkd.targets import build_target
 
 
@@ -40,12 +41,16 @@ class Distiller(keras.Model):
     `call` returns the student's logits, so `evaluate` and `predict` speak of the student;
     `evaluate` also reports the distillation loss, computed exactly as in training.
     Save or export `distiller.student`, never the distiller (it holds the teacher).
+
+    `teaching` (None, a mode name or a `tfkd.teaching.Teaching`) decides what teacher and
+    student see of each training batch: None hands both the batch unchanged; "fixed",
+    "independent", "consistent" and "function_matching" are Beyer et al.'s (2022) modes.
     """
 
     loss_terms = ("loss", "student_loss", "distillation_loss")
 
     def __init__(self, student, teacher=None, temperature=4.0, alpha=0.9, target="temperature",
-                 distance="kl", target_options=None, **kwargs):
+                 distance="kl", target_options=None, teaching=None, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
@@ -64,17 +69,22 @@ class Distiller(keras.Model):
         if teacher is not None:
             check_class_counts(student, teacher)
             teacher.trainable = False
+        self.teaching = teaching_modes.build(teaching)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.loss_terms}
 
     # ---- pieces a method may override -------------------------------------------------------
     def teacher_logits(self, x):
         """The frozen teacher's logits (inference mode, no gradient), or None without a teacher."""
+        if isinstance(x, teaching_modes.PrecomputedLogits):  # fixed teaching: computed once
+            return ops.stop_gradient(ops.cast(x.logits, "float32"))
         if self.teacher is None or not getattr(self.target, "needs_teacher", True):
             return None
         return ops.stop_gradient(self.teacher(x, training=False))
 
     def prepare_batch(self, x, y, training):
         """Returns (student input, teacher input, labels); augmentation hooks go here."""
+        if self.teaching is not None:
+            return self.teaching.prepare_batch(self, x, y, training)
         return x, x, y
 
     def compute_terms(self, x, y, student_logits, teacher_logits, training):

@@ -162,6 +162,34 @@ def test_cli_broken_search_space_is_one_line(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_flagfile_round_trips_every_distill_flag(tmp_path):
+    parse(TINY + ["--augment", "--export=keras,tflite", "--learning_rate=0.00123456789",
+                  "--search_space=x.json", "--output_dir=somewhere"])
+    values = tune.distill_flag_values()
+    assert "search_space" not in values and "output_dir" not in values and "tuner" not in values
+    (tmp_path / "all.flags").write_text(tune.flagfile_text(values, comments=("a comment",)))
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["distill", f"--flagfile={tmp_path / 'all.flags'}"])
+    assert tune.distill_flag_values() == values
+    assert values["augment"] is True and values["export"] == ["keras", "tflite"]
+    assert values["learning_rate"] == 0.00123456789 and values["data_dir"] is None
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["--max_trials=0"], "--max_trials must be an integer >= 1"),
+    (["--validation_fraction=0"], "--validation_fraction must be > 0"),
+    (["--search_space="], "--search_space is required"),
+    (["--search_space=missing.json"], "--search_space missing.json does not exist"),
+])
+def test_bad_tune_flags_are_named(tmp_path, extra, fragment):
+    (tmp_path / "space.json").write_text(json.dumps(SPACE))
+    parse(TINY + [f"--search_space={tmp_path / 'space.json'}", f"--output_dir={tmp_path / 'o'}",
+                  *extra])
+    with pytest.raises(ValueError, match=fragment):
+        tune.run()
+    assert not (tmp_path / "o").exists()
+
+
 # ---- the search end to end ------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

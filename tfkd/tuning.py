@@ -17,7 +17,9 @@ The objective is the student's accuracy on the validation split at the end of tr
 (`val_accuracy`), so that `bin/distill` with the best values reproduces the measured run. The
 hypermodel holds the data set without its test split, so no trial can read it.
 """
+import csv
 import dataclasses
+import io
 import json
 import math
 import os
@@ -27,7 +29,7 @@ import keras
 import keras_tuner
 import tensorflow as tf
 
-from tfkd import methods, models, training
+from tfkd import export, methods, models, training
 from tfkd.cli import common
 from tfkd.io import write_text
 
@@ -73,7 +75,8 @@ def _option_tunable(option):
 
 def tunables(method):
     """Name -> Tunable for every hyperparameter a search over `method` may set."""
-    options = {option.name: _option_tunable(option) for option in methods.METHODS.get(method).options}
+    options = {option.name: _option_tunable(option)
+               for option in methods.METHODS.get(method).options}
     return {**options, **TRAINING_HYPERPARAMETERS}
 
 
@@ -125,7 +128,8 @@ def _check_value(source, name, tunable, value):
     elif tunable.kind == "int":
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif tunable.kind == "float":
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+              and math.isfinite(value))
     else:
         ok = isinstance(value, str) and (not tunable.choices or value in tunable.choices)
     if not ok:
@@ -275,7 +279,8 @@ class DistillerHyperModel(keras_tuner.HyperModel):
     def configs(self, hp):
         """(TrainConfig, method options, augment) for the hyperparameters `hp`."""
         values = self.values(hp)
-        train = {k: v for k, v in values.items() if k in TRAINING_HYPERPARAMETERS and k != "augment"}
+        train = {k: v for k, v in values.items()
+                 if k in TRAINING_HYPERPARAMETERS and k != "augment"}
         options = {**self.options, **{k: v for k, v in values.items() if k in self.options}}
         return (dataclasses.replace(self.train_config, **train), options,
                 values.get("augment", self.augment))
@@ -312,14 +317,14 @@ class DistillerHyperModel(keras_tuner.HyperModel):
         """Writes the last fitted student (`student.keras`) and its history (`history.csv`)."""
         if self.last_student is None:
             return
-        from tfkd import export  # heavy (TFLite) and only needed here
         export.save_keras(self.last_student, os.path.join(folder, "student.keras"))
         names = list(self.last_history)
-        rows = zip(*(self.last_history[name] for name in names))
-        lines = [",".join(["epoch", *names])]
-        lines += [",".join([str(epoch), *map(repr, map(float, row))])
-                  for epoch, row in enumerate(rows)]
-        write_text(os.path.join(folder, "history.csv"), "\n".join(lines) + "\n")
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["epoch", *names])
+        for epoch, row in enumerate(zip(*(self.last_history[name] for name in names))):
+            writer.writerow([epoch, *map(float, row)])
+        write_text(os.path.join(folder, "history.csv"), buffer.getvalue())
 
 
 class SearchError(keras_tuner.errors.FatalValueError):

@@ -158,6 +158,28 @@ def check_flags():
                          "validation accuracy and never looks at the test split")
 
 
+def write_tables(output_dir, rows):
+    write_text(os.path.join(output_dir, "trials.csv"), csv_text(rows))
+    title = (f"{FLAGS.method} {FLAGS.student} on {FLAGS.dataset}: {len(rows)} trials of "
+             f"--tuner={FLAGS.tuner}, best first, by the student's validation accuracy")
+    write_text(os.path.join(output_dir, "trials.md"), markdown_text(rows, title))
+
+
+def write_best_flags(output_dir, best, best_values, trial_count, teacher_path, teacher_scale):
+    """best.flags: every bin/distill flag as run here, with the best values and this teacher."""
+    values = {**distill_flag_values(), **best_values}
+    if teacher_path is not None:
+        values.update(teacher=teacher_path, teacher_input_scale=teacher_scale)
+    searched = ", ".join(f"{name}={value}" for name, value in best_values.items())
+    write_text(os.path.join(output_dir, "best.flags"), flagfile_text(values, comments=(
+        f"bin/tune --tuner={FLAGS.tuner} --search_space={FLAGS.search_space}: best of "
+        f"{trial_count} trials, trial {best.trial_id} ({TUNER_FOLDER}/trial_{best.trial_id}), "
+        f"validation accuracy {best.score:.4f}",
+        f"searched: {searched}",
+        "reproduce: bin/distill --flagfile=best.flags --output_dir=DIR")))
+    return searched
+
+
 def run():
     """Runs the search from parsed flags; returns the results dictionary."""
     check_flags()
@@ -170,10 +192,9 @@ def run():
     resuming = prepare_output_dir(output_dir, settings)
     bundle = data.load(data_config)
     common.seed_everything(FLAGS.seed)
-    method = methods.METHODS.get(FLAGS.method)
     seconds = {}
     teacher, teacher_path, teacher_scale = None, None, None
-    if method.needs_teacher:
+    if methods.METHODS.get(FLAGS.method).needs_teacher:
         teacher, teacher_path, teacher_scale = get_teacher(bundle, strategy, output_dir, resuming,
                                                            seconds)
     hypermodel = tuning.DistillerHyperModel(
@@ -188,22 +209,11 @@ def run():
     seconds["search"] = time.time() - start
 
     rows = tuning.trials_table(tuner)
-    write_text(os.path.join(output_dir, "trials.csv"), csv_text(rows))
-    title = (f"{FLAGS.method} {FLAGS.student} on {FLAGS.dataset}: {len(rows)} trials of "
-             f"--tuner={FLAGS.tuner}, best first, by the student's validation accuracy")
-    write_text(os.path.join(output_dir, "trials.md"), markdown_text(rows, title))
-
+    write_tables(output_dir, rows)
     best = tuning.best_trial(tuner)
     best_values = hypermodel.values(best.hyperparameters)
-    flag_values = {**distill_flag_values(), **best_values}
-    if teacher_path is not None:
-        flag_values.update(teacher=teacher_path, teacher_input_scale=teacher_scale)
-    searched = ", ".join(f"{name}={value}" for name, value in best_values.items())
-    write_text(os.path.join(output_dir, "best.flags"), flagfile_text(flag_values, comments=(
-        f"bin/tune --tuner={FLAGS.tuner} --search_space={FLAGS.search_space}: best of "
-        f"{len(rows)} trials, trial {best.trial_id}, validation accuracy {best.score:.4f}",
-        f"searched: {searched}",
-        "reproduce: bin/distill --flagfile=best.flags --output_dir=DIR")))
+    searched = write_best_flags(output_dir, best, best_values, len(rows), teacher_path,
+                                teacher_scale)
     shutil.copyfile(os.path.join(tuner.get_trial_dir(best.trial_id), "history.csv"),
                     os.path.join(output_dir, "history.csv"))
 
@@ -235,8 +245,8 @@ def run():
     results["seconds"] = seconds
     write_text(os.path.join(output_dir, "results.json"), json.dumps(results, indent=2) + "\n")
     common.print_summary(results, output_dir)
-    print(f"  best     trial {best.trial_id} of {len(rows)}, validation accuracy "
-          f"{best.score:.4f}: {searched}")
+    print(f"  best     trial {best.trial_id} ({TUNER_FOLDER}/trial_{best.trial_id}) of "
+          f"{len(rows)}, validation accuracy {best.score:.4f}: {searched}")
     print(f"  search   {output_dir}: trials.csv, trials.md, best.flags, {TUNER_FOLDER}/")
     return results
 

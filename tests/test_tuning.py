@@ -255,9 +255,9 @@ def read_csv(path):
 
 def test_search_writes_every_output(search):
     out = search["out"]
-    for name in ("trials.csv", "trials.md", "best.flags", "results.json", "search.json",
-                 "history.csv", "student.keras", "teacher.keras", "tuner/tuner0.json",
-                 "tuner/trial_0/student.keras", "tuner/trial_1/history.csv"):
+    for name in ("trials.csv", "trials.md", "trials.png", "best.flags", "results.json",
+                 "search.json", "history.csv", "student.keras", "teacher.keras",
+                 "tuner/tuner0.json", "tuner/trial_0/student.keras", "tuner/trial_1/history.csv"):
         assert (out / name).exists(), name
     rows = read_csv(out / "trials.csv")
     assert [row["status"] for row in rows] == ["COMPLETED", "COMPLETED"]

@@ -4,7 +4,7 @@ Takes every `bin/distill` flag plus --tuner, --max_trials and --search_space. Th
 trained or loaded once; each trial distills a fresh student and is scored by its validation
 accuracy; the test split is read once, for the best trial. Writes to --output_dir:
 
-  trials.csv, trials.md  every trial, best first
+  trials.csv, trials.md  every trial, best first; trials.png, accuracy against each value
   best.flags             every bin/distill flag with the best values: bin/distill --flagfile=
   results.json           best trial, its test accuracy, the teacher's, the flags
   tuner/                 keras-tuner's state: re-running the same command resumes the search
@@ -158,11 +158,47 @@ def check_flags():
                          "validation accuracy and never looks at the test split")
 
 
-def write_tables(output_dir, rows):
+def plot_trials(rows, space, path):
+    """trials.png: the validation accuracy of every completed trial against each searched value."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    done = [row for row in rows if row.get(tuning.OBJECTIVE) is not None]
+    figure, axes = plt.subplots(1, len(space), figsize=(3.2 * len(space), 3.0), sharey=True,
+                                squeeze=False)
+    scores = [row[tuning.OBJECTIVE] for row in done]
+    for axis, parameter in zip(axes[0], space):
+        values = [row[parameter.name] for row in done]
+        if parameter.kind in ("bool", "string"):  # categories on evenly spaced positions
+            labels = [str(value) for value in (parameter.values or sorted(set(values), key=str))]
+            positions = [labels.index(str(value)) for value in values]
+            axis.set_xticks(range(len(labels)), labels)
+            values = positions
+        elif parameter.scale == "log":
+            axis.set_xscale("log")
+            axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        axis.scatter(values, scores, s=18)
+        if done:
+            axis.scatter(values[0], scores[0], s=60, facecolors="none", edgecolors="red",
+                         label="best")
+        axis.set_xlabel(parameter.name)
+        axis.grid(alpha=0.3)
+    axes[0][0].set_ylabel("validation accuracy")
+    if done:
+        axes[0][0].legend(loc="best", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def write_tables(output_dir, rows, space):
     write_text(os.path.join(output_dir, "trials.csv"), csv_text(rows))
     title = (f"{FLAGS.method} {FLAGS.student} on {FLAGS.dataset}: {len(rows)} trials of "
              f"--tuner={FLAGS.tuner}, best first, by the student's validation accuracy")
     write_text(os.path.join(output_dir, "trials.md"), markdown_text(rows, title))
+    plot_trials(rows, space, os.path.join(output_dir, "trials.png"))
 
 
 def write_best_flags(output_dir, best, best_values, trial_count, teacher_path, teacher_scale):
@@ -209,7 +245,7 @@ def run():
     seconds["search"] = time.time() - start
 
     rows = tuning.trials_table(tuner)
-    write_tables(output_dir, rows)
+    write_tables(output_dir, rows, hypermodel.space)
     best = tuning.best_trial(tuner)
     best_values = hypermodel.values(best.hyperparameters)
     searched = write_best_flags(output_dir, best, best_values, len(rows), teacher_path,
@@ -247,7 +283,8 @@ def run():
     common.print_summary(results, output_dir)
     print(f"  best     trial {best.trial_id} ({TUNER_FOLDER}/trial_{best.trial_id}) of "
           f"{len(rows)}, validation accuracy {best.score:.4f}: {searched}")
-    print(f"  search   {output_dir}: trials.csv, trials.md, best.flags, {TUNER_FOLDER}/")
+    print(f"  search   {output_dir}: trials.csv, trials.md, trials.png, best.flags, "
+          f"{TUNER_FOLDER}/")
     return results
 
 

@@ -102,6 +102,9 @@ def distill(method, student_arch, teacher, bundle, strategy, config, options, wo
     training batches and extra callbacks.
     """
     print(f"Distilling {student_arch} with {options} for {config.epochs} epochs", flush=True)
+    # Seeded here, so the student starts alike whether the teacher was trained or loaded (and
+    # a bin/tune trial, which builds its student the same way, is reproduced by bin/distill).
+    seed_everything(seed)
     student = build_model(student_arch, bundle, strategy)
     train, validation, steps = datasets(bundle, config.batch_size, augment, seed)
     extra_callbacks = []

@@ -35,9 +35,10 @@ def run_distill(args, recorded):
     """distill.run() with `common.distill` spied on: records the teacher and options it gets."""
     original = common.distill
 
-    def spy(method, student_arch, teacher, bundle, strategy, config, options, *rest):
+    def spy(method, student_arch, teacher, bundle, strategy, config, options, *rest, **kwargs):
         recorded.update(teacher=teacher, options=dict(options), bundle=bundle)
-        return original(method, student_arch, teacher, bundle, strategy, config, options, *rest)
+        return original(method, student_arch, teacher, bundle, strategy, config, options, *rest,
+                        **kwargs)
 
     common.distill = spy
     try:

@@ -20,12 +20,12 @@ from tfkd.targets import TARGETS
 EPSILON = Option("epsilon", 0.1, "ls: label-smoothing factor in [0, 1].")
 TOPK = Option("topk", 3, "kd_topk: number k of largest teacher probabilities kept, in [1, K].")
 GAMMA = Option("gamma", 0.5, "kd_pt_sim: weight of the KD-pt target; 1 - gamma weighs KD-sim.")
-SIM_BETA = Option("sim_beta", 1.0,
-                  "kd_sim: power beta on the rescaled cosine similarities (1 + s) / 2.")
-SIM_TEMPERATURE = Option("sim_temperature", 0.1,
-                         "kd_sim: softmax temperature of the class similarities (> 0).")
-CLASSIFIER_LAYER = Option("classifier_layer", "classifier",
-                          "kd_sim: the teacher's final Dense layer (kernel [features, K]).")
+SIM_BETA = Option("sim_beta", 1.0, "kd_sim, kd_pt_sim: power beta on the rescaled cosine "
+                  "similarities (1 + s) / 2.")
+SIM_TEMPERATURE = Option("sim_temperature", 0.1, "kd_sim, kd_pt_sim: softmax temperature of "
+                         "the class similarities (> 0).")
+CLASSIFIER_LAYER = Option("classifier_layer", "classifier", "kd_sim, kd_pt_sim: the teacher's "
+                          "final Dense layer (kernel [features, K]).")
 P_GT = Option("p_gt", 0.7, "kd_rel: mass on the true class (> 0), before normalising.")
 P_SAME = Option("p_same", 0.05,
                 "kd_rel: mass on each other class of the true class's super-class.")
@@ -79,11 +79,15 @@ class SimTarget:
     needs_teacher = False
 
     def __init__(self, classifier_weights, sim_beta=1.0, sim_temperature=0.1, **unused):
-        self.table = ops.convert_to_tensor(partial_targets.similarity_targets(
-            classifier_weights, sim_beta, sim_temperature))
+        classifier_weights = np.asarray(classifier_weights, "float32")
+        partial_targets.similarity_targets(classifier_weights, sim_beta, sim_temperature)
+        self.classifier_weights = ops.convert_to_tensor(classifier_weights)
+        self.beta, self.sim_temperature = sim_beta, sim_temperature
 
     def __call__(self, teacher_logits, labels):
-        return ops.take(self.table, partial_targets._labels(labels), axis=0)
+        # Recomputing the [K, K] table costs one K x F product per step: nothing next to a model.
+        return partial_targets.kd_sim(self.classifier_weights, labels, self.beta,
+                                      self.sim_temperature)
 
 
 class PtSimTarget(_TeacherProbs):

@@ -31,7 +31,8 @@ flags.DEFINE_list("analysis_temperatures", ["1", "4"],
                   "Temperatures of the teacher-correlation heatmaps.")
 flags.DEFINE_enum("analysis_split", "train", ["train", "validation", "test"],
                   "Which split the analyses read.")
-flags.DEFINE_integer("analysis_examples", 5000, "Random examples of the split to analyse (0 = all).")
+flags.DEFINE_integer("analysis_examples", 5000,
+                     "Random examples of the split to analyse (0 = all).")
 
 
 def _temperatures():
@@ -160,7 +161,8 @@ def _print_summary(results):
         parts = [f"{key} {value:+.3f}" for key, value in entry.items()]
         print(f"  correlation at T = {t:<5}" + ", ".join(parts))
     if "cosine_block_contrast" in relationships:
-        print(f"  classifier cosine    block_contrast {relationships['cosine_block_contrast']:+.3f}")
+        contrast = relationships["cosine_block_contrast"]
+        print(f"  classifier cosine    block_contrast {contrast:+.3f}")
     if "gradient_rescaling" in results:
         entry = results["gradient_rescaling"]
         print(f"  gradient rescaling   Pearson(w_i, p_t) = {entry['pearson_w_pt']:+.3f}, "

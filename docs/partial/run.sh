@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Runs the partial-distillation experiments of docs/partial/README.md and builds the tables.
+#   docs/partial/run.sh synthetic|fashion|tables|all      (from the repository root)
+# Run outputs (models, results.json) go to $OUT (default /tmp/tfkd-partial); a run whose
+# results.json exists is skipped, so the script resumes after an interruption.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/tfkd-partial}
+PYTHON=${PYTHON:-python}
+DISTILL=(nice -n 10 "$PYTHON" bin/distill --verbose=0 --export=keras --overwrite)
+
+run() {  # run OUTPUT_DIR FLAGS...: one bin/distill job unless it already finished
+  local dir=$1; shift
+  if [[ -f $dir/results.json ]]; then return; fi
+  echo "== $dir"
+  "${DISTILL[@]}" --output_dir="$dir" "$@"
+}
+
+# Section 5.1: 20 classes in 4 super-classes, 3 class similarities, 3 seeds (each seed draws a
+# new data set and new initialisations). The KD run trains the teacher (mlp_large) and the
+# student alone (mlp); KD-pt and KD-sim load that teacher. All teachers are trained first.
+SYNTHETIC=(--dataset=synthetic --synthetic_size=50000 --synthetic_dim=20 --synthetic_classes=20
+           --synthetic_superclasses=4 --difficulty=2 --validation_fraction=0.1
+           --student=mlp --epochs=10 --batch_size=128 --optimizer=adam
+           --learning_rate=0.002 --lr_schedule=cosine --weight_decay=0
+           --temperature=4 --alpha=0.9)
+SIMILARITIES=(0.0 0.5 0.9)
+synthetic() {
+  for similarity in "${SIMILARITIES[@]}"; do
+    for seed in 0 1 2; do
+      run "$OUT/synthetic/sim$similarity/seed$seed/kd" "${SYNTHETIC[@]}" \
+        --class_similarity=$similarity --seed=$seed --method=kd --teacher=mlp_large \
+        --teacher_epochs=20 --baseline
+    done
+  done
+  for similarity in "${SIMILARITIES[@]}"; do
+    for seed in 0 1 2; do
+      local dir=$OUT/synthetic/sim$similarity/seed$seed
+      local flags=("${SYNTHETIC[@]}" --class_similarity=$similarity --seed=$seed
+                   --teacher="$dir/kd/teacher.keras")
+      run "$dir/kd_pt" "${flags[@]}" --method=kd_pt
+      run "$dir/kd_sim" "${flags[@]}" --method=kd_sim
+    done
+  done
+}
+
+# Section 5.2 on Fashion-MNIST: one cnn_large teacher, trained once (seed 0) by a run whose own
+# student is not used, then loaded by every student run. Students see 15 epochs of batch 64.
+FASHION_DATA=(--dataset=idx:/usr/share/datasets/fashion-mnist --train_limit=5000
+              --test_limit=2000 --validation_fraction=0.1)
+FASHION=("${FASHION_DATA[@]}" --student=cnn_small --epochs=15 --batch_size=64 --optimizer=adam
+         --learning_rate=0.005 --lr_schedule=cosine --weight_decay=0 --temperature=4 --alpha=0.9)
+fashion() {
+  local teacher=$OUT/fashion/teacher/teacher.keras
+  run "$OUT/fashion/teacher" "${FASHION_DATA[@]}" --seed=0 --method=kd --teacher=cnn_large \
+    --teacher_epochs=10 --student=cnn_small --epochs=8 --batch_size=128 --optimizer=adam \
+    --learning_rate=0.002 --lr_schedule=cosine --weight_decay=0 --temperature=4 --alpha=0.9 \
+    --baseline
+  for seed in 0 1 2; do
+    local dir=$OUT/fashion/seed$seed
+    run "$dir/kd" "${FASHION[@]}" --seed=$seed --method=kd --teacher="$teacher" --baseline
+    run "$dir/ls" "${FASHION[@]}" --seed=$seed --method=ls --epsilon=0.1
+    for method in kd_pt kd_sim kd_pt_sim kd_topk; do
+      run "$dir/$method" "${FASHION[@]}" --seed=$seed --method=$method --teacher="$teacher"
+    done
+    run "$dir/kd_rel" "${FASHION[@]}" --seed=$seed --method=kd_rel \
+      --superclass_map=docs/partial/fashion_mnist_superclasses.json
+  done
+}
+
+tables() {
+  "$PYTHON" docs/partial/aggregate.py "$OUT" docs/partial
+}
+
+case ${1:-all} in
+  synthetic) synthetic ;;
+  fashion) fashion ;;
+  tables) tables ;;
+  all) synthetic; fashion; tables ;;
+  *) echo "usage: $0 synthetic|fashion|tables|all" >&2; exit 2 ;;
+esac

@@ -71,6 +71,19 @@ def _cell(entry):
     return f"{entry['mean']:.2f} ± {entry['std']:.2f}"
 
 
+def _per_seed_markdown(settings, rows):
+    """One column per (setting, seed): the paired comparisons behind the means."""
+    columns = [(name, seed) for name, table in settings.items()
+               for seed in sorted(table["Student"]["seeds"])]
+    lines = ["| Method | " + " | ".join(f"{name} seed {seed}" for name, seed in columns) + " |",
+             "|---" * (len(columns) + 1) + "|"]
+    for row, _, _ in rows:
+        cells = [settings[name][row]["seeds"].get(seed) for name, seed in columns]
+        lines.append(f"| {row} | " + " | ".join("-" if value is None else f"{value:.2f}"
+                                                for value in cells) + " |")
+    return "\n".join(lines)
+
+
 def _markdown(columns, rows):
     header = "| Method | " + " | ".join(columns) + " |"
     lines = [header, "|---" * (len(columns) + 1) + "|"]
@@ -98,6 +111,9 @@ def main(runs_dir, docs_dir):
         columns = {f"similarity {s}": table for s, table in results["synthetic"].items()}
         sections.append("### Synthetic (section 5.1), test accuracy %\n\n"
                         + _markdown(columns, SYNTHETIC_ROWS))
+        per_seed = {f"sim {s}": table for s, table in results["synthetic"].items()}
+        sections.append("### Synthetic, every seed (test accuracy %)\n\n"
+                        + _per_seed_markdown(per_seed, SYNTHETIC_ROWS))
         gains = {f"similarity {s}": table for s, table in results["synthetic_gains"].items()}
         sections.append("### Synthetic, gain over the student alone on the same seed "
                         "(points)\n\n" + _markdown(gains, SYNTHETIC_ROWS))

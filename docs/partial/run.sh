@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the partial-distillation experiments of docs/partial/README.md and builds the tables.
-#   docs/partial/run.sh synthetic|fashion|tables|all      (from the repository root)
+#   docs/partial/run.sh synthetic|fashion|analysis|tables|all   (from the repository root)
 # Run outputs (models, results.json) go to $OUT (default /tmp/tfkd-partial); a run whose
 # results.json exists is skipped, so the script resumes after an interruption.
 set -euo pipefail
@@ -44,15 +44,19 @@ synthetic() {
   done
 }
 
-# Section 5.2 on Fashion-MNIST: one cnn_large teacher, trained once (seed 0) by a run whose own
-# student is not used, then loaded by every student run. Students see 15 epochs of batch 64.
-FASHION_DATA=(--dataset=idx:/usr/share/datasets/fashion-mnist --train_limit=5000
-              --test_limit=2000 --validation_fraction=0.1)
-FASHION=("${FASHION_DATA[@]}" --student=cnn_small --epochs=15 --batch_size=64 --optimizer=adam
-         --learning_rate=0.005 --lr_schedule=cosine --weight_decay=0 --temperature=4 --alpha=0.9)
+# Section 5.2 on Fashion-MNIST: one cnn_large teacher, trained once (seed 0, 5000 examples) by a
+# run whose own student is not used, then loaded by every student run. Students see a 2000
+# example subset (drawn by their seed) for 25 epochs of batch 64, validated on 1200 examples.
+FASHION_DATA=(--dataset=idx:/usr/share/datasets/fashion-mnist --test_limit=2000)
+FASHION=("${FASHION_DATA[@]}" --validation_fraction=0.02 --train_limit=2000 --student=cnn_small
+         --epochs=25 --batch_size=64
+         --optimizer=adam --learning_rate=0.005 --lr_schedule=cosine --weight_decay=0
+         --temperature=4 --alpha=0.9)
 fashion() {
   local teacher=$OUT/fashion/teacher/teacher.keras
-  run "$OUT/fashion/teacher" "${FASHION_DATA[@]}" --seed=0 --method=kd --teacher=cnn_large \
+  run "$OUT/fashion/teacher" "${FASHION_DATA[@]}" --validation_fraction=0.1 --train_limit=5000 \
+    --seed=0 --method=kd \
+    --teacher=cnn_large \
     --teacher_epochs=10 --student=cnn_small --epochs=8 --batch_size=128 --optimizer=adam \
     --learning_rate=0.002 --lr_schedule=cosine --weight_decay=0 --temperature=4 --alpha=0.9 \
     --baseline
@@ -68,6 +72,29 @@ fashion() {
   done
 }
 
+# Figs. 1 and 2 for the seed-0 teachers and KD students (training examples, T = 4, alpha = 0.9).
+analysis() {
+  local analyze=(nice -n 10 "$PYTHON" bin/analyze --overwrite --verbose=0 --temperature=4
+                 --alpha=0.9 --analysis_temperatures=1,4 --analysis_split=train)
+  for similarity in 0.0 0.9; do
+    local dir=$OUT/synthetic/sim$similarity/seed0/kd
+    "${analyze[@]}" "${SYNTHETIC[@]:0:7}" --class_similarity=$similarity --seed=0 \
+      --teacher="$dir/teacher.keras" --student_model="$dir/student.keras" \
+      --analysis_examples=5000 --output_dir="$OUT/analysis/synthetic_sim$similarity"
+  done
+  "${analyze[@]}" "${FASHION_DATA[@]}" --validation_fraction=0.02 --train_limit=2000 --seed=0 \
+    --teacher="$OUT/fashion/teacher/teacher.keras" \
+    --student_model="$OUT/fashion/seed0/kd/student.keras" \
+    --superclass_map=docs/partial/fashion_mnist_superclasses.json --analysis_examples=2000 \
+    --output_dir="$OUT/analysis/fashion"
+  mkdir -p docs/partial/analysis
+  for name in synthetic_sim0.0 synthetic_sim0.9 fashion; do
+    for file in class_relationships.png gradient_rescaling.png analysis.json; do
+      cp "$OUT/analysis/$name/$file" "docs/partial/analysis/${name}_$file"
+    done
+  done
+}
+
 tables() {
   "$PYTHON" docs/partial/aggregate.py "$OUT" docs/partial
 }
@@ -75,7 +102,8 @@ tables() {
 case ${1:-all} in
   synthetic) synthetic ;;
   fashion) fashion ;;
+  analysis) analysis ;;
   tables) tables ;;
-  all) synthetic; fashion; tables ;;
-  *) echo "usage: $0 synthetic|fashion|tables|all" >&2; exit 2 ;;
+  all) synthetic; fashion; analysis; tables ;;
+  *) echo "usage: $0 synthetic|fashion|analysis|tables|all" >&2; exit 2 ;;
 esac

@@ -1,6 +1,7 @@
 """tfkd: knowledge distillation for Keras 3 on TensorFlow."""
 from tfkd import calibration, data, export, losses, methods, models, targets
 from tfkd.distillers import Distiller
+from tfkd import partial  # noqa: F401  (registers ls, kd_pt, kd_sim, kd_pt_sim, kd_topk, kd_rel)
 
 __all__ = ["Distiller", "calibration", "data", "export", "losses", "methods", "models", "targets"]
 __version__ = "0.1.0"

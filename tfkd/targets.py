@@ -7,6 +7,10 @@ teacher's forward pass (label smoothing, KD-sim, KD-rel).
 from keras import ops
 
 from tfkd.registry import Registry
+# --- partial distillation (Tang et al. 2020): pure target functions, transforms in tfkd.partial
+from tfkd.partial_targets import (kd_pt, kd_pt_sim, kd_rel, kd_sim,  # noqa: F401
+                                  kd_topk, label_smoothing)
+# --- end partial distillation
 
 TARGETS = Registry("teacher target")
 

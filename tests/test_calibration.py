@@ -346,7 +346,7 @@ def _one_step(strategy, x, y, teacher_weights, student_weights):
     return student.get_weights(), history.history
 
 
-def test_calibrated_distillation_two_replicas_take_the_same_step_as_one():
+def test_calibrated_distillation_two_replicas_take_the_same_step_as_one(mirrored):
     rng = np.random.default_rng(11)
     x = rng.normal(size=(32, 6)).astype("float32")
     y = rng.integers(0, 4, 32)
@@ -355,7 +355,7 @@ def test_calibrated_distillation_two_replicas_take_the_same_step_as_one():
     assert len(devices) == 2
     one, h1 = _one_step(tf.distribute.OneDeviceStrategy(devices[0]), x, y, teacher_weights,
                         student_weights)
-    two, h2 = _one_step(tf.distribute.MirroredStrategy(devices), x, y, teacher_weights,
+    two, h2 = _one_step(mirrored, x, y, teacher_weights,
                         student_weights)
     assert max(np.abs(a - b).max() for a, b in zip(one, student_weights)) > 1e-3
     for a, b in zip(one, two):

@@ -1,5 +1,6 @@
 """Optimisers, learning-rate schedules, strategies and plain classifier training."""
 import dataclasses
+import functools
 
 import keras
 import tensorflow as tf
@@ -64,7 +65,7 @@ def make_strategy(name):
     if name not in STRATEGIES:
         raise ValueError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {name!r}")
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        return _mirrored_strategy()
     if name == "multiworker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
@@ -73,6 +74,13 @@ def make_strategy(name):
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
     return tf.distribute.get_strategy()
+
+
+@functools.cache
+def _mirrored_strategy():
+    # One per process: several MirroredStrategy objects in one process reuse collective
+    # instance keys, and their all-reduces then fail with shape mismatches.
+    return tf.distribute.MirroredStrategy()
 
 
 def compile_classifier(model, config, steps_per_epoch):

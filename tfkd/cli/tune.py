@@ -274,9 +274,10 @@ def run():
                                         FLAGS.verbose, augment, FLAGS.seed)
         seconds["baseline"] = time.time() - start
         results["baseline"] = {"accuracy": common.accuracy(alone, bundle.test)}
+    # A resumed search re-exports its (possibly new) best student over the previous one.
     results["exports"] = export.export_student(
-        student, output_dir, FLAGS.export,
-        test_data=(data.to_float(bundle.test[0]), bundle.test[1]), verbose=FLAGS.verbose > 0)
+        student, output_dir, FLAGS.export, test_data=bundle.test, verbose=FLAGS.verbose > 0,
+        train_images=bundle.train[0], overwrite=True)
     results["flags"] = tfkd_flags.flag_values()
     results["seconds"] = seconds
     write_text(os.path.join(output_dir, "results.json"), json.dumps(results, indent=2) + "\n")

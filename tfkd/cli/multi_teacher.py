@@ -3,7 +3,7 @@ import os
 
 import numpy as np
 
-from tfkd import data, multi_teacher
+from tfkd import data, models, multi_teacher
 
 
 def teacher_specs(specs, method):
@@ -16,6 +16,13 @@ def teacher_specs(specs, method):
     if method in multi_teacher.NEEDS_TWO_TEACHERS and len(specs) < 2:
         raise ValueError(f"--teachers: method {method!r} needs at least 2 teachers; got "
                          f"{len(specs)} ({','.join(specs)})")
+    for spec in specs:
+        if os.path.exists(spec) or spec in models.MODELS:
+            continue
+        if spec.endswith((".keras", ".h5", "/")) or os.sep in spec:
+            raise ValueError(f"--teachers: {spec} does not exist")
+        raise ValueError(f"--teachers: {spec!r} is neither a model file or SavedModel folder "
+                         f"nor a known architecture; known: {', '.join(models.names())}")
     return specs
 
 

@@ -19,7 +19,7 @@ for which in ${@:-strong medium weak poor}; do
     medium) teacher medium resnet8 2 5000 ;;    # same depth, short training
     weak) teacher weak cnn_small 1 5000 ;;      # shallow, one epoch: poor but unsure
     # Memorises 100 examples with Adam: poor and over-confident.
-    poor) teacher poor cnn_small 80 100 --optimizer=adam --learning_rate=0.003 \
+    poor) teacher poor resnet8 60 100 --optimizer=adam --learning_rate=0.003 \
             --batch_size=25 --weight_decay=0 ;;
   esac
 done

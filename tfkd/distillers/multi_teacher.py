@@ -13,8 +13,10 @@ Its weights w' are CA-MKD's confidence weights of CE(y, head_k(r_k(h_S))), head_
 k's frozen pooling + classifier (`feature_weighting="ca_mkd"`), the logit weights w
 (`"logits"`) or 1 / K (`"aver"`, FitNet-MKD).
 
-As in the authors' code, w' is not detached: the gradient of the feature term also reaches the
-student and the adapters through w'. The adapters train with the student and are not part of it.
+w' is a weight, held constant in the gradient as the equations read; `feature_weight_gradient=True`
+lets the gradient flow through w' too, as the authors' code does (it never detaches w'), which lets
+the student lower L_inter by making a teacher's head classify its adapted features badly. The
+adapters train with the student and are not part of it.
 """
 import keras
 import tensorflow as tf
@@ -119,6 +121,8 @@ class MultiTeacherDistiller(Distiller):
         official_scaling: apply the authors' code's extra factors (see
             `tfkd.multi_teacher.official_factors`): 1/K on CA-MKD's both terms, (K-1)/K on EBKD's.
         fixed_weights: K relative weights for `weighting="fixed"`.
+        feature_weight_gradient: let the gradient flow through CA-MKD's w' (authors' code)
+            instead of treating w' as a constant.
 
     Metrics: `loss`, `student_loss` (CE), `distillation_loss` (L_KD), `feature_loss` (L_inter,
     when lambda2 > 0), `teacher_<k>_weight` (mean w_k) and, for CA-MKD's w',
@@ -128,7 +132,7 @@ class MultiTeacherDistiller(Distiller):
     def __init__(self, student, teachers, weighting="ca_mkd", temperature=4.0, lambda1=1.0,
                  lambda2=None, feature_weighting=None, feature_layer=models.FEATURES,
                  skip_features_first_epoch=True, official_scaling=False, fixed_weights=None,
-                 **kwargs):
+                 feature_weight_gradient=False, **kwargs):
         # Distiller.__init__ expects one teacher: set up the keras.Model directly.
         super(Distiller, self).__init__(**kwargs)
         if isinstance(teachers, keras.Model) or not teachers:
@@ -172,6 +176,7 @@ class MultiTeacherDistiller(Distiller):
         self.uses_features = uses_features
         self.skip_features_first_epoch = bool(skip_features_first_epoch)
         self.official_scaling = bool(official_scaling)
+        self.feature_weight_gradient = bool(feature_weight_gradient)
         self.kd_factor, self.feature_factor = (
             multi_teacher.official_factors(weighting, feature_weighting, count)
             if official_scaling else (1.0, 1.0))
@@ -222,6 +227,8 @@ class MultiTeacherDistiller(Distiller):
         if self.feature_weighting == "ca_mkd":
             head_losses = ops.stack([losses.cross_entropy(y, head(m, training=False))
                                      for head, m in zip(self.teacher_heads, mapped)], axis=0)
+            if not self.feature_weight_gradient:
+                head_losses = ops.stop_gradient(head_losses)
             weights = own_weights = multi_teacher.confidence_weights(head_losses)
         elif self.feature_weighting == "logits":
             weights = logit_weights
@@ -299,6 +306,9 @@ ABLATION = methods.Option(
     "ca_mkd_ablation", "none", "ca_mkd: the paper's Table 4 ablations: average_weights "
     "(w = w' = 1/K), no_features (no L_inter), logit_weights_for_features (w' = w).",
     choices=("none", "average_weights", "no_features", "logit_weights_for_features"))
+WEIGHT_GRADIENT = methods.Option(
+    "ca_mkd_weight_gradient", False, "ca_mkd: let the gradient flow through the feature "
+    "weights w' as the authors' code does, instead of holding w' constant.")
 FIXED_WEIGHTS = methods.Option("fixed_teacher_weights", "",
                                "fixed_mkd: a comma list of relative per-teacher weights.")
 
@@ -313,7 +323,8 @@ def _build(weighting, **fixed):
             student, teachers, weighting=weighting, temperature=options["temperature"],
             official_scaling=options.get("official_scaling", False),
             skip_features_first_epoch=options.get("skip_features_first_epoch", True),
-            feature_layer=options.get("mkd_feature_layer", models.FEATURES), **settings)
+            feature_layer=options.get("mkd_feature_layer", models.FEATURES),
+            feature_weight_gradient=options.get("ca_mkd_weight_gradient", False), **settings)
     return build
 
 
@@ -360,7 +371,8 @@ for _name, _method in (
                                       multi_teacher=True,
                                       description="AVER + mean over teachers of FitNet hints")),
         ("ca_mkd", methods.Method(_build_ca_mkd, (_T, LAMBDA1, LAMBDA2, OFFICIAL_SCALING,
-                                                  SKIP_FIRST_EPOCH, FEATURE_LAYER, ABLATION),
+                                                  SKIP_FIRST_EPOCH, FEATURE_LAYER, ABLATION,
+                                                  WEIGHT_GRADIENT),
                                   multi_teacher=True,
                                   description="Zhang et al. 2022: confidence-aware weights on "
                                               "logits and features")),

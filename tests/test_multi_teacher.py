@@ -1,4 +1,4 @@
-"""Multi-teacher weightings and `MultiTeacherDistiller` against NumPy references from the equations."""
+"""Multi-teacher weightings and `MultiTeacherDistiller` against NumPy references."""
 import keras
 import numpy as np
 import pytest

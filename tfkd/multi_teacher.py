@@ -131,7 +131,7 @@ def teacher_weights(teacher_logits, labels, method, fixed_weights=None):
 
 
 def per_teacher_kl(teacher_logits, student_logits, temperature):
-    """T^2 KL(softmax(z_k / T) || softmax(z_S / T)) for every teacher: [K, B, C], [B, C] -> [B, K]."""
+    """T^2 KL(softmax(z_k / T) || softmax(z_S / T)) per teacher: [K, B, C], [B, C] -> [B, K]."""
     return ops.stack([losses.distillation_kl(ops.softmax(teacher_logits[k] / temperature, axis=-1),
                                              student_logits, temperature)
                       for k in range(teacher_logits.shape[0])], axis=-1)

@@ -34,3 +34,7 @@ for seed in 0 1 2; do
 done
 # The authors' code as it is: official scaling and the gradient through w' (one seed).
 run main ca_mkd_code 0 --method=ca_mkd --official_scaling --ca_mkd_weight_gradient
+# Reference: single-teacher KD (the core method) from the strong teacher alone.
+for seed in 0 1 2; do
+  run single kd_strong $seed --method=kd --teacher=$T/teacher_strong/teacher_0.keras --alpha=0.5
+done

@@ -2,6 +2,7 @@
 
 Usage: python docs/multi_teacher/summarize.py [RUNS_DIR]   (default savedmodels/multi_teacher/runs)
 """
+import csv
 import glob
 import json
 import os
@@ -15,7 +16,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 NAMES = {"aver": "AVER", "ebkd": "EBKD", "fitnet_mkd": "FitNet-MKD",
          "ca_mkd_logits": "CA-MKD weights, no L_inter (ablation)",
          "ca_mkd": "CA-MKD (equations)", "ca_mkd_official": "CA-MKD (official scaling)",
-         "ca_mkd_code": "CA-MKD (authors' code: official scaling + gradient through w')"}
+         "ca_mkd_code": "CA-MKD (authors' code: official scaling + gradient through w')",
+         "kd_strong": "KD from the strong teacher alone (alpha 0.5)"}
 
 
 def load(runs):
@@ -24,13 +26,19 @@ def load(runs):
         match = re.fullmatch(r"(\w+?)-(\w+)-seed(\d+)", os.path.basename(os.path.dirname(path)))
         with open(path) as handle:
             result = json.load(handle)
+        with open(os.path.join(os.path.dirname(path), "history.csv")) as handle:
+            last = list(csv.DictReader(handle))[-1]
         entries.append({
             "case": match[1], "method": match[2], "seed": int(match[3]),
             "student": result["student"]["accuracy"],
             "baseline": result.get("baseline", {}).get("accuracy"),
-            "teachers": [t["accuracy"] for t in result["teachers"]],
-            "ensemble": result["ensemble"]["accuracy"],
-            "mean_weights": result["teacher_weights"]["mean"],
+            "teachers": [t["accuracy"] for t in result.get("teachers", [result.get("teacher")])],
+            "ensemble": result.get("ensemble", {}).get("accuracy"),
+            "mean_weights": result.get("teacher_weights", {}).get("mean"),
+            # Mean w' over the last training epoch (CA-MKD's feature weights), if any.
+            "last_epoch_feature_weights": [float(last[f"teacher_{k}_feature_weight"])
+                                           for k in range(3)
+                                           if f"teacher_{k}_feature_weight" in last],
             "seconds": result["seconds"]})
     return entries
 
@@ -51,12 +59,14 @@ def table(entries, case):
     def line(label, by_seed):
         cells = [f"{100 * by_seed[s]:.2f}" if s in by_seed else "" for s in seeds]
         values = list(by_seed.values())
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {mean_std(values)} ({len(values)}) |")
+        lines.append(f"| {label} | " + " | ".join(cells)
+                     + f" | {mean_std(values)} ({len(values)}) |")
 
     first = {e["seed"]: e for e in rows}
-    for k, name in enumerate(("strong", "medium", "weak" if case == "main" else "poor")):
-        line(f"teacher {k} ({name})", {s: e["teachers"][k] for s, e in first.items()})
-    line("teachers' majority vote", {s: e["ensemble"] for s, e in first.items()})
+    if case != "single":
+        for k, name in enumerate(("strong", "medium", "weak" if case == "main" else "poor")):
+            line(f"teacher {k} ({name})", {s: e["teachers"][k] for s, e in first.items()})
+        line("teachers' majority vote", {s: e["ensemble"] for s, e in first.items()})
     baselines = {e["seed"]: e["baseline"] for e in entries if e["baseline"] is not None}
     line("student alone", baselines)
     for method in NAMES:
@@ -78,6 +88,15 @@ def weights_table(entries):
     return "\n".join(lines)
 
 
+def feature_weights_table(entries):
+    lines = ["| case | run | teacher 0 | teacher 1 | teacher 2 |", "|---|---|---|---|---|"]
+    for e in entries:
+        if e["last_epoch_feature_weights"]:
+            lines.append(f"| {e['case']} | {e['method']} seed {e['seed']} | "
+                         + " | ".join(f"{w:.3f}" for w in e["last_epoch_feature_weights"]) + " |")
+    return "\n".join(lines)
+
+
 def main():
     runs = sys.argv[1] if len(sys.argv) > 1 else "savedmodels/multi_teacher/runs"
     entries = load(runs)
@@ -88,7 +107,10 @@ def main():
         if os.path.exists(source):
             shutil.copy(source, os.path.join(HERE, f"weights_{case}_{method}.png"))
     print("## main\n\n" + table(entries, "main") + "\n\n## poor\n\n" + table(entries, "poor")
-          + "\n\n## mean teacher weights on the training split\n\n" + weights_table(entries))
+          + "\n\n## single-teacher KD (strong teacher)\n\n" + table(entries, "single")
+          + "\n\n## mean teacher weights on the training split\n\n" + weights_table(entries)
+          + "\n\n## CA-MKD feature weights w', last training epoch\n\n"
+          + feature_weights_table(entries))
     seconds = sum(sum(e["seconds"].values()) for e in entries)
     print(f"\n{len(entries)} runs, {seconds / 60:.1f} min of training")
 

@@ -68,6 +68,14 @@ def plot_weights(weights, names, path, title):
     plt.close(figure)
 
 
+def _short_name(spec):
+    """An architecture name, or a path's last two parts (a/b/t.keras -> b/t.keras)."""
+    spec = os.path.normpath(str(spec))
+    if os.sep not in spec:
+        return spec
+    return os.path.join(os.path.basename(os.path.dirname(spec)), os.path.basename(spec))
+
+
 def report(teachers, archs, bundle, method, options, work_dir):
     """results.json entries: each teacher's accuracy, the majority-vote ensemble's, and the
     distribution of the logit weights over the training split (written as teacher_weights.png).
@@ -82,7 +90,7 @@ def report(teachers, archs, bundle, method, options, work_dir):
     train_logits = predict_all(teachers, data.to_float(bundle.train[0]))
     weights = np.asarray(multi_teacher.teacher_weights(train_logits, np.asarray(bundle.train[1]),
                                                        weighting, fixed))
-    plot_weights(weights, [os.path.basename(str(a)) for a in archs],
+    plot_weights(weights, [_short_name(a) for a in archs],
                  os.path.join(work_dir, "teacher_weights.png"),
                  f"{method}: per-example teacher weights ({weighting}) on the training split")
     for k, entry in enumerate(entries):

@@ -88,6 +88,31 @@ def _teacher_head(teacher, layer_name, role):
                          "feature_weighting='ca_mkd' needs a layer the head starts from") from None
 
 
+def _check_settings(count, weighting, temperature, lambda1, lambda2, feature_weighting):
+    """Fills the paper's defaults and checks the settings; returns (lambda2, feature_weighting)."""
+    multi_teacher.WEIGHTINGS.get(weighting)
+    if lambda2 is None:
+        lambda2 = 50.0 if weighting == "ca_mkd" else 0.0
+    if feature_weighting is None:
+        feature_weighting = "ca_mkd" if weighting == "ca_mkd" else "aver"
+    if feature_weighting not in FEATURE_WEIGHTINGS:
+        raise ValueError(f"feature_weighting must be one of {', '.join(FEATURE_WEIGHTINGS)}; "
+                         f"got {feature_weighting!r}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    for name, value in (("lambda1", lambda1), ("lambda2", lambda2)):
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value}")
+    needs_two = []
+    if weighting in multi_teacher.NEEDS_TWO_TEACHERS:
+        needs_two.append(f"weighting {weighting!r}")
+    if lambda2 > 0 and feature_weighting == "ca_mkd":
+        needs_two.append("feature_weighting 'ca_mkd'")
+    if needs_two and count < 2:
+        raise ValueError(f"{' and '.join(needs_two)} needs at least 2 teachers; got {count}")
+    return lambda2, feature_weighting
+
+
 class EpochCounter(keras.callbacks.Callback):
     """Writes the 0-based epoch into a variable read by `train_step`."""
 
@@ -139,30 +164,10 @@ class MultiTeacherDistiller(Distiller):
             raise ValueError("teachers must be a non-empty list of keras.Model")
         teachers = list(teachers)
         count = len(teachers)
-        multi_teacher.WEIGHTINGS.get(weighting)
-        if lambda2 is None:
-            lambda2 = 50.0 if weighting == "ca_mkd" else 0.0
-        if feature_weighting is None:
-            feature_weighting = "ca_mkd" if weighting == "ca_mkd" else "aver"
-        if feature_weighting not in FEATURE_WEIGHTINGS:
-            raise ValueError(f"feature_weighting must be one of {', '.join(FEATURE_WEIGHTINGS)}; "
-                             f"got {feature_weighting!r}")
-        for name, value in (("temperature", temperature),):
-            if value <= 0:
-                raise ValueError(f"{name} must be > 0, got {value}")
-        for name, value in (("lambda1", lambda1), ("lambda2", lambda2)):
-            if value < 0:
-                raise ValueError(f"{name} must be >= 0, got {value}")
-        uses_features = lambda2 > 0
-        needs_two = [f"weighting {weighting!r}"] if weighting in multi_teacher.NEEDS_TWO_TEACHERS else []
-        if uses_features and feature_weighting == "ca_mkd":
-            needs_two.append("feature_weighting 'ca_mkd'")
-        if needs_two and count < 2:
-            raise ValueError(f"{' and '.join(needs_two)} needs at least 2 teachers; got {count}")
-        if weighting == "fixed":
-            self.fixed_weights = multi_teacher.check_fixed_weights(fixed_weights, count).tolist()
-        else:
-            self.fixed_weights = None
+        lambda2, feature_weighting = _check_settings(count, weighting, temperature, lambda1,
+                                                     lambda2, feature_weighting)
+        self.fixed_weights = (multi_teacher.check_fixed_weights(fixed_weights, count).tolist()
+                              if weighting == "fixed" else None)
         for k, teacher in enumerate(teachers):
             check_class_counts(student, teacher, f"teacher {k}")
             teacher.trainable = False
@@ -173,7 +178,7 @@ class MultiTeacherDistiller(Distiller):
         self.feature_weighting = feature_weighting
         self.temperature = float(temperature)
         self.lambda1, self.lambda2 = float(lambda1), float(lambda2)
-        self.uses_features = uses_features
+        self.uses_features = uses_features = lambda2 > 0
         self.skip_features_first_epoch = bool(skip_features_first_epoch)
         self.official_scaling = bool(official_scaling)
         self.feature_weight_gradient = bool(feature_weight_gradient)

@@ -385,11 +385,33 @@ def test_clear_errors():
         tfkd.MultiTeacherDistiller(student, teachers[0])
     with pytest.raises(ValueError, match="feature_weighting must be one of"):
         tfkd.MultiTeacherDistiller(student, teachers, feature_weighting="median")
-    mlp = tfkd.models.build("mlp_small", (64,), 4)
+    vector_features = tfkd.models.build("mlp_small", (64,), 4).get_layer("features").output
     with pytest.raises(ValueError, match="both be feature maps"):
-        keras_input_student = _conv_model((4, 6), 1)
         tfkd.distillers.multi_teacher.build_adapter(
-            keras_input_student.get_layer("features").output.shape[1:],
-            mlp.get_layer("features").output.shape[1:], "adapter_0")
+            student.get_layer("features").output.shape[1:], vector_features.shape[1:],
+            "adapter_0")
     # One teacher is fine for label-free average weights without features.
     tfkd.MultiTeacherDistiller(student, teachers[:1], weighting="aver")
+
+
+@pytest.mark.parametrize("method,extra,expected", [
+    ("aver", {}, ("aver", "aver", 0.0)),
+    ("ebkd", {"official_scaling": True}, ("ebkd", "aver", 0.0)),
+    ("fitnet_mkd", {}, ("aver", "aver", 100.0)),
+    ("ca_mkd", {}, ("ca_mkd", "ca_mkd", 50.0)),
+    ("ca_mkd", {"ca_mkd_ablation": "average_weights"}, ("aver", "aver", 50.0)),
+    ("ca_mkd", {"ca_mkd_ablation": "no_features"}, ("ca_mkd", "ca_mkd", 0.0)),
+    ("ca_mkd", {"ca_mkd_ablation": "logit_weights_for_features"}, ("ca_mkd", "logits", 50.0)),
+    ("fixed_mkd", {"fixed_teacher_weights": "1,1,2"}, ("fixed", "aver", 0.0)),
+])
+def test_registered_methods_build_the_paper_settings(method, extra, expected):
+    entry = tfkd.methods.METHODS.get(method)
+    assert entry.multi_teacher and entry.needs_teacher
+    options = {option.name: option.default for option in entry.options}
+    options.update(extra)
+    distiller = entry.build(_conv_model((4, 6), 1), _teachers(), None, options)
+    assert (distiller.weighting, distiller.feature_weighting, distiller.lambda2) == expected
+    assert distiller.temperature == 4.0 and distiller.lambda1 == 1.0
+    assert distiller.official_scaling == extra.get("official_scaling", False)
+    if method == "fixed_mkd":
+        assert distiller.fixed_weights == [0.25, 0.25, 0.5]

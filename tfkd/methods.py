@@ -29,6 +29,8 @@ class Method:
     options: tuple = ()
     needs_teacher: bool = True
     description: str = ""
+    # True: `build` receives a list of teachers (bin/distill --teachers=A,B,C).
+    multi_teacher: bool = False
 
 
 TEMPERATURE = Option("temperature", 4.0, "Distillation temperature T (> 0).")

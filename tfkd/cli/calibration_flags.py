@@ -42,6 +42,9 @@ def check_flags(method, options, validation_size):
         return
     if not method.needs_teacher:
         raise ValueError(f"--calibrate_teacher: --method={FLAGS.method} uses no teacher")
+    if method.multi_teacher:
+        raise ValueError(f"--calibrate_teacher works with single-teacher methods, not "
+                         f"--method={FLAGS.method}")
     if FLAGS.calibration_mode == "replace" and "temperature" not in options:
         raise ValueError(f"--calibration_mode=replace sets the distillation temperature, but "
                          f"--method={FLAGS.method} has no --temperature option; use "

@@ -8,6 +8,7 @@ from absl import flags
 
 from tfkd import data, export, methods, models, teachers, training
 from tfkd.cli import calibration_flags, common
+from tfkd.cli import multi_teacher as multi_teacher_cli
 from tfkd.cli import flags as tfkd_flags
 from tfkd.cli import teaching as cli_teaching
 
@@ -21,6 +22,8 @@ calibration_flags.define_flags()
 cli_teaching.define_flags()
 flags.DEFINE_string("teacher", "resnet20",
                     "A .keras file or SavedModel folder to load, or an architecture to train.")
+flags.DEFINE_list("teachers", [], "Multi-teacher methods: a comma list, each a .keras file, a "
+                  "SavedModel folder or an architecture to train (saved as teacher_<k>.keras).")
 flags.DEFINE_integer("teacher_epochs", 10, "Epochs when the teacher is trained here.")
 flags.DEFINE_float("teacher_input_scale", 1.0,
                    "Multiply the [0, 1] inputs by this for a loaded teacher (255 for raw pixels).")
@@ -49,21 +52,26 @@ def check_flags():
         raise ValueError("--teacher_epochs must be an integer >= 1")
 
 
-def get_teacher(bundle, strategy, config, work_dir, seconds):
-    """Loads `--teacher=PATH` or trains `--teacher=ARCH`; returns (model, arch, trained)."""
-    spec = FLAGS.teacher
+def get_teacher(bundle, strategy, config, work_dir, seconds, spec=None, name="teacher",
+                flag="--teacher"):
+    """Loads `--teacher=PATH` or trains `--teacher=ARCH`; returns (model, arch, trained).
+
+    `spec`, `name` and `flag` serve the multi-teacher `--teachers` list (teacher_<k>).
+    """
+    spec = FLAGS.teacher if spec is None else spec
     if os.path.exists(spec) or spec.endswith((".keras", "/")):
         with strategy.scope():
-            teacher = teachers.rescale_inputs(teachers.load_model(spec), FLAGS.teacher_input_scale)
+            teacher = teachers.rescale_inputs(teachers.load_model(spec, flag),
+                                              FLAGS.teacher_input_scale)
         return teacher, spec, False
     if spec not in models.MODELS:
-        raise ValueError(f"--teacher: {spec!r} is neither a model file or SavedModel folder nor "
+        raise ValueError(f"{flag}: {spec!r} is neither a model file or SavedModel folder nor "
                          f"a known architecture; known: {', '.join(models.names())}")
     start = time.time()
-    teacher = common.train_classifier(spec, bundle, strategy, config, "teacher", FLAGS.verbose,
+    teacher = common.train_classifier(spec, bundle, strategy, config, name, FLAGS.verbose,
                                       FLAGS.augment, FLAGS.seed, work_dir)
-    seconds["teacher"] = time.time() - start
-    export.save_keras(teacher, os.path.join(work_dir, "teacher.keras"))
+    seconds[name] = time.time() - start
+    export.save_keras(teacher, os.path.join(work_dir, f"{name}.keras"))
     return teacher, spec, True
 
 
@@ -85,7 +93,12 @@ def run():
     seconds = {}
     with common.staging_dir(output_dir) as work_dir:
         teacher, teacher_arch = None, None
-        if method.needs_teacher:
+        if method.multi_teacher:  # a list of teachers, each got as --teacher is
+            specs = multi_teacher_cli.teacher_specs(FLAGS.teachers, FLAGS.method)
+            got = [get_teacher(bundle, strategy, teacher_config, work_dir, seconds, spec,
+                               f"teacher_{k}", "--teachers") for k, spec in enumerate(specs)]
+            teacher, teacher_arch = [g[0] for g in got], [g[1] for g in got]
+        elif method.needs_teacher:
             teacher, teacher_arch, _ = get_teacher(bundle, strategy, teacher_config, work_dir,
                                                    seconds)
         # --calibrate_teacher: T* on the validation split (tfkd.cli.calibration_flags).
@@ -99,7 +112,10 @@ def run():
         seconds["distill"] = time.time() - start
         results = {"dataset": FLAGS.dataset, "method": FLAGS.method,
                    "teaching": teaching.summary()}
-        if teacher is not None:
+        if method.multi_teacher:
+            results.update(multi_teacher_cli.report(teacher, teacher_arch, bundle, FLAGS.method,
+                                                    options, work_dir))
+        elif teacher is not None:
             results["teacher"] = {"arch": teacher_arch,
                                   "accuracy": common.accuracy(teacher, bundle.test),
                                   "params": int(teacher.count_params())}

@@ -61,6 +61,9 @@ class TeachingRun:
             raise ValueError("--augment cannot be combined with --teaching: the teaching mode "
                              "does its own augmentation, in-graph")
         self.teaching = None
+        if (self.mode is not None or FLAGS.distill_dataset) and method.multi_teacher:
+            raise ValueError(f"--teaching and --distill_dataset work with single-teacher methods, "
+                             f"not --method={method_name}")
         if self.mode is not None:
             if not method.needs_teacher:
                 raise ValueError(f"--teaching: method {method_name!r} uses no teacher")

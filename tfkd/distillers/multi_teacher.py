@@ -1,0 +1,385 @@
+"""`MultiTeacherDistiller`: AVER, EBKD, fixed weights, FitNet-MKD and CA-MKD as one `keras.Model`.
+
+Per example, with K frozen teachers (Zhang et al., "Confidence-Aware Multi-Teacher Knowledge
+Distillation", Eq. 1-9, and the authors' code github.com/Rorozhl/CA-MKD):
+
+    L = CE(y, z_S) + lambda1 * sum_k w_k T^2 KL(softmax(z_k/T) || softmax(z_S/T))
+                   + lambda2 * sum_k w'_k MSE(F_k, r_k(h_S))
+
+w comes from `tfkd.multi_teacher.teacher_weights`. The feature term matches the student's
+feature map h_S, resized to teacher k's spatial size and mapped by a trainable adapter r_k
+(1x1 convolution + batch norm + ReLU; dense + ReLU for vectors), to teacher k's feature map F_k.
+Its weights w' are CA-MKD's confidence weights of CE(y, head_k(r_k(h_S))), head_k being teacher
+k's frozen pooling + classifier (`feature_weighting="ca_mkd"`), the logit weights w
+(`"logits"`) or 1 / K (`"aver"`, FitNet-MKD).
+
+w' is a weight, held constant in the gradient as the equations read; `feature_weight_gradient=True`
+lets the gradient flow through w' too, as the authors' code does (it never detaches w'), which lets
+the student lower L_inter by making a teacher's head classify its adapted features badly. The
+adapters train with the student and are not part of it.
+"""
+import keras
+import tensorflow as tf
+from keras import ops
+
+from tfkd import losses, methods, models, multi_teacher
+from tfkd.distillers.base import Distiller, check_class_counts, global_mean
+
+FEATURE_WEIGHTINGS = ("ca_mkd", "logits", "aver")
+
+
+class ResizeFeatures(keras.layers.Layer):
+    """[B, H, W, C] -> [B, h, w, C] with `tfkd.multi_teacher.resize_features`."""
+
+    def __init__(self, size, **kwargs):
+        super().__init__(**kwargs)
+        self.size = tuple(size)
+
+    def call(self, features):
+        return multi_teacher.resize_features(features, self.size)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *self.size, input_shape[-1])
+
+
+def build_adapter(student_shape, teacher_shape, name):
+    """r_k: student features [B, *student_shape] -> [B, *teacher_shape].
+
+    Feature maps: resize to the teacher's spatial size, then 1x1 convolution + batch norm + ReLU
+    (the authors' `Embed`); the batch norm is synchronised across replicas so that 2 replicas
+    take the same step as 1. Vectors: dense + ReLU (their `Regress`).
+    """
+    student_shape, teacher_shape = tuple(student_shape), tuple(teacher_shape)
+    if len(student_shape) != len(teacher_shape) or len(student_shape) not in (1, 3):
+        raise ValueError(f"the student's feature shape {student_shape} and {name}'s "
+                         f"{teacher_shape} must both be feature maps (height, width, channels) "
+                         "or both vectors (features,)")
+    inputs = keras.Input(student_shape)
+    if len(student_shape) == 3:
+        x = ResizeFeatures(teacher_shape[:2], name="resize")(inputs)
+        x = keras.layers.Conv2D(teacher_shape[-1], 1, use_bias=False, name="conv")(x)
+        x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=True,
+                                            name="bn")(x)
+    else:
+        x = keras.layers.Dense(teacher_shape[-1], name="dense")(inputs)
+    outputs = keras.layers.ReLU(name="relu")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _layer_output(model, layer_name, role):
+    try:
+        return model.get_layer(layer_name).output
+    except ValueError:
+        raise ValueError(f"feature_layer: {role} ({model.name}) has no layer named "
+                         f"{layer_name!r}; feature methods need it in the student and every "
+                         "teacher (tfkd models name their last feature map 'features')") from None
+
+
+def _teacher_head(teacher, layer_name, role):
+    """Teacher k's frozen layers from `layer_name` to the logits."""
+    if layer_name == models.FEATURES:
+        return models.head(teacher)
+    try:
+        return keras.Model(teacher.get_layer(layer_name).output, teacher.output,
+                           name=f"{teacher.name}_head")
+    except ValueError:
+        raise ValueError(f"feature_layer: {role}'s logits do not follow from layer "
+                         f"{layer_name!r} alone (e.g. a residual connection skips it); "
+                         "feature_weighting='ca_mkd' needs a layer the head starts from") from None
+
+
+def _check_settings(count, weighting, temperature, lambda1, lambda2, feature_weighting):
+    """Fills the paper's defaults and checks the settings; returns (lambda2, feature_weighting)."""
+    multi_teacher.WEIGHTINGS.get(weighting)
+    if lambda2 is None:
+        lambda2 = 50.0 if weighting == "ca_mkd" else 0.0
+    if feature_weighting is None:
+        feature_weighting = "ca_mkd" if weighting == "ca_mkd" else "aver"
+    if feature_weighting not in FEATURE_WEIGHTINGS:
+        raise ValueError(f"feature_weighting must be one of {', '.join(FEATURE_WEIGHTINGS)}; "
+                         f"got {feature_weighting!r}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    for name, value in (("lambda1", lambda1), ("lambda2", lambda2)):
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value}")
+    needs_two = []
+    if weighting in multi_teacher.NEEDS_TWO_TEACHERS:
+        needs_two.append(f"weighting {weighting!r}")
+    if lambda2 > 0 and feature_weighting == "ca_mkd":
+        needs_two.append("feature_weighting 'ca_mkd'")
+    if needs_two and count < 2:
+        raise ValueError(f"{' and '.join(needs_two)} needs at least 2 teachers; got {count}")
+    return lambda2, feature_weighting
+
+
+class EpochCounter(keras.callbacks.Callback):
+    """Writes the 0-based epoch into a variable read by `train_step`."""
+
+    def __init__(self, variable):
+        super().__init__()
+        self.variable = variable
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.variable.assign(epoch)
+
+
+@keras.saving.register_keras_serializable(package="tfkd")
+class MultiTeacherDistiller(Distiller):
+    """A student distilled from several frozen teachers, with per-example teacher weights.
+
+    Args:
+        student: a `keras.Model` giving logits.
+        teachers: a list of K `keras.Model`s giving logits over the same classes.
+        weighting: logit weights w: `ca_mkd`, `ebkd`, `aver` or `fixed`.
+        temperature: T (> 0).
+        lambda1: weight of L_KD.
+        lambda2: weight of the feature term; None means the paper's choice: 50 for `ca_mkd`,
+            0 (no feature term, no adapters) otherwise.
+        feature_weighting: w' of the feature term: `ca_mkd`, `logits` or `aver`; None means
+            `ca_mkd` for `weighting="ca_mkd"`, `aver` otherwise.
+        feature_layer: name of the matched layer in the student and every teacher.
+        skip_features_first_epoch: leave the feature term out of the training loss during the
+            first epoch of `fit`, as the authors' code does. The epoch is a non-trainable
+            variable set by a callback that `fit` adds; `train_on_batch` or a custom loop that
+            does not set `distiller.epoch` therefore never includes the feature term.
+        official_scaling: apply the authors' code's extra factors (see
+            `tfkd.multi_teacher.official_factors`): 1/K on CA-MKD's both terms, (K-1)/K on EBKD's.
+        fixed_weights: K relative weights for `weighting="fixed"`.
+        feature_weight_gradient: let the gradient flow through CA-MKD's w' (authors' code)
+            instead of treating w' as a constant.
+
+    Metrics: `loss`, `student_loss` (CE), `distillation_loss` (L_KD), `feature_loss` (L_inter,
+    when lambda2 > 0), `teacher_<k>_weight` (mean w_k) and, for CA-MKD's w',
+    `teacher_<k>_feature_weight`. `evaluate` always includes the feature term in `loss`.
+    """
+
+    def __init__(self, student, teachers, weighting="ca_mkd", temperature=4.0, lambda1=1.0,
+                 lambda2=None, feature_weighting=None, feature_layer=models.FEATURES,
+                 skip_features_first_epoch=True, official_scaling=False, fixed_weights=None,
+                 feature_weight_gradient=False, **kwargs):
+        # Distiller.__init__ expects one teacher: set up the keras.Model directly.
+        super(Distiller, self).__init__(**kwargs)
+        if isinstance(teachers, keras.Model) or not teachers:
+            raise ValueError("teachers must be a non-empty list of keras.Model")
+        teachers = list(teachers)
+        count = len(teachers)
+        lambda2, feature_weighting = _check_settings(count, weighting, temperature, lambda1,
+                                                     lambda2, feature_weighting)
+        self.fixed_weights = (multi_teacher.check_fixed_weights(fixed_weights, count).tolist()
+                              if weighting == "fixed" else None)
+        for k, teacher in enumerate(teachers):
+            check_class_counts(student, teacher, f"teacher {k}")
+            teacher.trainable = False
+
+        self.student = student
+        self.teachers = teachers
+        self.weighting = weighting
+        self.feature_weighting = feature_weighting
+        self.temperature = float(temperature)
+        self.lambda1, self.lambda2 = float(lambda1), float(lambda2)
+        self.uses_features = uses_features = lambda2 > 0
+        self.skip_features_first_epoch = bool(skip_features_first_epoch)
+        self.official_scaling = bool(official_scaling)
+        self.feature_weight_gradient = bool(feature_weight_gradient)
+        self.kd_factor, self.feature_factor = (
+            multi_teacher.official_factors(weighting, feature_weighting, count)
+            if official_scaling else (1.0, 1.0))
+        self.epoch = keras.Variable(0, dtype="int32", trainable=False, name="epoch")
+        if uses_features:
+            self._build_feature_path(feature_layer)
+
+        names = ["loss", "student_loss", "distillation_loss"]
+        names += ["feature_loss"] if uses_features else []
+        names += [f"teacher_{k}_weight" for k in range(count)]
+        if uses_features and feature_weighting == "ca_mkd":
+            names += [f"teacher_{k}_feature_weight" for k in range(count)]
+        self.loss_terms = tuple(names)
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in self.loss_terms}
+
+    def _build_feature_path(self, layer_name):
+        student = self.student
+        self.student_view = keras.Model(
+            student.input, [_layer_output(student, layer_name, "the student"), student.output],
+            name=f"{student.name}_features")
+        self.teacher_views, self.adapters, self.teacher_heads = [], [], []
+        student_shape = self.student_view.output[0].shape[1:]
+        for k, teacher in enumerate(self.teachers):
+            role = f"teacher {k}"
+            view = keras.Model(teacher.input, [_layer_output(teacher, layer_name, role),
+                                               teacher.output], name=f"teacher_{k}_features")
+            self.teacher_views.append(view)
+            self.adapters.append(build_adapter(student_shape, view.output[0].shape[1:],
+                                               f"adapter_{k}"))
+            if self.feature_weighting == "ca_mkd":
+                self.teacher_heads.append(_teacher_head(teacher, layer_name, role))
+
+    # ---- forward and losses ------------------------------------------------------------------
+    def teacher_outputs(self, x):
+        """Frozen teachers in inference mode: (logits [K, B, C], feature maps list or None)."""
+        if not self.uses_features:
+            return ops.stop_gradient(ops.stack([t(x, training=False) for t in self.teachers])), None
+        outputs = [view(x, training=False) for view in self.teacher_views]
+        logits = ops.stop_gradient(ops.stack([logit for _, logit in outputs]))
+        return logits, [ops.stop_gradient(feature) for feature, _ in outputs]
+
+    def feature_terms(self, y, student_features, teacher_features, logit_weights, training):
+        """(L_inter [B], w' [B, K] or None) for the student's feature map [B, ...]."""
+        mapped = [adapter(student_features, training=training) for adapter in self.adapters]
+        errors = ops.stack([multi_teacher.feature_mse(f, m)
+                            for f, m in zip(teacher_features, mapped)], axis=-1)  # [B, K]
+        own_weights = None
+        if self.feature_weighting == "ca_mkd":
+            head_losses = ops.stack([losses.cross_entropy(y, head(m, training=False))
+                                     for head, m in zip(self.teacher_heads, mapped)], axis=0)
+            if not self.feature_weight_gradient:
+                head_losses = ops.stop_gradient(head_losses)
+            weights = own_weights = multi_teacher.confidence_weights(head_losses)
+        elif self.feature_weighting == "logits":
+            weights = logit_weights
+        else:
+            weights = ops.ones_like(errors) / len(self.teachers)
+        return self.feature_factor * ops.sum(weights * errors, axis=-1), own_weights
+
+    def multi_teacher_terms(self, y, student_logits, student_features, teacher_logits,
+                            teacher_features, training):
+        """Every per-example term [B], named as in `loss_terms`."""
+        student_loss = losses.cross_entropy(y, student_logits)
+        weights = multi_teacher.teacher_weights(teacher_logits, y, self.weighting,
+                                                self.fixed_weights)
+        distillation = self.kd_factor * multi_teacher.weighted_distillation(
+            weights, teacher_logits, student_logits, self.temperature)
+        loss = student_loss + self.lambda1 * distillation
+        terms = {"student_loss": student_loss, "distillation_loss": distillation}
+        if self.uses_features:
+            feature_loss, feature_weights = self.feature_terms(
+                y, student_features, teacher_features, weights, training)
+            scale = self.lambda2
+            if training and self.skip_features_first_epoch:
+                scale = scale * ops.cast(self.epoch.value >= 1, "float32")
+            loss = loss + scale * feature_loss
+            terms["feature_loss"] = feature_loss
+            if feature_weights is not None:
+                terms.update({f"teacher_{k}_feature_weight": feature_weights[:, k]
+                              for k in range(len(self.teachers))})
+        terms.update({f"teacher_{k}_weight": weights[:, k] for k in range(len(self.teachers))})
+        terms["loss"] = loss
+        return terms
+
+    def _forward(self, data, training):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        student_x, teacher_x, y = self.prepare_batch(x, y, training)
+        teacher_logits, teacher_features = self.teacher_outputs(teacher_x)
+
+        def loss_fn():
+            if self.uses_features:
+                student_features, student_logits = self.student_view(student_x, training=training)
+            else:
+                student_features, student_logits = None, self.student(student_x, training=training)
+            terms = self.multi_teacher_terms(y, student_logits, student_features, teacher_logits,
+                                             teacher_features, training)
+            loss = global_mean(terms["loss"], sample_weight)
+            if self.student.losses:
+                replicas = tf.distribute.get_strategy().num_replicas_in_sync
+                loss += ops.sum(self.student.losses) / replicas
+            return loss, (y, student_logits, terms, sample_weight)
+
+        return loss_fn
+
+    def fit(self, *args, callbacks=None, **kwargs):
+        """`keras.Model.fit`, plus the callback that tells `train_step` the epoch."""
+        callbacks = list(callbacks or []) + [EpochCounter(self.epoch)]
+        return super().fit(*args, callbacks=callbacks, **kwargs)
+
+
+# ---- methods for bin/distill ------------------------------------------------------------------
+LAMBDA1 = methods.Option("lambda1", 1.0, "Multi-teacher methods: weight of the weighted KD term.")
+LAMBDA2 = methods.Option("lambda2", 50.0, "ca_mkd: weight of the intermediate-feature term "
+                                          "L_inter (paper: 50).")
+HINT_WEIGHT = methods.Option("hint_weight", 100.0, "fitnet_mkd: weight of the averaged hint "
+                                                   "loss (paper: 100).")
+OFFICIAL_SCALING = methods.Option(
+    "official_scaling", False, "ca_mkd, ebkd: also divide the weighted terms by the number of "
+    "teachers as the authors' code does (changes the effective lambda1 and lambda2).")
+SKIP_FIRST_EPOCH = methods.Option(
+    "skip_features_first_epoch", True, "ca_mkd, fitnet_mkd: leave the feature term out "
+    "during the first epoch, as the authors' code does.")
+FEATURE_LAYER = methods.Option(
+    "mkd_feature_layer", models.FEATURES, "ca_mkd, fitnet_mkd: the layer matched in the "
+    "student and every teacher.")
+ABLATION = methods.Option(
+    "ca_mkd_ablation", "none", "ca_mkd: the paper's Table 4 ablations: average_weights "
+    "(w = w' = 1/K), no_features (no L_inter), logit_weights_for_features (w' = w).",
+    choices=("none", "average_weights", "no_features", "logit_weights_for_features"))
+WEIGHT_GRADIENT = methods.Option(
+    "ca_mkd_weight_gradient", False, "ca_mkd: let the gradient flow through the feature "
+    "weights w' as the authors' code does, instead of holding w' constant.")
+FIXED_WEIGHTS = methods.Option("fixed_teacher_weights", "",
+                               "fixed_mkd: a comma list of relative per-teacher weights.")
+
+
+def _build(weighting, **fixed):
+    def build(student, teachers, data, options):
+        settings = dict(fixed)
+        for name in ("lambda1", "lambda2"):
+            if name in options:
+                settings.setdefault(name, options[name])
+        return MultiTeacherDistiller(
+            student, teachers, weighting=weighting, temperature=options["temperature"],
+            official_scaling=options.get("official_scaling", False),
+            skip_features_first_epoch=options.get("skip_features_first_epoch", True),
+            feature_layer=options.get("mkd_feature_layer", models.FEATURES),
+            feature_weight_gradient=options.get("ca_mkd_weight_gradient", False), **settings)
+    return build
+
+
+def _build_ca_mkd(student, teachers, data, options):
+    ablation = options["ca_mkd_ablation"]
+    if ablation == "average_weights":
+        return _build("aver", feature_weighting="aver")(student, teachers, data, options)
+    if ablation == "no_features":
+        return _build("ca_mkd", lambda2=0.0)(student, teachers, data, options)
+    if ablation == "logit_weights_for_features":
+        return _build("ca_mkd", feature_weighting="logits")(student, teachers, data, options)
+    return _build("ca_mkd", feature_weighting="ca_mkd")(student, teachers, data, options)
+
+
+def _build_fitnet_mkd(student, teachers, data, options):
+    return _build("aver", feature_weighting="aver", lambda2=options["hint_weight"])(
+        student, teachers, data, options)
+
+
+def _build_fixed(student, teachers, data, options):
+    text = options["fixed_teacher_weights"]
+    try:
+        weights = [float(w) for w in text.split(",")] if text.strip() else None
+    except ValueError:
+        raise ValueError(f"--fixed_teacher_weights must be a comma list of numbers; got "
+                         f"{text!r}") from None
+    if weights is None:
+        raise ValueError("--fixed_teacher_weights: fixed_mkd needs one weight per teacher")
+    return _build("fixed", lambda2=0.0, fixed_weights=weights)(student, teachers, data, options)
+
+
+_T = methods.TEMPERATURE
+for _name, _method in (
+        ("aver", methods.Method(_build("aver", lambda2=0.0), (_T, LAMBDA1), multi_teacher=True,
+                                description="You et al. 2017: CE + l1 * mean_k T^2 KL_k")),
+        ("ebkd", methods.Method(_build("ebkd", lambda2=0.0), (_T, LAMBDA1, OFFICIAL_SCALING),
+                                multi_teacher=True,
+                                description="Kwon et al. 2020: entropy-weighted teachers")),
+        ("fixed_mkd", methods.Method(_build_fixed, (_T, LAMBDA1, FIXED_WEIGHTS),
+                                     multi_teacher=True,
+                                     description="Teachers with fixed user-given weights")),
+        ("fitnet_mkd", methods.Method(_build_fitnet_mkd, (_T, LAMBDA1, HINT_WEIGHT,
+                                                          SKIP_FIRST_EPOCH, FEATURE_LAYER),
+                                      multi_teacher=True,
+                                      description="AVER + mean over teachers of FitNet hints")),
+        ("ca_mkd", methods.Method(_build_ca_mkd, (_T, LAMBDA1, LAMBDA2, OFFICIAL_SCALING,
+                                                  SKIP_FIRST_EPOCH, FEATURE_LAYER, ABLATION,
+                                                  WEIGHT_GRADIENT),
+                                  multi_teacher=True,
+                                  description="Zhang et al. 2022: confidence-aware weights on "
+                                              "logits and features")),
+):
+    methods.METHODS.register(_name, _method)

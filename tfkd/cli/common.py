@@ -11,6 +11,7 @@ import tensorflow as tf
 from absl import app, logging
 
 from tfkd import data, models, training
+from tfkd.cli import curriculum as curriculum_cli
 from tfkd.io import replace
 
 USER_ERRORS = (ValueError, FileExistsError, FileNotFoundError, data.DataUnavailableError)
@@ -100,11 +101,16 @@ def distill(method, student_arch, teacher, bundle, strategy, config, options, wo
     print(f"Distilling {student_arch} with {options} for {config.epochs} epochs", flush=True)
     student = build_model(student_arch, bundle, strategy)
     train, validation, steps = datasets(bundle, config.batch_size, augment, seed)
+    # Curriculum (tfkd/cli/curriculum.py): teacher-ordered, paced data when --curriculum asks.
+    train, steps_per_epoch = curriculum_cli.training_data(train, teacher, bundle, config, augment,
+                                                          seed, verbose, work_dir)
     with strategy.scope():
         distiller = method.build(student, teacher, bundle, options)
         distiller.compile(optimizer=training.make_optimizer(config, steps), metrics=["accuracy"])
     distiller.fit(train, validation_data=validation, epochs=config.epochs, shuffle=False,
-                            verbose=verbose, callbacks=callbacks(work_dir, "distill"))
+                  steps_per_epoch=steps_per_epoch, verbose=verbose,
+                  callbacks=callbacks(work_dir, "distill")
+                  + curriculum_cli.callbacks(distiller, work_dir))
     if work_dir is not None:
         os.replace(os.path.join(work_dir, "distill.csv"), os.path.join(work_dir, "history.csv"))
     return student

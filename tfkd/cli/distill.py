@@ -8,6 +8,7 @@ from absl import flags
 
 from tfkd import data, export, methods, models, teachers, training
 from tfkd.cli import common
+from tfkd.cli import curriculum as curriculum_cli
 from tfkd.cli import flags as tfkd_flags
 
 FLAGS = flags.FLAGS
@@ -16,6 +17,7 @@ tfkd_flags.define_data_flags()
 tfkd_flags.define_training_flags()
 tfkd_flags.define_method_flags()
 tfkd_flags.define_export_flags()
+curriculum_cli.define_flags()
 flags.DEFINE_string("teacher", "resnet20",
                     "A .keras file or SavedModel folder to load, or an architecture to train.")
 flags.DEFINE_integer("teacher_epochs", 10, "Epochs when the teacher is trained here.")
@@ -44,6 +46,7 @@ def check_flags():
     export.check_formats(FLAGS.export)
     if FLAGS.teacher_epochs < 1:
         raise ValueError("--teacher_epochs must be an integer >= 1")
+    curriculum_cli.check_flags()
 
 
 def get_teacher(bundle, strategy, config, work_dir, seconds):

@@ -99,6 +99,17 @@ def test_inverse_is_the_exact_reverse():
         curriculum.curriculum_order("inverse", (correct, confidence, labels)), forward[::-1])
 
 
+def test_random_curriculum_is_a_seeded_permutation_without_scores():
+    first = curriculum.curriculum_order("random", num_examples=50, seed=4)
+    assert sorted(first) == list(range(50))
+    np.testing.assert_array_equal(first, curriculum.curriculum_order("random", num_examples=50,
+                                                                     seed=4))
+    assert not np.array_equal(first, curriculum.curriculum_order("random", num_examples=50,
+                                                                 seed=5))
+    with pytest.raises(ValueError, match="curriculum must be one of"):
+        curriculum.curriculum_order("hardest", (np.ones(2, bool), np.ones(2), np.zeros(2, int)))
+
+
 @pytest.mark.parametrize("bad", [dict(correct=[], confidence=[], labels=[]),
                                  dict(correct=[True], confidence=[0.5, 0.2], labels=[0, 1]),
                                  dict(correct=[True], confidence=[np.nan], labels=[0])])

@@ -99,6 +99,15 @@ def test_bad_curriculum_flags_name_the_flag(tmp_path, args, message):
         distill.run()
 
 
+def test_paced_random_order_needs_no_teacher_scores(tmp_path, monkeypatch):
+    monkeypatch.setattr(curriculum, "score", lambda *args, **kwargs: pytest.fail("scored"))
+    parse(TINY + ["--curriculum=random", "--pacing=exponential", "--pacing_start=0.5",
+                  "--pacing_epochs=1", f"--output_dir={tmp_path / 'run'}"])
+    distill.run()
+    assert len(_rows(tmp_path / "run" / "history.csv")) == 2
+    assert not (tmp_path / "run" / "curriculum.npz").exists()
+
+
 def test_a_curriculum_needs_a_teacher():
     parse(TINY + ["--curriculum=teacher"])
     bundle = data.load(tfkd_flags.data_config())

@@ -19,7 +19,7 @@ from keras import ops
 
 from tfkd.data import pipeline
 
-CURRICULA = ("none", "teacher", "inverse")
+CURRICULA = ("none", "teacher", "inverse", "random")
 PACINGS = ("none", "linear", "step", "exponential")
 
 
@@ -170,9 +170,18 @@ def order(correct, confidence, labels, reverse=False):
     return result[::-1].copy() if reverse else result
 
 
-def curriculum_order(kind, scores):
-    """`order` for `--curriculum=teacher|inverse` from `score`'s (correct, confidence, labels)."""
-    if kind not in CURRICULA[1:]:
+def curriculum_order(kind, scores=None, num_examples=None, seed=0):
+    """Training order for `--curriculum=teacher|inverse|random`.
+
+    teacher and inverse: `order` of `score`'s (correct, confidence, labels). random: a fixed
+    seeded permutation of `num_examples`, the control of Hacohen and Weinshall (2019): the same
+    pacing and fixed order, without the teacher's notion of difficulty.
+    """
+    if kind == "random":
+        if num_examples is None or num_examples < 1:
+            raise ValueError(f"a random curriculum needs num_examples >= 1, got {num_examples}")
+        return np.random.default_rng(seed).permutation(num_examples).astype(np.int64)
+    if kind not in ("teacher", "inverse"):
         raise ValueError(f"curriculum must be one of {', '.join(CURRICULA[1:])}, got {kind!r}")
     return order(*scores, reverse=kind == "inverse")
 

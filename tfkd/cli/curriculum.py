@@ -18,7 +18,8 @@ FLAGS = flags.FLAGS
 def define_flags():
     flags.DEFINE_enum("curriculum", "none", curriculum.CURRICULA,
                       "Training order: none (shuffled), teacher (teacher-scored, easy to hard, "
-                      "class-stratified) or inverse (hard to easy).")
+                      "class-stratified), inverse (hard to easy) or random (a fixed random "
+                      "order: the control for teacher).")
     flags.DEFINE_enum("pacing", "none", curriculum.PACINGS,
                       "Curriculum pacing: none keeps the fixed order every epoch; linear, step "
                       "and exponential draw early epochs from a shuffled easiest prefix.")
@@ -33,9 +34,9 @@ def check_flags():
         return
     if FLAGS.curriculum == "none":
         raise ValueError(f"--pacing={FLAGS.pacing} paces a curriculum; pass "
-                         "--curriculum=teacher or --curriculum=inverse")
+                         "--curriculum=teacher, inverse or random")
     curriculum.check_pacing(FLAGS.pacing, FLAGS.pacing_start, FLAGS.pacing_epochs)
-    if "method" in FLAGS and FLAGS.method in methods.METHODS:
+    if FLAGS.curriculum != "random" and "method" in FLAGS and FLAGS.method in methods.METHODS:
         if not methods.METHODS.get(FLAGS.method).needs_teacher:
             raise ValueError(f"--curriculum={FLAGS.curriculum} needs a teacher to score the "
                              f"data, but --method={FLAGS.method} uses none")
@@ -55,21 +56,29 @@ def training_data(default, teacher, bundle, config, augment, seed, verbose, work
     if not _requested():
         return default, None
     check_flags()
+    orders = curriculum.epoch_orders(_order(teacher, bundle, verbose, seed, work_dir),
+                                     config.epochs, FLAGS.pacing, FLAGS.pacing_start,
+                                     FLAGS.pacing_epochs, seed)
+    return curriculum.curriculum_dataset(*bundle.train, orders, config.batch_size, augment, seed)
+
+
+def _order(teacher, bundle, verbose, seed, work_dir):
+    """The --curriculum order; a teacher-scored one is saved with its scores and Fig. 1 plot."""
+    if FLAGS.curriculum == "random":
+        return curriculum.curriculum_order("random", num_examples=len(bundle.train[1]), seed=seed)
     if teacher is None:
         raise ValueError(f"--curriculum={FLAGS.curriculum} needs a teacher to score the data, "
                          "but this method uses none")
     print(f"Scoring {len(bundle.train[1])} training examples with the teacher", flush=True)
     scores = curriculum.training_scores(teacher, bundle, verbose=verbose)
     indices = curriculum.curriculum_order(FLAGS.curriculum, scores)
-    orders = curriculum.epoch_orders(indices, config.epochs, FLAGS.pacing, FLAGS.pacing_start,
-                                     FLAGS.pacing_epochs, seed)
     if work_dir is not None:
         correct, confidence, labels = scores
         np.savez_compressed(os.path.join(work_dir, "curriculum.npz"), order=indices,
                             correct=correct, confidence=confidence, labels=labels)
         curriculum.plot_confidence_profile(correct, confidence, labels,
                                            os.path.join(work_dir, "curriculum.png"))
-    return curriculum.curriculum_dataset(*bundle.train, orders, config.batch_size, augment, seed)
+    return indices
 
 
 def callbacks(model, work_dir):

@@ -41,3 +41,8 @@ for seed in 0 1 2; do
   run kd_random $seed $KD --curriculum=random
   run kd_random_paced $seed $KD --curriculum=random $PACED
 done
+# Control for selective reliance: the same curriculum with a constant KD weight equal to kd_sr's
+# mean lambda on it (0.174, read from kd_cl_sr-*/history.csv).
+for seed in 0 1 2; do
+  run kd_cl_alpha $seed --method=kd --alpha=0.174 --curriculum=teacher
+done

@@ -21,7 +21,8 @@ ROWS = [("Student-Unguided", "kd", "baseline"), ("Student-KD", "kd", "student"),
         ("Student-KD-CL paced", "kd_cl_paced", "student"),
         ("Student-KD-CL-SR paced", "kd_cl_sr_paced", "student"),
         ("Student-KD, fixed random order", "kd_random", "student"),
-        ("Student-KD, random order paced", "kd_random_paced", "student")]
+        ("Student-KD, random order paced", "kd_random_paced", "student"),
+        ("Student-KD-CL, alpha = mean SR lambda", "kd_cl_alpha", "student")]
 SEEDS = (0, 1, 2)
 
 

@@ -61,8 +61,8 @@ def _identity_teacher(scale=1.0):
 
 def _student(seed=0):
     init = keras.initializers.GlorotUniform(seed=seed)
-    return keras.Sequential([keras.Input((CLASSES,)), keras.layers.Dense(8, kernel_initializer=init),
-                             keras.layers.ReLU(),
+    return keras.Sequential([keras.Input((CLASSES,)),
+                             keras.layers.Dense(8, kernel_initializer=init), keras.layers.ReLU(),
                              keras.layers.Dense(CLASSES, kernel_initializer=init)])
 
 

@@ -11,6 +11,7 @@ import tensorflow as tf
 from absl import app, logging
 
 from tfkd import data, models, training
+from tfkd.cli import curriculum as curriculum_cli
 from tfkd.io import replace
 
 USER_ERRORS = (ValueError, FileExistsError, FileNotFoundError, data.DataUnavailableError)
@@ -107,6 +108,9 @@ def distill(method, student_arch, teacher, bundle, strategy, config, options, wo
     seed_everything(seed)
     student = build_model(student_arch, bundle, strategy)
     train, validation, steps = datasets(bundle, config.batch_size, augment, seed)
+    # Curriculum (tfkd/cli/curriculum.py): teacher-ordered, paced data when --curriculum asks.
+    train, steps_per_epoch = curriculum_cli.training_data(train, teacher, bundle, config, augment,
+                                                          seed, verbose, work_dir)
     extra_callbacks = []
     if teaching is not None:
         train = teaching.train_dataset(train, bundle, teacher, config.batch_size, seed)
@@ -117,7 +121,9 @@ def distill(method, student_arch, teacher, bundle, strategy, config, options, wo
             teaching.attach(distiller)
         distiller.compile(optimizer=training.make_optimizer(config, steps), metrics=["accuracy"])
     distiller.fit(train, validation_data=validation, epochs=config.epochs, shuffle=False,
-                  verbose=verbose, callbacks=extra_callbacks + callbacks(work_dir, "distill"))
+                  steps_per_epoch=steps_per_epoch, verbose=verbose,
+                  callbacks=extra_callbacks + callbacks(work_dir, "distill")
+                  + curriculum_cli.callbacks(distiller, work_dir))
     if work_dir is not None:
         os.replace(os.path.join(work_dir, "distill.csv"), os.path.join(work_dir, "history.csv"))
     return student

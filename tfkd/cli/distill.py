@@ -8,6 +8,7 @@ from absl import flags
 
 from tfkd import data, export, methods, models, teachers, training
 from tfkd.cli import calibration_flags, common
+from tfkd.cli import curriculum as curriculum_cli
 from tfkd.cli import multi_teacher as multi_teacher_cli
 from tfkd.cli import flags as tfkd_flags
 from tfkd.cli import teaching as cli_teaching
@@ -20,6 +21,7 @@ tfkd_flags.define_method_flags()
 tfkd_flags.define_export_flags()
 calibration_flags.define_flags()
 cli_teaching.define_flags()
+curriculum_cli.define_flags()
 flags.DEFINE_string("teacher", "resnet20",
                     "A .keras file or SavedModel folder to load, or an architecture to train.")
 flags.DEFINE_list("teachers", [], "Multi-teacher methods: a comma list, each a .keras file, a "
@@ -50,6 +52,7 @@ def check_flags():
     export.check_formats(FLAGS.export)
     if FLAGS.teacher_epochs < 1:
         raise ValueError("--teacher_epochs must be an integer >= 1")
+    curriculum_cli.check_flags()
 
 
 def get_teacher(bundle, strategy, config, work_dir, seconds, spec=None, name="teacher",
@@ -89,6 +92,11 @@ def run():
     teaching = cli_teaching.TeachingRun(FLAGS.method, method, tfkd_flags.method_options(
         FLAGS.method), bundle, data_config)
     options = teaching.options
+    if FLAGS.curriculum != "none" and (method.multi_teacher or FLAGS.teaching == "fixed"
+                                       or FLAGS.distill_dataset):
+        raise ValueError(f"--curriculum={FLAGS.curriculum} orders the training split for one "
+                         "teacher; it does not combine with multi-teacher methods, "
+                         "--teaching=fixed or --distill_dataset")
     calibration_flags.check_flags(method, options, len(bundle.validation[1]))
     seconds = {}
     with common.staging_dir(output_dir) as work_dir:

@@ -160,6 +160,7 @@ class MultiTeacherDistiller(Distiller):
                  feature_weight_gradient=False, **kwargs):
         # Distiller.__init__ expects one teacher: set up the keras.Model directly.
         super(Distiller, self).__init__(**kwargs)
+        self.teaching = None  # teaching modes are for single-teacher distillers
         if isinstance(teachers, keras.Model) or not teachers:
             raise ValueError("teachers must be a non-empty list of keras.Model")
         teachers = list(teachers)

@@ -175,8 +175,7 @@ def _print_summary(results):
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise ValueError(f"unexpected arguments: {' '.join(argv[1:])} (flags start with --)")
+    common.no_positional_arguments(argv)
     run()
 
 

@@ -15,7 +15,7 @@ import time
 from absl import flags
 
 from tfkd import calibration, data, export, teachers
-from tfkd.cli import calibration_flags
+from tfkd.cli import calibration_flags, common
 from tfkd.cli import flags as tfkd_flags
 from tfkd.io import write_text
 
@@ -99,6 +99,5 @@ def run():
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise ValueError(f"unexpected arguments: {' '.join(argv[1:])} (flags start with --)")
+    common.no_positional_arguments(argv)
     run()

@@ -33,6 +33,11 @@ def app_run(main):
     app.run(guarded)
 
 
+def no_positional_arguments(argv):
+    if len(argv) > 1:
+        raise ValueError(f"unexpected arguments: {' '.join(argv[1:])} (flags start with --)")
+
+
 def check_output_dir(path, overwrite):
     if os.path.isdir(path) and os.listdir(path) and not overwrite:
         raise FileExistsError(f"--output_dir {path} exists and is not empty; pass --overwrite "

@@ -166,6 +166,5 @@ def run():
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise ValueError(f"unexpected arguments: {' '.join(argv[1:])} (flags start with --)")
+    common.no_positional_arguments(argv)
     run()

@@ -341,7 +341,7 @@ def _one_step(strategy, x, y, teacher_weights, student_weights):
     return student.get_weights() + adapters, history.history
 
 
-def test_two_replicas_take_the_same_step_as_one():
+def test_two_replicas_take_the_same_step_as_one(mirrored):
     x, y = _images(n=32)
     teacher_weights = [t.get_weights() for t in _teachers(seed=20)]
     student_weights = _conv_model((4, 6), 2, batchnorm=False).get_weights()
@@ -349,7 +349,7 @@ def test_two_replicas_take_the_same_step_as_one():
     assert len(devices) == 2
     one, h1 = _one_step(tf.distribute.OneDeviceStrategy(devices[0]), x, y,
                         teacher_weights, student_weights)
-    two, h2 = _one_step(tf.distribute.MirroredStrategy(devices), x, y,
+    two, h2 = _one_step(mirrored, x, y,
                         teacher_weights, student_weights)
     moved = max(np.abs(a - b).max() for a, b in zip(one, student_weights))
     assert moved > 1e-3

@@ -21,3 +21,12 @@ def mirrored():
     strategy = training.make_strategy("mirrored")
     assert strategy.num_replicas_in_sync == 2
     return strategy
+
+
+@pytest.fixture(autouse=True)
+def _unparse_flags_after_test():
+    """Tests that parse absl flags leave no parsed state behind for the next one."""
+    yield
+    from absl import flags
+
+    flags.FLAGS.unparse_flags()

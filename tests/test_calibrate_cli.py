@@ -7,6 +7,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+from cli_helpers import parse
 from absl import flags
 
 from tfkd import calibration, data, export
@@ -18,17 +19,6 @@ DATA = ["--dataset=synthetic", "--synthetic_size=600", "--synthetic_dim=12",
         "--synthetic_classes=4", "--synthetic_superclasses=2"]
 TRAIN = ["--teacher_epochs=2", "--student=mlp_small", "--epochs=1", "--batch_size=64",
          "--optimizer=adam", "--learning_rate=0.01", "--verbose=0", "--export=keras"]
-
-
-def parse(args):
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["tool", *args])
-
-
-@pytest.fixture(autouse=True)
-def reset_flags():
-    yield
-    flags.FLAGS.unparse_flags()
 
 
 def run_distill(args, recorded):

@@ -8,6 +8,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+from cli_helpers import parse
 from absl import flags
 
 from tfkd import data, models
@@ -20,17 +21,6 @@ TINY = ["--dataset=synthetic", "--synthetic_size=600", "--synthetic_dim=12",
         "--synthetic_classes=4", "--synthetic_superclasses=2", "--teacher=mlp",
         "--teacher_epochs=2", "--student=mlp_small", "--epochs=2", "--batch_size=64",
         "--optimizer=adam", "--learning_rate=0.01", "--verbose=0"]
-
-
-def parse(args):
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["distill", *args])
-
-
-@pytest.fixture(autouse=True)
-def reset_flags():
-    yield
-    flags.FLAGS.unparse_flags()
 
 
 def test_end_to_end_writes_every_output(tmp_path):

@@ -4,7 +4,7 @@ import csv
 import keras
 import numpy as np
 import pytest
-from absl import flags
+from cli_helpers import parse
 
 from tfkd import curriculum, data
 from tfkd.cli import curriculum as curriculum_cli
@@ -15,17 +15,6 @@ TINY = ["--dataset=synthetic", "--synthetic_size=600", "--synthetic_dim=12",
         "--synthetic_classes=4", "--synthetic_superclasses=2", "--teacher=mlp",
         "--teacher_epochs=3", "--student=mlp_small", "--epochs=2", "--batch_size=64",
         "--optimizer=adam", "--learning_rate=0.01", "--verbose=0", "--export=keras"]
-
-
-def parse(args):
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["distill", *args])
-
-
-@pytest.fixture(autouse=True)
-def reset_flags():
-    yield
-    flags.FLAGS.unparse_flags()
 
 
 def _rows(path):

@@ -8,7 +8,7 @@ import sys
 import keras
 import numpy as np
 import pytest
-from absl import flags
+from cli_helpers import parse
 
 from tfkd import data, multi_teacher
 from tfkd.cli import distill
@@ -19,17 +19,6 @@ TINY = ["--dataset=synthetic", "--synthetic_size=600", "--synthetic_dim=12",
         "--synthetic_classes=4", "--synthetic_superclasses=2", "--teacher_epochs=2",
         "--student=mlp_small", "--epochs=2", "--batch_size=64", "--optimizer=adam",
         "--learning_rate=0.01", "--verbose=0", "--export=keras"]
-
-
-def parse(args):
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["distill", *args])
-
-
-@pytest.fixture(autouse=True)
-def reset_flags():
-    yield
-    flags.FLAGS.unparse_flags()
 
 
 def test_ca_mkd_end_to_end_then_teachers_reused_by_path(tmp_path):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from absl import flags
 
-from tfkd import analysis, data, models
+from tfkd import analysis, data
 from tfkd.cli import analyze, distill
 from tfkd.cli import flags as tfkd_flags
 from partial_reference import softmax

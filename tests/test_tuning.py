@@ -11,6 +11,7 @@ import keras
 import keras_tuner
 import numpy as np
 import pytest
+from cli_helpers import parse
 from absl import flags
 
 import tfkd.data
@@ -24,17 +25,6 @@ TINY = DATA + ["--teacher=mlp", "--teacher_epochs=2", "--student=mlp_small", "--
                "--batch_size=64", "--optimizer=adam", "--verbose=0", "--export=keras"]
 SPACE = {"temperature": [1, 2, 4, 8], "alpha": {"min": 0.1, "max": 0.9},
          "learning_rate": {"min": 0.001, "max": 0.03, "scale": "log"}}
-
-
-def parse(args):
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["tune", *args])
-
-
-@pytest.fixture(autouse=True)
-def reset_flags():
-    yield
-    flags.FLAGS.unparse_flags()
 
 
 def accuracy_of(model, split):

@@ -105,6 +105,16 @@ class Distiller(keras.Model):
         own = set(map(id, self.trackers.values()))
         return [m for m in super().metrics if m.name != "loss" or id(m) in own]
 
+    def total_loss(self, terms, sample_weight):
+        """The scalar to differentiate: the global-batch mean of `terms["loss"]` plus the
+        student's regularisation losses, divided by the replica count since Keras sums
+        gradients across replicas."""
+        loss = global_mean(terms["loss"], sample_weight)
+        if self.student.losses:
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            loss += ops.sum(self.student.losses) / replicas
+        return loss
+
     def _forward(self, data, training):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         student_x, teacher_x, y = self.prepare_batch(x, y, training)
@@ -113,11 +123,8 @@ class Distiller(keras.Model):
         def loss_fn():
             student_logits = self.student(student_x, training=training)
             terms = self.compute_terms(student_x, y, student_logits, teacher_logits, training)
-            loss = global_mean(terms["loss"], sample_weight)
-            if self.student.losses:
-                replicas = tf.distribute.get_strategy().num_replicas_in_sync
-                loss += ops.sum(self.student.losses) / replicas
-            return loss, (y, student_logits, terms, sample_weight)
+            return self.total_loss(terms, sample_weight), (y, student_logits, terms,
+                                                           sample_weight)
 
         return loss_fn
 

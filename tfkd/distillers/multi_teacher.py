@@ -19,11 +19,10 @@ the student lower L_inter by making a teacher's head classify its adapted featur
 adapters train with the student and are not part of it.
 """
 import keras
-import tensorflow as tf
 from keras import ops
 
 from tfkd import losses, methods, models, multi_teacher
-from tfkd.distillers.base import Distiller, check_class_counts, global_mean
+from tfkd.distillers.base import Distiller, check_class_counts
 
 FEATURE_WEIGHTINGS = ("ca_mkd", "logits", "aver")
 
@@ -279,11 +278,8 @@ class MultiTeacherDistiller(Distiller):
                 student_features, student_logits = None, self.student(student_x, training=training)
             terms = self.multi_teacher_terms(y, student_logits, student_features, teacher_logits,
                                              teacher_features, training)
-            loss = global_mean(terms["loss"], sample_weight)
-            if self.student.losses:
-                replicas = tf.distribute.get_strategy().num_replicas_in_sync
-                loss += ops.sum(self.student.losses) / replicas
-            return loss, (y, student_logits, terms, sample_weight)
+            return self.total_loss(terms, sample_weight), (y, student_logits, terms,
+                                                           sample_weight)
 
         return loss_fn
 

@@ -394,7 +394,7 @@ def test_cli_bad_teaching_flags_are_one_clear_error(image_sets, tmp_path, args, 
 
 
 def test_test_monitor_measures_accuracy_agreement_and_kl_against_numpy():
-    from tfkd.cli.teaching import TestMonitor
+    from tfkd.callbacks import TestMonitor
     x, y = _images(n=40)
     student, teacher = _conv(1, scale=5.0), _conv(2, scale=5.0)
     values = TestMonitor(student, (x, y), every=1, teacher=teacher).measure()

@@ -3,14 +3,13 @@
 `define_flags()` adds --curriculum, --pacing, --pacing_start and --pacing_epochs;
 `training_data(...)` returns the usual shuffled data set unless a curriculum is requested.
 """
-import csv
 import os
 
-import keras
 import numpy as np
 from absl import flags
 
 from tfkd import curriculum, methods
+from tfkd.callbacks import BatchValueRecorder
 
 FLAGS = flags.FLAGS
 
@@ -86,42 +85,3 @@ def callbacks(model, work_dir):
     if work_dir is None or not getattr(model, "batch_values", ()):
         return []
     return [BatchValueRecorder(os.path.join(work_dir, "batch_values.csv"))]
-
-
-class BatchValueRecorder(keras.callbacks.Callback):
-    """Records the model's `batch_values` variables after every training batch.
-
-    Keras's batch logs hold running epoch means; the variables hold the batch's own value.
-    At the end of training writes a CSV (epoch, batch, values...) and one PNG per value.
-    """
-
-    def __init__(self, path=None):
-        super().__init__()
-        self.path = path
-        self.rows = []
-        self.epoch = 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        values = [float(keras.ops.convert_to_numpy(getattr(self.model, name)))
-                  for name in self.model.batch_values]
-        self.rows.append((self.epoch, batch, *values))
-
-    def values(self, name):
-        column = 2 + list(self.model.batch_values).index(name)
-        return np.array([row[column] for row in self.rows])
-
-    def on_train_end(self, logs=None):
-        if self.path is None or not self.rows:
-            return
-        names = list(self.model.batch_values)
-        with open(self.path, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["epoch", "batch", *names])
-            writer.writerows(self.rows)
-        steps = max(row[1] for row in self.rows) + 1
-        for name in names:
-            curriculum.plot_batch_values(self.values(name), os.path.splitext(self.path)[0]
-                                         + f"_{name}.png", steps, ylabel=name)

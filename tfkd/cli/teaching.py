@@ -8,11 +8,11 @@
 """
 import dataclasses
 
-import keras
 import numpy as np
 from absl import flags
 
-from tfkd import augment, data, losses, teaching
+from tfkd import augment, data, teaching
+from tfkd.callbacks import TestMonitor
 from tfkd.data import DataBundle
 from tfkd.distillers import Distiller
 
@@ -129,41 +129,3 @@ class TeachingRun:
         return {"teaching": self.mode or NONE, "distill_dataset": FLAGS.distill_dataset,
                 "distill_examples": self.examples, "options": self.options,
                 **({"augmentation": dataclasses.asdict(self.teaching)} if self.teaching else {})}
-
-
-class TestMonitor(keras.callbacks.Callback):
-    """Adds to the epoch logs, on the first, every `every`-th and the last epoch (NaN between),
-    the student's test accuracy and, given a teacher, how closely the student matches it on
-    the test images: top-1 agreement and KL(teacher || student) at T = 1. A CSV logger after
-    it records them, giving patience curves from one run."""
-
-    KEYS = ("test_accuracy", "test_agreement", "test_teacher_kl")
-
-    def __init__(self, student, test, every, teacher=None, batch_size=512):
-        super().__init__()
-        self.student, self.every, self.batch_size = student, every, batch_size
-        self.x, self.y = data.to_float(test[0]), np.asarray(test[1])
-        self.teacher_probs = None
-        if teacher is not None:
-            logits = teacher.predict(self.x, batch_size=batch_size, verbose=0)
-            self.teacher_probs = keras.ops.convert_to_numpy(keras.ops.softmax(logits))
-
-    def measure(self):
-        logits = self.student.predict(self.x, batch_size=self.batch_size, verbose=0)
-        values = {"test_accuracy": float(np.mean(np.argmax(logits, -1) == self.y))}
-        if self.teacher_probs is not None:
-            values["test_agreement"] = float(np.mean(
-                np.argmax(logits, -1) == np.argmax(self.teacher_probs, -1)))
-            kl = losses.kl_divergence(self.teacher_probs, logits)
-            values["test_teacher_kl"] = float(np.mean(keras.ops.convert_to_numpy(kl)))
-        return values
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is None:
-            return
-        last = epoch + 1 == self.params.get("epochs")
-        if epoch == 0 or (epoch + 1) % self.every == 0 or last:
-            logs.update(self.measure())
-        else:
-            keys = self.KEYS if self.teacher_probs is not None else self.KEYS[:1]
-            logs.update({key: float("nan") for key in keys})

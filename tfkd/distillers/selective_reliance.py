@@ -43,7 +43,7 @@ class SelectiveRelianceDistiller(Distiller):
 
     `reliance` (lambda) is a loss term like the others: fit reports its mean over the epoch;
     `batch_reliance` holds the last training batch's value for per-batch recording
-    (`tfkd.cli.curriculum.BatchValueRecorder`).
+    (`tfkd.callbacks.BatchValueRecorder`).
     """
 
     loss_terms = ("loss", "student_loss", "distillation_loss", "reliance")

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Runs the partial-distillation experiments of docs/partial/README.md and builds the tables.
 #   docs/partial/run.sh synthetic|fashion|analysis|tables|all   (from the repository root)
-# Run outputs (models, results.json) go to $OUT (default /tmp/tfkd-partial); a run whose
-# results.json exists is skipped, so the script resumes after an interruption.
+# Run outputs (models, results.json) go to $OUT (default savedmodels/partial under the repository
+# root); a run whose results.json exists is skipped, so the script resumes after an interruption.
+# $PYTHON (default python3) runs the tools; $FASHION_MNIST is the folder of the Fashion-MNIST idx
+# files (default: where Debian's dataset-fashion-mnist package puts them).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-OUT=${OUT:-/tmp/tfkd-partial}
-PYTHON=${PYTHON:-python}
+OUT=${OUT:-savedmodels/partial}
+PYTHON=${PYTHON:-python3}
+FASHION_MNIST=${FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
 DISTILL=(nice -n 10 "$PYTHON" bin/distill --verbose=0 --export=keras --overwrite)
 
 run() {  # run OUTPUT_DIR FLAGS...: one bin/distill job unless it already finished
@@ -47,7 +50,7 @@ synthetic() {
 # Section 5.2 on Fashion-MNIST: one cnn_large teacher, trained once (seed 0, 5000 examples) by a
 # run whose own student is not used, then loaded by every student run. Students see a 2000
 # example subset (drawn by their seed) for 25 epochs of batch 64, validated on 1200 examples.
-FASHION_DATA=(--dataset=idx:/usr/share/datasets/fashion-mnist --test_limit=2000)
+FASHION_DATA=(--dataset=idx:"$FASHION_MNIST" --test_limit=2000)
 FASHION=("${FASHION_DATA[@]}" --validation_fraction=0.02 --train_limit=2000 --student=cnn_small
          --epochs=25 --batch_size=64
          --optimizer=adam --learning_rate=0.005 --lr_schedule=cosine --weight_decay=0
@@ -97,6 +100,7 @@ analysis() {
 
 tables() {
   "$PYTHON" docs/partial/aggregate.py "$OUT" docs/partial
+  "$PYTHON" docs/partial/summarize.py
 }
 
 case ${1:-all} in

@@ -4,13 +4,17 @@
 # Usage: docs/multi_teacher/make_teachers.sh [strong medium weak poor]
 set -e
 cd "$(dirname "$0")/../.."
+# $PYTHON (default python3) runs bin/distill; $FASHION_MNIST is the folder of the Fashion-MNIST
+# idx files (default: where Debian's dataset-fashion-mnist package puts them).
+PYTHON=${PYTHON:-python3}
+FASHION_MNIST=${FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
 OUT=${OUT:-savedmodels/multi_teacher}
-DATA="--dataset=idx:/usr/share/datasets/fashion-mnist --test_limit=2000 --seed=0"
+DATA="--dataset=idx:$FASHION_MNIST --test_limit=2000 --seed=0"
 COMMON="--method=aver --student=cnn_small --epochs=1 --export=keras --verbose=2 --overwrite"
 teacher() {  # name arch epochs train_limit [flags]
   name=$1 arch=$2 epochs=$3 limit=$4
   shift 4
-  nice -n 10 python bin/distill $DATA $COMMON --train_limit=$limit --teachers=$arch \
+  nice -n 10 "$PYTHON" bin/distill $DATA $COMMON --train_limit=$limit --teachers=$arch \
     --teacher_epochs=$epochs --output_dir=$OUT/teacher_$name "$@"
 }
 for which in ${@:-strong medium weak poor}; do

@@ -2,9 +2,13 @@
 # The runs of docs/multi_teacher/README.md; teachers from make_teachers.sh, reused by path.
 # Each run writes $OUT/<case>-<name>-seed<seed>/results.json; summarize.py makes the tables.
 cd "$(dirname "$0")/../.."
+# $PYTHON (default python3) runs bin/distill; $FASHION_MNIST is the folder of the Fashion-MNIST
+# idx files (default: where Debian's dataset-fashion-mnist package puts them).
+PYTHON=${PYTHON:-python3}
+FASHION_MNIST=${FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
 T=${TEACHERS:-savedmodels/multi_teacher}
 OUT=${OUT:-savedmodels/multi_teacher/runs}
-DATA="--dataset=idx:/usr/share/datasets/fashion-mnist --train_limit=3000 --test_limit=2000"
+DATA="--dataset=idx:$FASHION_MNIST --train_limit=3000 --test_limit=2000"
 TRAIN="--student=cnn_small --epochs=6 --optimizer=adam --learning_rate=0.005 --batch_size=128"
 MAIN=$T/teacher_strong/teacher_0.keras,$T/teacher_medium/teacher_0.keras,$T/teacher_weak/teacher_0.keras
 POOR=$T/teacher_strong/teacher_0.keras,$T/teacher_medium/teacher_0.keras,$T/teacher_poor/teacher_0.keras
@@ -16,7 +20,7 @@ run() {  # case name seed flags...
   dir=$OUT/$case-$name-seed$seed
   [ -f "$dir/results.json" ] && return 0  # already done
   echo "== $case $name seed $seed"
-  nice -n 10 python bin/distill $DATA $TRAIN --seed=$seed --teachers=$teachers \
+  nice -n 10 "$PYTHON" bin/distill $DATA $TRAIN --seed=$seed --teachers=$teachers \
     --export=keras --verbose=2 --overwrite --output_dir=$dir "$@" > "$dir.log" 2>&1 \
     || echo "   FAILED, see $dir.log"
 }

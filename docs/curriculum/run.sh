@@ -1,15 +1,20 @@
 #!/bin/bash
 # Student alone, KD, KD-CL, KD-CL', KD-CL-SR, KD-CL'-SR on a Fashion-MNIST subset, 3 seeds,
 # plus pacing and random-order controls. A run whose results.json exists is skipped.
-# Usage: docs/curriculum/run.sh OUT_DIR   (from the repository root, with tfkd importable)
+# Usage: docs/curriculum/run.sh [OUT_DIR]   (OUT_DIR relative to the repository root; default
+# savedmodels/curriculum). $PYTHON (default python3) runs bin/distill; $FASHION_MNIST is the folder
+# of the Fashion-MNIST idx files (default: where Debian's dataset-fashion-mnist package puts them).
 set -euo pipefail
-OUT=${1:-/tmp/curriculum}
-DATA="--dataset=idx:/usr/share/datasets/fashion-mnist --validation_fraction=0"
+cd "$(dirname "$0")/../.."
+OUT=${1:-savedmodels/curriculum}
+PYTHON=${PYTHON:-python3}
+FASHION_MNIST=${FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
+DATA="--dataset=idx:$FASHION_MNIST --validation_fraction=0"
 mkdir -p "$OUT"
 
 # Teacher: cnn_large, 1 epoch on all 60000 training images (so it has seen every subset below).
 if [ ! -f "$OUT/teacher/teacher.keras" ]; then
-  bin/distill $DATA --teacher=cnn_large --teacher_epochs=1 --student=cnn_small --epochs=1 \
+  "$PYTHON" bin/distill $DATA --teacher=cnn_large --teacher_epochs=1 --student=cnn_small --epochs=1 \
     --export=keras --verbose=2 --output_dir="$OUT/teacher" --overwrite
 fi
 
@@ -19,7 +24,7 @@ COMMON="$DATA --train_limit=5000 --test_limit=2000 --teacher=$OUT/teacher/teache
 run() {  # run NAME SEED FLAGS...
   local name=$1 seed=$2; shift 2
   [ -f "$OUT/$name-$seed/results.json" ] && return 0
-  bin/distill $COMMON --seed=$seed "$@" --output_dir="$OUT/$name-$seed"
+  "$PYTHON" bin/distill $COMMON --seed=$seed "$@" --output_dir="$OUT/$name-$seed"
 }
 KD="--method=kd --alpha=0.5"
 SR="--method=kd_sr"

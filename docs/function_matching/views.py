@@ -2,6 +2,9 @@
 and flipped views, and the mixup of those views (views.png next to this file).
 
     python docs/function_matching/views.py
+
+$FASHION_MNIST is the folder of the Fashion-MNIST idx files (default: where Debian's
+dataset-fashion-mnist package puts them).
 """
 import os
 
@@ -15,8 +18,9 @@ from tfkd import augment, data, teaching  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-bundle = data.load(data.DataConfig("idx:/usr/share/datasets/fashion-mnist",
-                                   validation_fraction=0.0, train_limit=5000))
+FASHION_MNIST = os.environ.get("FASHION_MNIST", "/usr/share/datasets/fashion-mnist")
+bundle = data.load(data.DataConfig("idx:" + FASHION_MNIST, validation_fraction=0.0,
+                                   train_limit=5000))
 clean = tf.constant(data.to_float(bundle.train[0][:8]))
 mode = teaching.Teaching("function_matching", crop_scale=(0.25, 1.0))
 views = mode.view(clean, tf.constant([0, 3], tf.int64))

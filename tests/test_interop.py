@@ -118,7 +118,8 @@ def test_bad_arguments_and_config_round_trip():
     with pytest.raises(ValueError, match="one teacher output of logits"):
         TargetDistillation().validate_outputs([np.zeros((2, 3))], [np.zeros((2, 3))])
     loss = TargetDistillation("calibrated", temperature=2.0, calibration_temperature=1.5)
-    again = TargetDistillation.from_config(loss.get_config())
+    again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
+    assert isinstance(again, TargetDistillation) and again.target.calibration_temperature == 1.5
     z = np.random.default_rng(0).normal(size=(3, CLASSES)).astype("float32")
     assert float(again.compute_loss(z, z[::-1])) == pytest.approx(
         float(loss.compute_loss(z, z[::-1])), rel=1e-7)

@@ -34,6 +34,7 @@ def needs_labels(target):
     return not isinstance(target, LABEL_FREE_TARGETS)
 
 
+@keras.saving.register_keras_serializable(package="tfkd")
 class TargetDistillation(keras.distillation.DistillationLoss):
     """tfkd's distillation term as a `keras.distillation.DistillationLoss`.
 

@@ -247,45 +247,15 @@ def epoch_orders(order_indices, epochs, schedule="none", start=1.0, growth_epoch
 
 
 # ---- pipeline ---------------------------------------------------------------------------------
-def curriculum_dataset(x, y, orders, batch_size, augment=False, seed=0):
-    """One tf.data pipeline for all epochs of `epoch_orders`; fit it with `steps_per_epoch`.
+def curriculum_dataset(x, y, orders, batch_size, augment=False, seed=0, first_epoch=0):
+    """One tf.data pipeline for all epochs of `epoch_orders` (from `first_epoch` on); fit it with
+    `steps_per_epoch`. See `tfkd.data.pipeline.epochs_dataset`.
 
-    Batches never straddle two epochs. Keras keeps one iterator across epochs when
-    `steps_per_epoch` is given, so epoch e of `fit` reads row e of `orders`.
-
-    Args:
-      x, y: training arrays (`tfkd.data` conventions); orders: int [epochs, N].
-      augment: the `tfkd.data.as_dataset` augmentation, seeded by (seed, position).
     Returns:
       (dataset of (x [B, ...] float32, y [B] int32), steps_per_epoch).
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    orders = np.asarray(orders, np.int64)
-    if orders.ndim != 2 or not orders.shape[1]:
-        raise ValueError(f"orders must be [epochs, N] with N > 0, got shape {orders.shape}")
-    x, y = np.asarray(x), np.asarray(y).astype(np.int32)
-    inputs, labels = tf.constant(x), tf.constant(y)
-    size = orders.shape[1]
-    image_augment = augment and x.ndim == 4
-    flip = tuple(x.shape[1:]) == (32, 32, 3)
-
-    def example(index, position):
-        image = pipeline.convert(tf.gather(inputs, index))
-        stateless_seed = tf.stack([tf.constant(seed, tf.int64), position])
-        return pipeline.augment_image(image, stateless_seed, flip), tf.gather(labels, index)
-
-    def one_epoch(epoch, row):
-        if not image_augment:
-            batches = tf.data.Dataset.from_tensor_slices(row).batch(batch_size)
-            return batches.map(lambda index: (pipeline.convert(tf.gather(inputs, index)),
-                                              tf.gather(labels, index)))
-        positions = epoch * size + tf.range(size, dtype=tf.int64)
-        return tf.data.Dataset.from_tensor_slices((row, positions)).map(example).batch(batch_size)
-
-    dataset = tf.data.Dataset.from_tensor_slices(
-        (np.arange(len(orders), dtype=np.int64), orders)).flat_map(one_epoch)
-    return dataset.prefetch(tf.data.AUTOTUNE), math.ceil(size / batch_size)
+    return pipeline.epochs_dataset(x, y, np.asarray(orders)[first_epoch:], batch_size, augment,
+                                   seed, first_epoch)
 
 
 # ---- selective reliance -------------------------------------------------------------------------

@@ -61,7 +61,8 @@ def make_optimizer(config, steps_per_epoch):
     return keras.optimizers.AdamW(rate, weight_decay=config.weight_decay)
 
 
-def make_strategy(name):
+def make_strategy(name, tpu=None):
+    """The tf.distribute strategy `name`; `tpu` names the TPU for "tpu" (TPUClusterResolver)."""
     if name not in STRATEGIES:
         raise ValueError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {name!r}")
     if name == "mirrored":
@@ -69,11 +70,20 @@ def make_strategy(name):
     if name == "multiworker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        return _tpu_strategy(tpu)
+    return tf.distribute.get_strategy()
+
+
+def _tpu_strategy(tpu):
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
-        return tf.distribute.TPUStrategy(resolver)
-    return tf.distribute.get_strategy()
+    except (ValueError, RuntimeError, tf.errors.OpError) as error:
+        where = f"--tpu={tpu}" if tpu else "no --tpu given and none found in the environment"
+        raise ValueError(f"--strategy=tpu: no TPU could be reached ({where}: "
+                         f"{str(error).splitlines()[0][:160]})") from None
+    return tf.distribute.TPUStrategy(resolver)
 
 
 @functools.cache

@@ -1,34 +1,70 @@
-"""Steps shared by the command-line tools: output folders, training, evaluation, errors."""
+"""What every command-line tool shares: --help, user errors as one line, output folders."""
 import contextlib
-import math
 import os
 import shutil
 import sys
 
-import keras
-import numpy as np
-import tensorflow as tf
-from absl import app, logging
+from absl import app, flags, logging
 
-from tfkd import data, models, training
-from tfkd.cli import curriculum as curriculum_cli
+from tfkd import data
+from tfkd.cli import flags as flag_table
 from tfkd.io import replace
 
-USER_ERRORS = (ValueError, FileExistsError, FileNotFoundError, data.DataUnavailableError)
+USER_ERRORS = (ValueError, FileExistsError, FileNotFoundError, data.DataUnavailableError,
+               OSError)
+
+
+def one_line(program, error):
+    message = " ".join(str(error).split())
+    if isinstance(error, OSError) and not isinstance(error, (FileExistsError,
+                                                                FileNotFoundError)):
+        message = f"cannot write or read {error.filename or ''}: {error.strerror or message}"
+    return f"{os.path.basename(program)}: error: {message}"
+
+
+def quiet_python_logs():
+    import tensorflow as tf
+    tf.get_logger().setLevel("ERROR")
+
+
+def run_tool(main, argv=None):
+    """Calls `main(argv)` with user errors shown as one line on stderr and exit status 2
+    (TFKD_DEBUG=1 re-raises them with the traceback)."""
+    argv = list(sys.argv if argv is None else argv)
+    logging.set_verbosity(logging.WARNING)
+    quiet_python_logs()
+    try:
+        main(argv)
+    except USER_ERRORS as error:
+        if os.environ.get("TFKD_DEBUG"):
+            raise
+        print(one_line(argv[0], error), file=sys.stderr)
+        sys.exit(2)
+
+
+def handle_help(argv, doc, extra=None):
+    """--help prints the tool's own flags, grouped, and exits 0; --helpfull adds absl's."""
+    args = argv[1:]
+    if not {"--help", "-h", "--helpshort", "--helpfull", "-?"} & set(args):
+        return
+    flag_values = flag_table.new_flag_values(extra)
+    print(flag_table.help_text(flag_values, "bin/", doc))
+    if "--helpfull" in args:
+        print("\nabsl flags:\n" + flags.FLAGS.main_module_help())
+    sys.exit(0)
 
 
 def app_run(main):
-    """absl's app.run, with user errors shown as one line on stderr (TFKD_DEBUG=1 re-raises)."""
+    """absl's app.run for the tools on absl's global flags, with user errors as one line."""
     def guarded(argv):
         logging.set_verbosity(logging.WARNING)
-        tf.get_logger().setLevel("ERROR")
+        quiet_python_logs()
         try:
             return main(argv)
         except USER_ERRORS as error:
             if os.environ.get("TFKD_DEBUG"):
                 raise
-            message = " ".join(str(error).split())
-            print(f"{os.path.basename(argv[0])}: error: {message}", file=sys.stderr)
+            print(one_line(argv[0], error), file=sys.stderr)
             sys.exit(2)
     app.run(guarded)
 
@@ -58,101 +94,3 @@ def staging_dir(output_dir):
         replace(staging, output_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def seed_everything(seed):
-    keras.utils.set_random_seed(seed)
-
-
-def datasets(bundle, batch_size, augment, seed):
-    train = data.as_dataset(*bundle.train, batch_size, shuffle=True, augment=augment, seed=seed)
-    validation = None
-    if len(bundle.validation[1]):
-        validation = data.as_dataset(*bundle.validation, batch_size)
-    steps = math.ceil(len(bundle.train[1]) / batch_size)
-    return train, validation, steps
-
-
-def build_model(arch, bundle, strategy):
-    mean, variance = bundle.stats()
-    with strategy.scope():
-        return models.build(arch, input_shape=bundle.input_shape, num_classes=bundle.num_classes,
-                            mean=mean, variance=variance)
-
-
-def callbacks(work_dir, name):
-    if work_dir is None:
-        return []
-    return [keras.callbacks.CSVLogger(os.path.join(work_dir, f"{name}.csv")),
-            keras.callbacks.TensorBoard(os.path.join(work_dir, "logs", name))]
-
-
-def train_classifier(arch, bundle, strategy, config, name, verbose, augment, seed,
-                     work_dir=None):
-    """Trains `arch` alone with cross-entropy (teachers and baselines)."""
-    print(f"Training {name} {arch} for {config.epochs} epochs", flush=True)
-    model = build_model(arch, bundle, strategy)
-    train, validation, steps = datasets(bundle, config.batch_size, augment, seed)
-    with strategy.scope():
-        training.compile_classifier(model, config, steps)
-    model.fit(train, validation_data=validation, epochs=config.epochs, verbose=verbose, shuffle=False,
-              callbacks=callbacks(work_dir, name))
-    return model
-
-
-def distill(method, student_arch, teacher, bundle, strategy, config, options, work_dir,
-            verbose, augment, seed, teaching=None):
-    """Builds the student and the method's distiller, fits it, returns the student.
-
-    `teaching` (a tfkd.cli.teaching.TeachingRun, optional) sets the teaching mode, the
-    training batches and extra callbacks.
-    """
-    print(f"Distilling {student_arch} with {options} for {config.epochs} epochs", flush=True)
-    # Seeded here, so the student starts alike whether the teacher was trained or loaded (and
-    # a bin/tune trial, which builds its student the same way, is reproduced by bin/distill).
-    seed_everything(seed)
-    student = build_model(student_arch, bundle, strategy)
-    train, validation, steps = datasets(bundle, config.batch_size, augment, seed)
-    # Curriculum (tfkd/cli/curriculum.py): teacher-ordered, paced data when --curriculum asks.
-    train, steps_per_epoch = curriculum_cli.training_data(train, teacher, bundle, config, augment,
-                                                          seed, verbose, work_dir)
-    extra_callbacks = []
-    if teaching is not None:
-        train = teaching.train_dataset(train, bundle, teacher, config.batch_size, seed)
-        extra_callbacks = teaching.callbacks(student, teacher)
-    with strategy.scope():
-        distiller = method.build(student, teacher, bundle, options)
-        if teaching is not None:
-            teaching.attach(distiller)
-        distiller.compile(optimizer=training.make_optimizer(config, steps), metrics=["accuracy"])
-    distiller.fit(train, validation_data=validation, epochs=config.epochs, shuffle=False,
-                  steps_per_epoch=steps_per_epoch, verbose=verbose,
-                  callbacks=extra_callbacks + callbacks(work_dir, "distill")
-                  + curriculum_cli.callbacks(distiller, work_dir))
-    if work_dir is not None:
-        os.replace(os.path.join(work_dir, "distill.csv"), os.path.join(work_dir, "history.csv"))
-    return student
-
-
-def accuracy(model, split, batch_size=256):
-    x, y = split
-    logits = model.predict(data.to_float(x), batch_size=batch_size, verbose=0)
-    return float(np.mean(np.argmax(logits, axis=-1) == np.asarray(y)))
-
-
-def print_summary(results, output_dir):
-    rows = [(role, results[role]) for role in ("teacher", "student") if role in results]
-    print(f"\ntfkd {results['method']} on {results['dataset']}")
-    for role, entry in rows:
-        print(f"  {role:<9}{entry['arch']:<28}accuracy {entry['accuracy']:.4f}   "
-              f"params {entry['params']:,}")
-    if "baseline" in results:
-        print(f"  {'baseline':<9}{'(student alone)':<28}accuracy "
-              f"{results['baseline']['accuracy']:.4f}")
-    exports = results.get("exports", {})
-    files = [v for k, v in exports.items() if k in ("keras", "savedmodel", "tflite")]
-    print(f"  output   {output_dir}: results.json, history.csv" +
-          "".join(f", {f}" for f in files))
-    if "tflite_agreement" in exports:
-        print(f"  tflite   accuracy {exports['tflite_accuracy']:.4f}, agreement with Keras "
-              f"{100 * exports['tflite_agreement']:.2f}%")

@@ -110,3 +110,7 @@ def run():
 def main(argv):
     common.no_positional_arguments(argv)
     run()
+
+
+def entry():
+    common.app_run(main)

@@ -294,5 +294,5 @@ def main(argv):
     run()
 
 
-if __name__ == "__main__":
+def entry():
     common.app_run(main)

@@ -73,3 +73,64 @@ def as_dataset(x, y, batch_size, shuffle=False, augment=False, seed=0, drop_rema
             lambda inputs, labels: (convert(inputs), labels),
             num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def shuffled_orders(num_examples, epochs, seed=0, first_epoch=0):
+    """A fresh permutation of the examples for each epoch, a function of (seed, epoch) alone.
+
+    Returns:
+      int64 [epochs - first_epoch, num_examples]: row e is epoch first_epoch + e.
+    """
+    return np.stack([np.random.default_rng([seed, epoch]).permutation(num_examples)
+                     for epoch in range(first_epoch, epochs)]).astype(np.int64)
+
+
+def epochs_dataset(x, y, orders, batch_size, augment=False, seed=0, first_epoch=0, extras=None):
+    """One tf.data pipeline for several epochs; fit it with `steps_per_epoch`.
+
+    Row e of `orders` lists the examples of epoch first_epoch + e. Batches never straddle two
+    epochs, and every random choice is a function of (seed, epoch, position), so a run resumed
+    at epoch k reads exactly the batches an uninterrupted run reads from epoch k on. Keras keeps
+    one iterator across epochs when `steps_per_epoch` is given.
+
+    Args:
+      x, y: training arrays (`tfkd.data` conventions); orders: int [epochs, N].
+      augment: the `as_dataset` augmentation (images only).
+      extras: optional dict name -> [N, ...] array carried with each example; batches are then
+        (x, {"labels": y, name: value, ...}).
+    Returns:
+      (dataset of (x [B, ...] float32, y [B] int32 or a dict), steps_per_epoch).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    orders = np.asarray(orders, np.int64)
+    if orders.ndim != 2 or not orders.shape[1]:
+        raise ValueError(f"orders must be [epochs, N] with N > 0, got shape {orders.shape}")
+    x, y = np.asarray(x), np.asarray(y).astype(np.int32)
+    inputs, labels = tf.constant(x), tf.constant(y)
+    carried = {name: tf.constant(np.asarray(value)) for name, value in (extras or {}).items()}
+    size = orders.shape[1]
+    image_augment = augment and x.ndim == 4
+    flip = tuple(x.shape[1:]) == (32, 32, 3)
+
+    def targets(index):
+        if not carried:
+            return tf.gather(labels, index)
+        return {"labels": tf.gather(labels, index),
+                **{name: tf.gather(value, index) for name, value in carried.items()}}
+
+    def example(index, position):
+        image = convert(tf.gather(inputs, index))
+        stateless_seed = tf.stack([tf.constant(seed, tf.int64), position])
+        return augment_image(image, stateless_seed, flip), targets(index)
+
+    def one_epoch(epoch, row):
+        if not image_augment:
+            batches = tf.data.Dataset.from_tensor_slices(row).batch(batch_size)
+            return batches.map(lambda index: (convert(tf.gather(inputs, index)), targets(index)))
+        positions = epoch * size + tf.range(size, dtype=tf.int64)
+        return tf.data.Dataset.from_tensor_slices((row, positions)).map(example).batch(batch_size)
+
+    epochs = np.arange(first_epoch, first_epoch + len(orders), dtype=np.int64)
+    dataset = tf.data.Dataset.from_tensor_slices((epochs, orders)).flat_map(one_epoch)
+    return dataset.prefetch(tf.data.AUTOTUNE), -(-size // batch_size)

@@ -1,0 +1,154 @@
+"""`run(config)`: the whole distillation job, the one `bin/distill` runs.
+
+teacher(s) -> calibration -> distillation -> baseline -> evaluation -> export, in
+`<output_dir>.partial/` until everything succeeded. A re-run of the same config after a crash
+loads the finished phases and resumes the interrupted one from its last completed epoch.
+"""
+import os
+import time
+
+from tfkd import data, export, methods, models, multi_teacher
+from tfkd.cli import flags as flag_table
+from tfkd.experiment import phases, report
+from tfkd.experiment.teaching_run import TeachingRun
+from tfkd.experiment.workdir import WorkDir, disk_error
+
+
+def default_output_dir(config):
+    name = config.data.dataset.replace(":", "_").replace("/", "_").strip("_")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return os.path.join("savedmodels", f"{name}-{config.method.name}-{config.student}-{stamp}")
+
+
+def resume_key(config):
+    """The settings a resumed run must share with the run it continues: {flag: value}."""
+    return {name: value for name, value in flag_table.to_values(config).items()
+            if name not in flag_table.REPORTING}
+
+
+def check(config):
+    """Raises one ValueError naming the flag for settings that cannot run (before any work)."""
+    for flag, value, registry in (("--method", config.method.name, methods.METHODS),
+                                  ("--student", config.student, models.MODELS)):
+        if value not in registry:
+            raise ValueError(f"{flag}: {value!r} is not a known {registry.kind}; known: "
+                             f"{', '.join(registry.names())}")
+    method = methods.METHODS.get(config.method.name)
+    unknown = sorted(set(config.method.options) - {option.name for option in method.options})
+    if unknown:
+        raise ValueError(f"method {config.method.name!r} has no option {', '.join(unknown)}; "
+                         f"its options: {', '.join(o.name for o in method.options) or 'none'}")
+    export.check_formats(config.output.export)
+    if config.teacher.epochs < 1:
+        raise ValueError("--teacher_epochs must be an integer >= 1")
+    if config.calibration.bins < 1:
+        raise ValueError("--calibration_bins must be an integer >= 1")
+    phases.check_curriculum(config, method)
+    if method.multi_teacher:
+        specs = list(config.teacher.specs)
+        if not specs:
+            raise ValueError(f"--teachers: method {config.method.name!r} needs a comma list of "
+                             "teachers, each a .keras file, a SavedModel folder or an "
+                             "architecture to train")
+        minimum = 2 if config.method.name in multi_teacher.NEEDS_TWO_TEACHERS else 1
+        if len(specs) < minimum:
+            raise ValueError(f"--teachers: method {config.method.name!r} needs at least "
+                             f"{minimum} teachers; got {len(specs)} ({','.join(specs)})")
+        for spec in specs:
+            phases.check_teacher_spec(spec, "--teachers")
+    elif method.needs_teacher:
+        phases.check_teacher_spec(config.teacher.spec, "--teacher")
+    calibration = config.calibration
+    if calibration.enabled:
+        if not method.needs_teacher:
+            raise ValueError(f"--calibrate_teacher: --method={config.method.name} uses no "
+                             "teacher")
+        if method.multi_teacher:
+            raise ValueError("--calibrate_teacher works with single-teacher methods, not "
+                             f"--method={config.method.name}")
+        if calibration.mode == "replace" and "temperature" not in \
+                {option.name for option in method.options}:
+            raise ValueError(f"--calibration_mode=replace sets the distillation temperature, "
+                             f"but --method={config.method.name} has no --temperature option; "
+                             "use --calibration_mode=scale")
+        if config.data.validation_fraction == 0:
+            raise ValueError("--calibrate_teacher fits T* on the validation split, which is "
+                             "empty; set --validation_fraction > 0")
+    return method
+
+
+def method_options(method, given):
+    """The method's options at their declared defaults, overridden by `given`."""
+    return {**{option.name: option.default for option in method.options}, **dict(given)}
+
+
+def run(config):
+    """Runs the whole job; returns the results dictionary (also written as results.json)."""
+    method = check(config)
+    output_dir = config.output.dir or default_output_dir(config)
+    strategy = phases.make_strategy(config)
+    work = WorkDir(output_dir, resume_key(config), config.output.overwrite,
+                   write=report.is_chief(strategy)).open()
+    try:
+        return _run(config, method, strategy, work)
+    except OSError as error:
+        raise disk_error(error, work.path) from None
+
+
+def _run(config, method, strategy, work):
+    phases.set_determinism(config)
+    bundle = data.load(config.data)
+    teaching_run = TeachingRun(config, method, method_options(method, config.method.options),
+                               bundle)
+    options = teaching_run.options
+    seconds = {}
+    teacher, teacher_spec = None, None
+    if method.multi_teacher:
+        got = [phases.get_teacher(spec, f"teacher_{k}", "--teachers", config, bundle, strategy,
+                                  work, config.seed + k)
+               for k, spec in enumerate(config.teacher.specs)]
+        teacher, teacher_spec = [g[0] for g in got], [g[1] for g in got]
+        seconds.update({f"teacher_{k}": g[2] for k, g in enumerate(got) if g[2] is not None})
+    elif method.needs_teacher:
+        teacher, teacher_spec, trained = phases.get_teacher(
+            config.teacher.spec, "teacher", "--teacher", config, bundle, strategy, work,
+            config.seed)
+        if trained is not None:
+            seconds["teacher"] = trained
+    teacher, options, calibration = phases.calibrate(teacher, config, options, bundle, strategy,
+                                                     work)
+    start = time.time()
+    distill_bundle = teaching_run.distill_bundle(bundle, teacher)
+    student, _ = phases.distill(method, config, options, teacher, distill_bundle, strategy, work,
+                                teaching_run)
+    seconds["distill"] = time.time() - start
+    results = {"dataset": config.data.dataset, "method": config.method.name,
+               "teaching": {**teaching_run.summary(), "options": options}}
+    if method.multi_teacher:
+        results.update(report.multi_teacher_results(teacher, teacher_spec, bundle, config.method.name,
+                                            options, work))
+    elif teacher is not None:
+        results["teacher"] = {"arch": teacher_spec, "accuracy": phases.accuracy(teacher,
+                                                                                bundle.test),
+                              "params": int(teacher.count_params())}
+    if calibration is not None:
+        results["calibration"] = calibration
+    results["student"] = {"arch": config.student,
+                          "accuracy": phases.accuracy(student, bundle.test),
+                          "val_accuracy": phases.accuracy(student, bundle.validation),
+                          "params": int(student.count_params())}
+    if config.output.baseline:
+        alone, seconds["baseline"] = phases.baseline(config, bundle, strategy, work)
+        results["baseline"] = {"accuracy": phases.accuracy(alone, bundle.test),
+                               "val_accuracy": phases.accuracy(alone, bundle.validation)}
+    if work.write:
+        results["exports"] = export.export_student(
+            student, work.path, config.output.export, test_data=bundle.test,
+            verbose=config.output.verbose > 0, train_images=bundle.train[0])
+    results["flags"] = flag_table.to_values(config)
+    results["deterministic"] = config.deterministic
+    results["resumed"] = work.resumed
+    results["seconds"] = seconds
+    work.commit(results)
+    report.print_summary(results, work.output_dir)
+    return results

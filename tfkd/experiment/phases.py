@@ -1,0 +1,295 @@
+"""The phases of a run, each resumable: train or load teachers, calibrate, fit a model.
+
+Every training phase fits through `fit_resumable`: per-epoch checkpoints in
+`<work>/checkpoints/<phase>/`, batches that are a function of (seed, epoch), and a re-run that
+loads the last checkpoint and continues from the next epoch.
+"""
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfkd import calibration, checkpoint, curriculum, data, export, models, teachers, training
+from tfkd import callbacks as run_callbacks
+from tfkd.callbacks import BatchValueRecorder, TestMonitor
+from tfkd.data import pipeline
+
+
+def seed_everything(seed):
+    keras.utils.set_random_seed(seed)
+
+
+def build_model(arch, bundle, strategy):
+    mean, variance = bundle.stats()
+    with strategy.scope():
+        return models.build(arch, input_shape=bundle.input_shape, num_classes=bundle.num_classes,
+                            mean=mean, variance=variance)
+
+
+def validation_dataset(bundle, batch_size):
+    if not len(bundle.validation[1]):
+        return None
+    return data.as_dataset(*bundle.validation, batch_size)
+
+
+def accuracy(model, split, batch_size=256):
+    x, y = split
+    if not len(y):
+        return None
+    logits = model.predict(data.to_float(x), batch_size=batch_size, verbose=0)
+    return float(np.mean(np.argmax(logits, axis=-1) == np.asarray(y)))
+
+
+def fit_resumable(model, work, phase, bundle, schedule, seed, verbose, orders=None, augment=False,
+                  extras=None, callbacks=(), write=True):
+    """Fits `model` (compiled) on the training split for `schedule.epochs`, resuming.
+
+    Args:
+      work: the run's WorkDir; phase: names the checkpoint folder and the messages.
+      orders: int [epochs, N] training order per epoch (default: a seeded shuffle per epoch).
+      extras: per-example arrays the batches carry (`pipeline.epochs_dataset`).
+    Returns:
+      the list of epoch logs (the earlier, resumed epochs included).
+    """
+    folder = work.file("checkpoints", phase)
+    if hasattr(model, "build") and not model.built:
+        model.build((None, *bundle.input_shape))
+    first_epoch, history = checkpoint.resume(model, folder)
+    examples = len(bundle.train[1])
+    if first_epoch:
+        print(f"Resuming {phase} at epoch {first_epoch + 1} of {schedule.epochs}", flush=True)
+    if first_epoch >= schedule.epochs:
+        return history
+    if orders is None:
+        orders = pipeline.shuffled_orders(examples, schedule.epochs, seed, first_epoch)
+    else:
+        orders = np.asarray(orders)[first_epoch:]
+    train, steps = pipeline.epochs_dataset(*bundle.train, orders, schedule.batch_size, augment,
+                                           seed, first_epoch, extras)
+    saver = checkpoint.EpochCheckpoint(folder, history, save=write)
+    callbacks = [*callbacks, run_callbacks.NonFiniteLossGuard(phase), saver]
+    if write:
+        callbacks.append(keras.callbacks.TensorBoard(work.file("logs", phase)))
+    model.fit(train, validation_data=validation_dataset(bundle, schedule.batch_size),
+              epochs=schedule.epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
+              shuffle=False, verbose=verbose, callbacks=callbacks)
+    return saver.history
+
+
+def train_classifier(arch, bundle, strategy, schedule, work, phase, seed, verbose, augment):
+    """Trains `arch` alone with cross-entropy (teachers and baselines), resuming."""
+    print(f"Training {phase} {arch} for {schedule.epochs} epochs", flush=True)
+    seed_everything(seed)
+    model = build_model(arch, bundle, strategy)
+    steps = -(-len(bundle.train[1]) // schedule.batch_size)
+    with strategy.scope():
+        training.compile_classifier(model, schedule, steps)
+    history = fit_resumable(model, work, phase, bundle, schedule, seed, verbose, augment=augment,
+                            write=work.write)
+    return model, history
+
+
+def is_model_path(spec):
+    return os.path.exists(spec) or spec.endswith((".keras", ".h5", "/")) or os.sep in spec
+
+
+def check_teacher_spec(spec, flag):
+    if is_model_path(spec):
+        if not os.path.exists(spec):
+            raise ValueError(f"{flag}: {spec} does not exist")
+        return
+    if spec not in models.MODELS:
+        raise ValueError(f"{flag}: {spec!r} is neither a model file or SavedModel folder nor "
+                         f"a known architecture; known: {', '.join(models.names())}")
+
+
+def get_teacher(spec, name, flag, config, bundle, strategy, work, seed):
+    """Loads a teacher file, or trains an architecture (once: a resumed run loads it).
+
+    Returns (model, spec, seconds or None when nothing was trained).
+    """
+    if is_model_path(spec):
+        with strategy.scope():
+            model = teachers.rescale_inputs(teachers.load_model(spec, flag),
+                                            config.teacher.input_scale)
+        return model, spec, None
+    saved = work.file(f"{name}.keras")
+    record = work.done(name)
+    if record is not None:
+        print(f"Loading {name} {spec} trained by this run", flush=True)
+        with strategy.scope():
+            return teachers.load_model(saved, flag), spec, record["seconds"]
+    start = time.time()
+    model, history = train_classifier(spec, bundle, strategy, config.teacher_schedule(), work,
+                                      name, seed, config.output.verbose, config.augment)
+    seconds = time.time() - start
+    if work.write:
+        export.save_keras(model, saved)
+        with open(work.file(f"{name}.csv"), "w") as handle:
+            handle.write(checkpoint.history_csv(history))
+    work.finish(name, {"seconds": seconds})
+    return model, spec, seconds
+
+
+def calibrate(teacher, config, options, bundle, strategy, work):
+    """--calibrate_teacher: fits T* on the validation split (once) and applies it.
+
+    Returns (teacher, options, summary or None).
+    """
+    if not config.calibration.enabled or teacher is None:
+        return teacher, options, None
+    summary = work.done("calibration")
+    if summary is None:
+        print("Calibrating the teacher: fitting T* on the validation split", flush=True)
+        summary = measure_calibration(teacher, bundle, work.path if work.write else None,
+                                      config.calibration.bins, "teacher")
+        summary["mode"] = config.calibration.mode
+        work.finish("calibration", summary)
+    temperature = summary["temperature"]
+    if config.calibration.mode == "scale":
+        with strategy.scope():
+            teacher = calibration.calibrate_model(teacher, temperature)
+    else:
+        options = {**options, "temperature": temperature}
+    if "temperature" in options:
+        summary = {**summary, "distillation_temperature": float(options["temperature"])}
+    print(f"  T* = {temperature:.4f}   test ECE {summary['ece_before']:.4f} -> "
+          f"{summary['ece_after']:.4f}   NLL {summary['nll_before']:.4f} -> "
+          f"{summary['nll_after']:.4f}", flush=True)
+    return teacher, options, summary
+
+
+def logits(model, split, batch_size=256):
+    """model(to_float(x)) for a (x, y) split -> [n, K] float64 logits."""
+    return np.asarray(model.predict(data.to_float(split[0]), batch_size=batch_size, verbose=0),
+                      np.float64)
+
+
+def measure_calibration(model, bundle, output_dir, num_bins, title):
+    """Fits T* on `bundle.validation`, measures the test split before and after and, given
+    `output_dir`, writes reliability_before.png and reliability_after.png; returns the summary."""
+    validation_logits, test_logits = logits(model, bundle.validation), logits(model, bundle.test)
+    summary = calibration.calibration_summary(validation_logits, bundle.validation[1],
+                                              test_logits, bundle.test[1], num_bins)
+    temperature = summary["temperature"]
+    if output_dir is not None:
+        for when, t in (("before", 1.0), ("after", temperature)):
+            calibration.reliability_diagram(
+                calibration.softmax(test_logits, t), bundle.test[1],
+                os.path.join(output_dir, f"reliability_{when}.png"), num_bins,
+                title=f"{title}, test split, T = {t:.3f}")
+    summary.update(fit_split="validation", eval_split="test")
+    return summary
+
+
+def training_orders(config, teacher, bundle, work):
+    """int [epochs, N]: the examples of each epoch, for --curriculum (None: a seeded shuffle)."""
+    settings, seed = config.curriculum, config.seed
+    if settings.order == "none":
+        return None
+    if settings.order == "random":
+        order = curriculum.curriculum_order("random", num_examples=len(bundle.train[1]),
+                                            seed=seed)
+    else:
+        if teacher is None:
+            raise ValueError(f"--curriculum={settings.order} needs a teacher to score the data, "
+                             "but this method uses none")
+        saved = work.file("curriculum.npz")
+        if os.path.isfile(saved):
+            order = np.load(saved)["order"]
+        else:
+            print(f"Scoring {len(bundle.train[1])} training examples with the teacher",
+                  flush=True)
+            scores = curriculum.training_scores(teacher, bundle, verbose=config.output.verbose)
+            order = curriculum.curriculum_order(settings.order, scores)
+            if work.write:
+                correct, confidence, labels = scores
+                curriculum.plot_confidence_profile(correct, confidence, labels,
+                                                   work.file("curriculum.png"))
+                np.savez_compressed(saved, order=order, correct=correct, confidence=confidence,
+                                    labels=labels)
+    return curriculum.epoch_orders(order, config.schedule.epochs, settings.pacing,
+                                   settings.pacing_start, settings.pacing_epochs, seed)
+
+
+def check_curriculum(config, method):
+    settings = config.curriculum
+    if settings.order == "none" and settings.pacing == "none":
+        return
+    if settings.order == "none":
+        raise ValueError(f"--pacing={settings.pacing} paces a curriculum; pass "
+                         "--curriculum=teacher, inverse or random")
+    curriculum.check_pacing(settings.pacing, settings.pacing_start, settings.pacing_epochs)
+    if settings.order != "random" and not method.needs_teacher:
+        raise ValueError(f"--curriculum={settings.order} needs a teacher to score the data, but "
+                         f"--method={config.method.name} uses none")
+    if method.multi_teacher or config.teaching.mode == "fixed" or \
+            config.teaching.distill_dataset:
+        raise ValueError(f"--curriculum={settings.order} orders the training split for one "
+                         "teacher; it does not combine with multi-teacher methods, "
+                         "--teaching=fixed or --distill_dataset")
+
+
+def distill(method, config, options, teacher, bundle, strategy, work, teaching_run):
+    """Builds the student and the method's distiller and fits it (resuming); returns
+    (student, history). A resumed run whose distillation finished loads the student."""
+    saved = work.file("checkpoints", "student.keras")
+    if work.done("distill") is not None:
+        print("Loading the student distilled by this run", flush=True)
+        with strategy.scope():
+            return teachers.load_model(saved, "student"), work.done("distill")["history"]
+    schedule, seed = config.schedule, config.seed
+    print(f"Distilling {config.student} with {options} for {schedule.epochs} epochs", flush=True)
+    # Seeded here, so the student starts alike whether the teacher was trained or loaded.
+    seed_everything(seed)
+    student = build_model(config.student, bundle, strategy)
+    orders = training_orders(config, teacher, bundle, work)
+    extras = teaching_run.extras(bundle, teacher)
+    steps = -(-len(bundle.train[1]) // schedule.batch_size)
+    with strategy.scope():
+        distiller = method.build(student, teacher, bundle, options)
+        teaching_run.attach(distiller)
+        distiller.compile(optimizer=training.make_optimizer(schedule, steps), metrics=["accuracy"])
+    callbacks = []
+    if config.teaching.test_every:
+        callbacks.append(TestMonitor(student, bundle.test, config.teaching.test_every, teacher))
+    if getattr(distiller, "batch_values", ()) and work.write:
+        callbacks.append(BatchValueRecorder(work.file("batch_values.csv")))
+    history = fit_resumable(distiller, work, "distill", bundle, schedule, seed,
+                            config.output.verbose, orders, config.augment, extras, callbacks,
+                            write=work.write)
+    if work.write:
+        export.save_keras(student, saved)
+        with open(work.file("history.csv"), "w") as handle:
+            handle.write(checkpoint.history_csv(history))
+    work.finish("distill", {"history": history})
+    return student, history
+
+
+def baseline(config, bundle, strategy, work):
+    """The student alone with the distillation schedule (once); returns (model, seconds)."""
+    saved = work.file("checkpoints", "baseline.keras")
+    record = work.done("baseline")
+    if record is not None:
+        with strategy.scope():
+            return teachers.load_model(saved, "baseline"), record["seconds"]
+    start = time.time()
+    model, _ = train_classifier(config.student, bundle, strategy, config.schedule, work,
+                                "baseline", config.seed, config.output.verbose, config.augment)
+    seconds = time.time() - start
+    if work.write:
+        export.save_keras(model, saved)
+    work.finish("baseline", {"seconds": seconds})
+    return model, seconds
+
+
+def make_strategy(config):
+    return training.make_strategy(config.strategy, tpu=config.tpu)
+
+
+def set_determinism(config):
+    seed_everything(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()

@@ -1,0 +1,114 @@
+"""The folder a run works in: `<output_dir>.partial/`, renamed to `<output_dir>` at the end.
+
+Finished phases leave their outputs there (`phases.json` lists them); a re-run of the same
+command finds them and goes on. `run.json` records the command-line form of the config, so a
+re-run with other flags is refused instead of mixing two recipes.
+"""
+import errno
+import json
+import os
+import shutil
+
+from tfkd.io import replace, write_text
+
+RUN_FILE, PHASES_FILE = "run.json", "phases.json"
+
+
+def _writable(path, what):
+    """Raises one clear error when the folder for `path` cannot be created or written."""
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"{what} {path}: cannot write in {parent} (permission denied)")
+
+
+class WorkDir:
+    """Args:
+      output_dir: the final folder.
+      args: the run's settings as {flag: value}; a `.partial/` folder made with other values is
+        refused.
+      overwrite: replace an existing `output_dir` and start over instead of resuming.
+      flag: the name to use in messages (`--output_dir` on the command line).
+      write: False on processes that must not write the output (multi-worker non-chief).
+    """
+
+    def __init__(self, output_dir, args, overwrite=False, flag="--output_dir", write=True):
+        self.output_dir = os.path.abspath(output_dir)
+        self.path = self.output_dir + ".partial"
+        self.args, self.overwrite, self.flag, self.write = dict(args), overwrite, flag, write
+        self.resumed = False
+
+    def open(self):
+        """Creates or resumes the folder; returns self."""
+        if os.path.exists(self.output_dir) and not os.path.isdir(self.output_dir):
+            raise ValueError(f"{self.flag} {self.output_dir} exists and is not a folder")
+        if os.path.isdir(self.output_dir) and os.listdir(self.output_dir) and not self.overwrite:
+            raise ValueError(f"{self.flag} {self.output_dir} exists and is not empty; pass "
+                             "--overwrite to replace it")
+        if not self.write:
+            return self
+        _writable(self.path, self.flag)
+        run_file = os.path.join(self.path, RUN_FILE)
+        if self.overwrite:
+            shutil.rmtree(self.path, ignore_errors=True)
+        elif os.path.isfile(run_file):
+            with open(run_file) as handle:
+                before = json.load(handle)
+            changed = [f"--{name} was {before.get(name)!r}, now {self.args.get(name)!r}"
+                       for name in sorted(set(before) | set(self.args))
+                       if before.get(name) != self.args.get(name)]
+            if changed:
+                raise ValueError(
+                    f"{self.path} holds an unfinished run with other flags ({'; '.join(changed)}); "
+                    "re-run with the same flags to resume it, or pass --overwrite to start over")
+            self.resumed = True
+            return self
+        elif os.path.exists(self.path):
+            shutil.rmtree(self.path)  # no run.json: it never got past its first write
+        os.makedirs(self.path, exist_ok=True)
+        write_text(run_file, json.dumps(self.args, indent=2) + "\n")
+        return self
+
+    def file(self, *names):
+        return os.path.join(self.path, *names)
+
+    def phases(self):
+        path = self.file(PHASES_FILE)
+        if not os.path.isfile(path):
+            return {}
+        with open(path) as handle:
+            return json.load(handle)
+
+    def done(self, phase):
+        """What `finish(phase, ...)` recorded, or None when the phase has not finished."""
+        return self.phases().get(phase)
+
+    def finish(self, phase, record=None):
+        """Marks `phase` finished, keeping `record` (JSON) for a resumed run."""
+        if not self.write:
+            return
+        phases = self.phases()
+        phases[phase] = record if record is not None else {}
+        write_text(self.file(PHASES_FILE), json.dumps(phases, indent=2) + "\n")
+
+    def commit(self, results):
+        """Writes results.json, drops the resume state and makes the folder `output_dir`."""
+        if not self.write:
+            return
+        write_text(self.file("results.json"), json.dumps(results, indent=2) + "\n")
+        for name in (RUN_FILE, PHASES_FILE):
+            os.remove(self.file(name))
+        shutil.rmtree(self.file("checkpoints"), ignore_errors=True)
+        try:
+            replace(self.path, self.output_dir)
+        except OSError as error:
+            raise disk_error(error, self.output_dir) from None
+
+
+def disk_error(error, path):
+    """One clear line for a failed write; earlier results are never touched by the failure."""
+    if error.errno == errno.ENOSPC:
+        return ValueError(f"no space left on the device while writing {path}; earlier results are "
+                          "intact; free some space and re-run the same command to resume")
+    return ValueError(f"cannot write {path}: {error.strerror or error}")

@@ -8,12 +8,9 @@ import sys
 import keras
 import numpy as np
 import pytest
-from cli_helpers import parse
-from absl import flags
+from cli_helpers import config, run_distill
 
-from tfkd import data, models
-from tfkd.cli import distill
-from tfkd.cli import flags as tfkd_flags
+from tfkd import data, experiment, models
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DISTILL = os.path.join(ROOT, "bin", "distill")
@@ -25,8 +22,7 @@ TINY = ["--dataset=synthetic", "--synthetic_size=600", "--synthetic_dim=12",
 
 def test_end_to_end_writes_every_output(tmp_path):
     out = tmp_path / "run"
-    parse(TINY + ["--baseline", f"--output_dir={out}"])
-    results = distill.run()
+    results = run_distill(TINY + ["--baseline", f"--output_dir={out}"])
     for name in ("results.json", "history.csv", "student.keras", "saved_model", "student.tflite",
                  "teacher.keras", "logs"):
         assert (out / name).exists(), name
@@ -42,12 +38,16 @@ def test_end_to_end_writes_every_output(tmp_path):
     assert exports["tflite_agreement"] >= 0.999
     assert exports["tflite_accuracy"] == pytest.approx(on_disk["student"]["accuracy"], abs=2e-3)
     assert on_disk["flags"]["student"] == "mlp_small" and on_disk["flags"]["epochs"] == 2
+    assert on_disk["student"]["val_accuracy"] == pytest.approx(np.mean(np.argmax(
+        keras.saving.load_model(out / "student.keras").predict(
+            data.load(config(TINY).data).validation[0], verbose=0), -1)
+        == data.load(config(TINY).data).validation[1]))
     assert set(on_disk["seconds"]) == {"teacher", "distill", "baseline"}
     header = (out / "history.csv").read_text().splitlines()[0]
     for name in ("loss", "student_loss", "distillation_loss", "accuracy", "val_loss"):
         assert name in header.split(",")
     student = keras.saving.load_model(out / "student.keras")
-    bundle = data.load(tfkd_flags.data_config())
+    bundle = data.load(config(TINY).data)
     accuracy = np.mean(np.argmax(student.predict(bundle.test[0], verbose=0), -1) == bundle.test[1])
     assert accuracy == pytest.approx(on_disk["student"]["accuracy"])
     assert not glob.glob(str(tmp_path / "run.partial*"))
@@ -55,14 +55,12 @@ def test_end_to_end_writes_every_output(tmp_path):
 
 def test_loaded_teacher_is_reused_and_overwrite_replaces(tmp_path):
     first = tmp_path / "first"
-    parse(TINY + [f"--output_dir={first}", "--export=keras"])
-    distill.run()
+    run_distill(TINY + [f"--output_dir={first}", "--export=keras"])
     second = tmp_path / "second"
     second.mkdir()
     (second / "old.txt").write_text("old")
-    parse(TINY + [f"--teacher={first / 'teacher.keras'}", f"--output_dir={second}",
-                  "--overwrite", "--export=keras"])
-    results = distill.run()
+    results = run_distill(TINY + [f"--teacher={first / 'teacher.keras'}",
+                                  f"--output_dir={second}", "--overwrite", "--export=keras"])
     assert results["teacher"]["arch"].endswith("teacher.keras")
     assert "teacher" not in results["seconds"]
     assert not (second / "old.txt").exists() and (second / "student.keras").exists()
@@ -77,17 +75,17 @@ INPUT_SHAPES = {"cifar10": (32, 32, 3), "cifar100": (32, 32, 3), "synthetic": No
 @pytest.mark.parametrize("flagfile", sorted(glob.glob(os.path.join(ROOT, "configs", "*.flags"))),
                          ids=os.path.basename)
 def test_every_flagfile_parses_and_builds(flagfile):
-    parse([f"--flagfile={flagfile}"])
-    distill.check_flags()
-    data_config, train_config = tfkd_flags.data_config(), tfkd_flags.train_config()
-    tfkd_flags.method_options(flags.FLAGS.method)
+    parsed = config([f"--flagfile={flagfile}"])
+    experiment.job.check(parsed)
+    data_config = parsed.data
     shape = INPUT_SHAPES[data_config.dataset] or (data_config.synthetic_dim,)
     classes = data_config.synthetic_classes if data_config.dataset == "synthetic" else 10
-    for arch in (flags.FLAGS.student, flags.FLAGS.teacher):
+    for arch in (parsed.student, parsed.teacher.spec, *parsed.teacher.specs):
         if arch in models.MODELS:
             model = models.build(arch, input_shape=shape, num_classes=classes)
             assert model.output_shape == (None, classes)
-    assert train_config.epochs >= 1
+    assert parsed.schedule.epochs >= 1
+    assert config(parsed.to_flags()) == parsed  # flags -> config -> flags -> the same config
 
 
 def run_cli(*args, cwd=None):
@@ -158,11 +156,10 @@ FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
                     reason="Debian's dataset-fashion-mnist is not installed")
 def test_real_fashion_mnist_end_to_end(tmp_path):
     out = tmp_path / "fmnist"
-    parse([f"--dataset=idx:{FASHION_MNIST}", "--train_limit=3000", "--test_limit=500",
+    results = run_distill([f"--dataset=idx:{FASHION_MNIST}", "--train_limit=3000", "--test_limit=500",
            "--teacher=cnn_small", "--teacher_epochs=3", "--student=cnn_small", "--epochs=2",
            "--batch_size=64", "--optimizer=adam", "--learning_rate=0.003", "--verbose=0",
            f"--output_dir={out}"])
-    results = distill.run()
     assert results["teacher"]["accuracy"] > 0.4  # ten classes: chance is 0.1
     assert results["student"]["accuracy"] > 0.3
     assert results["exports"]["tflite_agreement"] >= 0.999
@@ -172,9 +169,9 @@ def test_offline_tfds_fails_fast_with_one_line(tmp_path, monkeypatch):
     from tfkd.data import tfds_source
 
     monkeypatch.setattr(tfds_source, "internet_reachable", lambda *a, **k: False)
-    parse(TINY + ["--dataset=cifar10", f"--data_dir={tmp_path}", f"--output_dir={tmp_path}/o"])
     with pytest.raises(data.DataUnavailableError) as caught:
-        distill.run()
+        run_distill(TINY + ["--dataset=cifar10", f"--data_dir={tmp_path}",
+                            f"--output_dir={tmp_path}/o"])
     message = str(caught.value)
     assert "\n" not in message and "cifar10" in message and str(tmp_path) in message
     assert "idx:" in message and "synthetic" in message
@@ -182,7 +179,7 @@ def test_offline_tfds_fails_fast_with_one_line(tmp_path, monkeypatch):
 
 
 def test_mirrored_strategy_run(tmp_path):
-    parse(TINY + ["--strategy=mirrored", "--export=keras,tflite", f"--output_dir={tmp_path}/m"])
-    results = distill.run()
+    results = run_distill(TINY + ["--strategy=mirrored", "--export=keras,tflite",
+                                  f"--output_dir={tmp_path}/m"])
     assert 0.0 <= results["student"]["accuracy"] <= 1.0
     assert results["exports"]["tflite_agreement"] >= 0.999

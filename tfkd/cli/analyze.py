@@ -15,15 +15,13 @@ from absl import flags
 
 from tfkd import analysis, data, models, partial, teachers
 from tfkd.cli import common
-from tfkd.cli import distill  # noqa: F401  (defines the shared flags)
 from tfkd.cli import flags as tfkd_flags
 
 FLAGS = flags.FLAGS
 
 
-# bin/distill's module defines the shared flags (data, method options, --teacher, --output_dir,
-# --overwrite, --verbose); importing it, rather than defining them again, lets both tools live in
-# one process (absl refuses a flag defined twice).
+tfkd_flags.define_data_flags(names=("teacher", "temperature", "alpha", "superclass_map",
+                                    "classifier_layer", "output_dir", "overwrite", "verbose"))
 flags.DEFINE_string("student_model", None,
                     "For the gradient plot: a trained student (.keras / SavedModel) or an "
                     "architecture (analysed at initialisation); unset skips the plot.")

@@ -15,14 +15,14 @@ import time
 from absl import flags
 
 from tfkd import calibration, data, export, teachers
-from tfkd.cli import calibration_flags, common
+from tfkd.experiment import phases
+from tfkd.cli import common
 from tfkd.cli import flags as tfkd_flags
 from tfkd.io import write_text
 
 FLAGS = flags.FLAGS
 
-tfkd_flags.define_data_flags()
-calibration_flags.define_bins_flag()
+tfkd_flags.define_data_flags(names=("calibration_bins",))
 flags.DEFINE_string("model", None, "The classifier to calibrate: a .keras file or SavedModel "
                     "folder giving logits.")
 flags.DEFINE_float("model_input_scale", 1.0,
@@ -82,7 +82,7 @@ def run():
     if os.path.exists(report_dir) and not os.path.isdir(report_dir):
         raise FileExistsError(f"--report_dir {report_dir} exists and is not a folder")
     os.makedirs(report_dir, exist_ok=True)
-    summary = calibration_flags.measure(model, bundle, report_dir, FLAGS.calibration_bins, name)
+    summary = phases.measure_calibration(model, bundle, report_dir, FLAGS.calibration_bins, name)
     summary.update(model=FLAGS.model, dataset=FLAGS.dataset,
                    sizes={split: int(len(getattr(bundle, split)[1]))
                           for split in ("validation", "test")})

@@ -19,8 +19,7 @@ def _define(define, name, *args):
         define(name, *args)
 
 
-if "dataset" not in FLAGS:
-    tfkd_flags.define_data_flags()
+tfkd_flags.define_data_flags()
 _define(flags.DEFINE_string, "model", None, "The trained classifier to export (.keras file).")
 _define(flags.DEFINE_list, "formats", list(EXPORT_DEFAULT_FORMATS),
         f"Formats to write, a comma list of {', '.join(export.FORMATS)}.")

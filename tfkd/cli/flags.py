@@ -141,10 +141,11 @@ def _rows():
                        option.choices, option.default)
 
 
-def define(flag_values, groups=GROUPS, module_prefix="bin/distill"):
-    """Defines the flags of `groups` in `flag_values`, each under module '<prefix> <group>'."""
+def define(flag_values, groups=GROUPS, module_prefix="bin/distill", names=None):
+    """Defines the flags of `groups` (or just `names`) in `flag_values`, each under module
+    '<prefix> <group>'; flags already defined there are left alone."""
     for group, name, _, help_text, choices, default in _rows():
-        if group not in groups or name in flag_values:
+        if (group not in groups if names is None else name not in names) or name in flag_values:
             continue
         kwargs = {"flag_values": flag_values, "module_name": f"{module_prefix} {group}"}
         if name in ZERO_IS_NONE:
@@ -294,10 +295,11 @@ def once(define_function):
     return define_once
 
 
-@once
-def define_data_flags():
-    """The data group on the global FLAGS, for bin/calibrate, bin/export and bin/analyze."""
-    define(FLAGS, groups=("data",), module_prefix="tfkd data")
+def define_data_flags(names=()):
+    """The data group (and the flags `names`) on absl's global FLAGS, for bin/calibrate,
+    bin/export and bin/analyze."""
+    define(FLAGS, groups=("data",), module_prefix="tfkd")
+    define(FLAGS, module_prefix="tfkd", names=names)
 
 
 def data_config(flag_values=FLAGS):

@@ -92,7 +92,11 @@ def run(config):
     try:
         return _run(config, method, strategy, work)
     except OSError as error:
+        work.discard_if_empty()
         raise disk_error(error, work.path) from None
+    except BaseException:
+        work.discard_if_empty()
+        raise
 
 
 def _run(config, method, strategy, work):

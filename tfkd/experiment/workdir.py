@@ -5,6 +5,7 @@ command finds them and goes on. `run.json` records the command-line form of the 
 re-run with other flags is refused instead of mixing two recipes.
 """
 import errno
+import glob
 import json
 import os
 import shutil
@@ -91,6 +92,12 @@ class WorkDir:
         phases = self.phases()
         phases[phase] = record if record is not None else {}
         write_text(self.file(PHASES_FILE), json.dumps(phases, indent=2) + "\n")
+
+    def discard_if_empty(self):
+        """Removes the folder when nothing in it is worth resuming (no phase, no checkpoint)."""
+        if self.write and os.path.isdir(self.path) and not self.phases() and not glob.glob(
+                self.file("checkpoints", "*", "state.json")):
+            shutil.rmtree(self.path, ignore_errors=True)
 
     def commit(self, results):
         """Writes results.json, drops the resume state and makes the folder `output_dir`."""

@@ -7,11 +7,13 @@ import sys
 import keras
 import numpy as np
 import pytest
+import cli_helpers
 from cli_helpers import parse
 from absl import flags
 
 from tfkd import calibration, data, export
-from tfkd.cli import calibrate, common, distill, ladder
+from tfkd.cli import calibrate, ladder
+from tfkd.experiment import phases
 from tfkd.cli import flags as tfkd_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -22,20 +24,18 @@ TRAIN = ["--teacher_epochs=2", "--student=mlp_small", "--epochs=1", "--batch_siz
 
 
 def run_distill(args, recorded):
-    """distill.run() with `common.distill` spied on: records the teacher and options it gets."""
-    original = common.distill
+    """bin/distill's run() with `phases.distill` spied on: records the teacher and options."""
+    original = phases.distill
 
-    def spy(method, student_arch, teacher, bundle, strategy, config, options, *rest, **kwargs):
+    def spy(method, config, options, teacher, bundle, *rest):
         recorded.update(teacher=teacher, options=dict(options), bundle=bundle)
-        return original(method, student_arch, teacher, bundle, strategy, config, options, *rest,
-                        **kwargs)
+        return original(method, config, options, teacher, bundle, *rest)
 
-    common.distill = spy
+    phases.distill = spy
     try:
-        parse(args)
-        return distill.run()
+        return cli_helpers.run_distill(args)
     finally:
-        common.distill = original
+        phases.distill = original
 
 
 def logits(model, split):
@@ -94,10 +94,9 @@ def test_calibrate_teacher_replace_sets_the_distillation_temperature(scale_run, 
 
 
 def test_calibrate_teacher_needs_a_validation_split(tmp_path):
-    parse(DATA + TRAIN + ["--calibrate_teacher", "--validation_fraction=0",
-                          f"--output_dir={tmp_path / 'run'}"])
     with pytest.raises(ValueError, match="--validation_fraction"):
-        distill.run()
+        cli_helpers.run_distill(DATA + TRAIN + ["--calibrate_teacher", "--validation_fraction=0",
+                                                f"--output_dir={tmp_path / 'run'}"])
     assert not (tmp_path / "run").exists()
 
 

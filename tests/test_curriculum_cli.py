@@ -4,12 +4,9 @@ import csv
 import keras
 import numpy as np
 import pytest
-from cli_helpers import parse
+from cli_helpers import config, run_distill
 
 from tfkd import curriculum, data
-from tfkd.cli import curriculum as curriculum_cli
-from tfkd.cli import distill
-from tfkd.cli import flags as tfkd_flags
 
 TINY = ["--dataset=synthetic", "--synthetic_size=600", "--synthetic_dim=12",
         "--synthetic_classes=4", "--synthetic_superclasses=2", "--teacher=mlp",
@@ -29,15 +26,14 @@ def test_kd_sr_on_the_teacher_curriculum_logs_the_reference_lambda_per_batch(tmp
     monkeypatch.setattr(curriculum, "score",
                         lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs))
     out = tmp_path / "run"
-    parse(TINY + ["--method=kd_sr", "--curriculum=teacher", "--reliance_shift=0.01",
+    results = run_distill(TINY + ["--method=kd_sr", "--curriculum=teacher", "--reliance_shift=0.01",
                   f"--output_dir={out}"])
-    results = distill.run()
     assert len(calls) == 1  # the curriculum and kd_sr share one teacher pass
     for name in ("curriculum.png", "curriculum.npz", "batch_values.csv",
                  "batch_values_batch_reliance.png", "history.csv"):
         assert (out / name).exists(), name
     saved = np.load(out / "curriculum.npz")
-    bundle = data.load(tfkd_flags.data_config())
+    bundle = data.load(config(TINY).data)
     np.testing.assert_array_equal(saved["labels"], bundle.train[1])
     np.testing.assert_array_equal(saved["order"], curriculum.order(
         saved["correct"], saved["confidence"], saved["labels"]))
@@ -66,9 +62,8 @@ def test_kd_sr_on_the_teacher_curriculum_logs_the_reference_lambda_per_batch(tmp
 
 def test_paced_inverse_curriculum_with_plain_kd(tmp_path):
     out = tmp_path / "run"
-    parse(TINY + ["--method=kd", "--curriculum=inverse", "--pacing=linear", "--pacing_start=0.3",
+    results = run_distill(TINY + ["--method=kd", "--curriculum=inverse", "--pacing=linear", "--pacing_start=0.3",
                   "--pacing_epochs=2", "--epochs=3", f"--output_dir={out}"])
-    results = distill.run()
     saved = np.load(out / "curriculum.npz")
     np.testing.assert_array_equal(saved["order"], curriculum.order(
         saved["correct"], saved["confidence"], saved["labels"], reverse=True))
@@ -83,23 +78,20 @@ def test_paced_inverse_curriculum_with_plain_kd(tmp_path):
     (["--curriculum=teacher", "--pacing=step", "--pacing_epochs=0"], "--pacing_epochs"),
 ])
 def test_bad_curriculum_flags_name_the_flag(tmp_path, args, message):
-    parse(TINY + args + [f"--output_dir={tmp_path / 'run'}"])
     with pytest.raises(ValueError, match=message):
-        distill.run()
+        run_distill(TINY + args + [f"--output_dir={tmp_path / 'run'}"])
+    assert not (tmp_path / "run.partial").exists()
 
 
 def test_paced_random_order_needs_no_teacher_scores(tmp_path, monkeypatch):
     monkeypatch.setattr(curriculum, "score", lambda *args, **kwargs: pytest.fail("scored"))
-    parse(TINY + ["--curriculum=random", "--pacing=exponential", "--pacing_start=0.5",
-                  "--pacing_epochs=1", f"--output_dir={tmp_path / 'run'}"])
-    distill.run()
+    run_distill(TINY + ["--curriculum=random", "--pacing=exponential", "--pacing_start=0.5",
+                        "--pacing_epochs=1", f"--output_dir={tmp_path / 'run'}"])
     assert len(_rows(tmp_path / "run" / "history.csv")) == 2
     assert not (tmp_path / "run" / "curriculum.npz").exists()
 
 
-def test_a_curriculum_needs_a_teacher():
-    parse(TINY + ["--curriculum=teacher"])
-    bundle = data.load(tfkd_flags.data_config())
-    with pytest.raises(ValueError, match="needs a teacher"):
-        curriculum_cli.training_data(None, None, bundle, tfkd_flags.train_config(), False, 0, 0,
-                                     None)
+def test_a_curriculum_needs_a_teacher(tmp_path):
+    with pytest.raises(ValueError, match="--curriculum=teacher needs a teacher"):
+        run_distill(TINY + ["--curriculum=teacher", "--method=ls",
+                            f"--output_dir={tmp_path / 'run'}"])

@@ -12,8 +12,8 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from tfkd import data, export, export_report, models
-from tfkd.cli import common, distill  # noqa: F401 - defines its flags before bin/export shares them
+from tfkd import data, experiment, export, export_report, models
+from tfkd.cli import common
 from tfkd.cli import export as export_cli
 from tfkd.cli import flags as tfkd_flags
 
@@ -283,13 +283,11 @@ def test_export_student_bad_arguments(trained, tmp_path):
     assert os.path.getmtime(tmp_path / "student.keras") > before
 
 
-def test_distill_accepts_the_export_format_names(reset_flags):
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["distill", "--export=savedmodel,tflite_fp16,tflite_dynamic,tflite_int8"])
-    distill.check_flags()
-    flags.FLAGS(["distill", "--export=tflite,tflite_int4"])
+def test_distill_accepts_the_export_format_names():
+    experiment.job.check(experiment.RunConfig.from_flags(
+        ["--export=savedmodel,tflite_fp16,tflite_dynamic,tflite_int8"]))
     with pytest.raises(ValueError, match="--export.*tflite_int4"):
-        distill.check_flags()
+        experiment.job.check(experiment.RunConfig.from_flags(["--export=tflite,tflite_int4"]))
 
 
 def test_a_failed_export_leaves_nothing_and_existing_output_needs_overwrite(

@@ -8,11 +8,9 @@ import sys
 import keras
 import numpy as np
 import pytest
-from cli_helpers import parse
+from cli_helpers import config, run_distill
 
 from tfkd import data, multi_teacher
-from tfkd.cli import distill
-from tfkd.cli import flags as tfkd_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--dataset=synthetic", "--synthetic_size=600", "--synthetic_dim=12",
@@ -23,9 +21,8 @@ TINY = ["--dataset=synthetic", "--synthetic_size=600", "--synthetic_dim=12",
 
 def test_ca_mkd_end_to_end_then_teachers_reused_by_path(tmp_path):
     out = tmp_path / "run"
-    parse(TINY + ["--method=ca_mkd", "--teachers=mlp,mlp_small", "--lambda2=5",
+    results = run_distill(TINY + ["--method=ca_mkd", "--teachers=mlp,mlp_small", "--lambda2=5",
                   f"--output_dir={out}"])
-    results = distill.run()
     for name in ("results.json", "history.csv", "student.keras", "teacher_0.keras",
                  "teacher_1.keras", "teacher_weights.png"):
         assert (out / name).exists(), name
@@ -34,7 +31,7 @@ def test_ca_mkd_end_to_end_then_teachers_reused_by_path(tmp_path):
     assert {"teacher_0", "teacher_1", "distill"} <= set(results["seconds"])
 
     # Teacher and ensemble accuracies, recomputed from the saved teachers.
-    bundle = data.load(tfkd_flags.data_config())
+    bundle = data.load(config(TINY).data)
     x, y = data.to_float(bundle.test[0]), np.asarray(bundle.test[1])
     teachers = [keras.saving.load_model(out / f"teacher_{k}.keras") for k in range(2)]
     logits = np.stack([t.predict(x, verbose=0) for t in teachers])
@@ -64,9 +61,8 @@ def test_ca_mkd_end_to_end_then_teachers_reused_by_path(tmp_path):
 
     # Reuse both teachers by path: nothing is trained, the accuracies are the same.
     second = tmp_path / "second"
-    parse(TINY + ["--method=ebkd", f"--teachers={out / 'teacher_0.keras'},"
+    again = run_distill(TINY + ["--method=ebkd", f"--teachers={out / 'teacher_0.keras'},"
                   f"{out / 'teacher_1.keras'}", f"--output_dir={second}"])
-    again = distill.run()
     assert not {"teacher_0", "teacher_1"} & set(again["seconds"])
     for k in range(2):
         assert again["teachers"][k]["accuracy"] == pytest.approx(
@@ -81,18 +77,16 @@ def test_ca_mkd_end_to_end_then_teachers_reused_by_path(tmp_path):
     (["--method=aver", "--teachers=mlp_tiny"], "--teachers: 'mlp_tiny' is neither"),
 ])
 def test_bad_teacher_lists_fail_before_training(tmp_path, args, message):
-    parse(TINY + args + [f"--output_dir={tmp_path / 'run'}"])
     with pytest.raises(ValueError, match=message):
-        distill.run()
+        run_distill(TINY + args + [f"--output_dir={tmp_path / 'run'}"])
 
 
 def test_fixed_weights_flag_is_checked(tmp_path):
     teacher = tmp_path / "t.keras"
     keras.Sequential([keras.Input((12,)), keras.layers.Dense(4)]).save(teacher)
-    parse(TINY + ["--method=fixed_mkd", f"--teachers={teacher},{teacher}",
-                  "--fixed_teacher_weights=1,x", f"--output_dir={tmp_path / 'run'}"])
     with pytest.raises(ValueError, match="--fixed_teacher_weights must be a comma list"):
-        distill.run()
+        run_distill(TINY + ["--method=fixed_mkd", f"--teachers={teacher},{teacher}",
+                  "--fixed_teacher_weights=1,x", f"--output_dir={tmp_path / 'run'}"])
 
 
 def test_command_line_error_is_one_line(tmp_path):

@@ -10,8 +10,9 @@ import pytest
 from absl import flags
 
 from tfkd import analysis, data
-from tfkd.cli import analyze, distill
+from tfkd.cli import analyze
 from tfkd.cli import flags as tfkd_flags
+from cli_helpers import run_distill
 from partial_reference import softmax
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -103,9 +104,7 @@ def test_binary_rescaling_grows_with_teacher_confidence():
 def trained_run(tmp_path_factory):
     """One tiny bin/distill run (kd_sim) whose teacher and student the other tests reuse."""
     out = tmp_path_factory.mktemp("runs") / "kd_sim"
-    parse("distill", TINY + ["--method=kd_sim", f"--output_dir={out}"])
-    results = distill.run()
-    flags.FLAGS.unparse_flags()
+    results = run_distill(TINY + ["--method=kd_sim", f"--output_dir={out}"])
     return out, results
 
 
@@ -113,14 +112,13 @@ def test_distill_kd_sim_and_ls_runs(trained_run, tmp_path):
     out, results = trained_run
     assert results["method"] == "kd_sim" and results["flags"]["sim_temperature"] == 0.1
     assert (out / "teacher.keras").exists() and (out / "student.keras").exists()
-    parse("distill", TINY + ["--method=ls", "--epsilon=0.2", f"--output_dir={tmp_path / 'ls'}",
-                             "--teacher=not_a_model"])
-    ls_results = distill.run()  # LS needs no teacher: the bad --teacher is never read
+    ls_results = run_distill(TINY + ["--method=ls", "--epsilon=0.2",
+                                     f"--output_dir={tmp_path / 'ls'}",
+                                     "--teacher=not_a_model"])  # LS needs no teacher: the bad --teacher is never read
     assert "teacher" not in ls_results and "teacher" not in ls_results["seconds"]
     assert ls_results["flags"]["epsilon"] == 0.2
-    parse("distill", TINY + ["--method=kd_topk", "--topk=2", f"--output_dir={tmp_path / 'top'}",
-                             f"--teacher={out / 'teacher.keras'}"])
-    topk = distill.run()
+    topk = run_distill(TINY + ["--method=kd_topk", "--topk=2", f"--output_dir={tmp_path / 'top'}",
+                               f"--teacher={out / 'teacher.keras'}"])
     assert topk["teacher"]["accuracy"] == pytest.approx(results["teacher"]["accuracy"])
 
 

@@ -6,11 +6,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from absl import flags
+from cli_helpers import run_distill
 
 import tfkd
 from tfkd import augment, data, teaching
-from tfkd.cli import distill
 
 # ---- augmentation -------------------------------------------------------------------------------
 
@@ -251,17 +250,6 @@ def _twin_step(strategy, mode, x, y):
     return distiller.fit(dataset, epochs=1, verbose=0).history
 
 
-@pytest.fixture(scope="module")
-def mirrored():
-    """One two-replica strategy for the module. It reduces through one device rather than with
-    collective ops, whose instance keys would clash with other tests' MirroredStrategy objects
-    in the same process."""
-    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
-    assert len(devices) == 2
-    return tf.distribute.MirroredStrategy(
-        devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
-
-
 def test_teaching_modes_under_mirrored_strategy(mirrored):
     strategy = mirrored
     x, y = _images(n=32)
@@ -272,7 +260,7 @@ def test_teaching_modes_under_mirrored_strategy(mirrored):
     assert losses["fixed"] > 1e-2 and np.isfinite(losses["fixed"])  # crops vs clean targets
 
 
-def test_replicas_and_steps_draw_different_seeds(mirrored):
+def test_every_replica_draws_the_seed_of_the_step(mirrored):
     strategy = mirrored
     mode = teaching.Teaching("consistent", seed=5)
     with strategy.scope():
@@ -284,12 +272,111 @@ def test_replicas_and_steps_draw_different_seeds(mirrored):
         return strategy.run(lambda: mode.batch_seed(distiller))
 
     first, second = (s.numpy() for s in strategy.experimental_local_results(seeds()))
-    assert not np.array_equal(first, second)
+    np.testing.assert_array_equal(first, [5, 0])
+    np.testing.assert_array_equal(second, first)
     distiller.optimizer.iterations.assign(1)
     later = strategy.experimental_local_results(seeds())[0].numpy()
-    assert not np.array_equal(first, later)
-    alone = mode.batch_seed(distiller).numpy()
-    np.testing.assert_array_equal(alone, [5, 1])
+    np.testing.assert_array_equal(later, [5, 1])
+    np.testing.assert_array_equal(mode.batch_seed(distiller).numpy(), [5, 1])
+
+
+@pytest.mark.parametrize("global_batch", [8, 9])  # 9 splits unevenly: 5 + 4
+def test_replicas_augment_their_rows_of_the_global_batch_as_one_replica_would(mirrored,
+                                                                              global_batch):
+    strategy = mirrored
+    x = data.to_float(_images(n=global_batch)[0])
+    seed = tf.constant([3, 11], tf.int64)
+    batch = next(iter(strategy.experimental_distribute_dataset(
+        tf.data.Dataset.from_tensor_slices(x).batch(global_batch))))
+    for mode in teaching.MODES:
+        mode_teaching = teaching.Teaching(mode)
+
+        @tf.function
+        def views(local_x):
+            return strategy.run(lambda v: mode_teaching.augment_replica_batch(v, seed),
+                                args=(local_x,))
+
+        replica_views = [strategy.experimental_local_results(v) for v in views(batch)]
+        assert [len(part) for part in replica_views[0]] == [(global_batch + 1) // 2,
+                                                           global_batch // 2]
+        student_x, teacher_x = (np.concatenate([part.numpy() for part in view])
+                                for view in replica_views)
+        parameters = mode_teaching.parameters(global_batch, seed, IMAGE[:2])
+        expected_student, expected_teacher = mode_teaching.apply(tf.constant(x), parameters)
+        np.testing.assert_array_equal(student_x, expected_student.numpy())
+        np.testing.assert_array_equal(teacher_x, expected_teacher.numpy())
+        assert np.abs(student_x - x).max() > 0.1, mode  # augmented
+        if mode == "function_matching":
+            # Some example is mixed with a partner held by the other replica.
+            partner = parameters["mixup_partner"].numpy()
+            first_half = np.arange(global_batch) < (global_batch + 1) // 2
+            assert np.any(first_half != first_half[partner])
+
+
+# ---- explicit augmentation parameters -------------------------------------------------------------
+
+
+def test_apply_follows_given_parameters():
+    rng = np.random.default_rng(6)
+    x = rng.uniform(size=(3, 4, 4, 1)).astype(np.float32)
+    full = np.tile(np.array([[0.0, 0.0, 1.0, 1.0]], np.float32), (3, 1))
+    given = {"student_crop_box": full, "student_flip": np.array([False, True, False]),
+             "teacher_crop_box": np.array([[0, 0, 1, 1], [0, 0, 1, 1], [0.0, 0.0, 1 / 3, 1 / 3]],
+                                          np.float32),
+             "teacher_flip": np.array([True, False, False]),
+             "mixup_partner": np.array([2, 0, 1], np.int32),
+             "mixup_weight": np.array([0.5, 0.75, 1.0], np.float32)}
+    given = {name: tf.constant(value) for name, value in given.items()}
+    flipped = np.where(np.array([False, True, False])[:, None, None, None], x[:, :, ::-1], x)
+    student_x, teacher_x = teaching.Teaching("independent").apply(tf.constant(x), given)
+    np.testing.assert_allclose(student_x, flipped, atol=1e-6)
+    np.testing.assert_allclose(teacher_x[0], x[0, :, ::-1], atol=1e-6)
+    np.testing.assert_allclose(teacher_x[1], x[1], atol=1e-6)
+    # The top-left 1/3 x 1/3 window of a 4 x 4 image spans pixels 0..1: bilinear in between.
+    grid = np.arange(4) / 3.0
+    rows = [np.interp(grid, [0, 1], x[2, r, :2, 0]) for r in range(2)]
+    expected = np.array([np.interp(g, [0, 1], [rows[0][c], rows[1][c]]) for g in grid
+                         for c in range(4)]).reshape(4, 4)
+    np.testing.assert_allclose(teacher_x[2, :, :, 0], expected, atol=1e-5)
+    mixed, mixed_teacher = teaching.Teaching("function_matching").apply(tf.constant(x), given)
+    w = np.array([0.5, 0.75, 1.0])[:, None, None, None]
+    np.testing.assert_allclose(mixed, w * flipped + (1 - w) * flipped[[2, 0, 1]], atol=1e-6)
+    np.testing.assert_array_equal(mixed, mixed_teacher)
+    fixed_student, fixed_teacher = teaching.Teaching("fixed").apply(tf.constant(x), given)
+    np.testing.assert_allclose(fixed_student, flipped, atol=1e-6)
+    np.testing.assert_array_equal(fixed_teacher, x)  # what the carried logits were computed on
+
+
+def test_parameters_name_what_each_mode_draws_and_vectors_get_mixup_only():
+    seed = tf.constant([1, 2], tf.int64)
+    keys = {mode: set(teaching.Teaching(mode).parameters(6, seed, (8, 8))) for mode in
+            teaching.MODES}
+    view = {"student_crop_box", "student_flip"}
+    assert keys["fixed"] == keys["consistent"] == view
+    assert keys["independent"] == view | {"teacher_crop_box", "teacher_flip"}
+    assert keys["function_matching"] == view | {"mixup_partner", "mixup_weight"}
+    vectors = teaching.Teaching("function_matching").parameters(6, seed)
+    assert set(vectors) == {"mixup_partner", "mixup_weight"}
+    x = np.random.default_rng(1).normal(size=(6, 5)).astype(np.float32)
+    mixed, _ = teaching.Teaching("function_matching").apply(tf.constant(x), vectors)
+    w, partner = vectors["mixup_weight"].numpy()[:, None], vectors["mixup_partner"].numpy()
+    np.testing.assert_allclose(mixed, w * x + (1 - w) * x[partner], atol=1e-6)
+    no_flip = teaching.Teaching("consistent", flip=False).parameters(6, seed, (8, 8))
+    assert not no_flip["student_flip"].numpy().any()
+
+
+@pytest.mark.parametrize("mode", ["independent", "function_matching"])
+def test_parameters_replay_what_training_fed_the_models(mode):
+    """Training draws `parameters(global batch, (seed, step))`: applied again, they give the
+    student and teacher inputs of that step bit for bit."""
+    x, y = _images()
+    student_x, teacher_x = _fit_once(mode, x, y)  # one step: optimizer step 0, seed 0
+    mode_teaching = teaching.Teaching(mode)
+    parameters = mode_teaching.parameters(BATCH, tf.constant([0, 0], tf.int64), IMAGE[:2])
+    replayed_student, replayed_teacher = mode_teaching.apply(tf.constant(data.to_float(x)),
+                                                             parameters)
+    np.testing.assert_array_equal(student_x, replayed_student.numpy())
+    np.testing.assert_array_equal(teacher_x, replayed_teacher.numpy())
 
 
 def test_match_input_shape_resizes_and_converts_channels():
@@ -331,15 +418,10 @@ def image_sets(tmp_path_factory):
 
 
 def _cli(args, out):
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["distill", "--teacher=cnn_small", "--teacher_epochs=2", "--student=cnn_small",
-                 "--epochs=2", "--batch_size=32", "--optimizer=adam", "--learning_rate=0.01",
-                 "--verbose=0", "--export=keras", "--validation_fraction=0.2",
-                 f"--output_dir={out}", *args])
-    try:
-        return distill.run()
-    finally:
-        flags.FLAGS.unparse_flags()
+    return run_distill(["--teacher=cnn_small", "--teacher_epochs=2", "--student=cnn_small",
+                        "--epochs=2", "--batch_size=32", "--optimizer=adam",
+                        "--learning_rate=0.01", "--verbose=0", "--export=keras",
+                        "--validation_fraction=0.2", f"--output_dir={out}", *args])
 
 
 def test_cli_function_matching_is_kl_only_unless_alpha_is_given(image_sets, tmp_path):

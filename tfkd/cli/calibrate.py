@@ -23,13 +23,13 @@ from tfkd.io import write_text
 FLAGS = flags.FLAGS
 
 tfkd_flags.define_data_flags(names=("calibration_bins",))
-flags.DEFINE_string("model", None, "The classifier to calibrate: a .keras file or SavedModel "
+tfkd_flags.define_shared(flags.DEFINE_string, "model", None, "The classifier to calibrate: a .keras file or SavedModel "
                     "folder giving logits.")
-flags.DEFINE_float("model_input_scale", 1.0,
+tfkd_flags.define_shared(flags.DEFINE_float, "model_input_scale", 1.0,
                    "Multiply the [0, 1] inputs by this (255 for models trained on raw pixels).")
-flags.DEFINE_string("save", None, "Write the calibrated model here: PATH.keras, or a SavedModel "
+tfkd_flags.define_shared(flags.DEFINE_string, "save", None, "Write the calibrated model here: PATH.keras, or a SavedModel "
                     "folder for any other path.")
-flags.DEFINE_string("report_dir", None, "Folder for calibration.json and the reliability "
+tfkd_flags.define_shared(flags.DEFINE_string, "report_dir", None, "Folder for calibration.json and the reliability "
                     "diagrams (default savedmodels/calibrate-<model>-<time>); files in it are "
                     "replaced.")
 

@@ -13,12 +13,7 @@ FLAGS = flags.FLAGS
 EXPORT_DEFAULT_FORMATS = ("savedmodel", "tflite", "tflite_fp16", "tflite_dynamic", "tflite_int8")
 
 
-def _define(define, name, *args):
-    # Other tools (bin/distill) may define the same flag in this process; share it then.
-    if name not in FLAGS:
-        define(name, *args)
-
-
+_define = tfkd_flags.define_shared
 tfkd_flags.define_data_flags()
 _define(flags.DEFINE_string, "model", None, "The trained classifier to export (.keras file).")
 _define(flags.DEFINE_list, "formats", list(EXPORT_DEFAULT_FORMATS),

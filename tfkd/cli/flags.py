@@ -295,6 +295,13 @@ def once(define_function):
     return define_once
 
 
+def define_shared(define_function, name, *args, **kwargs):
+    """`define_function(name, ...)` on absl's global FLAGS unless another tool in this process
+    (tests import several) already defined `name` there."""
+    if name not in FLAGS:
+        define_function(name, *args, **kwargs)
+
+
 def define_data_flags(names=()):
     """The data group (and the flags `names`) on absl's global FLAGS, for bin/calibrate,
     bin/export and bin/analyze."""

@@ -128,31 +128,35 @@ def _run(config, method, strategy, work):
     seconds["distill"] = time.time() - start
     results = {"dataset": config.data.dataset, "method": config.method.name,
                "teaching": {**teaching_run.summary(), "options": options}}
-    if method.multi_teacher:
+
+    def on_test(model):  # nothing when the test split must not be read (a search trial)
+        return {"accuracy": phases.accuracy(model, bundle.test)} \
+            if config.output.evaluate_test else {}
+    if method.multi_teacher and config.output.evaluate_test:
         results.update(report.multi_teacher_results(teacher, teacher_spec, bundle, config.method.name,
                                             options, work))
-    elif teacher is not None:
-        results["teacher"] = {"arch": teacher_spec, "accuracy": phases.accuracy(teacher,
-                                                                                bundle.test),
+    elif teacher is not None and not method.multi_teacher:
+        results["teacher"] = {"arch": teacher_spec, **on_test(teacher),
                               "params": int(teacher.count_params())}
     if calibration is not None:
         results["calibration"] = calibration
-    results["student"] = {"arch": config.student,
-                          "accuracy": phases.accuracy(student, bundle.test),
+    results["student"] = {"arch": config.student, **on_test(student),
                           "val_accuracy": phases.accuracy(student, bundle.validation),
                           "params": int(student.count_params())}
     if config.output.baseline:
         alone, seconds["baseline"] = phases.baseline(config, bundle, strategy, work)
-        results["baseline"] = {"accuracy": phases.accuracy(alone, bundle.test),
+        results["baseline"] = {**on_test(alone),
                                "val_accuracy": phases.accuracy(alone, bundle.validation)}
     if work.write:
         results["exports"] = export.export_student(
-            student, work.path, config.output.export, test_data=bundle.test,
+            student, work.path, config.output.export,
+            test_data=bundle.test if config.output.evaluate_test else None,
             verbose=config.output.verbose > 0, train_images=bundle.train[0])
-    results["flags"] = flag_table.to_values(config)
+    results["flags"] = {**flag_table.to_values(config), **options}
     results["deterministic"] = config.deterministic
     results["resumed"] = work.resumed
     results["seconds"] = seconds
     work.commit(results)
-    report.print_summary(results, work.output_dir)
+    if config.output.evaluate_test:
+        report.print_summary(results, work.output_dir)
     return results

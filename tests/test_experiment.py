@@ -1,0 +1,193 @@
+"""tfkd.experiment: RunConfig from flags, run() from Python, resume after SIGKILL, determinism."""
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+from absl import flags
+
+from tfkd import experiment
+from tfkd.experiment import RunConfig
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DISTILL = os.path.join(ROOT, "bin", "distill")
+TINY = ["--dataset=synthetic", "--synthetic_size=600", "--synthetic_dim=12",
+        "--synthetic_classes=4", "--synthetic_superclasses=2", "--teacher=mlp",
+        "--teacher_epochs=2", "--student=mlp_small", "--epochs=2", "--batch_size=64",
+        "--optimizer=adam", "--learning_rate=0.01", "--verbose=0", "--export=keras",
+        "--deterministic"]
+
+
+def cli(*args, timeout=300):
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("TFKD_DEBUG", "TF_CPP_MIN_LOG_LEVEL")}  # as in a user's terminal
+    return subprocess.run([sys.executable, DISTILL, *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def student_weights(folder):
+    return keras.saving.load_model(os.path.join(folder, "student.keras")).get_weights()
+
+
+def assert_same_weights(first, second):
+    assert len(first) == len(second)
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_from_flags_leaves_global_flags_alone_and_can_be_called_again():
+    first = RunConfig.from_flags(TINY + ["--temperature=2", "--method=kd"])
+    second = RunConfig.from_flags(TINY + ["--method=kd_topk", "--topk=2"])
+    assert first.method.options == {"temperature": 2.0}
+    assert second.method == experiment.MethodConfig("kd_topk", {"topk": 2})
+    assert first.schedule.batch_size == 64 and first.data.synthetic_dim == 12
+    assert first.deterministic and first.output.export == ("keras",)
+    assert "dataset" not in flags.FLAGS  # absl's global registry was not touched
+
+
+def test_flags_round_trip_and_replace_derives_variants():
+    config = RunConfig.from_flags(TINY + ["--method=ca_mkd", "--teachers=mlp,mlp_small",
+                                          "--lambda2=5", "--train_limit=100", "--noteaching_flip"])
+    assert RunConfig.from_flags(config.to_flags()) == config
+    assert config.teacher.specs == ("mlp", "mlp_small") and config.data.train_limit == 100
+    variant = dataclasses.replace(config, student="mlp")
+    assert variant.student == "mlp" and variant.method == config.method
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.student = "mlp"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--epochs=two"], "--epochs"), (["--nope=1"], "nope"), (["stray"], "unexpected arguments"),
+    (["--flagfile=/nonexistent/x.flags"], "x.flags")])
+def test_from_flags_names_the_bad_flag(args, message):
+    with pytest.raises(ValueError, match=message):
+        RunConfig.from_flags(args)
+
+
+def test_unknown_method_option_is_refused_by_name(tmp_path):
+    config = RunConfig.from_flags(TINY + [f"--output_dir={tmp_path / 'o'}"])
+    config = dataclasses.replace(config, method=experiment.MethodConfig("kd", {"temprature": 2}))
+    with pytest.raises(ValueError, match="no option temprature"):
+        experiment.run(config)
+
+
+@pytest.fixture(scope="module")
+def python_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("python") / "run"
+    return out, experiment.run(RunConfig.from_flags(TINY + [f"--output_dir={out}"]))
+
+
+def test_run_from_python_equals_bin_distill(python_run, tmp_path):
+    out, results = python_run
+    assert results["deterministic"] and results["resumed"] is False
+    assert json.loads((out / "results.json").read_text()) == json.loads(json.dumps(results))
+    assert not (out / "run.json").exists() and not (out / "checkpoints").exists()
+    other = tmp_path / "cli"
+    finished = cli(*TINY, f"--output_dir={other}")
+    assert finished.returncode == 0, finished.stderr
+    on_disk = json.loads((other / "results.json").read_text())
+    for role in ("teacher", "student"):
+        assert on_disk[role]["accuracy"] == results[role]["accuracy"]
+    assert on_disk["student"]["val_accuracy"] == results["student"]["val_accuracy"]
+    assert_same_weights(student_weights(out), student_weights(other))
+    # No TensorFlow C++ start-up lines reach the terminal.
+    assert not [line for line in finished.stderr.splitlines()
+                if line.startswith(("I0000", "W0000", "E0000", "WARNING: All log"))], \
+        finished.stderr
+
+
+def test_a_killed_run_resumes_and_equals_an_uninterrupted_one(tmp_path):
+    out = tmp_path / "run"
+    args = [*TINY, "--synthetic_size=4000", "--epochs=12", "--batch_size=32",
+            f"--output_dir={out}"]
+    env = {key: value for key, value in os.environ.items() if key != "TFKD_DEBUG"}
+    process = subprocess.Popen([sys.executable, DISTILL, *args], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    state = out.parent / "run.partial" / "checkpoints" / "distill" / "state.json"
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and process.poll() is None:
+            if state.exists() and json.loads(state.read_text())["epoch"] >= 2:
+                break
+            time.sleep(0.05)
+        assert process.poll() is None, "the run ended before it could be killed"
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    killed_at = json.loads(state.read_text())["epoch"]
+    assert 2 <= killed_at < 12 and not out.exists()
+    teacher_file = out.parent / "run.partial" / "teacher.keras"
+    teacher_time = teacher_file.stat().st_mtime_ns
+
+    resumed = cli(*args)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"Resuming distill at epoch {killed_at + 1} of 12" in resumed.stdout
+    assert "Loading teacher mlp trained by this run" in resumed.stdout
+    assert "Training teacher" not in resumed.stdout
+    assert (out / "teacher.keras").stat().st_mtime_ns == teacher_time  # kept, not retrained
+    results = json.loads((out / "results.json").read_text())
+    assert results["resumed"] is True
+    history = (out / "history.csv").read_text().splitlines()
+    assert [int(row.split(",")[0]) for row in history[1:]] == list(range(12))
+
+    reference = tmp_path / "reference"
+    experiment.run(RunConfig.from_flags([*args[:-1], f"--output_dir={reference}"]))
+    expected = json.loads((reference / "results.json").read_text())
+    for role in ("teacher", "student"):
+        assert results[role]["accuracy"] == expected[role]["accuracy"]
+    assert results["student"]["val_accuracy"] == expected["student"]["val_accuracy"]
+    assert_same_weights(student_weights(out), student_weights(reference))
+    assert history == (reference / "history.csv").read_text().splitlines()
+
+
+def test_a_partial_run_with_other_flags_is_refused(tmp_path):
+    out = tmp_path / "run"
+    partial = tmp_path / "run.partial"
+    config = RunConfig.from_flags(TINY + [f"--output_dir={out}"])
+    partial.mkdir()
+    (partial / "run.json").write_text(json.dumps(experiment.job.resume_key(config)))
+    other = RunConfig.from_flags(TINY + [f"--output_dir={out}", "--epochs=3", "--verbose=1"])
+    with pytest.raises(ValueError) as caught:
+        experiment.run(other)
+    message = str(caught.value)
+    assert "--epochs was 2, now 3" in message and "--overwrite" in message
+    assert "verbose" not in message  # reporting flags may change between attempts
+    assert (partial / "run.json").exists()
+
+
+def test_deterministic_runs_give_identical_weights(python_run, tmp_path):
+    out, results = python_run
+    again = experiment.run(RunConfig.from_flags(TINY + [f"--output_dir={tmp_path / 'again'}"]))
+    assert again["student"] == results["student"] and again["teacher"] == results["teacher"]
+    assert_same_weights(student_weights(out), student_weights(tmp_path / "again"))
+
+
+def test_a_diverging_run_stops_with_one_line_and_keeps_its_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    config = RunConfig.from_flags(TINY + ["--method=ls", "--learning_rate=1e38",
+                                          "--optimizer=sgd", f"--output_dir={out}"])
+    with pytest.raises(ValueError) as caught:
+        experiment.run(config)
+    message = str(caught.value)
+    assert "\n" not in message and "distill" in message and "epoch" in message
+    assert "step" in message and not out.exists()
+
+
+def test_help_lists_every_flag_grouped_and_exits_0():
+    result = subprocess.run([sys.executable, DISTILL, "--help"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    for group in ("data", "models", "method", "training", "output"):
+        assert f"bin/distill {group}:" in result.stdout
+    for name in ("--dataset", "--teacher", "--temperature", "--curriculum", "--epochs",
+                 "--[no]deterministic", "--output_dir", "--export", "--topk"):
+        assert name in result.stdout
+    assert "absl" not in result.stdout and not result.stderr.strip(), result.stderr

@@ -83,3 +83,35 @@ class BatchValueRecorder(keras.callbacks.Callback):
         for name in names:
             curriculum.plot_batch_values(self.values(name), os.path.splitext(self.path)[0]
                                          + f"_{name}.png", steps, ylabel=name)
+
+
+class NonFiniteLossError(ValueError):
+    """Training produced a NaN or infinite loss."""
+
+
+class NonFiniteLossGuard(keras.callbacks.Callback):
+    """Stops `fit` at the first training batch whose loss is NaN or infinite, with one line
+    naming the phase, the epoch and the step (both counted from 1).
+
+    Raising ends `fit` before `on_train_end`, so checkpoints written by earlier epochs are left
+    as they are and the weights of the diverged step are never saved. The batch logs hold the
+    epoch's running mean, which turns non-finite on the first bad batch. With
+    `steps_per_execution` > 1 the step named is the last of its group.
+    """
+
+    def __init__(self, phase="distill"):
+        super().__init__()
+        self.phase = phase
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not logs or "loss" not in logs:
+            return
+        loss = float(keras.ops.convert_to_numpy(logs["loss"]))
+        if not np.isfinite(loss):
+            raise NonFiniteLossError(
+                f"{self.phase}: the loss became {loss} at epoch {self.epoch + 1}, step "
+                f"{batch + 1}; training stopped; the last good checkpoint is kept")

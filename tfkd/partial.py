@@ -14,6 +14,7 @@ from keras import ops
 
 from tfkd import partial_targets
 from tfkd.distillers import Distiller
+from tfkd.distillers.base import num_classes as count_classes
 from tfkd.methods import ALPHA, METHODS, TEMPERATURE, Method, Option
 from tfkd.targets import TARGETS
 
@@ -234,7 +235,11 @@ def superclass_map(bundle, path, num_classes):
 
 # ---- methods ----------------------------------------------------------------------------------
 def _num_classes(student):
-    return int(student.output_shape[-1])
+    classes = count_classes(student)
+    if classes is None:
+        raise ValueError(f"the student {student.name!r} does not report its number of classes "
+                         "yet; build it first (call it on a batch)")
+    return classes
 
 
 def _distiller(student, teacher, options, target, **target_options):

@@ -6,15 +6,47 @@ from keras import ops
 from tfkd import losses
 from tfkd import teaching as teaching_modes
 from tfkd.targets import build_target
+from tfkd.teachers import known_output_shape
 
 
-def check_class_counts(student, teacher, teacher_name="teacher"):
-    """Raises one clear error when student and teacher disagree on the number of classes."""
-    student_shape, teacher_shape = tuple(student.output_shape), tuple(teacher.output_shape)
+def num_classes(model):
+    """The number of logits `model` gives, or None when it cannot tell without data."""
+    shape = known_output_shape(model)
+    return None if shape is None or shape[-1] is None else int(shape[-1])
+
+
+def check_class_counts(student, teacher, teacher_name="teacher", student_name="student"):
+    """Raises one clear error when student and teacher disagree on the number of classes.
+
+    Either model may be functional, Sequential or subclassed; a model that cannot report its
+    output shape yet (a subclassed model never called) passes here and is checked on the
+    logits of the first step (`check_logits`).
+    """
+    _compare_shapes(known_output_shape(student), known_output_shape(teacher), student, teacher,
+                    teacher_name, student_name)
+
+
+def check_logits(student_logits, teacher_logits, student, teacher, teacher_name="teacher",
+                 student_name="student"):
+    """`check_class_counts` on the static shapes of one step's logits [..., batch, classes]."""
+    _compare_shapes((None, student_logits.shape[-1]), (None, teacher_logits.shape[-1]), student,
+                    teacher, teacher_name, student_name)
+
+
+def _compare_shapes(student_shape, teacher_shape, student, teacher, teacher_name, student_name):
+    if student_shape is None or teacher_shape is None or None in (student_shape[-1],
+                                                                  teacher_shape[-1]):
+        return
     if student_shape[-1] != teacher_shape[-1]:
         raise ValueError(
-            f"student and {teacher_name} disagree on the number of classes: student output shape "
-            f"{student_shape}, {teacher_name} output shape {teacher_shape}")
+            f"{student_name} and {teacher_name} disagree on the number of classes: "
+            f"{student_name}{_quoted_name(student)} output shape {student_shape}, "
+            f"{teacher_name}{_quoted_name(teacher)} output shape {teacher_shape}")
+
+
+def _quoted_name(model):
+    # Precomputed teacher logits (fixed teaching) come without a model.
+    return f" {model.name!r}" if model is not None else ""
 
 
 def global_mean(per_example, sample_weight=None):
@@ -37,6 +69,11 @@ class Distiller(keras.Model):
     Per example: `(1 - alpha) * CE(y, z_s) + alpha * distance(target(z_t, y), z_s, T)`, with
     `target` a registered teacher-target transform (default: softmax(z_t / T)) and `distance` a
     registered distance (default: T^2 * KL). Every term is averaged over the global batch.
+
+    Student and teacher may be functional, Sequential or subclassed Keras models. The distiller
+    counts as built once they are, so `fit` takes any standard callback (BackupAndRestore,
+    ModelCheckpoint(save_weights_only=True), EarlyStopping(restore_best_weights=True), ...);
+    `sample_weight` follows Keras's convention: the weighted sum over the batch size.
 
     `call` returns the student's logits, so `evaluate` and `predict` speak of the student;
     `evaluate` also reports the distillation loss, computed exactly as in training.
@@ -99,6 +136,38 @@ class Distiller(keras.Model):
     def call(self, inputs, training=False):
         return self.student(inputs, training=training)
 
+    def input_models(self):
+        """The models that read the inputs: the student and the teacher(s)."""
+        return [self.student] + ([self.teacher] if self.teacher is not None else [])
+
+    def named_teachers(self):
+        """(teacher, its name in messages) for every teacher."""
+        return [(self.teacher, "teacher")] if self.teacher is not None else []
+
+    @property
+    def built(self):
+        # A distiller's own state (metrics, counters) is made in __init__; it is built as soon
+        # as the models it holds are, which `fit` with BackupAndRestore checks before step 1.
+        if self.__dict__.get("_distiller_built", False):
+            return True
+        if "_tracker" not in self.__dict__:  # Layer.__init__ has not run yet
+            return False
+        layers = self.layers
+        return bool(layers) and all(layer.built for layer in layers)
+
+    @built.setter
+    def built(self, value):
+        self.__dict__["_distiller_built"] = bool(value)
+
+    def build(self, input_shape):
+        """Builds the student and teacher(s) on `input_shape` (None, ...) by one symbolic call,
+        then checks the class counts they could not report before."""
+        for model in self.input_models():
+            if not model.built:
+                model(keras.KerasTensor(tuple(input_shape)))
+        for teacher, name in self.named_teachers():
+            check_class_counts(self.student, teacher, name)
+
     @property
     def metrics(self):
         # Keras adds its own "loss" tracker on compile; ours reports the distillation loss.
@@ -122,6 +191,8 @@ class Distiller(keras.Model):
 
         def loss_fn():
             student_logits = self.student(student_x, training=training)
+            if teacher_logits is not None:  # shapes are static: free after the first trace
+                check_logits(student_logits, teacher_logits, self.student, self.teacher)
             terms = self.compute_terms(student_x, y, student_logits, teacher_logits, training)
             return self.total_loss(terms, sample_weight), (y, student_logits, terms,
                                                            sample_weight)

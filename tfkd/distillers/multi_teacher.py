@@ -22,7 +22,7 @@ import keras
 from keras import ops
 
 from tfkd import losses, methods, models, multi_teacher
-from tfkd.distillers.base import Distiller, check_class_counts
+from tfkd.distillers.base import Distiller, check_class_counts, check_logits
 
 FEATURE_WEIGHTINGS = ("ca_mkd", "logits", "aver")
 
@@ -63,6 +63,16 @@ def build_adapter(student_shape, teacher_shape, name):
         x = keras.layers.Dense(teacher_shape[-1], name="dense")(inputs)
     outputs = keras.layers.ReLU(name="relu")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def _check_graph(model, role):
+    try:
+        model.input  # noqa: B018 - raises when the model has no layer graph
+    except (AttributeError, ValueError):
+        raise ValueError(f"feature_layer: {role} ({model.name}) has no layer graph to read a "
+                         "feature map from (a subclassed model, or a Sequential model without an "
+                         "Input never called); feature methods (lambda2 > 0) need functional or "
+                         "Sequential models") from None
 
 
 def _layer_output(model, layer_name, role):
@@ -199,6 +209,9 @@ class MultiTeacherDistiller(Distiller):
 
     def _build_feature_path(self, layer_name):
         student = self.student
+        _check_graph(student, "the student")
+        for k, teacher in enumerate(self.teachers):
+            _check_graph(teacher, f"teacher {k}")
         self.student_view = keras.Model(
             student.input, [_layer_output(student, layer_name, "the student"), student.output],
             name=f"{student.name}_features")
@@ -218,10 +231,17 @@ class MultiTeacherDistiller(Distiller):
     def teacher_outputs(self, x):
         """Frozen teachers in inference mode: (logits [K, B, C], feature maps list or None)."""
         if not self.uses_features:
-            return ops.stop_gradient(ops.stack([t(x, training=False) for t in self.teachers])), None
+            return self._stack_logits([t(x, training=False) for t in self.teachers]), None
         outputs = [view(x, training=False) for view in self.teacher_views]
-        logits = ops.stop_gradient(ops.stack([logit for _, logit in outputs]))
+        logits = self._stack_logits([logit for _, logit in outputs])
         return logits, [ops.stop_gradient(feature) for feature, _ in outputs]
+
+    def _stack_logits(self, logits):
+        """K x [B, C] -> [K, B, C], after checking that the teachers agree on C."""
+        for k in range(1, len(logits)):
+            check_logits(logits[0], logits[k], self.teachers[0], self.teachers[k],
+                         f"teacher {k}", "teacher 0")
+        return ops.stop_gradient(ops.stack(logits))
 
     def feature_terms(self, y, student_features, teacher_features, logit_weights, training):
         """(L_inter [B], w' [B, K] or None) for the student's feature map [B, ...]."""
@@ -276,12 +296,21 @@ class MultiTeacherDistiller(Distiller):
                 student_features, student_logits = self.student_view(student_x, training=training)
             else:
                 student_features, student_logits = None, self.student(student_x, training=training)
+            # The teachers agree with each other (`_stack_logits`); the student must too.
+            check_logits(student_logits, teacher_logits, self.student, self.teachers[0],
+                         "teacher 0")
             terms = self.multi_teacher_terms(y, student_logits, student_features, teacher_logits,
                                              teacher_features, training)
             return self.total_loss(terms, sample_weight), (y, student_logits, terms,
                                                            sample_weight)
 
         return loss_fn
+
+    def input_models(self):
+        return [self.student, *self.teachers]
+
+    def named_teachers(self):
+        return [(teacher, f"teacher {k}") for k, teacher in enumerate(self.teachers)]
 
     def fit(self, *args, callbacks=None, **kwargs):
         """`keras.Model.fit`, plus the callback that tells `train_step` the epoch."""

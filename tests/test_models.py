@@ -183,3 +183,49 @@ def test_bad_arguments_raise_value_error(name, input_shape, num_classes, argumen
 def test_mean_with_wrong_length_is_rejected():
     with pytest.raises(ValueError, match=r"mean must have shape \(3,\)"):
         models.build("cnn_small", IMAGE_SHAPE, 10, mean=[0.5], variance=[1.0, 1.0, 1.0])
+
+
+def _batch_norm_layers(model):
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+@pytest.mark.parametrize("name", ["resnet8", "wrn_16_2", "vgg8", "mobilenetv2", "cnn_small"])
+def test_batch_norm_is_synchronized_exactly_when_built_under_several_replicas(mirrored, name):
+    alone = _batch_norm_layers(models.build(name, (16, 16, 3), 4))
+    with mirrored.scope():
+        replicated = _batch_norm_layers(models.build(name, (16, 16, 3), 4))
+    assert alone and not any(layer.synchronized for layer in alone)
+    assert len(replicated) == len(alone) and all(layer.synchronized for layer in replicated)
+
+
+def _one_step(model, weights, x, y):
+    model.set_weights(weights)
+    model.compile(optimizer=keras.optimizers.SGD(0.1),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.train_on_batch(x, y)
+    return model.get_weights()
+
+
+def test_synchronized_model_saves_loads_and_trains_alone_as_the_plain_one(mirrored, tmp_path):
+    rng = np.random.default_rng(4)
+    x = rng.uniform(size=(8, 16, 16, 3)).astype("float32")
+    y = rng.integers(0, 4, 8)
+    with mirrored.scope():
+        synchronized = models.build("resnet8", (16, 16, 3), 4, seed=5)
+    path = tmp_path / "synchronized.keras"
+    synchronized.save(path)
+    reloaded = keras.models.load_model(path)  # in a single-replica context
+    assert all(layer.synchronized for layer in _batch_norm_layers(reloaded))
+    for a, b in zip(synchronized.get_weights(), reloaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    plain = models.build("resnet8", (16, 16, 3), 4, seed=5)
+    # Inference uses the moving statistics: the same function exactly.
+    np.testing.assert_array_equal(reloaded.predict_on_batch(x), plain.predict_on_batch(x))
+    # A training step on one replica: E[x^2] - E[x]^2 against tf.nn.moments, equal to rounding.
+    initial = plain.get_weights()
+    stepped = _one_step(reloaded, initial, x, y)
+    expected = _one_step(plain, initial, x, y)
+    moved = max(np.abs(a - b).max() for a, b in zip(expected, initial))
+    assert moved > 1e-2
+    for a, b in zip(stepped, expected):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())

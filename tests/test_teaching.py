@@ -313,7 +313,7 @@ def test_replicas_augment_their_rows_of_the_global_batch_as_one_replica_would(mi
             assert np.any(first_half != first_half[partner])
 
 
-# ---- explicit augmentation parameters -------------------------------------------------------------
+# ---- explicit augmentation parameters ------------------------------------------------------------
 
 
 def test_apply_follows_given_parameters():

@@ -1,8 +1,12 @@
 """In-graph batch augmentation for distillation: inception crop, horizontal flip and mixup.
 
-Every function takes a whole batch and a stateless seed (int [2]), so it runs inside
-`train_step` once per batch, and one seed reproduces the same augmentation bit for bit: a
-teacher and a student handed the output of one call see identical tensors.
+Each augmentation comes in two halves: drawing its explicit per-example parameters from a
+stateless seed (int [2]) — `crop_boxes`, `flips`, `mixup_weights`, `mixup_partners` — and
+applying given parameters — `crop_and_resize`, `flip_where`, `mix`. The parameters of example i
+depend only on the seed, the batch size and i, so one seed reproduces the same augmentation
+bit for bit, a teacher and a student handed the output of one call see identical tensors, and
+the parameters can be stored and applied again later. `random_resized_crop`, `random_flip` and
+`mixup` draw and apply in one call.
 """
 import math
 
@@ -19,6 +23,11 @@ def split_seed(seed, count):
 def _size(images, axis):
     """Static size of `axis` when known (keeps output shapes static), else the dynamic one."""
     return images.shape[axis] if images.shape[axis] is not None else tf.shape(images)[axis]
+
+
+def image_size(images):
+    """(height, width) of an image batch [batch, H, W, C], static where known."""
+    return _size(images, 1), _size(images, 2)
 
 
 def crop_boxes(batch_size, seed, height, width, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
@@ -54,6 +63,20 @@ def crop_boxes(batch_size, seed, height, width, scale=(0.08, 1.0), ratio=(3 / 4,
     return tf.stack([top, left, top + box_height, left + box_width], axis=1)
 
 
+def crop_and_resize(images, boxes):
+    """Crops box k from image k and resizes it back (bilinear) to the image size.
+
+    Args:
+      images: float [batch, H, W, C].
+      boxes: float32 [batch, 4] normalised (y1, x1, y2, x2), as from `crop_boxes`.
+    Returns:
+      float32 [batch, H, W, C].
+    """
+    batch, height, width = tf.shape(images)[0], _size(images, 1), _size(images, 2)
+    return tf.image.crop_and_resize(tf.cast(images, tf.float32), boxes, tf.range(batch),
+                                    tf.stack([height, width]))
+
+
 def random_resized_crop(images, seed, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
     """Crops an inception-style window (`crop_boxes`) from each image and resizes it back
     (bilinear) to the image size.
@@ -65,9 +88,23 @@ def random_resized_crop(images, seed, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
       float32 [batch, H, W, C].
     """
     batch, height, width = tf.shape(images)[0], _size(images, 1), _size(images, 2)
-    boxes = crop_boxes(batch, seed, height, width, scale, ratio)
-    return tf.image.crop_and_resize(tf.cast(images, tf.float32), boxes, tf.range(batch),
-                                    tf.stack([height, width]))
+    return crop_and_resize(images, crop_boxes(batch, seed, height, width, scale, ratio))
+
+
+def flips(batch_size, seed):
+    """bool [batch]: which images to mirror, each with probability 1/2."""
+    return tf.random.stateless_uniform([batch_size], seed) < 0.5
+
+
+def flip_where(images, flip):
+    """Mirrors left-right the images whose `flip` (bool [batch]) is True.
+
+    Args:
+      images: [batch, H, W, C].
+    Returns:
+      images' dtype, [batch, H, W, C].
+    """
+    return tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
 
 
 def random_flip(images, seed):
@@ -79,8 +116,7 @@ def random_flip(images, seed):
     Returns:
       images' dtype, [batch, H, W, C]; each image is its input or its mirror.
     """
-    flip = tf.random.stateless_uniform([tf.shape(images)[0]], seed) < 0.5
-    return tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
+    return flip_where(images, flips(tf.shape(images)[0], seed))
 
 
 def sample_beta(shape, seed, alpha):
@@ -132,6 +168,27 @@ def mixup_partners(batch_size, seed, partners="permutation"):
     return tf.scatter_nd(order[:, None], rolled, [batch_size])
 
 
+def mixup_weights(batch_size, seed, alpha=1.0):
+    """float32 [batch] mixup weights: Beta(alpha, alpha) folded onto [1/2, 1] (see `mixup`)."""
+    weight = sample_beta([batch_size], seed, alpha)
+    return tf.maximum(weight, 1.0 - weight)
+
+
+def mix(inputs, partner_inputs, weight):
+    """w * x_i + (1 - w) * x_partner for given partners' inputs.
+
+    Args:
+      inputs: float [batch, ...].
+      partner_inputs: float [batch, ...], row i the input example i is mixed with.
+      weight: float32 [batch].
+    Returns:
+      float32 [batch, ...].
+    """
+    inputs, partner_inputs = tf.cast(inputs, tf.float32), tf.cast(partner_inputs, tf.float32)
+    broadcast = tf.reshape(weight, [-1] + [1] * (inputs.shape.rank - 1))
+    return broadcast * inputs + (1.0 - broadcast) * partner_inputs
+
+
 def mixup(inputs, seed, alpha=1.0, partners="permutation"):
     """Mixup of each example with its partner: w * x_i + (1 - w) * x_partner(i).
 
@@ -149,11 +206,7 @@ def mixup(inputs, seed, alpha=1.0, partners="permutation"):
       (mixed float32 [batch, ...], weight float32 [batch], partner int32 [batch]).
     """
     weight_seed, partner_seed = split_seed(seed, 2)
-    inputs = tf.cast(inputs, tf.float32)
     batch = tf.shape(inputs)[0]
-    weight = sample_beta([batch], weight_seed, alpha)
-    weight = tf.maximum(weight, 1.0 - weight)
+    weight = mixup_weights(batch, weight_seed, alpha)
     partner = mixup_partners(batch, partner_seed, partners)
-    broadcast = tf.reshape(weight, [-1] + [1] * (inputs.shape.rank - 1))
-    mixed = broadcast * inputs + (1.0 - broadcast) * tf.gather(inputs, partner)
-    return mixed, weight, partner
+    return mix(inputs, tf.gather(inputs, partner), weight), weight, partner

@@ -12,9 +12,21 @@ Beyer et al. (2022), "Knowledge distillation: A good teacher is patient and cons
 
 A `Teaching` plugs into any logit-based `Distiller` (`Distiller(..., teaching="consistent")`,
 or `distiller.teaching = Teaching(...)` before `compile`) through its `prepare_batch` hook:
-the augmentation runs inside `train_step`, once per batch, from a seed derived from the
-optimizer step (and the replica), so teacher and student receive bit-identical tensors where
-the mode says so. Evaluation sees un-augmented inputs.
+the augmentation runs inside `train_step`, so teacher and student receive bit-identical
+tensors where the mode says so. Evaluation sees un-augmented inputs.
+
+Augmentation is drawn once per GLOBAL batch, so N replicas train exactly as one replica on the
+same global batch. The seed of a step is (seed, optimizer step), the same on every replica.
+`parameters(global_batch_size, seed, image_size)` draws every example's explicit parameters —
+crop box, flip, mixup partner and weight — for the whole global batch, example i of the
+global batch being row i; a replica holding rows [offset, offset + local batch) (replicas hold
+consecutive slices in replica order, as `tf.distribute` splits a batch) takes its own rows and
+crops and flips only its own images. A mixup partner may sit on another replica, so in
+function_matching each replica gathers the global batch of augmented views (one all-gather of
+the student's input per step) and mixes its examples with their partners from it. What an
+example gets thus depends on its position in the global batch only, not on which replica
+holds it. `apply(x, parameters)` applies given parameters to a whole batch, so parameters can
+be stored and replayed.
 
 `fixed` needs batches `(x, {"labels": y, "teacher_logits": z})`: build them with
 `fixed_dataset(x, y, teacher_predictions(teacher, x), batch_size)`.
@@ -50,7 +62,7 @@ class Teaching:
       crop_scale: (min, max) area fraction of the inception crop, in (0, 1].
       crop_ratio: (min, max) aspect ratio of the inception crop.
       flip: mirror images left-right with probability 1/2.
-      seed: base seed of the augmentation; the optimizer step and the replica are folded in.
+      seed: base seed of the augmentation; the optimizer step is folded in.
     Crop and flip apply to image batches [batch, H, W, C] only; vectors pass unchanged (so on
     vectors `independent` equals `consistent`), and mixup applies to both.
     """
@@ -87,6 +99,7 @@ class Teaching:
         teacher input is a `PrecomputedLogits` when the logits come from the data set.
         """
         labels, carried = unpack_labels(y)
+        teacher_x = x
         if self.mode == "fixed":
             check_logit_based(distiller)
             if carried is None:
@@ -96,19 +109,89 @@ class Teaching:
                         "z}); build them with tfkd.teaching.fixed_dataset")
                 return x, x, labels
             teacher_x = PrecomputedLogits(carried)
-            if not training:
-                return x, teacher_x, labels
-            return self.view(x, self.batch_seed(distiller)), teacher_x, labels
         if not training:
-            return x, x, labels
-        student_seed, teacher_seed, mixup_seed = augment.split_seed(self.batch_seed(distiller), 3)
-        student_x = self.view(x, student_seed)
+            return x, teacher_x, labels
+        student_x, augmented_teacher_x = self.augment_replica_batch(x, self.batch_seed(distiller))
+        return student_x, (teacher_x if self.mode == "fixed" else augmented_teacher_x), labels
+
+    # ---- explicit parameters --------------------------------------------------------------------
+    def parameters(self, batch_size, seed, image_size=None):
+        """Every example's augmentation parameters for one (global) batch.
+
+        Args:
+          batch_size: int (or int scalar tensor), the global batch size.
+          seed: int [2] stateless seed (`batch_seed` during training).
+          image_size: (height, width) of image batches; None for vectors (no crop, no flip).
+        Returns:
+          dict of tensors, row i for example i: "student_crop_box" float32 [batch, 4]
+          normalised (y1, x1, y2, x2) and "student_flip" bool [batch] for images;
+          "teacher_crop_box" and "teacher_flip" too in independent mode; "mixup_partner"
+          int32 [batch] (an index into the same batch) and "mixup_weight" float32 [batch] in
+          function_matching mode.
+        """
+        if self.mode == "fixed":
+            student_seed, teacher_seed, mixup_seed = seed, None, None
+        else:
+            student_seed, teacher_seed, mixup_seed = augment.split_seed(seed, 3)
+        parameters = {}
+        views = [("student", student_seed)]
         if self.mode == "independent":
-            return student_x, self.view(x, teacher_seed), labels
+            views.append(("teacher", teacher_seed))
+        if image_size is not None:
+            height, width = image_size
+            for role, view_seed in views:
+                crop_seed, flip_seed = augment.split_seed(view_seed, 2)
+                parameters[f"{role}_crop_box"] = augment.crop_boxes(
+                    batch_size, crop_seed, height, width, self.crop_scale, self.crop_ratio)
+                parameters[f"{role}_flip"] = (augment.flips(batch_size, flip_seed) if self.flip
+                                              else tf.zeros([batch_size], tf.bool))
         if self.mode == "function_matching":
-            student_x = augment.mixup(student_x, mixup_seed, self.mixup_alpha,
-                                      self.mixup_partners)[0]
-        return student_x, student_x, labels
+            weight_seed, partner_seed = augment.split_seed(mixup_seed, 2)
+            parameters["mixup_weight"] = augment.mixup_weights(batch_size, weight_seed,
+                                                               self.mixup_alpha)
+            parameters["mixup_partner"] = augment.mixup_partners(batch_size, partner_seed,
+                                                                 self.mixup_partners)
+        return parameters
+
+    def apply(self, x, parameters):
+        """(student view, teacher view) of a whole batch under given `parameters`.
+
+        Args:
+          x: float [batch, H, W, C] images or [batch, D] vectors, the batch `parameters` were
+            drawn for (mixup partners index into it).
+          parameters: as returned by `parameters`.
+        Returns:
+          Two tensors shaped like x (float32 when augmented). In fixed mode the teacher view is
+          x itself, the input its carried logits were computed on.
+        """
+        return self._views(x, parameters, gather_batch=lambda views: views)
+
+    def augment_replica_batch(self, x, seed):
+        """`apply(x, parameters(global batch size, seed))` restricted to this replica's rows of
+        the global batch; equal to the one-replica result on the concatenated batch."""
+        local_size = tf.shape(x)[0]
+        offset, global_size = replica_rows(local_size)
+        image_size = augment.image_size(x) if x.shape.rank == 4 else None
+        parameters = self.parameters(global_size, seed, image_size)
+        own = {name: value[offset:offset + local_size] for name, value in parameters.items()}
+        return self._views(x, own, gather_batch=gather_global_batch)
+
+    def _views(self, x, parameters, gather_batch):
+        student_x = self._view(x, parameters, "student")
+        teacher_x = x if self.mode == "fixed" else student_x
+        if self.mode == "independent":
+            teacher_x = self._view(x, parameters, "teacher")
+        if self.mode == "function_matching":
+            partners = tf.gather(gather_batch(student_x), parameters["mixup_partner"])
+            student_x = teacher_x = augment.mix(student_x, partners, parameters["mixup_weight"])
+        return student_x, teacher_x
+
+    @staticmethod
+    def _view(x, parameters, role):
+        if f"{role}_crop_box" not in parameters:
+            return x
+        x = augment.crop_and_resize(x, parameters[f"{role}_crop_box"])
+        return augment.flip_where(x, parameters[f"{role}_flip"])
 
     # ---- pieces ---------------------------------------------------------------------------------
     def view(self, x, seed):
@@ -120,15 +203,32 @@ class Teaching:
         return augment.random_flip(x, flip_seed) if self.flip else x
 
     def batch_seed(self, distiller):
-        """int64 [2] seed of this training step: (seed, optimizer step), replica folded in,
-        so every step and every replica draws fresh augmentations, reproducibly."""
+        """int64 [2] seed of this training step, (seed, optimizer step): every step draws fresh
+        augmentations, reproducibly, and every replica draws the same ones."""
         step = tf.cast(distiller.optimizer.iterations, tf.int64)
-        seed = tf.stack([tf.constant(self.seed, tf.int64), step])
-        context = tf.distribute.get_replica_context()
-        if context is not None and context.num_replicas_in_sync > 1:
-            seed = tf.random.experimental.stateless_fold_in(seed,
-                                                            context.replica_id_in_sync_group)
-        return seed
+        return tf.stack([tf.constant(self.seed, tf.int64), step])
+
+
+def replica_rows(local_size):
+    """(offset, global batch size): this replica holds rows [offset, offset + local_size) of
+    the global batch, the concatenation of the replicas' batches in replica order.
+
+    Uneven splits (a final partial batch) are handled: the sizes are exchanged, not assumed.
+    """
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return tf.constant(0, local_size.dtype), local_size
+    sizes = context.all_gather(tf.reshape(local_size, [1]), axis=0)  # [replicas]
+    replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
+    return tf.reduce_sum(sizes[:replica]), tf.reduce_sum(sizes)
+
+
+def gather_global_batch(x):
+    """The global batch [global batch, ...] from this replica's rows x [local batch, ...]."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return x
+    return context.all_gather(x, axis=0)
 
 
 def build(teaching):

@@ -96,7 +96,9 @@ def build(name, input_shape, num_classes, mean=None, variance=None, seed=None):
     Returns:
         A functional `keras.Model` mapping float32 [batch, *input_shape] to float32 logits
         [batch, num_classes], with layers named "normalization", "features", "pooled" and
-        "classifier".
+        "classifier". Built inside the scope of a strategy with more than one replica in sync,
+        its BatchNormalization layers are synchronised (statistics of the global batch), so a
+        step on N replicas is the step on one; the setting is saved with the model.
     """
     architecture = MODELS.get(name)
     input_shape = tuple(input_shape)

@@ -1,5 +1,6 @@
 """Layer helpers shared by the model definitions."""
 import keras
+import tensorflow as tf
 
 from tfkd.models.base import CLASSIFIER, POOLED
 
@@ -13,8 +14,16 @@ def conv2d(filters, kernel_size, initializers, name, strides=1, use_bias=False):
 
 def batch_norm(name):
     """BatchNormalization with PyTorch's defaults (running-average momentum 0.1, eps 1e-5),
-    matching the reference CIFAR training recipes."""
-    return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)
+    matching the reference CIFAR training recipes.
+
+    Built under a strategy with more than one replica in sync, the layer is synchronised: its
+    batch statistics are those of the global batch, so 2 replicas take the step 1 replica takes
+    on the same global batch. Built otherwise it keeps the plain single-device statistics
+    (`tf.nn.moments`); the synchronised layer computes E[x^2] - E[x]^2 even on one replica.
+    """
+    synchronized = tf.distribute.get_strategy().num_replicas_in_sync > 1
+    return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=synchronized,
+                                           name=name)
 
 
 def pool_and_classify(features, num_classes, initializers):

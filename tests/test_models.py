@@ -227,5 +227,6 @@ def test_synchronized_model_saves_loads_and_trains_alone_as_the_plain_one(mirror
     expected = _one_step(plain, initial, x, y)
     moved = max(np.abs(a - b).max() for a, b in zip(expected, initial))
     assert moved > 1e-2
-    for a, b in zip(stepped, expected):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
+    difference = max(np.abs(a - b).max() / np.abs(b).max() for a, b in zip(stepped, expected))
+    print(f"synchronized vs plain BatchNorm, one replica: max relative difference {difference:.2e}")
+    assert difference <= 1e-5

@@ -135,8 +135,11 @@ def test_resnet_classifier_takes_the_same_step_on_two_replicas_only_when_synchro
     initial = models.build("resnet8", IMAGE, CLASSES, seed=0).get_weights()
     one = _classifier_step(tf.distribute.get_strategy(), initial)
     two = _classifier_step(mirrored, initial)
-    assert relative_difference(one, two) <= TOLERANCE
     # Per-replica statistics (normalising each half of the batch by its own mean and variance)
     # give another step: what the synchronised layers prevent.
     per_replica = _classifier_step(mirrored, initial, synchronized=False)
-    assert relative_difference(one, per_replica) > 1e-3
+    synchronized, unsynchronized = (relative_difference(one, other) for other in (two, per_replica))
+    print(f"resnet8 classifier: max relative weight difference {synchronized:.2e} synchronized, "
+          f"{unsynchronized:.2e} per-replica")
+    assert synchronized <= TOLERANCE
+    assert unsynchronized > 1e-3

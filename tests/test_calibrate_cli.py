@@ -1,4 +1,4 @@
-"""bin/distill --calibrate_teacher, bin/calibrate and bin/ladder on tiny synthetic data."""
+"""bin/distill --calibrate_teacher and bin/calibrate on tiny synthetic data."""
 import json
 import os
 import subprocess
@@ -12,9 +12,8 @@ from cli_helpers import parse
 from absl import flags
 
 from tfkd import calibration, data, export
-from tfkd.cli import calibrate, ladder
+from tfkd.cli import calibrate
 from tfkd.experiment import phases
-from tfkd.cli import flags as tfkd_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = ["--dataset=synthetic", "--synthetic_size=600", "--synthetic_dim=12",
@@ -137,49 +136,8 @@ def test_bin_calibrate_rejects_a_model_for_other_data(tmp_path):
         calibrate.run()
 
 
-def test_ladder_table_matches_its_teachers(scale_run, tmp_path):
-    out, _, _ = scale_run
-    run_dir = tmp_path / "ladder"
-    parse(DATA + TRAIN + ["--ladder_teachers=mlp_small," + str(out / "teacher.keras"),
-                          "--ladder_seeds=1", f"--output_dir={run_dir}"])
-    results = ladder.run()
-    assert [row["teacher"] for row in results["rows"]] == ["mlp_small", "teacher"]
-    assert results["modes"] == ["none", "scale", "replace"]
-    bundle = data.load(tfkd_flags.data_config())
-    for row, path in zip(results["rows"], (run_dir / "teachers" / "mlp_small.keras",
-                                           out / "teacher.keras")):
-        teacher = keras.saving.load_model(path)
-        assert row["params"] == teacher.count_params()
-        assert row["temperature"] == pytest.approx(calibration.fit_temperature(
-            logits(teacher, bundle.validation), bundle.validation[1]), rel=1e-4)
-        assert row["accuracy"] == pytest.approx(common.accuracy(teacher, bundle.test))
-        for mode in results["modes"]:
-            assert 0.0 <= row["student"][mode]["mean"] <= 1.0
-            assert len(row["student"][mode]["accuracies"]) == 1
-        assert (run_dir / "reliability" / row["teacher"] / "reliability_after.png").exists()
-    table = (run_dir / "ladder.md").read_text()
-    assert "| mlp_small |" in table and "| teacher |" in table and "bin/ladder" in table
-    assert json.loads((run_dir / "ladder.json").read_text())["rows"][1]["temperature"] == (
-        results["rows"][1]["temperature"])
-    assert (run_dir / "ladder.png").stat().st_size > 10000
-
-
-@pytest.mark.parametrize("extra,message", [
-    (["--teacher=mlp"], "--teacher does not apply"),
-    (["--ladder_teachers=mlp,nope"], "'nope' is neither"),
-    (["--ladder_modes=scale,twice"], "unknown mode"),
-    (["--ladder_seeds=0"], "--ladder_seeds"),
-])
-def test_ladder_bad_flags(extra, message, tmp_path):
-    parse(DATA + TRAIN + extra + [f"--output_dir={tmp_path / 'run'}"])
-    with pytest.raises(ValueError, match=message):
-        ladder.run()
-    assert not (tmp_path / "run").exists()
-
-
 @pytest.mark.parametrize("tool,args,fragment", [
     ("calibrate", ["--model=/nonexistent/model.keras"], "--model"),
-    ("ladder", ["--ladder_teachers=resnet8,nope"], "--ladder_teachers"),
 ])
 def test_tools_print_one_clear_line(tool, args, fragment, tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}

@@ -26,6 +26,7 @@ epoch): ladder.json (also as results.json), ladder.md, ladder.png, teachers/<nam
 students/<teacher>/<mode>/seed_<seed>/ with student.keras, history.csv and logs/ (baseline/
 likewise with --baseline).
 """
+import copy
 import dataclasses
 import os
 import shutil
@@ -37,11 +38,13 @@ from tfkd import calibration, data, methods
 from tfkd.cli import flags as flag_table
 from tfkd.experiment import job, ladder_report, phases, report
 from tfkd.experiment.teaching_run import TeachingRun
-from tfkd.experiment.workdir import WorkDir, disk_error
+from tfkd.experiment.workdir import PHASES_FILE, WorkDir, disk_error
 from tfkd.targets import CALIBRATION_MODES
 
 UNCALIBRATED = "none"
 FLAG = "--ladder_teachers"
+# bin/distill flags the ladder sets itself: left out of its record and of its resume key.
+SET_BY_LADDER = ("teacher", "teachers", "calibrate_teacher", "calibration_mode")
 
 
 def teacher_name(spec):
@@ -54,6 +57,25 @@ def teacher_name(spec):
 def ladder_values(teachers, modes, seeds):
     """{flag: value} of the ladder's own settings."""
     return {"ladder_teachers": list(teachers), "ladder_modes": list(modes), "ladder_seeds": seeds}
+
+
+def flag_values(config, teachers, modes, seeds):
+    """{flag: value} of a ladder: its config's flags but SET_BY_LADDER, then its own."""
+    values = {name: value for name, value in flag_table.to_values(config).items()
+              if name not in SET_BY_LADDER}
+    return {**values, **ladder_values(teachers, modes, seeds)}
+
+
+def distill_args(config):
+    """The command-line strings of `config` but SET_BY_LADDER."""
+    ignored = {*SET_BY_LADDER, *(f"no{name}" for name in SET_BY_LADDER)}
+    return [arg for arg in config.to_flags() if arg[2:].split("=", 1)[0] not in ignored]
+
+
+def ladder_args(teachers, modes, seeds):
+    """The command-line strings of the ladder's own settings."""
+    return [f"--ladder_teachers={','.join(teachers)}", f"--ladder_modes={','.join(modes)}",
+            f"--ladder_seeds={seeds}"]
 
 
 def check(config, teachers, modes, seeds):
@@ -78,9 +100,12 @@ def check(config, teachers, modes, seeds):
         raise ValueError(f"--ladder_seeds must be an integer >= 1, got {seeds!r}")
     if config.method.name in methods.METHODS:
         method = methods.METHODS.get(config.method.name)
-        if not method.needs_teacher or method.multi_teacher:
-            raise ValueError(f"--method={config.method.name}: the ladder distills from one "
-                             "teacher at a time; use a single-teacher method")
+        if not method.needs_teacher:
+            raise ValueError(f"--method={config.method.name} uses no teacher; the ladder needs "
+                             "a method that distills from one")
+        if method.multi_teacher:
+            raise ValueError(f"--method={config.method.name} is a multi-teacher method; the "
+                             "ladder distills from one teacher at a time")
     # Everything bin/distill checks, with the first ladder teacher standing in for --teacher.
     method = job.check(dataclasses.replace(
         config, teacher=dataclasses.replace(config.teacher, spec=teachers[0])))
@@ -106,11 +131,10 @@ def student_config(config, seed):
 def teaching_for_seed(teaching_run, seed):
     """A copy of `teaching_run` whose --teaching augmentation draws from `seed`; the
     out-of-domain images (loaded once, with --seed) are shared."""
-    copy = TeachingRun.__new__(TeachingRun)
-    copy.__dict__.update(teaching_run.__dict__)
-    if copy.teaching is not None:
-        copy.teaching = dataclasses.replace(copy.teaching, seed=seed)
-    return copy
+    seeded = copy.copy(teaching_run)
+    if seeded.teaching is not None:
+        seeded.teaching = dataclasses.replace(seeded.teaching, seed=seed)
+    return seeded
 
 
 def summarise(accuracies):
@@ -138,13 +162,17 @@ def keep_model(work, phase, name):
     if os.path.exists(saved):
         os.replace(saved, os.path.join(folder, "student.keras"))
     shutil.rmtree(os.path.join(folder, "checkpoints"), ignore_errors=True)
+    if os.path.exists(os.path.join(folder, PHASES_FILE)):
+        os.remove(os.path.join(folder, PHASES_FILE))
 
 
 def run_ladder(config, teachers, modes=CALIBRATION_MODES, seeds=1, command=None):
     """Runs the whole ladder; returns the results dictionary (also written as ladder.json).
 
     Args:
-      config: the RunConfig of every student (its calibration and teacher fields do not apply).
+      config: the RunConfig of every student and of the teachers trained here
+        (`teacher.epochs`, `teacher.input_scale` and `calibration.bins` apply; `teacher.spec`,
+        `teacher.specs` and `calibration.mode` do not, and `calibration.enabled` is refused).
       teachers: architectures to train or model paths, smallest first.
       modes: calibration modes distilled besides the uncalibrated teacher ("scale", "replace").
       seeds: students per (teacher, mode), with seeds config.seed, config.seed + 1, ...
@@ -152,13 +180,14 @@ def run_ladder(config, teachers, modes=CALIBRATION_MODES, seeds=1, command=None)
     """
     teachers, modes = list(teachers), list(modes)
     method = check(config, teachers, modes, seeds)
-    settings = ladder_values(teachers, modes, seeds)
     if command is None:
-        command = " ".join(["bin/ladder", *config.to_flags(),
-                            *(flag_table._arg(name, value) for name, value in settings.items())])
+        command = " ".join(["bin/ladder", *distill_args(config),
+                            *ladder_args(teachers, modes, seeds)])
     strategy = phases.make_strategy(config)
-    work = WorkDir(config.output.dir or default_output_dir(config),
-                   {**job.resume_key(config), **settings}, config.output.overwrite,
+    resume_key = {name: value for name, value in flag_values(config, teachers, modes, seeds)
+                  .items() if name not in flag_table.REPORTING}
+    work = WorkDir(config.output.dir or default_output_dir(config), resume_key,
+                   config.output.overwrite,
                    write=report.is_chief(strategy)).open()
     try:
         return _run_ladder(config, method, teachers, modes, seeds, command, strategy, work)
@@ -190,8 +219,7 @@ def _run_ladder(config, method, teachers, modes, seeds, command, strategy, work)
                                            strategy, work, teaching_run))
         if work.write:  # the ladder so far, readable in the .partial folder
             ladder_report.write(results, work.path)
-    results["flags"] = {**flag_table.to_values(config), **ladder_values(teachers, modes[1:],
-                                                                         seeds)}
+    results["flags"] = flag_values(config, teachers, modes[1:], seeds)
     results["deterministic"] = config.deterministic
     results["resumed"] = work.resumed
     if work.write:

@@ -5,6 +5,8 @@ import os
 
 import numpy as np
 
+from tfkd.io import write_text
+
 MODE_NAMES = {"none": "uncalibrated", "scale": "calibrated (scale)",
               "replace": "calibrated (replace, T = T*)"}
 
@@ -90,14 +92,15 @@ def _json_ready(value):
 
 
 def write(results, folder):
-    with open(os.path.join(folder, "ladder.json"), "w") as handle:
-        json.dump(_json_ready(results), handle, indent=2)
-    with open(os.path.join(folder, "ladder.md"), "w") as handle:
-        handle.write(f"Teacher ladder: {results['student']} student, --method={results['method']} "
-                     f"on {results['dataset']} (train/validation/test "
-                     f"{results['sizes']['train']}/{results['sizes']['validation']}/"
-                     f"{results['sizes']['test']}); ECE and NLL on the test split, T* fitted on "
-                     f"the validation split.\n\n{markdown_table(results)}\n\n"
-                     f"Command: `{results['command']}`\n")
+    """ladder.json, ladder.md and (given a row) ladder.png in `folder`."""
+    write_text(os.path.join(folder, "ladder.json"),
+               json.dumps(_json_ready(results), indent=2) + "\n")
+    sizes = results["sizes"]
+    write_text(os.path.join(folder, "ladder.md"),
+               f"Teacher ladder: {results['student']} student, --method={results['method']} on "
+               f"{results['dataset']} (train/validation/test {sizes['train']}/"
+               f"{sizes['validation']}/{sizes['test']}); ECE and NLL on the test split, T* "
+               f"fitted on the validation split.\n\n{markdown_table(results)}\n\n"
+               f"Command: `{results['command']}`\n")
     if results["rows"]:
         plot(results, os.path.join(folder, "ladder.png"))

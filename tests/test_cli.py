@@ -1,4 +1,5 @@
 """bin/distill end to end on tiny synthetic data, every flagfile, and every bad input."""
+import errno
 import glob
 import json
 import os
@@ -10,7 +11,8 @@ import numpy as np
 import pytest
 from cli_helpers import config, run_distill
 
-from tfkd import data, experiment, models
+from tfkd import data, experiment, export, models
+from tfkd.cli import common, distill
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DISTILL = os.path.join(ROOT, "bin", "distill")
@@ -106,47 +108,113 @@ def assert_one_clear_error(result, *fragments):
 
 @pytest.fixture(scope="module")
 def bad_inputs(tmp_path_factory):
-    """Files the bad-input cases need: a 3-class teacher, a non-model file, bad labels."""
+    """Files the bad-input cases need: wrong, corrupt and unsafe models, bad data sets."""
     root = tmp_path_factory.mktemp("bad")
-    teacher = models.build("mlp_small", input_shape=(12,), num_classes=3)
-    teacher.save(root / "three_classes.keras")
+    models.build("mlp_small", input_shape=(12,), num_classes=3).save(root / "three_classes.keras")
+    models.build("mlp_small", input_shape=(7,), num_classes=4).save(root / "seven_inputs.keras")
+    good = root / "good.keras"
+    models.build("mlp_small", input_shape=(12,), num_classes=4).save(good)
+    (root / "truncated.keras").write_bytes(good.read_bytes()[:good.stat().st_size // 2])
     (root / "not_a_model.keras").write_text("plain text")
-    npz = root / "npz"
-    npz.mkdir()
+    inputs = keras.Input((12,))
+    lambda_model = keras.Model(inputs, keras.layers.Dense(4)(
+        keras.layers.Lambda(lambda tensor: tensor * 2)(inputs)))
+    lambda_model.save(root / "lambda.keras")
     x = np.zeros((20, 4, 4, 1), np.uint8)
-    np.savez(npz / "train.npz", x=x, y=np.array([0, 1] * 9 + [0, -1]))
-    np.savez(npz / "test.npz", x=x[:4], y=np.array([0, 1, 0, 1]))
+    for name, (train_x, train_y) in {"npz": (x, [0, 1] * 9 + [0, -1]),
+                                     "empty": (x[:0], [])}.items():
+        (root / name).mkdir()
+        np.savez(root / name / "train.npz", x=train_x, y=np.array(train_y, np.int64))
+        np.savez(root / name / "test.npz", x=x[:4], y=np.array([0, 1, 0, 1]))
     occupied = root / "occupied"
     occupied.mkdir()
     (occupied / "keep.txt").write_text("keep")
     return root
 
 
+IMAGES = ["--teacher=cnn_small", "--student=cnn_small"]
+# The README's bad-input table: case -> (extra flags, fragments of the one line the user sees).
 BAD_CASES = {
+    "wrong_type": (["--epochs=two"], ["--epochs=two", "invalid literal"]),
+    "unknown_flag": (["--temprature=2"], ["temprature", "Did you mean: temperature"]),
+    "positional_argument": (["stray"], ["unexpected arguments: stray"]),
+    "missing_flagfile": (["--flagfile={root}/missing.flags"], ["--flagfile: cannot open", "missing.flags"]),
     "unknown_method": (["--method=nope"], ["--method", "nope", "kd"]),
-    "unknown_student": (["--student=nope"], ["nope", "resnet20"]),
+    "unknown_student": (["--student=nope"], ["--student", "nope", "resnet20"]),
     "unknown_dataset": (["--dataset=nope"], ["--dataset", "synthetic"]),
-    "teacher_not_a_model": (["--teacher={root}/not_a_model.keras"], ["--teacher"]),
+    "unknown_export_format": (["--export=keras,onnx"], ["--export", "onnx", "tflite"]),
+    "enum_value": (["--optimizer=rmsprop"], ["--optimizer=rmsprop", "sgd|adam|adamw"]),
+    "alpha_out_of_range": (["--alpha=1.5"], ["--alpha must be in [0, 1], got 1.5"]),
+    "temperature_out_of_range": (["--temperature=0"], ["--temperature must be > 0"]),
+    "topk_out_of_range": (["--method=kd_topk", "--topk=9"], ["--topk must be in [1, 4]"]),
+    "batch_size_out_of_range": (["--batch_size=0"], ["--batch_size must be an integer >= 1"]),
+    "validation_fraction_out_of_range": (["--validation_fraction=1.5"],
+                                         ["--validation_fraction must be in [0, 1)"]),
+    "teacher_missing": (["--teacher={root}/nothing.keras"], ["--teacher", "does not exist"]),
+    "teacher_not_a_model": (["--teacher={root}/not_a_model.keras"],
+                            ["--teacher", "not a loadable Keras model"]),
+    "teacher_corrupt": (["--teacher={root}/truncated.keras"],
+                        ["--teacher", "not a loadable Keras model"]),
+    "teacher_unsafe": (["--teacher={root}/lambda.keras"], ["unsafe deserialization",
+                                                           "safe_mode=True"]),
     "class_mismatch": (["--teacher={root}/three_classes.keras"], ["(None, 4)", "(None, 3)"]),
+    "input_shape_mismatch": (["--teacher={root}/seven_inputs.keras"], ["(7,)", "(12,)"]),
+    "labels_out_of_range": (["--dataset=npz:{root}/npz", *IMAGES], ["label -1", "[0, 2)"]),
+    "empty_training_split": (["--dataset=npz:{root}/empty", *IMAGES], ["train split is empty"]),
+    "augment_with_teaching": (["--teaching=consistent", "--augment"],
+                              ["--augment cannot be combined with --teaching"]),
+    "curriculum_with_multi_teacher": (["--method=aver", "--teachers=mlp,mlp",
+                                       "--curriculum=teacher"], ["--curriculum=teacher",
+                                                                 "multi-teacher"]),
+    "calibration_without_validation": (["--calibrate_teacher", "--validation_fraction=0"],
+                                       ["--calibrate_teacher", "--validation_fraction > 0"]),
+    "too_few_teachers": (["--method=ca_mkd", "--teachers=mlp"], ["--teachers", "at least 2"]),
     "output_dir_not_empty": (["--output_dir={root}/occupied"], ["--output_dir", "--overwrite"]),
-    "labels_out_of_range": (["--dataset=npz:{root}/npz", "--teacher=cnn_small",
-                             "--student=cnn_small"], ["-1"]),
-    "missing_flagfile": (["--flagfile={root}/missing.flags"], ["missing.flags"]),
+    "output_dir_under_a_file": (["--output_dir={root}/good.keras/run"],
+                                ["--output_dir", "is a file, not a folder"]),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD_CASES))
-def test_bad_input_gives_one_clear_line(case, bad_inputs, tmp_path):
+def test_bad_input_gives_one_clear_line(case, bad_inputs, tmp_path, capsys):
     extra, fragments = BAD_CASES[case]
     extra = [arg.format(root=bad_inputs) for arg in extra]
     out = tmp_path / "out"
-    args = TINY + ["--export=keras"] + extra
-    if not any(arg.startswith("--output_dir") for arg in extra):
-        args.append(f"--output_dir={out}")
-    result = run_cli(*args, cwd=tmp_path)
-    assert_one_clear_error(result, *fragments)
+    args = TINY + ["--export=keras", f"--output_dir={out}"] + extra
+    with pytest.raises(SystemExit) as caught:
+        common.run_tool(distill.main, ["bin/distill", *args])
+    assert caught.value.code == 2
+    stderr = capsys.readouterr().err.strip()
+    assert len(stderr.splitlines()) == 1 and stderr.startswith("distill: error: "), stderr
+    for fragment in fragments:
+        assert fragment in stderr, stderr
     assert not out.exists() and not glob.glob(str(tmp_path / "out.partial*"))
     assert (bad_inputs / "occupied" / "keep.txt").read_text() == "keep"
+
+
+def test_bad_input_from_the_command_line_is_one_line_without_traceback(bad_inputs, tmp_path):
+    result = run_cli(*TINY, f"--teacher={bad_inputs}/three_classes.keras",
+                     f"--output_dir={tmp_path}/out")
+    assert_one_clear_error(result, "(None, 4)", "(None, 3)")
+    assert result.stderr.strip().splitlines()[-1].startswith("distill: error: ")
+
+
+def test_a_full_disk_gives_one_line_and_keeps_earlier_results(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "results.json").write_text("earlier")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(export, "export_student", full)
+    with pytest.raises(SystemExit):
+        common.run_tool(distill.main, ["bin/distill", *TINY, f"--output_dir={out}",
+                                       "--overwrite"])
+    stderr = capsys.readouterr().err.strip()
+    assert len(stderr.splitlines()) == 1 and "no space left" in stderr, stderr
+    assert "earlier results are intact" in stderr
+    assert (out / "results.json").read_text() == "earlier"
 
 
 FASHION_MNIST = "/usr/share/datasets/fashion-mnist"

@@ -184,7 +184,10 @@ def parse(args, flag_values=None, program="bin/distill"):
     try:
         rest = flag_values([program, *args])
     except flags.Error as error:
-        raise ValueError(" ".join(str(error).split())) from None
+        message = " ".join(str(error).split())
+        if "Unable to open flagfile" in message:
+            message = "--flagfile: cannot open " + message.split("No such file or directory: ")[-1]
+        raise ValueError(message) from None
     if len(rest) > 1:
         raise ValueError(f"unexpected arguments: {' '.join(rest[1:])} (flags start with --)")
     return flag_values
@@ -219,7 +222,12 @@ def to_config(flag_values):
         elif isinstance(value, list):
             value = tuple(item.strip() for item in value if item.strip())
         _set(tree, path, value)
-    return _build_config(tree)
+    try:
+        return _build_config(tree)
+    except ValueError as error:  # a library message names the argument: name the flag
+        message = str(error)
+        name = message.split(" ", 1)[0]
+        raise ValueError(f"--{message}" if name in flag_values else message) from None
 
 
 def _build_config(tree):

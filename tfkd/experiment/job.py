@@ -88,8 +88,9 @@ def run(config):
     output_dir = config.output.dir or default_output_dir(config)
     strategy = phases.make_strategy(config)
     work = WorkDir(output_dir, resume_key(config), config.output.overwrite,
-                   write=report.is_chief(strategy)).open()
+                   write=report.is_chief(strategy))
     try:
+        work.open()
         return _run(config, method, strategy, work)
     except OSError as error:
         work.discard_if_empty()
@@ -105,6 +106,7 @@ def _run(config, method, strategy, work):
     teaching_run = TeachingRun(config, method, method_options(method, config.method.options),
                                bundle)
     options = teaching_run.options
+    phases.dry_build(method, config, options, bundle)
     seconds = {}
     teacher, teacher_spec = None, None
     if method.multi_teacher:

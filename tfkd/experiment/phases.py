@@ -133,6 +133,45 @@ def get_teacher(spec, name, flag, config, bundle, strategy, work, seed):
     return model, spec, seconds
 
 
+def check_inputs(model, bundle, flag):
+    """One clear error when `model` cannot read the data set's inputs."""
+    try:
+        model(data.to_float(bundle.train[0][:2]), training=False)
+    except (ValueError, TypeError, tf.errors.InvalidArgumentError) as error:
+        shape = getattr(model, "input_shape", None)
+        expects = f" expects inputs of shape {tuple(shape[1:])}" if shape else ""
+        raise ValueError(f"{flag}{expects} but --dataset={bundle.name} has inputs of shape "
+                         f"{tuple(bundle.input_shape)} ({type(error).__name__})") from None
+
+
+def dry_build(method, config, options, bundle):
+    """Builds the method on untrained (or loaded) models before any training, so a bad option,
+    a class-count or input-shape mismatch stops the run before its first phase."""
+    specs = list(config.teacher.specs) if method.multi_teacher else (
+        [config.teacher.spec] if method.needs_teacher else [])
+    flag = "--teachers" if method.multi_teacher else "--teacher"
+    default = tf.distribute.get_strategy()
+    found = []
+    for spec in specs:
+        if is_model_path(spec):
+            model = teachers.rescale_inputs(teachers.load_model(spec, flag),
+                                            config.teacher.input_scale)
+            check_inputs(model, bundle, f"{flag} {spec}")
+        else:
+            model = build_model(spec, bundle, default)
+        found.append(model)
+    teacher = found if method.multi_teacher else (found[0] if found else None)
+    student = build_model(config.student, bundle, default)
+    try:
+        method.build(student, teacher, bundle, options)
+    except ValueError as error:
+        message = str(error)
+        for name in options:  # name the flag, as the command line spells it
+            if message.startswith(f"{name} "):
+                message = f"--{message}"
+        raise ValueError(message) from None
+
+
 def calibrate(teacher, config, options, bundle, strategy, work):
     """--calibrate_teacher: fits T* on the validation split (once) and applies it.
 

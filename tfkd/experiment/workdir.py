@@ -40,7 +40,7 @@ class WorkDir:
         self.output_dir = os.path.abspath(output_dir)
         self.path = self.output_dir + ".partial"
         self.args, self.overwrite, self.flag, self.write = dict(args), overwrite, flag, write
-        self.resumed = False
+        self.resumed = self.created = False
 
     def open(self):
         """Creates or resumes the folder; returns self."""
@@ -70,6 +70,7 @@ class WorkDir:
         elif os.path.exists(self.path):
             shutil.rmtree(self.path)  # no run.json: it never got past its first write
         os.makedirs(self.path, exist_ok=True)
+        self.created = True
         write_text(run_file, json.dumps(self.args, indent=2) + "\n")
         return self
 
@@ -96,8 +97,9 @@ class WorkDir:
         write_text(self.file(PHASES_FILE), json.dumps(phases, indent=2) + "\n")
 
     def discard_if_empty(self):
-        """Removes the folder when nothing in it is worth resuming (no phase, no checkpoint)."""
-        if self.write and os.path.isdir(self.path) and not self.phases() and not glob.glob(
+        """Removes the folder this process made when nothing in it is worth resuming (no phase
+        finished, no checkpoint written)."""
+        if self.created and os.path.isdir(self.path) and not self.phases() and not glob.glob(
                 self.file("checkpoints", "*", "state.json")):
             shutil.rmtree(self.path, ignore_errors=True)
 

@@ -255,6 +255,8 @@ def test_a_killed_ladder_resumes_without_retraining_what_finished(tmp_path, monk
     (["--validation_fraction=0"], "--validation_fraction"),
     (["--student=nope"], "--student"),
     (["--pacing=linear"], "--curriculum"),
+    (["--teaching=consistent", "--augment"], "--augment"),
+    (["--synthetic_size=12", "--validation_fraction=0.01"], "validation split"),
 ])
 def test_bad_flags_are_one_error_and_no_folder(extra, message, tmp_path):
     with pytest.raises(ValueError, match=message):

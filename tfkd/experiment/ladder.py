@@ -184,25 +184,27 @@ def run_ladder(config, teachers, modes=CALIBRATION_MODES, seeds=1, command=None)
         command = " ".join(["bin/ladder", *distill_args(config),
                             *ladder_args(teachers, modes, seeds)])
     strategy = phases.make_strategy(config)
-    resume_key = {name: value for name, value in flag_values(config, teachers, modes, seeds)
-                  .items() if name not in flag_table.REPORTING}
-    work = WorkDir(config.output.dir or default_output_dir(config), resume_key,
-                   config.output.overwrite,
-                   write=report.is_chief(strategy)).open()
-    try:
-        return _run_ladder(config, method, teachers, modes, seeds, command, strategy, work)
-    except OSError as error:
-        raise disk_error(error, work.path) from None
-
-
-def _run_ladder(config, method, teachers, modes, seeds, command, strategy, work):
     phases.set_determinism(config)
+    # Data and teaching settings are checked before the folder exists: bad input leaves none.
     bundle = data.load(config.data)
     if not len(bundle.validation[1]):
         raise ValueError("the ladder fits T* on the validation split, which is empty; set a "
                          "larger --validation_fraction")
     teaching_run = TeachingRun(config, method, job.method_options(method, config.method.options),
                                bundle)
+    resume_key = {name: value for name, value in flag_values(config, teachers, modes, seeds)
+                  .items() if name not in flag_table.REPORTING}
+    work = WorkDir(config.output.dir or default_output_dir(config), resume_key,
+                   config.output.overwrite, write=report.is_chief(strategy)).open()
+    try:
+        return _run_ladder(config, method, teachers, modes, seeds, command, strategy, work,
+                           bundle, teaching_run)
+    except OSError as error:
+        raise disk_error(error, work.path) from None
+
+
+def _run_ladder(config, method, teachers, modes, seeds, command, strategy, work, bundle,
+                teaching_run):
     student_seeds = [config.seed + k for k in range(seeds)]
     modes = [UNCALIBRATED, *modes]
     results = {"dataset": config.data.dataset, "method": config.method.name,

@@ -4,7 +4,8 @@ from tfkd.distillers import Distiller
 from tfkd import partial  # noqa: F401  (registers ls, kd_pt, kd_sim, kd_pt_sim, kd_topk, kd_rel)
 from tfkd.distillers import selective_reliance  # noqa: F401 - registers kd_sr
 from tfkd.distillers.multi_teacher import MultiTeacherDistiller  # noqa: F401 (+ its methods)
+from tfkd import callbacks, experiment  # noqa: E402  (experiment reads the registered methods)
 
-__all__ = ["Distiller", "MultiTeacherDistiller", "calibration", "data", "export", "losses",
-           "methods", "models", "targets"]
+__all__ = ["Distiller", "MultiTeacherDistiller", "callbacks", "calibration", "data", "experiment",
+           "export", "losses", "methods", "models", "targets"]
 __version__ = "0.1.0"

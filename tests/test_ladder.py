@@ -265,6 +265,15 @@ def test_bad_flags_are_one_error_and_no_folder(extra, message, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_a_teacher_for_other_data_is_refused_before_any_training(tmp_path):
+    three = keras.Sequential([keras.Input((12,)), keras.layers.Dense(3)])
+    three.save(tmp_path / "three.keras")
+    with pytest.raises(ValueError, match=r"number of classes.*\(None, 3\)"):
+        run_ladder(SYNTHETIC + TRAIN + [f"--ladder_teachers=mlp,{tmp_path / 'three.keras'}",
+                                        f"--output_dir={tmp_path / 'run'}"])
+    assert sorted(os.listdir(tmp_path)) == ["three.keras"]
+
+
 def test_library_refuses_calibrate_teacher():
     config = experiment.RunConfig.from_flags(SYNTHETIC + ["--calibrate_teacher"])
     with pytest.raises(ValueError, match="--calibrate_teacher does not apply"):

@@ -185,13 +185,17 @@ def run_ladder(config, teachers, modes=CALIBRATION_MODES, seeds=1, command=None)
                             *ladder_args(teachers, modes, seeds)])
     strategy = phases.make_strategy(config)
     phases.set_determinism(config)
-    # Data and teaching settings are checked before the folder exists: bad input leaves none.
+    # Data, teaching and models are checked before the folder exists: bad input leaves none.
     bundle = data.load(config.data)
     if not len(bundle.validation[1]):
         raise ValueError("the ladder fits T* on the validation split, which is empty; set a "
                          "larger --validation_fraction")
     teaching_run = TeachingRun(config, method, job.method_options(method, config.method.options),
                                bundle)
+    for spec in teachers:  # as bin/distill does: options, class counts, input shapes
+        phases.dry_build(method, dataclasses.replace(
+            config, teacher=dataclasses.replace(config.teacher, spec=spec)), teaching_run.options,
+            bundle)
     resume_key = {name: value for name, value in flag_values(config, teachers, modes, seeds)
                   .items() if name not in flag_table.REPORTING}
     work = WorkDir(config.output.dir or default_output_dir(config), resume_key,

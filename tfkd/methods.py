@@ -21,6 +21,9 @@ class Option:
     default: Any
     help: str
     choices: tuple = ()
+    # The default search-space entry of `bin/tune` (a list of choices or {"min", "max",
+    # "scale"}, as in `tfkd.tuning.parse_search_space`); None: not searched by default.
+    search: object = dataclasses.field(default=None, hash=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,8 +36,10 @@ class Method:
     multi_teacher: bool = False
 
 
-TEMPERATURE = Option("temperature", 4.0, "Distillation temperature T (> 0).")
-ALPHA = Option("alpha", 0.9, "Weight of the distillation term; 1 - alpha weighs cross-entropy.")
+TEMPERATURE = Option("temperature", 4.0, "Distillation temperature T (> 0).",
+                     search=[1.0, 2.0, 4.0, 8.0])
+ALPHA = Option("alpha", 0.9, "Weight of the distillation term; 1 - alpha weighs cross-entropy.",
+               search={"min": 0.1, "max": 0.99})
 
 
 def _kd(student, teacher, data, options):

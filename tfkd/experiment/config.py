@@ -64,12 +64,15 @@ class CalibrationConfig:
 
 @dataclasses.dataclass(frozen=True)
 class OutputConfig:
-    """Where and what the run writes. `dir` None: savedmodels/<dataset>-<method>-<student>-<time>."""
+    """Where and what the run writes. `dir` None: savedmodels/<dataset>-<method>-<student>-<time>.
+    `evaluate_test` False: the test split is never read (no test accuracies; exports are not
+    measured on it), as in a hyperparameter-search trial; it has no flag."""
     dir: Optional[str] = None
     overwrite: bool = False
     export: tuple = export.DEFAULT_FORMATS
     baseline: bool = False
     verbose: int = 2
+    evaluate_test: bool = True
 
 
 @dataclasses.dataclass(frozen=True)

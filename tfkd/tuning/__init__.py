@@ -1,32 +1,40 @@
-"""Hyperparameter search for distillation with keras-tuner.
+"""Hyperparameter search for distillation with keras-tuner: every trial is one
+`tfkd.experiment.run` on the search's config with the trial's values.
 
-    space = parse_search_space({"temperature": [1, 2, 4, 8],
-                                "learning_rate": {"min": 1e-4, "max": 1e-2, "scale": "log"}},
-                               method="kd")
-    hypermodel = DistillerHyperModel("kd", "mlp_small", teacher, bundle, space)
+    config = tfkd.experiment.RunConfig.from_flags(["--flagfile=configs/synthetic.flags"])
+    results = tune(config, tuner="random", max_trials=10,
+                   search_space={"temperature": [1, 2, 4, 8],
+                                 "learning_rate": {"min": 1e-4, "max": 1e-2, "scale": "log"}})
+
+or, with any keras-tuner tuner:
+
+    hypermodel = DistillerHyperModel(config, space, directory="out")
     tuner = make_tuner("random", hypermodel, directory="out", max_trials=10)
     run_search(tuner)
-    best = tuner.oracle.get_best_trials(1)[0]
+    best = best_trial(tuner)
 
 A search space maps a hyperparameter name to a list of choices or to a range
 `{"min": a, "max": b, "scale": "linear" | "log", "step": s}`. The names are the flags of
 `bin/distill`: the options of the chosen method (`temperature`, `alpha`, ...) and the training
 hyperparameters in `TRAINING_HYPERPARAMETERS`.
 
-The objective is the student's accuracy on the validation split at the end of training
-(`val_accuracy`), so that `bin/distill` with the best values reproduces the measured run. The
-hypermodel holds the data set without its test split, so no trial can read it.
+The objective is the final student's accuracy on the validation split (`val_accuracy`), so that
+`bin/distill` with the best trial's flags reproduces it; no trial reads the test split.
 """
-from tfkd.tuning.hypermodel import DistillerHyperModel
-from tfkd.tuning.search import (MAX_CONSECUTIVE_FAILURES, OBJECTIVE, SETUP_ERRORS, TUNERS,
+from tfkd.tuning.hypermodel import OBJECTIVE, DistillerHyperModel
+from tfkd.tuning.job import tune
+from tfkd.tuning.search import (MAX_CONSECUTIVE_FAILURES, SETUP_ERRORS, TUNERS,
                                 BayesianOptimization, Hyperband, RandomSearch, SearchError,
-                                best_trial, classify_failure, load_student, make_tuner, run_search,
-                                trials_table)
+                                best_trial, check_tuner, classify_failure, load_student,
+                                make_tuner, run_dir, run_search, trials_table)
 from tfkd.tuning.space import (TRAINING_HYPERPARAMETERS, Hyperparameter, Tunable,
-                               load_search_space, parse_search_space, tunables)
+                               default_search_space, load_search_space, parse_search_space,
+                               read_search_space, tunables)
+from tfkd.tuning.teachers import shared_teachers
 
-__all__ = ["DistillerHyperModel", "Hyperparameter", "SearchError", "load_search_space",
-           "make_tuner", "parse_search_space", "run_search", "trials_table", "best_trial",
-           "load_student", "tunables", "OBJECTIVE", "TUNERS", "TRAINING_HYPERPARAMETERS",
-           "MAX_CONSECUTIVE_FAILURES", "SETUP_ERRORS", "Tunable", "classify_failure",
-           "RandomSearch", "BayesianOptimization", "Hyperband"]
+__all__ = ["MAX_CONSECUTIVE_FAILURES", "OBJECTIVE", "SETUP_ERRORS", "TRAINING_HYPERPARAMETERS",
+           "TUNERS", "BayesianOptimization", "DistillerHyperModel", "Hyperband",
+           "Hyperparameter", "RandomSearch", "SearchError", "Tunable", "best_trial",
+           "check_tuner", "classify_failure", "default_search_space", "load_search_space",
+           "load_student", "make_tuner", "parse_search_space", "read_search_space", "run_dir",
+           "run_search", "shared_teachers", "trials_table", "tunables", "tune"]

@@ -1,65 +1,58 @@
-"""`DistillerHyperModel`: a keras-tuner HyperModel building a student and a method distiller."""
+"""`DistillerHyperModel`: a keras-tuner HyperModel whose every trial is `tfkd.experiment.run`."""
 import csv
 import dataclasses
-import io
-import math
+import hashlib
+import json
 import os
-import time
 
 import keras
 import keras_tuner
-import tensorflow as tf
 
-from tfkd import export, methods, models, training
-from tfkd.cli import common
-from tfkd.io import write_text
+from tfkd import experiment
+from tfkd.experiment import job
 from tfkd.tuning.space import TRAINING_HYPERPARAMETERS, parse_search_space
+from tfkd.tuning.teachers import shared_teachers
+
+OBJECTIVE = "val_accuracy"
+RUNS_FOLDER = "runs"  # trial runs of tuners that do not name a folder (keras-tuner's own)
 
 
 class DistillerHyperModel(keras_tuner.HyperModel):
-    """Builds a student and a `method` distiller from searched hyperparameters.
+    """Search over a distillation run: a trial is `tfkd.experiment.run(trial_config(hp))`.
 
-    The teacher is built once by the caller and shared by every trial. `fit` trains on the
-    bundle's train split, validates on its validation split and returns the last epoch's
-    metrics; the objective is `val_accuracy`. Call `tuner.search()` without data.
+    The trial's config is `config` with the searched values put in (training flags in
+    `schedule`, method options in `method.options`, `augment` at the top), Hyperband's epoch
+    budget as `schedule.epochs`, its own output folder, and a trial's output: nothing read from
+    the test split (`output.evaluate_test=False`, `teaching.test_every=0`), only `student.keras`
+    exported, no baseline, and `overwrite=False`, so a killed trial resumes where it stopped.
+    The objective is the final student's validation accuracy, `results["student"]
+    ["val_accuracy"]`, so `bin/distill` with the trial's flags reproduces it.
+
+    Teachers given as architectures are trained once, before the first trial, in
+    `<directory>/teachers/` (see `tfkd.tuning.teachers.shared_teachers`).
 
     Args:
-      method: a registered method name.
-      student: a registered architecture name; a fresh student is built for every trial.
-      teacher: the trained teacher `keras.Model` (None for methods that need none).
-      bundle: the `DataBundle`; its test split is dropped here and never read.
-      search_space: a dict as in `parse_search_space` or a tuple of `Hyperparameter`.
-      train_config: `TrainConfig` for everything not searched (its `epochs` is the budget).
-      options: method options not searched (default: the options' defaults).
-      strategy: tf.distribute strategy (default: the current one).
-      augment, seed, verbose: as for `bin/distill`; every trial starts from the same seed.
+      config: the `tfkd.experiment.RunConfig` of the search; `schedule.epochs` is the trial
+        budget (Hyperband's maximum).
+      search_space: a dict as in `parse_search_space`, or a tuple of `Hyperparameter`.
+      directory: where shared teachers are trained and, for a tuner other than
+        `tfkd.tuning`'s (which run each trial in `<trial dir>/run/`), where trials run:
+        `<directory>/runs/<a key of the trial's flags>/`.
     """
 
-    def __init__(self, method, student, teacher, bundle, search_space, train_config=None,
-                 options=None, strategy=None, augment=False, seed=0, verbose=0):
-        super().__init__(name=f"{method}-{student}")
-        self.method_name = method
-        self.method = methods.METHODS.get(method)
-        if student not in models.MODELS:
-            raise ValueError(f"student: {student!r} is not a known model; known: "
-                             f"{', '.join(models.names())}")
-        if self.method.needs_teacher and teacher is None:
-            raise ValueError(f"method {method} needs a teacher; pass teacher=")
-        if not len(bundle.validation[1]):
-            raise ValueError("the objective is the validation accuracy but the data set has no "
-                             "validation split: set --validation_fraction > 0")
-        self.student_arch = student
-        self.teacher = teacher
-        # The test split is kept out of reach of every trial.
-        self.bundle = dataclasses.replace(bundle, test=(bundle.test[0][:0], bundle.test[1][:0]))
-        self.space = (parse_search_space(search_space, method)
+    def __init__(self, config, search_space, directory=None):
+        super().__init__(name=f"{config.method.name}-{config.student}")
+        self.method = job.check(config)
+        if not config.data.validation_fraction > 0:
+            raise ValueError("--validation_fraction must be > 0: the search maximises the "
+                             "validation accuracy and never looks at the test split")
+        self.config = config
+        self.space = (parse_search_space(search_space, config.method.name)
                       if isinstance(search_space, dict) else tuple(search_space))
-        self.train_config = train_config or training.TrainConfig()
-        self.options = {option.name: option.default for option in self.method.options}
-        self.options.update(options or {})
-        self.strategy = strategy or tf.distribute.get_strategy()
-        self.augment, self.seed, self.verbose = augment, seed, verbose
-        self.last_student, self.last_history = None, None
+        self.directory = directory
+        self.option_names = {option.name for option in self.method.options}
+        self.teacher_seconds = {}
+        self._base = None
         self._check_training_values()
 
     def _check_training_values(self):
@@ -69,60 +62,141 @@ class DistillerHyperModel(keras_tuner.HyperModel):
                 continue
             for value in parameter.extremes():
                 try:
-                    dataclasses.replace(self.train_config, **{parameter.name: value})
+                    dataclasses.replace(self.config.schedule, **{parameter.name: value})
                 except ValueError as error:
                     raise ValueError(f"search space: {parameter.name}={value!r}: {error}") from None
+
+    def base_config(self, bundle=None, strategy=None):
+        """`config` with its teachers trained once (on the first call) and loaded from files.
+
+        bundle, strategy: the data set and strategy to train them with, if already at hand.
+        """
+        if self._base is None:
+            self._base, self.teacher_seconds = shared_teachers(self.config, self.directory,
+                                                               bundle, strategy)
+        return self._base
 
     def values(self, hp):
         """The searched flag values of `hp` (declaring them when they are new)."""
         return {parameter.name: parameter.declare(hp) for parameter in self.space}
 
-    def configs(self, hp):
-        """(TrainConfig, method options, augment) for the hyperparameters `hp`."""
+    def trial_config(self, hp, epochs=None, output_dir=None):
+        """The RunConfig of the trial with hyperparameters `hp` (see the class docstring)."""
+        base = self.base_config()
         values = self.values(hp)
-        train = {k: v for k, v in values.items()
-                 if k in TRAINING_HYPERPARAMETERS and k != "augment"}
-        options = {**self.options, **{k: v for k, v in values.items() if k in self.options}}
-        return (dataclasses.replace(self.train_config, **train), options,
-                values.get("augment", self.augment))
+        schedule = {name: value for name, value in values.items()
+                    if name in TRAINING_HYPERPARAMETERS and name != "augment"}
+        if epochs is not None:
+            schedule["epochs"] = int(epochs)
+        options = {name: value for name, value in values.items() if name in self.option_names}
+        return dataclasses.replace(
+            base, schedule=dataclasses.replace(base.schedule, **schedule),
+            method=dataclasses.replace(base.method, options={**base.method.options, **options}),
+            augment=values.get("augment", base.augment),
+            teaching=dataclasses.replace(base.teaching, test_every=0),
+            output=dataclasses.replace(base.output, dir=output_dir, overwrite=False,
+                                       export=("keras",), baseline=False, evaluate_test=False))
+
+    def distill_config(self, hp, epochs=None):
+        """The trial's config as `bin/distill` should run it: the search's output flags (its
+        --export, --baseline, --test_every; no --output_dir) and the test split evaluated."""
+        trial = self.trial_config(hp, epochs)
+        return dataclasses.replace(
+            trial, teaching=dataclasses.replace(trial.teaching,
+                                                test_every=self.config.teaching.test_every),
+            output=dataclasses.replace(self.config.output, dir=None, overwrite=False,
+                                       evaluate_test=True))
 
     def build(self, hp):
-        config, options, _ = self.configs(hp)
-        keras.utils.set_random_seed(self.seed)
-        student = common.build_model(self.student_arch, self.bundle, self.strategy)
-        steps = math.ceil(len(self.bundle.train[1]) / config.batch_size)
-        with self.strategy.scope():
-            distiller = self.method.build(student, self.teacher, self.bundle, options)
-            distiller.compile(optimizer=training.make_optimizer(config, steps),
-                              metrics=["accuracy"])
-            # Built now, so that keras-tuner can save and (Hyperband) reload its weights.
-            distiller.build((None, *self.bundle.input_shape))
-        return distiller
+        """Declares the search space on `hp`; returns a placeholder model without weights.
 
-    def fit(self, hp, model, *args, **kwargs):
+        keras-tuner requires `build` to return a `keras.Model`, but a trial here is a whole
+        `tfkd.experiment.run` (teachers loaded, calibration, curriculum, the method's
+        distiller, resumable checkpoints), which `fit` builds and trains; the placeholder is
+        never trained and only carries keras-tuner's checkpoint bookkeeping.
+        """
+        self.values(hp)
+        return keras.Sequential([keras.Input((1,)), keras.layers.Identity()], name="trial")
+
+    def fit(self, hp, model, *args, run_dir=None, **kwargs):
+        """Runs the trial; returns {"val_accuracy": final student's validation accuracy, and
+        the last epoch's other metrics}.
+
+        Args:
+          run_dir: the trial's output folder (tfkd's tuners pass `<trial dir>/run`).
+          kwargs: keras-tuner's; `epochs` (Hyperband's budget for the trial) sets
+            `schedule.epochs`, and the trial trains from scratch for it.
+        """
         if args or {"x", "y", "validation_data"} & set(kwargs):
             raise keras_tuner.errors.FatalValueError(
-                "DistillerHyperModel reads its data from the bundle: call search() without data")
-        config, _, augment = self.configs(hp)
-        train, validation, _ = common.datasets(self.bundle, config.batch_size, augment, self.seed)
-        kwargs.setdefault("epochs", config.epochs)
-        kwargs.setdefault("verbose", self.verbose)
-        start = time.time()
-        history = model.fit(train, validation_data=validation, shuffle=False, **kwargs)
-        self.last_student, self.last_history = model.student, history.history
-        final = {name: float(values[-1]) for name, values in history.history.items() if values}
-        final["seconds"] = time.time() - start
-        return final
+                "DistillerHyperModel reads its data from the config: call search() without data")
+        callbacks = list(kwargs.get("callbacks") or [])
+        foreign = [type(c).__name__ for c in callbacks if not _from_keras_tuner(c)]
+        if foreign:
+            raise keras_tuner.errors.FatalValueError(
+                f"search() callbacks are not run ({', '.join(foreign)}): every trial is a "
+                "tfkd.experiment.run, which writes its own TensorBoard logs in its folder")
+        epochs = kwargs.get("epochs")
+        if run_dir is None:
+            run_dir = self._keyed_run_dir(hp, epochs)
+        config = self.trial_config(hp, epochs, run_dir)
+        results = finished_results(config) or experiment.run(config)
+        metrics = {**last_epoch(run_dir), OBJECTIVE: float(results["student"]["val_accuracy"])}
+        # keras-tuner's own callbacks see the trial as one epoch: its checkpoint (which
+        # Hyperband reloads into the placeholder) is written as after a `model.fit`.
+        for callback in callbacks:
+            callback.set_model(model)
+            callback.on_epoch_end(config.schedule.epochs - 1, dict(metrics))
+        return metrics
 
-    def save_last(self, folder):
-        """Writes the last fitted student (`student.keras`) and its history (`history.csv`)."""
-        if self.last_student is None:
-            return
-        export.save_keras(self.last_student, os.path.join(folder, "student.keras"))
-        names = list(self.last_history)
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["epoch", *names])
-        for epoch, row in enumerate(zip(*(self.last_history[name] for name in names))):
-            writer.writerow([epoch, *map(float, row)])
-        write_text(os.path.join(folder, "history.csv"), buffer.getvalue())
+    def _keyed_run_dir(self, hp, epochs):
+        if self.directory is None:
+            raise keras_tuner.errors.FatalValueError(
+                "DistillerHyperModel needs directory= with a tuner other than tfkd.tuning's: "
+                "it is where the trials' runs are written")
+        key = json.dumps(job.resume_key(self.trial_config(hp, epochs)), sort_keys=True,
+                         default=str)
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        return os.path.abspath(os.path.join(self.directory, RUNS_FOLDER, digest))
+
+
+def _from_keras_tuner(callback):
+    return type(callback).__module__.startswith("keras_tuner")
+
+
+def finished_results(config):
+    """results.json of a finished run of `config` in `config.output.dir`, else None.
+
+    A search killed after a trial's run finished but before keras-tuner recorded it re-runs the
+    trial; its run folder is then complete and is read instead of trained again.
+    """
+    path = os.path.join(config.output.dir, "results.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as handle:
+        results = json.load(handle)
+    wanted = json.loads(json.dumps(job.resume_key(config)))
+    ran = results.get("flags", {})
+    if any(ran.get(name) != value for name, value in wanted.items()):
+        return None  # run() refuses the occupied folder with one clear error
+    return results
+
+
+def last_epoch(run_dir):
+    """The last row of `<run_dir>/history.csv` as {metric: float} (empty when missing)."""
+    path = os.path.join(run_dir, "history.csv")
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        return {}
+    metrics = {}
+    for name, value in rows[-1].items():
+        if name == "epoch" or value in (None, ""):
+            continue
+        try:
+            metrics[name] = float(value)
+        except ValueError:
+            continue
+    return metrics

@@ -1,12 +1,12 @@
-"""Tuners that save each trial's student and stop hopeless searches; the trials table."""
+"""Tuners that run each trial in its own folder and stop hopeless searches; the trials table."""
 import os
 
 import keras
 import keras_tuner
 
-from tfkd.tuning.hypermodel import DistillerHyperModel
+from tfkd.tuning.hypermodel import OBJECTIVE, DistillerHyperModel
 
-OBJECTIVE = "val_accuracy"
+RUN_FOLDER = "run"  # a trial's tfkd.experiment.run output, inside keras-tuner's trial folder
 TUNERS = ("random", "hyperband", "bayesian")
 COMPLETED, FAILED = "COMPLETED", "FAILED"  # keras-tuner trial statuses
 # A run of failed trials this long stops the search even after some trials completed.
@@ -59,19 +59,23 @@ def classify_failure(oracle, trial, error):
                        "Stopped the search (TFKD_DEBUG=1 shows the traceback)")
 
 
+def run_dir(tuner, trial_id):
+    """The folder of a trial's run: `<trial dir>/run` (student.keras, history.csv, ...)."""
+    return os.path.join(tuner.get_trial_dir(trial_id), RUN_FOLDER)
+
+
 class _RecordsTrials:
-    """Tuner mix-in: saves every trial's final student and turns hopeless failures fatal."""
+    """Tuner mix-in: runs every trial in `<trial dir>/run` and turns hopeless failures fatal."""
 
     def run_trial(self, trial, *args, **kwargs):
+        if isinstance(self.hypermodel, DistillerHyperModel):
+            kwargs["run_dir"] = run_dir(self, trial.trial_id)
         try:
-            results = super().run_trial(trial, *args, **kwargs)
+            return super().run_trial(trial, *args, **kwargs)
         except keras_tuner.errors.FatalError:
             raise
         except Exception as error:  # noqa: BLE001 - every failure is classified
             raise classify_failure(self.oracle, trial, error) from error
-        if isinstance(self.hypermodel, DistillerHyperModel):
-            self.hypermodel.save_last(self.get_trial_dir(trial.trial_id))
-        return results
 
 
 class RandomSearch(_RecordsTrials, keras_tuner.RandomSearch):
@@ -86,35 +90,47 @@ class Hyperband(_RecordsTrials, keras_tuner.Hyperband):
     pass
 
 
+def check_tuner(kind, max_trials, epochs):
+    """Raises one ValueError naming the flag for a tuner that cannot run (before any work)."""
+    if kind not in TUNERS:
+        raise ValueError(f"--tuner must be one of {', '.join(TUNERS)}, got {kind!r}")
+    if isinstance(max_trials, bool) or not isinstance(max_trials, int) or max_trials < 1:
+        raise ValueError(f"--max_trials must be an integer >= 1, got {max_trials}")
+    if kind == "hyperband" and epochs < 2:
+        raise ValueError("--tuner=hyperband needs --epochs >= 2 (its maximum epochs)")
+
+
 def make_tuner(kind, hypermodel, directory, max_trials, max_epochs=None, seed=0,
                project_name="tuner", overwrite=False):
     """A keras-tuner tuner maximising `val_accuracy` that resumes from `directory`.
 
     kind: random, bayesian or hyperband. Hyperband trains trials for up to `max_epochs` epochs
-    (default: the hypermodel's epochs) and is capped at `max_trials` trials too.
+    (default: the hypermodel's `schedule.epochs`), each from scratch for its budget, and is
+    capped at `max_trials` trials too.
     """
-    if kind not in TUNERS:
-        raise ValueError(f"--tuner must be one of {', '.join(TUNERS)}, got {kind!r}")
-    if max_trials < 1:
-        raise ValueError(f"--max_trials must be an integer >= 1, got {max_trials}")
+    epochs = max_epochs or hypermodel.config.schedule.epochs
+    check_tuner(kind, max_trials, epochs)
+    # keras-tuner draws a random seed for a seed of 0: the search's values would then differ
+    # from run to run, and a search killed in its first trial would not resume it.
     common_args = dict(hypermodel=hypermodel, objective=keras_tuner.Objective(OBJECTIVE, "max"),
-                       seed=seed, directory=directory, project_name=project_name,
+                       seed=seed + 1, directory=directory, project_name=project_name,
                        overwrite=overwrite, max_retries_per_trial=0,
                        # classify_failure decides when failures stop the search.
                        max_consecutive_failed_trials=None)
     if kind == "hyperband":
-        epochs = max_epochs or hypermodel.train_config.epochs
-        if epochs < 2:
-            raise ValueError("--tuner=hyperband needs --epochs >= 2 (its maximum epochs)")
         tuner = Hyperband(max_epochs=epochs, **common_args)
         tuner.oracle.max_trials = max_trials
-        return tuner
-    tuner_class = RandomSearch if kind == "random" else BayesianOptimization
-    try:
-        return tuner_class(max_trials=max_trials, **common_args)
-    except ImportError as error:
-        raise ValueError(f"--tuner={kind} needs scipy and scikit-learn: pip install "
-                         f"'keras-tuner[bayesian]' ({error})") from None
+    else:
+        tuner_class = RandomSearch if kind == "random" else BayesianOptimization
+        try:
+            tuner = tuner_class(max_trials=max_trials, **common_args)
+        except ImportError as error:
+            raise ValueError(f"--tuner={kind} needs scipy and scikit-learn: pip install "
+                             f"'keras-tuner[bayesian]' ({error})") from None
+    # keras-tuner writes its tuner file after the first trial only: a search killed during
+    # that trial would start afresh instead of resuming the trial.
+    tuner.save()
+    return tuner
 
 
 def run_search(tuner, **search_kwargs):
@@ -152,8 +168,8 @@ def best_trial(tuner):
 
 
 def load_student(tuner, trial):
-    """The final student of a trial, as saved by the tuners of this module."""
-    path = os.path.join(tuner.get_trial_dir(trial.trial_id), "student.keras")
+    """The final student of a trial, as saved by the runs of this module's tuners."""
+    path = os.path.join(run_dir(tuner, trial.trial_id), "student.keras")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} is missing: the trial was not run by a tfkd tuner")
     return keras.saving.load_model(path)

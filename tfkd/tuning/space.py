@@ -4,7 +4,8 @@
      "learning_rate": {"min": 1e-4, "max": 1e-2, "scale": "log"}}
 
 The names are `bin/distill` flags: the options of the chosen method and the training flags in
-`TRAINING_HYPERPARAMETERS`.
+`TRAINING_HYPERPARAMETERS`. Without a file, a method's space is `configs/search/<method>.json`
+of this repository when there is one, else `default_search_space(method)`.
 """
 import dataclasses
 import json
@@ -14,6 +15,10 @@ import os
 from tfkd import methods, training
 
 SCALES = ("linear", "log")
+# configs/search/ beside the tfkd package: the committed per-method search spaces.
+SEARCH_FOLDER = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "configs", "search")
+DEFAULT_LEARNING_RATE = {"min": 1e-3, "max": 0.1, "scale": "log"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,17 +177,36 @@ def parse_search_space(spec, method, source="search space"):
     return tuple(space)
 
 
-def load_search_space(path, method, flag="--search_space"):
-    """Reads and parses a search-space JSON file; errors name the flag and the file."""
-    source = f"{flag} {path}"
+def default_search_space(method):
+    """The `search` entries of the method's options plus a log-scale learning rate, as JSON."""
+    spec = {option.name: option.search for option in methods.METHODS.get(method).options
+            if option.search is not None}
+    spec["learning_rate"] = dict(DEFAULT_LEARNING_RATE)
+    return spec
+
+
+def read_search_space(path, method, flag="--search_space"):
+    """The search space as JSON and where it came from: (spec, source).
+
+    `path` None or "": `configs/search/<method>.json` of this repository when it exists, else
+    `default_search_space(method)`. Errors name the flag and the file.
+    """
     if not path:
-        raise ValueError(f"{flag} is required: a JSON file mapping hyperparameter names to "
-                         "choices or ranges (see configs/search/)")
+        committed = os.path.join(SEARCH_FOLDER, f"{method}.json")
+        if not os.path.isfile(committed):
+            return default_search_space(method), f"the default search space of --method={method}"
+        path, flag = committed, f"{flag} (default)"
+    source = f"{flag} {path}"
     if not os.path.isfile(path):
         raise ValueError(f"{source} does not exist")
     with open(path) as handle:
         try:
-            spec = json.load(handle)
+            return json.load(handle), source
         except json.JSONDecodeError as error:
             raise _search_space_error(source, f"not valid JSON ({error})") from None
+
+
+def load_search_space(path, method, flag="--search_space"):
+    """Reads (see `read_search_space`) and parses a search space: a tuple of Hyperparameter."""
+    spec, source = read_search_space(path, method, flag)
     return parse_search_space(spec, method, source)

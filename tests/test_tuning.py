@@ -165,6 +165,8 @@ def test_cli_broken_search_space_is_one_line(tmp_path, monkeypatch, capsys):
     (["--search_space=missing.json"], "--search_space missing.json does not exist"),
     (["--tuner=hyperband", "--epochs=1"], "--tuner=hyperband needs --epochs >= 2"),
     (["--method=aver", "--search_space="], "--teachers: method .aver. needs"),
+    (["--teacher=cnn_small"], "model 'cnn_small' must have rank 3"),
+    (["--temperature=-1"], "--temperature must be > 0"),
 ])
 def test_bad_tune_flags_are_named(tmp_path, extra, fragment):
     (tmp_path / "space.json").write_text(json.dumps(SPACE))
@@ -413,6 +415,27 @@ def test_calibrated_search_with_a_baseline_reproduces_and_reruns_as_a_no_op(teac
         patch.setattr(experiment, "run", lambda *a, **k: pytest.fail("re-ran a trial"))
         again = run_tune(*args)
     assert again["best"] == results["best"] and again["baseline"] == results["baseline"]
+
+
+def test_a_search_with_a_teaching_mode_reproduces_on_images(tmp_path):
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 400), ("test", 100)):
+        labels = rng.integers(0, 4, count)
+        images = (rng.random((count, 8, 8, 3)) * 60 + labels[:, None, None, None] * 50)
+        np.savez(tmp_path / f"{split}.npz", x=images.astype(np.uint8), y=labels)
+    (tmp_path / "space.json").write_text(json.dumps(SPACE))
+    out = tmp_path / "out"
+    results = run_tune(f"--dataset=npz:{tmp_path}", "--teacher=cnn_small", "--teacher_epochs=1",
+                       "--student=cnn_small", "--epochs=2", "--batch_size=64", "--optimizer=adam",
+                       "--verbose=0", "--export=keras", "--teaching=consistent",
+                       f"--search_space={tmp_path / 'space.json'}", "--max_trials=1",
+                       "--deterministic", f"--output_dir={out}")
+    trial = read_json(out / results["best"]["run"] / "results.json")
+    assert trial["teaching"]["teaching"] == "consistent"
+    reproduced = distill.main(["bin/distill", f"--flagfile={out / 'best.flags'}",
+                               f"--output_dir={tmp_path / 'd'}"])
+    assert reproduced["teaching"]["teaching"] == "consistent"
+    assert reproduced["student"]["val_accuracy"] == results["best"]["val_accuracy"]
 
 
 # ---- the hypermodel with other tuners -------------------------------------------------------

@@ -14,6 +14,7 @@ from tfkd import data, export
 from tfkd.cli import flags as flag_table
 from tfkd.experiment import job, phases
 from tfkd.experiment import report as run_report
+from tfkd.experiment.teaching_run import TeachingRun
 from tfkd.experiment.workdir import WorkDir
 from tfkd.io import write_text
 from tfkd.tuning import report, search
@@ -92,7 +93,12 @@ def tune(config, tuner="random", max_trials=10, search_space=None):
     output_dir = os.path.abspath(config.output.dir or default_output_dir(config))
     hypermodel = DistillerHyperModel(config, space, directory=output_dir)
     phases.set_determinism(config)
-    bundle = data.load(config.data)  # before the folder exists: a bad data set leaves none
+    # Data, models and method checked before the folder exists: bad input leaves none.
+    bundle = data.load(config.data)
+    method = hypermodel.method
+    options = TeachingRun(config, method, job.method_options(method, config.method.options),
+                          bundle).options
+    phases.dry_build(method, config, options, bundle)
     strategy = phases.make_strategy(config)
     prepare_output_dir(output_dir, search_settings(config, tuner, space_spec),
                        config.output.overwrite)

@@ -1,6 +1,7 @@
 """Optimisers, learning-rate schedules, strategies and plain classifier training."""
 import dataclasses
 import functools
+import socket
 
 import keras
 import tensorflow as tf
@@ -74,12 +75,24 @@ def make_strategy(name, tpu=None):
     return tf.distribute.get_strategy()
 
 
+def _check_reachable(address, seconds=5.0):
+    """Fails within `seconds` for a grpc://host:port nobody answers (TF would wait forever)."""
+    host, _, port = address[len("grpc://"):].rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=seconds).close()
+    except (OSError, ValueError) as error:
+        raise ValueError(f"--strategy=tpu: no TPU answers at --tpu={address} "
+                         f"({getattr(error, 'strerror', None) or error})") from None
+
+
 def _tpu_strategy(tpu):
+    if tpu and tpu.startswith("grpc://"):
+        _check_reachable(tpu)
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
-    except (ValueError, RuntimeError, tf.errors.OpError) as error:
+    except (ValueError, RuntimeError, OSError, tf.errors.OpError) as error:
         where = f"--tpu={tpu}" if tpu else "no --tpu given and none found in the environment"
         raise ValueError(f"--strategy=tpu: no TPU could be reached ({where}: "
                          f"{str(error).splitlines()[0][:160]})") from None

@@ -62,6 +62,20 @@ def global_mean(per_example, sample_weight=None):
     return tf.nn.compute_average_loss(per_example)
 
 
+def per_worker_logs(logs):
+    """`fit`'s step logs, shaped for the strategy in use.
+
+    Keras 3.15 averages step logs across MultiWorkerMirroredStrategy workers with
+    `strategy.reduce("MEAN", value, axis=0)`, which fails on scalars (tensorflow#72388); there
+    every value gets a length-1 batch axis, which that reduction turns back into the scalar.
+    """
+    strategy = tf.distribute.get_strategy()
+    if not (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and strategy.extended._in_multi_worker_mode()):
+        return logs
+    return {name: ops.reshape(value, [1]) for name, value in logs.items()}
+
+
 @keras.saving.register_keras_serializable(package="tfkd")
 class Distiller(keras.Model):
     """Knowledge distillation (Hinton et al., 2015) as a `keras.Model`.
@@ -218,7 +232,7 @@ class Distiller(keras.Model):
                 value = value * ops.cast(ops.reshape(sample_weight, [-1]), value.dtype)
             # A batch-size weight makes the cross-replica aggregate the global-batch mean.
             tracker.update_state(ops.mean(value) if len(value.shape) else value, sample_weight=batch)
-        return self.compute_metrics(None, y, student_logits, sample_weight)
+        return per_worker_logs(self.compute_metrics(None, y, student_logits, sample_weight))
 
     def get_config(self):
         raise NotImplementedError(

@@ -7,7 +7,7 @@ loads the finished phases and resumes the interrupted one from its last complete
 import os
 import time
 
-from tfkd import data, export, methods, models, multi_teacher
+from tfkd import data, export, methods, models, multi_teacher, teachers
 from tfkd.cli import flags as flag_table
 from tfkd.experiment import phases, report
 from tfkd.experiment.teaching_run import TeachingRun
@@ -150,8 +150,11 @@ def _run(config, method, strategy, work):
         results["baseline"] = {**on_test(alone),
                                "val_accuracy": phases.accuracy(alone, bundle.validation)}
     if work.write:
+        # Exported from a copy outside the strategy: under MultiWorkerMirroredStrategy the
+        # student's own predict is a collective call that the other workers do not join.
         results["exports"] = export.export_student(
-            student, work.path, config.output.export,
+            teachers.load_model(work.file("checkpoints", "student.keras"), "student"),
+            work.path, config.output.export,
             test_data=bundle.test if config.output.evaluate_test else None,
             verbose=config.output.verbose > 0, train_images=bundle.train[0])
     results["flags"] = {**flag_table.to_values(config), **options}

@@ -4,6 +4,7 @@ Every training phase fits through `fit_resumable`: per-epoch checkpoints in
 `<work>/checkpoints/<phase>/`, batches that are a function of (seed, epoch), and a re-run that
 loads the last checkpoint and continues from the next epoch.
 """
+import dataclasses
 import os
 import time
 
@@ -15,6 +16,7 @@ from tfkd import calibration, checkpoint, curriculum, data, export, models, teac
 from tfkd import callbacks as run_callbacks
 from tfkd.callbacks import BatchValueRecorder, TestMonitor
 from tfkd.data import pipeline
+from tfkd.distillers import Distiller
 
 
 def seed_everything(seed):
@@ -28,10 +30,30 @@ def build_model(arch, bundle, strategy):
                             mean=mean, variance=variance)
 
 
+def sharded(dataset):
+    """Under MultiWorkerMirroredStrategy every worker reads its share of each global batch
+    (data sharding), so the global batch is --batch_size whatever the number of workers."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
+def build_locally(model, dataset):
+    """Keras's `fit` learns the input shapes by reducing the first distributed batch across
+    replicas (`_maybe_symbolic_build`), a collective that fails under
+    MultiWorkerMirroredStrategy (TF 2.21, Keras 3.15); build from one local batch instead."""
+    if not isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return
+    batch = next(iter(dataset.take(1)))
+    with model.distribute_strategy.scope():
+        model._symbolic_build(data_batch=batch)
+    model._maybe_symbolic_build = lambda *args, **kwargs: None
+
+
 def validation_dataset(bundle, batch_size):
     if not len(bundle.validation[1]):
         return None
-    return data.as_dataset(*bundle.validation, batch_size)
+    return sharded(data.as_dataset(*bundle.validation, batch_size))
 
 
 def accuracy(model, split, batch_size=256):
@@ -72,7 +94,8 @@ def fit_resumable(model, work, phase, bundle, schedule, seed, verbose, orders=No
     callbacks = [*callbacks, run_callbacks.NonFiniteLossGuard(phase), saver]
     if write:
         callbacks.append(keras.callbacks.TensorBoard(work.file("logs", phase)))
-    model.fit(train, validation_data=validation_dataset(bundle, schedule.batch_size),
+    build_locally(model, train)
+    model.fit(sharded(train), validation_data=validation_dataset(bundle, schedule.batch_size),
               epochs=schedule.epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
               shuffle=False, verbose=verbose, callbacks=callbacks)
     return saver.history
@@ -85,9 +108,17 @@ def train_classifier(arch, bundle, strategy, schedule, work, phase, seed, verbos
     model = build_model(arch, bundle, strategy)
     steps = -(-len(bundle.train[1]) // schedule.batch_size)
     with strategy.scope():
-        training.compile_classifier(model, schedule, steps)
-    history = fit_resumable(model, work, phase, bundle, schedule, seed, verbose, augment=augment,
-                            write=work.write)
+        if strategy.extended._in_multi_worker_mode():
+            # Cross-entropy through a teacher-less Distiller, whose step logs Keras can reduce
+            # across workers (see tfkd.distillers.base.per_worker_logs).
+            trainer = Distiller(model, None, alpha=0.0, target="label_smoothing",
+                                target_options={"epsilon": 0.0})
+            trainer.compile(optimizer=training.make_optimizer(schedule, steps),
+                            metrics=["accuracy"])
+        else:
+            trainer = training.compile_classifier(model, schedule, steps)
+    history = fit_resumable(trainer, work, phase, bundle, schedule, seed, verbose,
+                            augment=augment, write=work.write)
     return model, history
 
 
@@ -182,8 +213,13 @@ def calibrate(teacher, config, options, bundle, strategy, work):
     summary = work.done("calibration")
     if summary is None:
         print("Calibrating the teacher: fitting T* on the validation split", flush=True)
-        summary = measure_calibration(teacher, bundle, work.path if work.write else None,
+        # A run that must not read the test split (a tuning trial) measures on validation.
+        measured = bundle if config.output.evaluate_test else dataclasses.replace(
+            bundle, test=bundle.validation)
+        summary = measure_calibration(teacher, measured, work.path if work.write else None,
                                       config.calibration.bins, "teacher")
+        if not config.output.evaluate_test:
+            summary["eval_split"] = "validation"
         summary["mode"] = config.calibration.mode
         work.finish("calibration", summary)
     temperature = summary["temperature"]

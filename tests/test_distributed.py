@@ -118,3 +118,69 @@ def test_tpu_without_a_tpu_fails_within_seconds_with_one_line(tmp_path, tpu, fra
     assert result.returncode == 2 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and fragment in lines[0], result.stderr
+
+
+def guide_commands():
+    """Every bin/distill argument list in docs/distributed.md: shell lines, TFJob and Vertex AI."""
+    import re
+    text = open(os.path.join(ROOT, "docs", "distributed.md")).read()
+    commands = []
+    for block in re.findall(r"```(\w+)\n(.*?)```", text, flags=re.S):
+        language, body = block
+        if language == "bash":
+            body = body.replace("\\\n", " ")
+            commands += [line.split("bin/distill", 1)[1].split() for line in body.splitlines()
+                         if "bin/distill" in line]
+        elif language == "yaml":
+            commands += [json.loads(args) for args in re.findall(r"args: (\[.*?\])", body,
+                                                                   flags=re.S)]
+        elif language == "json":
+            pools = json.loads(body)["jobSpec"]["workerPoolSpecs"]
+            commands += [pool["containerSpec"]["args"] for pool in pools]
+    return commands
+
+
+def test_guide_commands_parse():
+    from tfkd.experiment import RunConfig
+
+    commands = guide_commands()
+    assert len(commands) == 7
+    strategies = set()
+    for args in commands:
+        args = [arg.replace("configs/", os.path.join(ROOT, "configs") + "/") for arg in args]
+        strategies.add(RunConfig.from_flags(args).strategy)
+    assert strategies == {"mirrored", "multiworker", "tpu"}
+
+
+def test_a_killed_cluster_resumes_from_the_chiefs_checkpoint(teacher, tmp_path):
+    args = [*DATA, f"--teacher={teacher}", "--synthetic_size=2000", "--epochs=8",
+            "--batch_size=32", "--output_dir=out"]
+    addresses = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    processes = [subprocess.Popen(
+        [sys.executable, DISTILL, *args], cwd=tmp_path, stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / f"killed_{index}.log", "w"),
+        env=environment({"cluster": {"worker": addresses}, "task": {"type": "worker",
+                                                                   "index": index}}))
+        for index in range(2)]
+    state = tmp_path / "out.partial" / "checkpoints" / "distill" / "state.json"
+    deadline = time.time() + TIMEOUT
+    try:
+        while time.time() < deadline and all(p.poll() is None for p in processes):
+            if state.exists() and json.loads(state.read_text())["epoch"] >= 2:
+                break
+            time.sleep(0.05)
+        assert all(p.poll() is None for p in processes), \
+            (tmp_path / "killed_0.log").read_text()[-3000:]
+    finally:
+        for process in processes:  # a preempted cluster: every worker goes down
+            process.kill()
+            process.wait()
+    killed_at = json.loads(state.read_text())["epoch"]
+    assert 2 <= killed_at < 8 and not (tmp_path / "out").exists()
+    outputs = run_workers(args, 2, tmp_path)
+    assert f"Resuming distill at epoch {killed_at + 1} of 8" in outputs[0][0]
+    assert f"Resuming distill at epoch {killed_at + 1} of 8" in outputs[1][0]
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["resumed"] is True
+    history = (tmp_path / "out" / "history.csv").read_text().splitlines()
+    assert [int(row.split(",")[0]) for row in history[1:]] == list(range(8))

@@ -38,9 +38,10 @@ def resume(model, folder):
     state = read_state(folder)
     if state is None:
         return 0, []
-    if model.optimizer is not None and not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
-    model.load_weights(os.path.join(folder, state["weights"]))
+    with model.distribute_strategy.scope():
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        model.load_weights(os.path.join(folder, state["weights"]))
     return int(state["epoch"]), state["history"]
 
 

@@ -65,9 +65,13 @@ def _teacher_list(teachers):
 
 def _architecture(model):
     try:
-        return model.to_json()
+        described = json.loads(model.to_json())
     except Exception:  # noqa: BLE001 - e.g. a wrapped SavedModel; its weights still count
         return json.dumps([type(layer).__name__ for layer in model.layers])
+    # How the model was compiled (optimizer names count up per process) does not change its
+    # outputs.
+    described.pop("compile_config", None)
+    return json.dumps(described, sort_keys=True)
 
 
 def cache_key(teachers, dataset_id, split, subset=None, seed=None, preprocessing=None):
@@ -473,3 +477,17 @@ class CachedMultiTeacherDistiller(MultiTeacherDistiller):
             raise ValueError("this distiller uses teacher features but the cache holds logits "
                              "only; build it with outputs=('logits', 'features')")
         return logits, [ops.stop_gradient(ops.cast(f, "float32")) for f in x.features]
+
+
+def read_cached_outputs(distiller):
+    """Makes a `MultiTeacherDistiller` read the teachers' outputs from batches that carry them
+    (`CachedMultiTeacherDistiller`: the same state, two more overrides); returns it.
+
+    Raises ValueError for any other distiller.
+    """
+    if type(distiller) is MultiTeacherDistiller:
+        distiller.__class__ = CachedMultiTeacherDistiller
+    elif not isinstance(distiller, CachedMultiTeacherDistiller):
+        raise ValueError(f"read_cached_outputs takes a MultiTeacherDistiller, got "
+                         f"{type(distiller).__name__}")
+    return distiller

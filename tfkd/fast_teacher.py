@@ -39,6 +39,17 @@ def _is_functional(model):
         model, "_operations")
 
 
+def is_functional(model):
+    """True for a functional `keras.Model` (what `fold_batch_norm` and `cast_teacher` take)."""
+    return _is_functional(model)
+
+
+def count_batch_norms(model):
+    """BatchNormalization layers in `model`, nested models included."""
+    return sum(count_batch_norms(layer) if isinstance(layer, keras.Model) else
+               int(isinstance(layer, keras.layers.BatchNormalization)) for layer in model.layers)
+
+
 def _producer(tensor):
     return tensor._keras_history.operation
 

@@ -10,7 +10,7 @@ import functools
 
 from absl import flags
 
-from tfkd import augment, curriculum, export, methods, targets, teaching, training
+from tfkd import augment, curriculum, export, fast_teacher, methods, targets, teaching, training
 from tfkd.experiment.config import RunConfig
 
 FLAGS = flags.FLAGS
@@ -19,6 +19,7 @@ GROUPS = ("data", "models", "method", "training", "output")
 # Integer fields whose None means "all" are 0 on the command line.
 ZERO_IS_NONE = {"train_limit", "test_limit"}
 TEACHING_NONE = "none"
+CACHE_MODES = ("none", "memory", "disk", "replay")
 
 # (flag, config field path, help[, choices])
 TABLE = {
@@ -53,6 +54,23 @@ TABLE = {
         ("teacher_input_scale", "teacher.input_scale",
          "Multiply the [0, 1] inputs by this for a loaded teacher (255 for raw pixels)."),
         ("student", "student", "Student architecture."),
+        ("teacher_cache", "cache.mode",
+         "How the teacher's outputs reach training: none (the teacher runs on every batch), "
+         "memory or disk (computed once on the un-augmented training inputs and carried with "
+         "the batches, so distillation runs at student speed; disk shares them through "
+         "--cache_dir), replay (--replay_views augmented views per image and the teacher's "
+         "top --replay_topk probabilities on each, stored in --cache_dir and replayed; with "
+         "--teaching=consistent or function_matching).", CACHE_MODES),
+        ("cache_dir", "cache.dir",
+         "Folder of the disk and replay caches, shared by every run; an entry is keyed by the "
+         "teacher weights, data set, split, subset, seed and preprocessing."),
+        ("replay_views", "cache.replay_views", "--teacher_cache=replay: views stored per image."),
+        ("replay_topk", "cache.replay_topk",
+         "--teacher_cache=replay: teacher probabilities kept per view."),
+        ("teacher_precision", "teacher.precision",
+         "Precision of the served teacher (batch norms folded): float32, or bfloat16 (checked "
+         "against the float32 teacher's soft targets on validation inputs; a larger difference "
+         "than tfkd.fast_teacher.TOLERANCES stops the run).", fast_teacher.PRECISIONS),
     ],
     "method": [
         ("method", "method.name", "Distillation method."),
@@ -119,7 +137,7 @@ TABLE = {
 }
 OPTION_PATH = "method.options."
 # Flags that change how a run reports, not what it computes: a resumed run may change them.
-REPORTING = ("verbose", "overwrite", "output_dir")
+REPORTING = ("verbose", "overwrite", "output_dir", "cache_dir")
 
 
 def _get(config, path):

@@ -85,6 +85,31 @@ def shuffled_orders(num_examples, epochs, seed=0, first_epoch=0):
                      for epoch in range(first_epoch, epochs)]).astype(np.int64)
 
 
+def _carried(value):
+    """One extra, as a function of a batch's indices int64 [B] -> its rows.
+
+    In-memory arrays become graph constants gathered in graph; memory-mapped arrays (a disk
+    cache, `np.load(..., mmap_mode="r")`) stay on disk and each batch reads only its rows, through
+    `tf.numpy_function`. A tuple of arrays gives a tuple of rows.
+    """
+    if isinstance(value, tuple):
+        parts = [_carried(part) for part in value]
+        return lambda index: tuple(part(index) for part in parts)
+    if isinstance(value, np.memmap):
+        dtype = np.float32 if value.dtype.kind == "f" else value.dtype
+        shape = (None, *value.shape[1:])
+
+        def rows(index):
+            return np.asarray(value[np.asarray(index)], dtype)
+
+        def gather(index):
+            result = tf.numpy_function(rows, [index], tf.as_dtype(dtype), stateful=False)
+            return tf.ensure_shape(result, shape)
+        return gather
+    constant = tf.constant(np.asarray(value))
+    return lambda index: tf.gather(constant, index)
+
+
 def epochs_dataset(x, y, orders, batch_size, augment=False, seed=0, first_epoch=0, extras=None):
     """One tf.data pipeline for several epochs; fit it with `steps_per_epoch`.
 
@@ -96,8 +121,9 @@ def epochs_dataset(x, y, orders, batch_size, augment=False, seed=0, first_epoch=
     Args:
       x, y: training arrays (`tfkd.data` conventions); orders: int [epochs, N].
       augment: the `as_dataset` augmentation (images only).
-      extras: optional dict name -> [N, ...] array carried with each example; batches are then
-        (x, {"labels": y, name: value, ...}).
+      extras: optional dict name -> [N, ...] array (or a tuple of them) carried with each
+        example; batches are then (x, {"labels": y, name: value, ...}). Memory-mapped arrays
+        are read batch by batch, never loaded whole; float ones arrive as float32.
     Returns:
       (dataset of (x [B, ...] float32, y [B] int32 or a dict), steps_per_epoch).
     """
@@ -108,7 +134,7 @@ def epochs_dataset(x, y, orders, batch_size, augment=False, seed=0, first_epoch=
         raise ValueError(f"orders must be [epochs, N] with N > 0, got shape {orders.shape}")
     x, y = np.asarray(x), np.asarray(y).astype(np.int32)
     inputs, labels = tf.constant(x), tf.constant(y)
-    carried = {name: tf.constant(np.asarray(value)) for name, value in (extras or {}).items()}
+    carried = {name: _carried(value) for name, value in (extras or {}).items()}
     size = orders.shape[1]
     image_augment = augment and x.ndim == 4
     flip = tuple(x.shape[1:]) == (32, 32, 3)
@@ -117,19 +143,21 @@ def epochs_dataset(x, y, orders, batch_size, augment=False, seed=0, first_epoch=
         if not carried:
             return tf.gather(labels, index)
         return {"labels": tf.gather(labels, index),
-                **{name: tf.gather(value, index) for name, value in carried.items()}}
+                **{name: gather(index) for name, gather in carried.items()}}
 
     def example(index, position):
         image = convert(tf.gather(inputs, index))
         stateless_seed = tf.stack([tf.constant(seed, tf.int64), position])
-        return augment_image(image, stateless_seed, flip), targets(index)
+        return augment_image(image, stateless_seed, flip), index
 
     def one_epoch(epoch, row):
         if not image_augment:
             batches = tf.data.Dataset.from_tensor_slices(row).batch(batch_size)
             return batches.map(lambda index: (convert(tf.gather(inputs, index)), targets(index)))
         positions = epoch * size + tf.range(size, dtype=tf.int64)
-        return tf.data.Dataset.from_tensor_slices((row, positions)).map(example).batch(batch_size)
+        # Extras are gathered per batch (one read of a memory-mapped array per batch).
+        return tf.data.Dataset.from_tensor_slices((row, positions)).map(example).batch(
+            batch_size).map(lambda images, index: (images, targets(index)))
 
     epochs = np.arange(first_epoch, first_epoch + len(orders), dtype=np.int64)
     dataset = tf.data.Dataset.from_tensor_slices((epochs, orders)).flat_map(one_epoch)

@@ -24,6 +24,22 @@ class TeacherConfig:
     specs: tuple = ()
     epochs: int = 10
     input_scale: float = 1.0
+    precision: str = "float32"
+
+
+@dataclasses.dataclass(frozen=True)
+class CacheConfig:
+    """How the teacher's outputs reach the training batches (`tfkd.cache`, `tfkd.replay`).
+
+    `mode` "none": the teacher runs on every batch; "memory" or "disk": its outputs on the
+    un-augmented training inputs are computed once and carried with the batches (disk: in
+    `dir`, shared by every run with the same teachers, data and preprocessing); "replay":
+    `replay_views` augmented views per image are drawn once and the teacher's top
+    `replay_topk` probabilities on each are stored in `dir` and replayed."""
+    mode: str = "none"
+    dir: str = "savedmodels/cache"
+    replay_views: int = 4
+    replay_topk: int = 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +101,7 @@ class RunConfig:
     student: str = "resnet8"
     method: MethodConfig = MethodConfig()
     teaching: TeachingConfig = TeachingConfig()
+    cache: CacheConfig = CacheConfig()
     curriculum: CurriculumConfig = CurriculumConfig()
     calibration: CalibrationConfig = CalibrationConfig()
     schedule: TrainConfig = TrainConfig()

@@ -50,7 +50,7 @@ def check(config):
             raise ValueError(f"--teachers: method {config.method.name!r} needs a comma list of "
                              "teachers, each a .keras file, a SavedModel folder or an "
                              "architecture to train")
-        minimum = 2 if config.method.name in multi_teacher.NEEDS_TWO_TEACHERS else 1
+        minimum = method.min_teachers
         if len(specs) < minimum:
             raise ValueError(f"--teachers: method {config.method.name!r} needs at least "
                              f"{minimum} teachers; got {len(specs)} ({','.join(specs)})")
@@ -129,7 +129,11 @@ def _run(config, method, strategy, work):
                                 teaching_run)
     seconds["distill"] = time.time() - start
     results = {"dataset": config.data.dataset, "method": config.method.name,
-               "teaching": {**teaching_run.summary(), "options": options}}
+               "teaching": {**teaching_run.summary(), "options": options},
+               "teacher_cache": teaching_run.cache_summary(work)}
+    serving = teaching_run.serving_summary(work)
+    if serving is not None:
+        results["teacher_serving"] = serving
 
     def on_test(model):  # nothing when the test split must not be read (a search trial)
         return {"accuracy": phases.accuracy(model, bundle.test)} \

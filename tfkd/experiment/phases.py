@@ -12,7 +12,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfkd import calibration, checkpoint, curriculum, data, export, models, teachers, training
+from tfkd import (calibration, checkpoint, curriculum, data, export, fast_teacher, models,
+                  teachers, training)
 from tfkd import callbacks as run_callbacks
 from tfkd.callbacks import BatchValueRecorder, TestMonitor
 from tfkd.data import pipeline
@@ -65,13 +66,15 @@ def accuracy(model, split, batch_size=256):
 
 
 def fit_resumable(model, work, phase, bundle, schedule, seed, verbose, orders=None, augment=False,
-                  extras=None, callbacks=(), write=True):
+                  extras=None, callbacks=(), write=True, stream=None):
     """Fits `model` (compiled) on the training split for `schedule.epochs`, resuming.
 
     Args:
       work: the run's WorkDir; phase: names the checkpoint folder and the messages.
       orders: int [epochs, N] training order per epoch (default: a seeded shuffle per epoch).
       extras: per-example arrays the batches carry (`pipeline.epochs_dataset`).
+      stream: optional `make(orders, first_epoch, batch_size, seed) -> (dataset, steps)`
+        building the training batches instead of `pipeline.epochs_dataset` (replay).
     Returns:
       the list of epoch logs (the earlier, resumed epochs included).
     """
@@ -88,8 +91,11 @@ def fit_resumable(model, work, phase, bundle, schedule, seed, verbose, orders=No
         orders = pipeline.shuffled_orders(examples, schedule.epochs, seed, first_epoch)
     else:
         orders = np.asarray(orders)[first_epoch:]
-    train, steps = pipeline.epochs_dataset(*bundle.train, orders, schedule.batch_size, augment,
-                                           seed, first_epoch, extras)
+    if stream is not None:
+        train, steps = stream(orders, first_epoch, schedule.batch_size, seed)
+    else:
+        train, steps = pipeline.epochs_dataset(*bundle.train, orders, schedule.batch_size,
+                                               augment, seed, first_epoch, extras)
     saver = checkpoint.EpochCheckpoint(folder, history, save=write)
     callbacks = [*callbacks, run_callbacks.NonFiniteLossGuard(phase), saver]
     if write:
@@ -307,6 +313,60 @@ def check_curriculum(config, method):
                          "--teaching=fixed or --distill_dataset")
 
 
+CHECK_EXAMPLES = 256
+
+
+def serve_teacher(teacher, config, options, bundle, strategy):
+    """The teacher(s) as they run during distillation: batch norms folded into the layer before
+    them (inference mode; outputs unchanged within `fast_teacher.FOLD_TOLERANCE`) and cast to
+    --teacher_precision, checked against the given teacher's soft targets at the method's
+    temperature on up to 256 validation inputs (train inputs without a validation split).
+
+    Returns:
+      (served teacher or list of them, summary dict or None without a teacher).
+    Raises:
+      ValueError naming --teacher_precision when a served teacher's soft targets differ by more
+      than `fast_teacher.TOLERANCES[precision]`, or when it cannot be cast.
+    """
+    if teacher is None:
+        return None, None
+    precision = config.teacher.precision
+    if precision not in fast_teacher.PRECISIONS:
+        raise ValueError(f"--teacher_precision must be one of "
+                         f"{', '.join(fast_teacher.PRECISIONS)}, got {precision!r}")
+    several = isinstance(teacher, (list, tuple))
+    split = bundle.validation if len(bundle.validation[1]) else bundle.train
+    inputs = data.to_float(split[0][:CHECK_EXAMPLES])
+    temperature = float(options.get("temperature", 1.0))
+    tolerance = fast_teacher.TOLERANCES[precision]
+    served, summaries = [], []
+    for model in (teacher if several else [teacher]):
+        if not fast_teacher.is_functional(model):
+            if precision != "float32":
+                raise ValueError(f"--teacher_precision={precision} casts a functional Keras "
+                                 f"teacher; {model.name} is a {type(model).__name__}")
+            served.append(model)
+            summaries.append({"precision": precision, "batch_norms_folded": 0})
+            continue
+        with strategy.scope():
+            fast = fast_teacher.fast_teacher(model, precision)
+        try:
+            difference = fast_teacher.check_soft_targets(
+                model.predict(inputs, batch_size=CHECK_EXAMPLES, verbose=0),
+                fast.predict(inputs, batch_size=CHECK_EXAMPLES, verbose=0), temperature,
+                tolerance)
+        except ValueError as error:
+            raise ValueError(f"--teacher_precision={precision}: {error}") from None
+        served.append(fast)
+        summaries.append({"precision": precision, "batch_norms_folded":
+                          fast_teacher.count_batch_norms(model) -
+                          fast_teacher.count_batch_norms(fast),
+                          "soft_target_difference": difference, "tolerance": tolerance,
+                          "temperature": temperature, "checked_examples": int(len(inputs))})
+    summary = {"teachers": summaries} if several else summaries[0]
+    return (served if several else served[0]), summary
+
+
 def distill(method, config, options, teacher, bundle, strategy, work, teaching_run):
     """Builds the student and the method's distiller and fits it (resuming); returns
     (student, history). A resumed run whose distillation finished loads the student."""
@@ -316,17 +376,21 @@ def distill(method, config, options, teacher, bundle, strategy, work, teaching_r
         with strategy.scope():
             return teachers.load_model(saved, "student"), work.done("distill")["history"]
     schedule, seed = config.schedule, config.seed
+    served, serving = serve_teacher(teacher, config, options, bundle, strategy)
+    teaching_run.serving = serving
     print(f"Distilling {config.student} with {options} for {schedule.epochs} epochs", flush=True)
     # Seeded here, so the student starts alike whether the teacher was trained or loaded.
     seed_everything(seed)
     student = build_model(config.student, bundle, strategy)
     orders = training_orders(config, teacher, bundle, work)
-    extras = teaching_run.extras(bundle, teacher)
     steps = -(-len(bundle.train[1]) // schedule.batch_size)
     with strategy.scope():
-        distiller = method.build(student, teacher, bundle, options)
+        distiller = method.build(student, served, bundle, options)
         teaching_run.attach(distiller)
         distiller.compile(optimizer=training.make_optimizer(schedule, steps), metrics=["accuracy"])
+    progress = 1 if config.output.verbose else 0
+    extras = teaching_run.extras(bundle, served, distiller, work, config, options, progress)
+    stream = teaching_run.stream(bundle, served, options, work, config, progress)
     callbacks = []
     if config.teaching.test_every:
         callbacks.append(TestMonitor(student, bundle.test, config.teaching.test_every, teacher))
@@ -334,12 +398,12 @@ def distill(method, config, options, teacher, bundle, strategy, work, teaching_r
         callbacks.append(BatchValueRecorder(work.file("batch_values.csv")))
     history = fit_resumable(distiller, work, "distill", bundle, schedule, seed,
                             config.output.verbose, orders, config.augment, extras, callbacks,
-                            write=work.write)
+                            write=work.write, stream=stream)
     if work.write:
         export.save_keras(student, saved)
         with open(work.file("history.csv"), "w") as handle:
             handle.write(checkpoint.history_csv(history))
-    work.finish("distill", {"history": history})
+    work.finish("distill", {"history": history, "serving": serving})
     return student, history
 
 

@@ -1,13 +1,24 @@
-"""What the teaching settings change in one run: the teaching mode, out-of-domain data, options."""
+"""What the teaching settings change in one run: the teaching mode, the teacher-output cache,
+out-of-domain data, options."""
 import dataclasses
+import json
+import os
+import time
 
 import numpy as np
 
-from tfkd import data, teaching
+from tfkd import cache, data, replay, teaching
 from tfkd.data import DataBundle
 from tfkd.distillers import Distiller
 
 NONE = "none"
+PLAIN_CACHES = ("memory", "disk")
+REPLAY = "replay"
+REPLAY_MODES = ("consistent", "function_matching")
+# The folder (in the run's checkpoints, removed when the run finishes) of a memory cache, so a
+# resumed run reads what its first attempt computed.
+MEMORY_FOLDER = "teacher_cache"
+CACHE_PHASE = "teacher_cache"  # the phase record: mode, key, built
 
 
 class TeachingRun:
@@ -53,8 +64,54 @@ class TeachingRun:
         if (self.mode == "function_matching" or self.other is not None) and \
                 "alpha" in self.options and "alpha" not in config.method.options:
             self.options["alpha"] = 1.0
-        self._logits = None
+        self.cache_settings = config.cache
+        self.cache_mode = self._cache_mode(config, method, bundle)
+        self.cache_record = None
+        self.serving = None  # what phases.serve_teacher made of the teacher(s)
         self.examples = len(bundle.train[1])
+
+    def _cache_mode(self, config, method, bundle):
+        """The cache this run uses (None, "memory", "disk" or "replay"); refuses settings under
+        which cached outputs would not be the teacher's outputs on what the student sees."""
+        settings, mode = config.cache, config.cache.mode
+        if mode not in (NONE, *PLAIN_CACHES, REPLAY):
+            raise ValueError(f"--teacher_cache must be one of none, memory, disk, replay; got "
+                             f"{mode!r}")
+        if mode != NONE and not method.needs_teacher:
+            raise ValueError(f"--teacher_cache: method {config.method.name!r} uses no teacher")
+        if mode in ("disk", REPLAY) and not settings.dir:
+            raise ValueError(f"--cache_dir: --teacher_cache={mode} needs a folder")
+        if self.mode == "fixed":  # fixed teaching is the cache: logits once, on clean inputs
+            if mode == REPLAY:
+                raise ValueError("--teacher_cache=replay stores the teacher's outputs on "
+                                 "augmented views, but --teaching=fixed computes them on the "
+                                 "clean images; use --teaching=consistent or function_matching")
+            return "disk" if mode == "disk" else "memory"
+        if mode in PLAIN_CACHES:
+            augmentation = "--augment" if config.augment else (
+                f"--teaching={self.mode}" if self.mode is not None else None)
+            if augmentation:
+                raise ValueError(f"--teacher_cache={mode} stores the teacher's outputs on "
+                                 f"un-augmented inputs, but {augmentation} draws new views "
+                                 "every step; use --teacher_cache=replay (stored views, "
+                                 "replayed) with --teaching=consistent or function_matching")
+            return mode
+        if mode == REPLAY:
+            if self.mode not in REPLAY_MODES:
+                raise ValueError("--teacher_cache=replay replays stored views to teacher and "
+                                 "student alike; it needs --teaching=consistent or "
+                                 f"function_matching, got --teaching={self.mode or NONE}")
+            if len(bundle.input_shape) != 3:
+                raise ValueError(f"--teacher_cache=replay stores image views, but --dataset="
+                                 f"{bundle.name} has inputs of shape "
+                                 f"{tuple(bundle.input_shape)}")
+            if settings.replay_views < 1:
+                raise ValueError("--replay_views must be an integer >= 1")
+            if not 1 <= settings.replay_topk <= bundle.num_classes:
+                raise ValueError(f"--replay_topk must be in [1, {bundle.num_classes}] for "
+                                 f"{bundle.num_classes} classes, got {settings.replay_topk}")
+            return REPLAY
+        return None
 
     def distill_bundle(self, bundle, teacher):
         """`bundle`, or out of domain the other data set's images labelled with the teacher's
@@ -62,8 +119,8 @@ class TeachingRun:
         `bundle`'s validation and test splits."""
         if self.other is None:
             return bundle
-        self._logits = teaching.teacher_predictions(teacher, self.other)
-        pseudo_labels = np.argmax(self._logits, axis=-1).astype(np.int64)
+        logits = teaching.teacher_predictions(teacher, self.other)
+        pseudo_labels = np.argmax(logits, axis=-1).astype(np.int64)
         self.examples = len(pseudo_labels)
         return DataBundle(name=f"{self.distill_dataset}->{bundle.name}",
                           train=(self.other, pseudo_labels), validation=bundle.validation,
@@ -71,15 +128,143 @@ class TeachingRun:
                           input_shape=bundle.input_shape, superclass_of=bundle.superclass_of,
                           class_names=bundle.class_names)
 
-    def extras(self, bundle, teacher):
-        """Per-example arrays the training batches carry: fixed teaching's teacher logits."""
-        if self.mode != "fixed":
+    # ---- the teacher-output cache ----------------------------------------------------------------
+    def cache_key(self, config, teachers, split="train", extra=None):
+        """`tfkd.cache.cache_key` of the served teachers on this run's training inputs: the data
+        set's identity (every data setting but the subset and seed, or --distill_dataset), the
+        split, the subset (--train_limit, --validation_fraction), the seed and the preprocessing
+        (--teacher_input_scale, the to_float convention, `extra`)."""
+        settings = dataclasses.asdict(config.data)
+        subset = {name: settings.pop(name) for name in ("train_limit", "validation_fraction")}
+        seed = settings.pop("seed")
+        settings.pop("test_limit")
+        if settings.get("data_dir"):
+            settings["data_dir"] = os.path.abspath(os.path.expanduser(settings["data_dir"]))
+        if self.distill_dataset:
+            settings["dataset"], subset = self.distill_dataset, {"distill_dataset": True}
+        preprocessing = {"input_scale": config.teacher.input_scale, "inputs": "to_float",
+                         **(extra or {})}
+        return cache.cache_key(teachers, json.dumps(settings, sort_keys=True), split, subset,
+                               seed, preprocessing)
+
+    def extras(self, bundle, teacher, distiller=None, work=None, config=None, options=None,
+               verbose=1):
+        """Per-example arrays the training batches carry: the cached teacher outputs (fixed
+        teaching's logits among them), or None when the teacher runs on every batch.
+
+        Args:
+          bundle: the data the student learns from; teacher: the served teacher (a list for
+            multi-teacher methods); distiller: the built method (tells whether features are
+            needed); work: the run's WorkDir; config: the RunConfig.
+        Returns:
+          None, or {"teacher_logits": float32 [N, C] (a tuple of K for K teachers), and with
+          teacher features "teacher_features"}; a disk cache's arrays are memory-mapped.
+        """
+        if self.cache_mode not in PLAIN_CACHES:
             return None
-        logits = self._logits if self._logits is not None else \
-            teaching.teacher_predictions(teacher, bundle.train[0])
-        return {teaching.TEACHER_LOGITS: logits}
+        teachers = list(teacher) if isinstance(teacher, (list, tuple)) else [teacher]
+        uses_features = bool(getattr(distiller, "uses_features", False))
+        feature_layer = (options or {}).get("mkd_feature_layer", cache.FEATURES)
+        outputs = ("logits", "features") if uses_features else ("logits",)
+        key = self.cache_key(config, teachers)
+        private = self.cache_mode == "memory"
+        if private and (work is None or not work.write):
+            store = cache.TeacherCache("memory", verbose=verbose)
+        else:
+            folder = work.file("checkpoints", MEMORY_FOLDER) if private else \
+                self.cache_settings.dir
+            store = cache.TeacherCache("disk", folder, verbose=verbose)
+        start = time.time()
+        print(f"Teacher outputs ({self.cache_mode} cache, key {key}) on "
+              f"{len(bundle.train[1])} training examples", flush=True)
+        cached = store.outputs(teachers, bundle.train[0], key, outputs=outputs,
+                               feature_layer=feature_layer)
+        self._record(work, {"mode": self.cache_mode, "key": key, "built": cached.built,
+                            "path": None if private else cached.path,
+                            "outputs": list(outputs), "seconds": time.time() - start})
+        logits, features = list(cached.logits), cached.features
+        if private:  # held in memory while training
+            logits = [np.array(array) for array in logits]
+            features = None if features is None else [np.array(array) for array in features]
+        single = len(teachers) == 1 and not isinstance(teacher, (list, tuple))
+        carried = {cache.TEACHER_LOGITS: logits[0] if single else tuple(logits)}
+        if features is not None:
+            carried[cache.TEACHER_FEATURES] = features[0] if single else tuple(features)
+        return carried
+
+    def stream(self, bundle, teacher, options, work, config, verbose=1):
+        """For --teacher_cache=replay: `make(orders, first_epoch) -> (dataset, steps)`, the
+        resumable replay batches (`tfkd.replay.replay_epochs_dataset`); else None."""
+        if self.cache_mode != REPLAY:
+            return None
+        settings = self.cache_settings
+        temperature = float(options.get("temperature", 1.0))
+        recipe = {"replay_views": settings.replay_views, "replay_topk": settings.replay_topk,
+                  "temperature": temperature, "crop_scale": [self.teaching.crop_scale[0],
+                                                             self.teaching.crop_scale[1]],
+                  "crop_ratio": list(self.teaching.crop_ratio), "flip": self.teaching.flip,
+                  "mixup_alpha": self.teaching.mixup_alpha
+                  if self.mode == "function_matching" else None}
+        key = self.cache_key(config, [teacher], extra=recipe)
+        start = time.time()
+        print(f"Replay views (key {key}): {settings.replay_views} per training image",
+              flush=True)
+        storage, path, built = replay.cached_replay(
+            teacher, bundle.train[0], key, settings.dir, views=settings.replay_views,
+            topk=settings.replay_topk, temperature=temperature,
+            crop_scale=tuple(recipe["crop_scale"]), crop_ratio=tuple(recipe["crop_ratio"]),
+            flip=recipe["flip"], mixup_alpha=recipe["mixup_alpha"], seed=config.seed,
+            verbose=verbose)
+        self._record(work, {"mode": REPLAY, "key": key, "built": built, "path": path,
+                            "views": settings.replay_views, "topk": settings.replay_topk,
+                            "bytes_per_image": int(storage.bytes_per_image),
+                            "seconds": time.time() - start})
+        x, y = bundle.train
+
+        def make(orders, first_epoch, batch_size, seed):
+            return replay.replay_epochs_dataset(storage, x, y, orders, batch_size, seed,
+                                                first_epoch, temperature)
+        return make
+
+    def _record(self, work, record):
+        earlier = work.done(CACHE_PHASE) if work is not None else None
+        if earlier is not None and earlier.get("key") == record["key"]:
+            # Built by an earlier attempt of this run counts as built by this run.
+            record = {**record, "built": bool(earlier["built"] or record["built"]),
+                      "reused_on_resume": not record["built"]}
+        self.cache_record = record
+        if work is not None:
+            work.finish(CACHE_PHASE, record)
+
+    def cache_summary(self, work=None):
+        """What results.json records of the cache: mode, key, built (True when this run computed
+        it, False when it was read from an earlier run's disk entry), path, seconds."""
+        if self.cache_mode is None:
+            return {"mode": NONE}
+        record = self.cache_record
+        if record is None and work is not None:
+            record = work.done(CACHE_PHASE)
+        return record or {"mode": self.cache_mode}
+
+    def serving_summary(self, work=None):
+        """The served teacher's precision, folded batch norms and checked difference."""
+        if self.serving is None and work is not None:
+            return (work.done("distill") or {}).get("serving")
+        return self.serving
 
     def attach(self, distiller):
+        """Sets what the distiller reads from a batch: the teaching mode, or for a cache the
+        carried teacher outputs (validation batches carry none: the teacher runs on them)."""
+        if self.cache_mode is not None and self.mode != "fixed":
+            if isinstance(distiller, cache.MultiTeacherDistiller):
+                cache.read_cached_outputs(distiller)
+                return
+            if not isinstance(distiller, Distiller):
+                raise ValueError(f"--teacher_cache needs a tfkd Distiller, the method built a "
+                                 f"{type(distiller).__name__}")
+            teaching.check_logit_based(distiller)
+            distiller.teaching = cache.CachedTeaching()
+            return
         if self.teaching is None:
             return
         if not isinstance(distiller, Distiller):

@@ -3,9 +3,13 @@ import contextlib
 
 
 class Registry:
-    def __init__(self, kind):
+    """`homes` maps names registered by modules not imported yet to those modules, so that a
+    miss on such a name says which import registers it."""
+
+    def __init__(self, kind, homes=None):
         self.kind = kind
         self._entries = {}
+        self.homes = dict(homes or {})
 
     def register(self, name, obj=None):
         """Registers `obj` under `name`; usable as a decorator when `obj` is omitted."""
@@ -20,8 +24,11 @@ class Registry:
         try:
             return self._entries[name]
         except KeyError:
-            raise ValueError(f"{self.kind} {name!r} is not registered; known: "
-                           f"{', '.join(sorted(self._entries))}") from None
+            home = self.homes.get(name)
+            where = (f"; it is registered by {home}, which is not imported yet (import {home})"
+                     if home else "")
+            raise ValueError(f"{self.kind} {name!r} is not registered{where}; known: "
+                             f"{', '.join(sorted(self._entries))}") from None
 
     def names(self):
         return sorted(self._entries)

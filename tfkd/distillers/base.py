@@ -76,6 +76,21 @@ def per_worker_logs(logs):
     return {name: ops.reshape(value, [1]) for name, value in logs.items()}
 
 
+# A key of `compute_terms`' result: a batch-level scalar term added to the objective.
+BATCH_LOSS = "batch_loss"
+
+
+class EpochCounter(keras.callbacks.Callback):
+    """Writes the 0-based epoch into a variable read by `train_step`."""
+
+    def __init__(self, variable):
+        super().__init__()
+        self.variable = variable
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.variable.assign(epoch)
+
+
 @keras.saving.register_keras_serializable(package="tfkd")
 class Distiller(keras.Model):
     """Knowledge distillation (Hinton et al., 2015) as a `keras.Model`.
@@ -99,6 +114,8 @@ class Distiller(keras.Model):
     """
 
     loss_terms = ("loss", "student_loss", "distillation_loss")
+    # True: `self.epoch` (0-based, a non-trainable variable) is set by `fit` at every epoch.
+    counts_epochs = False
 
     def __init__(self, student, teacher=None, temperature=4.0, alpha=0.9, target="temperature",
                  distance="kl", target_options=None, teaching=None, **kwargs):
@@ -122,6 +139,8 @@ class Distiller(keras.Model):
             teacher.trainable = False
         self.teaching = teaching_modes.build(teaching)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.loss_terms}
+        if self.counts_epochs:
+            self.epoch = keras.Variable(0, dtype="int32", trainable=False, name="epoch")
 
     # ---- pieces a method may override -------------------------------------------------------
     def teacher_logits(self, x):
@@ -139,7 +158,11 @@ class Distiller(keras.Model):
         return x, x, y
 
     def compute_terms(self, x, y, student_logits, teacher_logits, training):
-        """Per-example loss terms, each [batch]; must include every name in `loss_terms`."""
+        """Per-example loss terms, each [batch], or batch-level scalars; must include every name
+        in `loss_terms`. `terms["loss"]` [batch] is averaged over the global batch; a method
+        whose equation is a batch statistic adds it as `terms["batch_loss"]` (computed on the
+        global batch, see `tfkd.losses.dist_loss`). Methods with `needs_features` also receive
+        `features=(student features, teacher features)`."""
         student_loss = losses.cross_entropy(y, student_logits)
         target = self.target(teacher_logits, y)
         distillation_loss = self.distance(target, student_logits, self.temperature)
@@ -189,29 +212,56 @@ class Distiller(keras.Model):
         return [m for m in super().metrics if m.name != "loss" or id(m) in own]
 
     def total_loss(self, terms, sample_weight):
-        """The scalar to differentiate: the global-batch mean of `terms["loss"]` plus the
-        student's regularisation losses, divided by the replica count since Keras sums
-        gradients across replicas."""
+        """The scalar to differentiate: the global-batch mean of `terms["loss"]`, plus
+        `terms["batch_loss"]` (a batch-level scalar already computed on the global batch, e.g.
+        DIST's correlations) and the student's regularisation losses, each of the last two
+        divided by the replica count since Keras sums gradients across replicas."""
         loss = global_mean(terms["loss"], sample_weight)
+        if BATCH_LOSS in terms:
+            loss += losses.replica_scaled(terms[BATCH_LOSS])
         if self.student.losses:
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             loss += ops.sum(self.student.losses) / replicas
         return loss
 
+    def teacher_outputs(self, x):
+        """(teacher logits or None, teacher features or None); features only where the method
+        reads them (`needs_features`)."""
+        return self.teacher_logits(x), None
+
+    def student_outputs(self, x, training):
+        """(student logits, student features or None)."""
+        return self.student(x, training=training), None
+
     def _forward(self, data, training):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         student_x, teacher_x, y = self.prepare_batch(x, y, training)
-        teacher_logits = self.teacher_logits(teacher_x)
+        teacher_logits, teacher_features = self.teacher_outputs(teacher_x)
 
         def loss_fn():
-            student_logits = self.student(student_x, training=training)
+            student_logits, student_features = self.student_outputs(student_x, training)
             if teacher_logits is not None:  # shapes are static: free after the first trace
-                check_logits(student_logits, teacher_logits, self.student, self.teacher)
-            terms = self.compute_terms(student_x, y, student_logits, teacher_logits, training)
+                self.check_step_logits(student_logits, teacher_logits)
+            if student_features is None:
+                terms = self.compute_terms(student_x, y, student_logits, teacher_logits, training)
+            else:
+                terms = self.compute_terms(student_x, y, student_logits, teacher_logits, training,
+                                           features=(student_features, teacher_features))
             return self.total_loss(terms, sample_weight), (y, student_logits, terms,
                                                            sample_weight)
 
         return loss_fn
+
+    def check_step_logits(self, student_logits, teacher_logits):
+        """`check_logits` for this distiller's teacher(s); teacher_logits [..., batch, classes]."""
+        check_logits(student_logits, teacher_logits, self.student, self.teacher)
+
+    def fit(self, *args, callbacks=None, **kwargs):
+        """`keras.Model.fit`, plus the callback that tells `train_step` the epoch when the
+        method reads it (`counts_epochs`)."""
+        if self.counts_epochs:
+            callbacks = list(callbacks or []) + [EpochCounter(self.epoch)]
+        return super().fit(*args, callbacks=callbacks, **kwargs)
 
     def train_step(self, data):
         loss_fn = self._forward(data, training=True)
@@ -228,10 +278,13 @@ class Distiller(keras.Model):
         batch = ops.cast(ops.shape(student_logits)[0], "float32")
         for name, tracker in self.trackers.items():
             value = terms[name]
-            if sample_weight is not None:
+            if sample_weight is not None and len(value.shape):
                 value = value * ops.cast(ops.reshape(sample_weight, [-1]), value.dtype)
+            value = ops.mean(value) if len(value.shape) else value
+            if name == "loss" and BATCH_LOSS in terms:
+                value = value + terms[BATCH_LOSS]
             # A batch-size weight makes the cross-replica aggregate the global-batch mean.
-            tracker.update_state(ops.mean(value) if len(value.shape) else value, sample_weight=batch)
+            tracker.update_state(value, sample_weight=batch)
         return per_worker_logs(self.compute_metrics(None, y, student_logits, sample_weight))
 
     def get_config(self):

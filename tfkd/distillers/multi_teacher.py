@@ -22,66 +22,12 @@ import keras
 from keras import ops
 
 from tfkd import losses, methods, models, multi_teacher
-from tfkd.distillers.base import Distiller, check_class_counts, check_logits
+from tfkd.distillers.base import Distiller, EpochCounter, check_class_counts, check_logits
+from tfkd.distillers.features import (HINT_WEIGHT, ResizeFeatures, build_adapter,  # noqa: F401
+                                     check_graph as _check_graph,
+                                     layer_output as _layer_output)
 
 FEATURE_WEIGHTINGS = ("ca_mkd", "logits", "aver")
-
-
-class ResizeFeatures(keras.layers.Layer):
-    """[B, H, W, C] -> [B, h, w, C] with `tfkd.multi_teacher.resize_features`."""
-
-    def __init__(self, size, **kwargs):
-        super().__init__(**kwargs)
-        self.size = tuple(size)
-
-    def call(self, features):
-        return multi_teacher.resize_features(features, self.size)
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], *self.size, input_shape[-1])
-
-
-def build_adapter(student_shape, teacher_shape, name):
-    """r_k: student features [B, *student_shape] -> [B, *teacher_shape].
-
-    Feature maps: resize to the teacher's spatial size, then 1x1 convolution + batch norm + ReLU
-    (the authors' `Embed`); the batch norm is synchronised across replicas so that 2 replicas
-    take the same step as 1. Vectors: dense + ReLU (their `Regress`).
-    """
-    student_shape, teacher_shape = tuple(student_shape), tuple(teacher_shape)
-    if len(student_shape) != len(teacher_shape) or len(student_shape) not in (1, 3):
-        raise ValueError(f"the student's feature shape {student_shape} and {name}'s "
-                         f"{teacher_shape} must both be feature maps (height, width, channels) "
-                         "or both vectors (features,)")
-    inputs = keras.Input(student_shape)
-    if len(student_shape) == 3:
-        x = ResizeFeatures(teacher_shape[:2], name="resize")(inputs)
-        x = keras.layers.Conv2D(teacher_shape[-1], 1, use_bias=False, name="conv")(x)
-        x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=True,
-                                            name="bn")(x)
-    else:
-        x = keras.layers.Dense(teacher_shape[-1], name="dense")(inputs)
-    outputs = keras.layers.ReLU(name="relu")(x)
-    return keras.Model(inputs, outputs, name=name)
-
-
-def _check_graph(model, role):
-    try:
-        model.input  # noqa: B018 - raises when the model has no layer graph
-    except (AttributeError, ValueError):
-        raise ValueError(f"feature_layer: {role} ({model.name}) has no layer graph to read a "
-                         "feature map from (a subclassed model, or a Sequential model without an "
-                         "Input never called); feature methods (lambda2 > 0) need functional or "
-                         "Sequential models") from None
-
-
-def _layer_output(model, layer_name, role):
-    try:
-        return model.get_layer(layer_name).output
-    except ValueError:
-        raise ValueError(f"feature_layer: {role} ({model.name}) has no layer named "
-                         f"{layer_name!r}; feature methods need it in the student and every "
-                         "teacher (tfkd models name their last feature map 'features')") from None
 
 
 def _teacher_head(teacher, layer_name, role):
@@ -120,17 +66,6 @@ def _check_settings(count, weighting, temperature, lambda1, lambda2, feature_wei
     if needs_two and count < 2:
         raise ValueError(f"{' and '.join(needs_two)} needs at least 2 teachers; got {count}")
     return lambda2, feature_weighting
-
-
-class EpochCounter(keras.callbacks.Callback):
-    """Writes the 0-based epoch into a variable read by `train_step`."""
-
-    def __init__(self, variable):
-        super().__init__()
-        self.variable = variable
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.variable.assign(epoch)
 
 
 @keras.saving.register_keras_serializable(package="tfkd")
@@ -322,8 +257,6 @@ class MultiTeacherDistiller(Distiller):
 LAMBDA1 = methods.Option("lambda1", 1.0, "Multi-teacher methods: weight of the weighted KD term.")
 LAMBDA2 = methods.Option("lambda2", 50.0, "ca_mkd: weight of the intermediate-feature term "
                                           "L_inter (paper: 50).")
-HINT_WEIGHT = methods.Option("hint_weight", 100.0, "fitnet_mkd: weight of the averaged hint "
-                                                   "loss (paper: 100).")
 OFFICIAL_SCALING = methods.Option(
     "official_scaling", False, "ca_mkd, ebkd: also divide the weighted terms by the number of "
     "teachers as the authors' code does (changes the effective lambda1 and lambda2).")
@@ -376,35 +309,51 @@ def _build_fitnet_mkd(student, teachers, data, options):
 
 
 def _build_fixed(student, teachers, data, options):
-    text = options["fixed_teacher_weights"]
-    try:
-        weights = [float(w) for w in text.split(",")] if text.strip() else None
-    except ValueError:
-        raise ValueError(f"--fixed_teacher_weights must be a comma list of numbers; got "
-                         f"{text!r}") from None
+    weights = _fixed_weights(options)
     if weights is None:
         raise ValueError("--fixed_teacher_weights: fixed_mkd needs one weight per teacher")
     return _build("fixed", lambda2=0.0, fixed_weights=weights)(student, teachers, data, options)
 
 
+def _fixed_weights(options):
+    text = options["fixed_teacher_weights"]
+    try:
+        return [float(w) for w in text.split(",")] if text.strip() else None
+    except ValueError:
+        raise ValueError(f"--fixed_teacher_weights must be a comma list of numbers; got "
+                         f"{text!r}") from None
+
+
+def _ca_mkd_weighting(options):
+    return ("aver" if options.get("ca_mkd_ablation") == "average_weights" else "ca_mkd"), None
+
+
+def _weighting(name):
+    return lambda options: (name, None)
+
+
 _T = methods.TEMPERATURE
 for _name, _method in (
         ("aver", methods.Method(_build("aver", lambda2=0.0), (_T, LAMBDA1), multi_teacher=True,
+                                weighting=_weighting("aver"),
                                 description="You et al. 2017: CE + l1 * mean_k T^2 KL_k")),
         ("ebkd", methods.Method(_build("ebkd", lambda2=0.0), (_T, LAMBDA1, OFFICIAL_SCALING),
-                                multi_teacher=True,
+                                multi_teacher=True, min_teachers=2, weighting=_weighting("ebkd"),
                                 description="Kwon et al. 2020: entropy-weighted teachers")),
         ("fixed_mkd", methods.Method(_build_fixed, (_T, LAMBDA1, FIXED_WEIGHTS),
                                      multi_teacher=True,
+                                     weighting=lambda options: ("fixed", _fixed_weights(options)),
                                      description="Teachers with fixed user-given weights")),
         ("fitnet_mkd", methods.Method(_build_fitnet_mkd, (_T, LAMBDA1, HINT_WEIGHT,
                                                           SKIP_FIRST_EPOCH, FEATURE_LAYER),
-                                      multi_teacher=True,
+                                      multi_teacher=True, needs_features=True,
+                                      weighting=_weighting("aver"),
                                       description="AVER + mean over teachers of FitNet hints")),
         ("ca_mkd", methods.Method(_build_ca_mkd, (_T, LAMBDA1, LAMBDA2, OFFICIAL_SCALING,
                                                   SKIP_FIRST_EPOCH, FEATURE_LAYER, ABLATION,
                                                   WEIGHT_GRADIENT),
-                                  multi_teacher=True,
+                                  multi_teacher=True, min_teachers=2, needs_features=True,
+                                  weighting=_ca_mkd_weighting,
                                   description="Zhang et al. 2022: confidence-aware weights on "
                                               "logits and features")),
 ):

@@ -3,7 +3,7 @@ import os
 
 import numpy as np
 
-from tfkd import data, multi_teacher
+from tfkd import data, methods, multi_teacher
 
 
 def is_chief(strategy):
@@ -17,14 +17,12 @@ def predict_all(models, x, batch_size=256):
 
 
 def weighting_of(method, options):
-    """The logit weighting the method uses, as `tfkd.multi_teacher.teacher_weights` names it."""
-    if method == "ca_mkd" and options.get("ca_mkd_ablation") == "average_weights":
-        return "aver", None
-    if method in ("ca_mkd", "ebkd"):
-        return method, None
-    if method == "fixed_mkd":
-        return "fixed", [float(w) for w in options["fixed_teacher_weights"].split(",")]
-    return "aver", None
+    """The logit weighting the method declares (`Method.weighting`), as
+    `tfkd.multi_teacher.teacher_weights` names it: (name, fixed weights or None)."""
+    declared = methods.METHODS.get(method).weighting
+    if declared is None:
+        raise ValueError(f"method {method!r} declares no teacher weighting")
+    return declared(options)
 
 
 def plot_weights(weights, names, path, title):

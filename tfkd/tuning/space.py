@@ -178,9 +178,9 @@ def parse_search_space(spec, method, source="search space"):
 
 
 def default_search_space(method):
-    """The `search` entries of the method's options plus a log-scale learning rate, as JSON."""
-    spec = {option.name: option.search for option in methods.METHODS.get(method).options
-            if option.search is not None}
+    """The method's declared search space (`Method.search_space`) plus a log-scale learning
+    rate, as JSON."""
+    spec = dict(methods.METHODS.get(method).search_space)
     spec["learning_rate"] = dict(DEFAULT_LEARNING_RATE)
     return spec
 

@@ -23,12 +23,13 @@ def test_kd_sr_on_the_teacher_curriculum_logs_the_reference_lambda_per_batch(tmp
                                                                              monkeypatch):
     calls = []
     original = curriculum.score
-    monkeypatch.setattr(curriculum, "score",
-                        lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs))
+    monkeypatch.setattr(curriculum, "score", lambda teacher, data, *args, **kwargs: calls.append(
+        len(data[1])) or original(teacher, data, *args, **kwargs))
     out = tmp_path / "run"
     results = run_distill(TINY + ["--method=kd_sr", "--curriculum=teacher", "--reliance_shift=0.01",
                   f"--output_dir={out}"])
-    assert len(calls) == 1  # the curriculum and kd_sr share one teacher pass
+    train_size = len(data.load(config(TINY).data).train[1])
+    assert calls.count(train_size) == 1  # the curriculum and kd_sr share one teacher pass
     for name in ("curriculum.png", "curriculum.npz", "batch_values.csv",
                  "batch_values_batch_reliance.png", "history.csv"):
         assert (out / name).exists(), name

@@ -1,4 +1,6 @@
 """Augmentation replay (FKD): stored views, compressed targets, round trips, the replay pipeline."""
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -151,3 +153,50 @@ def test_bad_arguments_are_named():
     storage = replay.build_replay(teacher, x, views=1, topk=1, verbose=0)
     with pytest.raises(ValueError, match="disagree on the number of images"):
         replay.replay_dataset(storage, x[:2], y[:2], 2)
+
+
+def test_epoch_stream_replays_stored_views_and_resumes_exactly():
+    x, y = _data()
+    storage = replay.build_replay(_teacher(), x, views=3, topk=2, temperature=2.0, verbose=0)
+    orders = tfkd.data.pipeline.shuffled_orders(len(y), 3, seed=5)
+    whole, steps = replay.replay_epochs_dataset(storage, x, y, orders, 8, seed=5)
+    assert steps == 3
+    batches = list(whole.as_numpy_iterator())
+    assert len(batches) == 3 * steps
+    chosen = replay.epoch_views(len(y), 3, 3, seed=5)
+    for epoch in range(3):
+        for step in range(steps):
+            views, targets = batches[epoch * steps + step]
+            examples = orders[epoch][step * 8:(step + 1) * 8]
+            np.testing.assert_array_equal(targets["labels"], y[examples])
+            for row, example in enumerate(examples):
+                view = chosen[epoch, example]
+                # The student sees exactly the stored view, and its stored target.
+                np.testing.assert_allclose(views[row], _reference_view(x, storage, example, view),
+                                           atol=2e-5)
+            carried = tf.nn.softmax(targets["teacher_logits"] / 2.0).numpy()
+            np.testing.assert_allclose(carried, storage.targets(examples, chosen[epoch,
+                                                                                 examples]),
+                                       atol=1e-6)
+    assert len(set(chosen.ravel().tolist())) == 3
+    resumed, _ = replay.replay_epochs_dataset(storage, x, y, orders[1:], 8, seed=5,
+                                              first_epoch=1)
+    for (va, ta), (vb, tb) in zip(batches[steps:], resumed.as_numpy_iterator(), strict=True):
+        np.testing.assert_array_equal(va, vb)
+        np.testing.assert_array_equal(ta["teacher_logits"], tb["teacher_logits"])
+
+
+def test_cached_replay_is_built_once_and_a_broken_entry_is_rebuilt(tmp_path):
+    x, _ = _data(8)
+    teacher = _teacher()
+    first, path, built = replay.cached_replay(teacher, x, "k" * 32, str(tmp_path), views=2,
+                                              topk=2, verbose=0)
+    again, same_path, built_again = replay.cached_replay(teacher, x, "k" * 32, str(tmp_path),
+                                                         views=2, topk=2, verbose=0)
+    assert built and not built_again and path == same_path
+    np.testing.assert_array_equal(again.topk_probabilities, first.topk_probabilities)
+    with open(path, "r+b") as handle:
+        handle.truncate(100)
+    _, _, rebuilt = replay.cached_replay(teacher, x, "k" * 32, str(tmp_path), views=2, topk=2,
+                                         verbose=0)
+    assert rebuilt and os.listdir(tmp_path) == [os.path.basename(path)]

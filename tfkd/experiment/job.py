@@ -106,7 +106,7 @@ def _run(config, method, strategy, work):
     teaching_run = TeachingRun(config, method, method_options(method, config.method.options),
                                bundle)
     options = teaching_run.options
-    phases.dry_build(method, config, options, bundle)
+    phases.dry_build(method, config, options, bundle, teaching_run)
     seconds = {}
     teacher, teacher_spec = None, None
     if method.multi_teacher:

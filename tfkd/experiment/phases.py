@@ -181,13 +181,16 @@ def check_inputs(model, bundle, flag):
                          f"{tuple(bundle.input_shape)} ({type(error).__name__})") from None
 
 
-def dry_build(method, config, options, bundle):
+def dry_build(method, config, options, bundle, teaching_run=None):
     """Builds the method on untrained (or loaded) models before any training, so a bad option,
     a class-count or input-shape mismatch stops the run before its first phase."""
     specs = list(config.teacher.specs) if method.multi_teacher else (
         [config.teacher.spec] if method.needs_teacher else [])
     flag = "--teachers" if method.multi_teacher else "--teacher"
     default = tf.distribute.get_strategy()
+    # A few examples are enough to build and check; a method that scores its data (kd_sr) then
+    # makes no full pass with an untrained teacher.
+    bundle = dataclasses.replace(bundle, train=tuple(a[:64] for a in bundle.train))
     found = []
     for spec in specs:
         if is_model_path(spec):
@@ -200,7 +203,9 @@ def dry_build(method, config, options, bundle):
     teacher = found if method.multi_teacher else (found[0] if found else None)
     student = build_model(config.student, bundle, default)
     try:
-        method.build(student, teacher, bundle, options)
+        distiller = method.build(student, teacher, bundle, options)
+        if teaching_run is not None:
+            teaching_run.check_distiller(distiller)
     except ValueError as error:
         message = str(error)
         for name in options:  # name the flag, as the command line spells it

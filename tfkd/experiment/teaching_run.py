@@ -147,6 +147,13 @@ class TeachingRun:
         return cache.cache_key(teachers, json.dumps(settings, sort_keys=True), split, subset,
                                seed, preprocessing)
 
+    @staticmethod
+    def _inputs_identity(bundle):
+        """The training inputs' shape and a digest of their bytes: data files changed on disk
+        under the same name make another key (rebuilt), never a stale entry."""
+        return {"input_shape": list(bundle.input_shape),
+                "inputs": cache.inputs_fingerprint(bundle.train[0])}
+
     def extras(self, bundle, teacher, distiller=None, work=None, config=None, options=None,
                verbose=1):
         """Per-example arrays the training batches carry: the cached teacher outputs (fixed
@@ -166,7 +173,7 @@ class TeachingRun:
         uses_features = bool(getattr(distiller, "uses_features", False))
         feature_layer = (options or {}).get("mkd_feature_layer", cache.FEATURES)
         outputs = ("logits", "features") if uses_features else ("logits",)
-        key = self.cache_key(config, teachers)
+        key = self.cache_key(config, teachers, extra=self._inputs_identity(bundle))
         private = self.cache_mode == "memory"
         if private and (work is None or not work.write):
             store = cache.TeacherCache("memory", verbose=verbose)
@@ -205,7 +212,8 @@ class TeachingRun:
                   "crop_ratio": list(self.teaching.crop_ratio), "flip": self.teaching.flip,
                   "mixup_alpha": self.teaching.mixup_alpha
                   if self.mode == "function_matching" else None}
-        key = self.cache_key(config, [teacher], extra=recipe)
+        key = self.cache_key(config, [teacher], extra={**recipe,
+                                                         **self._inputs_identity(bundle)})
         start = time.time()
         print(f"Replay views (key {key}): {settings.replay_views} per training image",
               flush=True)
@@ -252,6 +260,22 @@ class TeachingRun:
             return (work.done("distill") or {}).get("serving")
         return self.serving
 
+    def check_distiller(self, distiller):
+        """Raises one ValueError when the method's distiller cannot read cached outputs."""
+        if self.cache_mode is None or self.mode == "fixed" or \
+                isinstance(distiller, cache.MultiTeacherDistiller):
+            return
+        flag = f"--teacher_cache={self.cache_settings.mode}"
+        if not isinstance(distiller, Distiller):
+            raise ValueError(f"{flag} needs a tfkd Distiller, the method built a "
+                             f"{type(distiller).__name__}")
+        try:
+            teaching.check_logit_based(distiller)
+        except ValueError:
+            raise ValueError(f"{flag} carries only the teacher's logits, but "
+                             f"{type(distiller).__name__} needs more from the teacher; use "
+                             "--teacher_cache=none") from None
+
     def attach(self, distiller):
         """Sets what the distiller reads from a batch: the teaching mode, or for a cache the
         carried teacher outputs (validation batches carry none: the teacher runs on them)."""
@@ -259,10 +283,7 @@ class TeachingRun:
             if isinstance(distiller, cache.MultiTeacherDistiller):
                 cache.read_cached_outputs(distiller)
                 return
-            if not isinstance(distiller, Distiller):
-                raise ValueError(f"--teacher_cache needs a tfkd Distiller, the method built a "
-                                 f"{type(distiller).__name__}")
-            teaching.check_logit_based(distiller)
+            self.check_distiller(distiller)
             distiller.teaching = cache.CachedTeaching()
             return
         if self.teaching is None:

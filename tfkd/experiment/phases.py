@@ -387,7 +387,7 @@ def distill(method, config, options, teacher, bundle, strategy, work, teaching_r
     # Seeded here, so the student starts alike whether the teacher was trained or loaded.
     seed_everything(seed)
     student = build_model(config.student, bundle, strategy)
-    orders = training_orders(config, teacher, bundle, work)
+    orders = training_orders(config, served, bundle, work)
     steps = -(-len(bundle.train[1]) // schedule.batch_size)
     with strategy.scope():
         distiller = method.build(student, served, bundle, options)

@@ -3,6 +3,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from keras import ops
 
 import tfkd
 from tfkd import multi_teacher
@@ -415,3 +416,20 @@ def test_registered_methods_build_the_paper_settings(method, extra, expected):
     assert distiller.official_scaling == extra.get("official_scaling", False)
     if method == "fixed_mkd":
         assert distiller.fixed_weights == [0.25, 0.25, 0.5]
+
+
+def test_a_registered_weighting_carries_its_teacher_count_and_official_factor():
+    def sharpest(teacher_logits, labels=None):
+        """All weight on the teacher with the largest top-1 probability, per example."""
+        top = ops.max(ops.softmax(teacher_logits, axis=-1), axis=-1)  # [K, B]
+        return ops.one_hot(ops.argmax(top, axis=0), teacher_logits.shape[0])  # [B, K]
+
+    entry = multi_teacher.Weighting(sharpest, min_teachers=3,
+                                    official_factor=lambda count: 0.5)
+    with multi_teacher.WEIGHTINGS.temporary("sharpest", entry):
+        logits = np.array([[[4.0, 0.0]], [[1.0, 0.0]], [[0.0, 9.0]]], "float32")  # K=3, B=1
+        np.testing.assert_allclose(multi_teacher.teacher_weights(logits, [0], "sharpest"),
+                                   [[0.0, 0.0, 1.0]])
+        with pytest.raises(ValueError, match="'sharpest' needs at least 3 teachers; got 2"):
+            multi_teacher.teacher_weights(logits[:2], [0], "sharpest")
+        assert multi_teacher.official_factors("sharpest", "aver", 3) == (0.5, 1.0)

@@ -168,3 +168,12 @@ def test_mismatched_shapes_are_refused(call, message):
 def test_bad_hyperparameters_are_refused(call):
     with pytest.raises(ValueError):
         call()
+
+
+def test_a_mistyped_target_option_is_refused_by_name():
+    from tfkd.targets import build_target
+
+    with pytest.raises(ValueError, match="teacher target 'kd_topk' takes no option top_k"):
+        build_target("kd_topk", temperature=2.0, top_k=3)
+    # The distiller's temperature reaches only the targets that take one.
+    assert build_target("kd_rel", temperature=2.0, superclass_of=[0, 0, 1, 1]).p_gt == 0.7

@@ -1,7 +1,6 @@
 """tfkd: knowledge distillation for Keras 3 on TensorFlow."""
 from tfkd import calibration, data, export, losses, methods, models, targets
 from tfkd.distillers import Distiller  # imports every method module: the registry is complete
-from tfkd import partial  # noqa: F401  (registers ls, kd_pt, kd_sim, kd_pt_sim, kd_topk, kd_rel)
 from tfkd.distillers.multi_teacher import MultiTeacherDistiller  # noqa: F401
 from tfkd import callbacks, experiment  # noqa: E402  (experiment reads the registered methods)
 

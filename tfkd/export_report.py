@@ -22,7 +22,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfkd import data, export
+from tfkd import data
+from tfkd import export_formats as export
 from tfkd.io import write_text
 
 JSON_NAME, MARKDOWN_NAME = "export_report.json", "export_report.md"

@@ -141,8 +141,8 @@ def build(name, student, teacher, data=None, **options):
     Raises:
       ValueError for an unknown method, an unknown option (named) or an option out of range.
     """
-    import tfkd.distillers  # noqa: F401 - registers every method module
-
+    # Every method module is registered by then: importing any tfkd module runs tfkd/__init__,
+    # which imports tfkd.distillers (a package scan of the method modules).
     method = METHODS.get(name)
     return method.build(student, teacher, data, method.resolve(options, name))
 

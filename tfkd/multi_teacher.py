@@ -12,7 +12,8 @@ Weightings (`teacher_weights(..., method)`):
              closer to the label weighs more (Zhang et al., CA-MKD, Eq. 1-2).
   * `fixed`  user-given relative weights, normalised to sum to 1.
 """
-import functools
+import dataclasses
+from typing import Callable
 
 import numpy as np
 from keras import ops
@@ -22,8 +23,39 @@ from tfkd.registry import Registry
 
 WEIGHTINGS = Registry("teacher weighting")
 
-# Weightings that divide by K - 1 and so need at least two teachers.
-NEEDS_TWO_TEACHERS = ("ca_mkd", "ebkd")
+
+@dataclasses.dataclass(frozen=True)
+class Weighting:
+    """A registered logit weighting.
+
+    weights: `weights(teacher_logits [K, B, C], labels [B], **options) -> [B, K]`.
+    min_teachers: the smallest K it is defined for (2 where it divides by K - 1).
+    official_factor: `count -> factor` the authors' code applies to the weighted KD sum
+      (`official_scaling=True`).
+    options: the keyword options `weights` reads (e.g. `fixed_weights`).
+    """
+
+    weights: Callable
+    min_teachers: int = 1
+    official_factor: Callable = dataclasses.field(default=lambda count: 1.0, compare=False)
+    options: tuple = ()
+
+    def __call__(self, teacher_logits, labels, **options):
+        return self.weights(teacher_logits, labels, **options)
+
+
+def register_weighting(name, min_teachers=1, official_factor=None, options=()):
+    """Decorator: registers a weights function as the weighting `name`."""
+    def register(function):
+        WEIGHTINGS.register(name, Weighting(
+            function, min_teachers, official_factor or (lambda count: 1.0), tuple(options)))
+        return function
+    return register
+
+
+def min_teachers(weighting):
+    """The smallest teacher count the registered `weighting` is defined for."""
+    return WEIGHTINGS.get(weighting).min_teachers
 
 
 def _stack(teacher_logits):
@@ -38,9 +70,9 @@ def _stack(teacher_logits):
 
 
 def _count(teacher_logits, method):
-    count = teacher_logits.shape[0]
-    if method in NEEDS_TWO_TEACHERS and count is not None and count < 2:
-        raise ValueError(f"weighting {method!r} needs at least 2 teachers; got {count}")
+    count, minimum = teacher_logits.shape[0], min_teachers(method)
+    if count is not None and count < minimum:
+        raise ValueError(f"weighting {method!r} needs at least {minimum} teachers; got {count}")
     return count
 
 
@@ -52,7 +84,8 @@ def confidence_weights(per_teacher_losses):
     return ops.transpose(weights)
 
 
-@WEIGHTINGS.register("ca_mkd")
+# Their CA-MKD divides the weighted sum by B * K instead of B.
+@register_weighting("ca_mkd", min_teachers=2, official_factor=lambda count: 1.0 / count)
 def ca_mkd_weights(teacher_logits, labels):
     """[K, B, C] logits, [B] labels -> [B, K]; L_k = CE(y, softmax(z_k))."""
     per_teacher = ops.stack([losses.cross_entropy(labels, teacher_logits[k])
@@ -67,7 +100,9 @@ def entropy(logits):
     return -ops.sum(ops.exp(log_probs) * log_probs, axis=-1)
 
 
-@WEIGHTINGS.register("ebkd")
+# Their EBKD uses the un-normalised weights 1 - H_k / sum_j H_j (summing to K - 1) and divides
+# by B * K: (K - 1) / K times the normalised form.
+@register_weighting("ebkd", min_teachers=2, official_factor=lambda count: (count - 1) / count)
 def ebkd_weights(teacher_logits, labels=None):
     """[K, B, C] logits -> [B, K]; (1 - H_k / sum_j H_j) / (K - 1). Labels are not used.
 
@@ -83,7 +118,7 @@ def ebkd_weights(teacher_logits, labels=None):
     return ops.transpose(weights)
 
 
-@WEIGHTINGS.register("aver")
+@register_weighting("aver")
 def average_weights(teacher_logits, labels=None):
     """[K, B, C] logits -> [B, K] of 1 / K."""
     count = teacher_logits.shape[0]
@@ -103,7 +138,7 @@ def check_fixed_weights(fixed_weights, count):
     return array / array.sum()
 
 
-@WEIGHTINGS.register("fixed")
+@register_weighting("fixed", options=("fixed_weights",))
 def fixed_weights_of(teacher_logits, labels=None, fixed_weights=None):
     """[K, B, C] logits -> [B, K], every row the normalised `fixed_weights`."""
     weights = ops.convert_to_tensor(check_fixed_weights(fixed_weights, teacher_logits.shape[0]))
@@ -125,9 +160,8 @@ def teacher_weights(teacher_logits, labels, method, fixed_weights=None):
     weighting = WEIGHTINGS.get(method)
     teacher_logits = _stack(teacher_logits)
     _count(teacher_logits, method)
-    if method == "fixed":
-        weighting = functools.partial(weighting, fixed_weights=fixed_weights)
-    return weighting(teacher_logits, labels)
+    options = {"fixed_weights": fixed_weights} if "fixed_weights" in weighting.options else {}
+    return weighting(teacher_logits, labels, **options)
 
 
 def per_teacher_kl(teacher_logits, student_logits, temperature):
@@ -188,7 +222,7 @@ def official_factors(weighting, feature_weighting, count):
     un-normalised weights 1 - H_k / sum_j H_j (which sum to K - 1) and also divides by B * K,
     i.e. (K - 1) / K times the normalised form. AVER and FitNet-MKD take plain means.
     """
-    kd = {"ca_mkd": 1.0 / count, "ebkd": (count - 1) / count}.get(weighting, 1.0)
+    kd = WEIGHTINGS.get(weighting).official_factor(count)
     features = 1.0 / count if feature_weighting in ("ca_mkd", "logits") else 1.0
     return kd, features
 

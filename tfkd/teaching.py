@@ -253,8 +253,9 @@ def unpack_labels(y):
 def check_logit_based(distiller):
     """Fixed teaching replaces the teacher's forward pass by carried logits, which is only
     right for methods that take nothing else from the teacher."""
-    from tfkd.distillers.base import Distiller  # the base imports this module
-    if type(distiller).teacher_logits is not Distiller.teacher_logits:
+    # The base marks its own teacher_logits; an override (a method needing more from the
+    # teacher) lacks the mark. No import of the base: it imports this module.
+    if not getattr(type(distiller).teacher_logits, "logits_only", False):
         raise ValueError(
             f"teaching='fixed' carries only the teacher's logits, but {type(distiller).__name__} "
             "overrides teacher_logits (it needs more from the teacher); use independent, "

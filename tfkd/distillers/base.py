@@ -131,16 +131,22 @@ class Distiller(keras.Model):
                        if isinstance(target, str) else target)
         self.distance = losses.DISTANCES.get(distance) if isinstance(distance, str) else distance
         self.teacher = teacher
-        if getattr(self.target, "needs_teacher", True):
+        # target None: the method computes its own terms from its teachers (multi-teacher).
+        if self.target is not None and getattr(self.target, "needs_teacher", True):
             if teacher is None:
                 raise ValueError("this teacher target needs a teacher; pass teacher=")
         if teacher is not None:
             check_class_counts(student, teacher)
             teacher.trainable = False
         self.teaching = teaching_modes.build(teaching)
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in self.loss_terms}
+        self.set_loss_terms(self.loss_terms)
         if self.counts_epochs:
             self.epoch = keras.Variable(0, dtype="int32", trainable=False, name="epoch")
+
+    def set_loss_terms(self, names):
+        """The reported terms: one global-batch mean tracker per name (`loss` first)."""
+        self.loss_terms = tuple(names)
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in self.loss_terms}
 
     # ---- pieces a method may override -------------------------------------------------------
     def teacher_logits(self, x):
@@ -150,6 +156,8 @@ class Distiller(keras.Model):
         if self.teacher is None or not getattr(self.target, "needs_teacher", True):
             return None
         return ops.stop_gradient(self.teacher(x, training=False))
+
+    teacher_logits.logits_only = True  # read by tfkd.teaching.check_logit_based
 
     def prepare_batch(self, x, y, training):
         """Returns (student input, teacher input, labels); augmentation hooks go here."""

@@ -22,7 +22,7 @@ import keras
 from keras import ops
 
 from tfkd import losses, methods, models, multi_teacher
-from tfkd.distillers.base import Distiller, EpochCounter, check_class_counts, check_logits
+from tfkd.distillers.base import Distiller, check_class_counts, check_logits
 from tfkd.distillers.features import (HINT_WEIGHT, ResizeFeatures, build_adapter,  # noqa: F401
                                      check_graph as _check_graph,
                                      layer_output as _layer_output)
@@ -58,13 +58,14 @@ def _check_settings(count, weighting, temperature, lambda1, lambda2, feature_wei
     for name, value in (("lambda1", lambda1), ("lambda2", lambda2)):
         if value < 0:
             raise ValueError(f"{name} must be >= 0, got {value}")
-    needs_two = []
-    if weighting in multi_teacher.NEEDS_TWO_TEACHERS:
-        needs_two.append(f"weighting {weighting!r}")
+    # (what, its minimum teacher count); CA-MKD's feature weights divide by K - 1 too.
+    needs = [(f"weighting {weighting!r}", multi_teacher.min_teachers(weighting))]
     if lambda2 > 0 and feature_weighting == "ca_mkd":
-        needs_two.append("feature_weighting 'ca_mkd'")
-    if needs_two and count < 2:
-        raise ValueError(f"{' and '.join(needs_two)} needs at least 2 teachers; got {count}")
+        needs.append(("feature_weighting 'ca_mkd'", 2))
+    short = [(what, minimum) for what, minimum in needs if count < minimum]
+    if short:
+        raise ValueError(f"{' and '.join(what for what, _ in short)} needs at least "
+                         f"{max(minimum for _, minimum in short)} teachers; got {count}")
     return lambda2, feature_weighting
 
 
@@ -98,30 +99,31 @@ class MultiTeacherDistiller(Distiller):
     `teacher_<k>_feature_weight`. `evaluate` always includes the feature term in `loss`.
     """
 
+    counts_epochs = True  # the feature term sits out the first epoch
+
     def __init__(self, student, teachers, weighting="ca_mkd", temperature=4.0, lambda1=1.0,
                  lambda2=None, feature_weighting=None, feature_layer=models.FEATURES,
                  skip_features_first_epoch=True, official_scaling=False, fixed_weights=None,
                  feature_weight_gradient=False, **kwargs):
-        # Distiller.__init__ expects one teacher: set up the keras.Model directly.
-        super(Distiller, self).__init__(**kwargs)
-        self.teaching = None  # teaching modes are for single-teacher distillers
         if isinstance(teachers, keras.Model) or not teachers:
             raise ValueError("teachers must be a non-empty list of keras.Model")
         teachers = list(teachers)
         count = len(teachers)
         lambda2, feature_weighting = _check_settings(count, weighting, temperature, lambda1,
                                                      lambda2, feature_weighting)
-        self.fixed_weights = (multi_teacher.check_fixed_weights(fixed_weights, count).tolist()
-                              if weighting == "fixed" else None)
+        fixed_weights = (multi_teacher.check_fixed_weights(fixed_weights, count).tolist()
+                         if weighting == "fixed" else None)
         for k, teacher in enumerate(teachers):
             check_class_counts(student, teacher, f"teacher {k}")
             teacher.trainable = False
-
-        self.student = student
+        # No single teacher and no target transform: the terms come from `teachers`; teaching
+        # modes are for single-teacher distillers.
+        super().__init__(student, None, temperature=temperature, alpha=1.0, target=None,
+                         **kwargs)
+        self.fixed_weights = fixed_weights
         self.teachers = teachers
         self.weighting = weighting
         self.feature_weighting = feature_weighting
-        self.temperature = float(temperature)
         self.lambda1, self.lambda2 = float(lambda1), float(lambda2)
         self.uses_features = uses_features = lambda2 > 0
         self.skip_features_first_epoch = bool(skip_features_first_epoch)
@@ -130,7 +132,6 @@ class MultiTeacherDistiller(Distiller):
         self.kd_factor, self.feature_factor = (
             multi_teacher.official_factors(weighting, feature_weighting, count)
             if official_scaling else (1.0, 1.0))
-        self.epoch = keras.Variable(0, dtype="int32", trainable=False, name="epoch")
         if uses_features:
             self._build_feature_path(feature_layer)
 
@@ -139,8 +140,7 @@ class MultiTeacherDistiller(Distiller):
         names += [f"teacher_{k}_weight" for k in range(count)]
         if uses_features and feature_weighting == "ca_mkd":
             names += [f"teacher_{k}_feature_weight" for k in range(count)]
-        self.loss_terms = tuple(names)
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in self.loss_terms}
+        self.set_loss_terms(names)
 
     def _build_feature_path(self, layer_name):
         student = self.student
@@ -221,36 +221,26 @@ class MultiTeacherDistiller(Distiller):
         terms["loss"] = loss
         return terms
 
-    def _forward(self, data, training):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        student_x, teacher_x, y = self.prepare_batch(x, y, training)
-        teacher_logits, teacher_features = self.teacher_outputs(teacher_x)
+    def student_outputs(self, x, training):
+        if not self.uses_features:
+            return self.student(x, training=training), None
+        features, logits = self.student_view(x, training=training)
+        return logits, features
 
-        def loss_fn():
-            if self.uses_features:
-                student_features, student_logits = self.student_view(student_x, training=training)
-            else:
-                student_features, student_logits = None, self.student(student_x, training=training)
-            # The teachers agree with each other (`_stack_logits`); the student must too.
-            check_logits(student_logits, teacher_logits, self.student, self.teachers[0],
-                         "teacher 0")
-            terms = self.multi_teacher_terms(y, student_logits, student_features, teacher_logits,
-                                             teacher_features, training)
-            return self.total_loss(terms, sample_weight), (y, student_logits, terms,
-                                                           sample_weight)
+    def check_step_logits(self, student_logits, teacher_logits):
+        # The teachers agree with each other (`_stack_logits`); the student must too.
+        check_logits(student_logits, teacher_logits, self.student, self.teachers[0], "teacher 0")
 
-        return loss_fn
+    def compute_terms(self, x, y, student_logits, teacher_logits, training, features=None):
+        student_features, teacher_features = features if features is not None else (None, None)
+        return self.multi_teacher_terms(y, student_logits, student_features, teacher_logits,
+                                        teacher_features, training)
 
     def input_models(self):
         return [self.student, *self.teachers]
 
     def named_teachers(self):
         return [(teacher, f"teacher {k}") for k, teacher in enumerate(self.teachers)]
-
-    def fit(self, *args, callbacks=None, **kwargs):
-        """`keras.Model.fit`, plus the callback that tells `train_step` the epoch."""
-        callbacks = list(callbacks or []) + [EpochCounter(self.epoch)]
-        return super().fit(*args, callbacks=callbacks, **kwargs)
 
 
 # ---- methods for bin/distill ------------------------------------------------------------------
@@ -338,7 +328,8 @@ for _name, _method in (
                                 weighting=_weighting("aver"),
                                 description="You et al. 2017: CE + l1 * mean_k T^2 KL_k")),
         ("ebkd", methods.Method(_build("ebkd", lambda2=0.0), (_T, LAMBDA1, OFFICIAL_SCALING),
-                                multi_teacher=True, min_teachers=2, weighting=_weighting("ebkd"),
+                                multi_teacher=True, weighting=_weighting("ebkd"),
+                                min_teachers=multi_teacher.min_teachers("ebkd"),
                                 description="Kwon et al. 2020: entropy-weighted teachers")),
         ("fixed_mkd", methods.Method(_build_fixed, (_T, LAMBDA1, FIXED_WEIGHTS),
                                      multi_teacher=True,
@@ -352,7 +343,8 @@ for _name, _method in (
         ("ca_mkd", methods.Method(_build_ca_mkd, (_T, LAMBDA1, LAMBDA2, OFFICIAL_SCALING,
                                                   SKIP_FIRST_EPOCH, FEATURE_LAYER, ABLATION,
                                                   WEIGHT_GRADIENT),
-                                  multi_teacher=True, min_teachers=2, needs_features=True,
+                                  multi_teacher=True, needs_features=True,
+                                  min_teachers=multi_teacher.min_teachers("ca_mkd"),
                                   weighting=_ca_mkd_weighting,
                                   description="Zhang et al. 2022: confidence-aware weights on "
                                               "logits and features")),

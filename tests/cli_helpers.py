@@ -1,13 +1,5 @@
-"""Running bin/distill's job in-process, and parsing the other tools' absl flags."""
-from absl import flags
-
+"""Running bin/distill's job in-process."""
 from tfkd import experiment
-
-
-def parse(args, program="tool"):
-    """Parses `args` into absl's global FLAGS (bin/calibrate, bin/export, bin/analyze)."""
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS([program, *args])
 
 
 def config(args):

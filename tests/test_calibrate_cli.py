@@ -1,6 +1,7 @@
 """bin/distill --calibrate_teacher and bin/calibrate on tiny synthetic data."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -8,12 +9,10 @@ import keras
 import numpy as np
 import pytest
 import cli_helpers
-from cli_helpers import parse
-from absl import flags
 
-from tfkd import calibration, data, export
-from tfkd.cli import calibrate
-from tfkd.experiment import phases
+from tfkd import calibration, data, experiment, export
+from tfkd.cli import calibrate, common
+from tfkd.experiment import phases, tools
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = ["--dataset=synthetic", "--synthetic_size=600", "--synthetic_dim=12",
@@ -37,6 +36,23 @@ def run_distill(args, recorded):
         phases.distill = original
 
 
+def run_calibrate(args):
+    """What `bin/calibrate ARGS` runs, in this process; returns calibration.json's dictionary."""
+    return common.run_tool(calibrate.main, ["bin/calibrate", *args])
+
+
+def calibrate_error(args, capsys, monkeypatch):
+    """bin/calibrate ARGS in this process, expected to fail: its one stderr line."""
+    monkeypatch.delenv("TFKD_DEBUG", raising=False)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        run_calibrate(args)
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("calibrate: error: "), lines
+    return lines[0]
+
+
 def logits(model, split):
     return model.predict(data.to_float(split[0]), verbose=0).astype(np.float64)
 
@@ -47,7 +63,6 @@ def scale_run(tmp_path_factory):
     recorded = {}
     results = run_distill(DATA + TRAIN + ["--teacher=mlp", "--calibrate_teacher",
                                           f"--output_dir={out}"], recorded)
-    flags.FLAGS.unparse_flags()
     return out, results, recorded
 
 
@@ -104,9 +119,8 @@ def test_bin_calibrate_reports_and_saves_the_calibrated_model(scale_run, tmp_pat
                                                               capsys):
     out, results, recorded = scale_run
     report = tmp_path / "report"
-    parse(DATA + [f"--model={out / 'teacher.keras'}", f"--save={tmp_path / save_as}",
-                  f"--report_dir={report}"])
-    summary = calibrate.run()
+    summary = run_calibrate(DATA + [f"--model={out / 'teacher.keras'}",
+                                    f"--save={tmp_path / save_as}", f"--report_dir={report}"])
     assert summary["temperature"] == pytest.approx(results["calibration"]["temperature"],
                                                    rel=1e-6)
     for key in ("ece_before", "ece_after", "nll_before", "nll_after"):
@@ -125,15 +139,30 @@ def test_bin_calibrate_reports_and_saves_the_calibrated_model(scale_run, tmp_pat
     np.testing.assert_allclose(calibrated, raw / summary["temperature"], rtol=1e-5)
 
 
-def test_bin_calibrate_rejects_a_model_for_other_data(tmp_path):
+def test_bin_calibrate_rejects_a_model_for_other_data(tmp_path, capsys, monkeypatch):
     model = keras.Sequential([keras.Input((12,)), keras.layers.Dense(3)])
     model.save(tmp_path / "three.keras")
-    parse(DATA + [f"--model={tmp_path / 'three.keras'}", f"--report_dir={tmp_path / 'r'}"])
-    with pytest.raises(ValueError, match="3 outputs.*4 classes"):
-        calibrate.run()
-    parse(DATA)
-    with pytest.raises(ValueError, match="--model is required"):
-        calibrate.run()
+    line = calibrate_error(DATA + [f"--model={tmp_path / 'three.keras'}",
+                                   f"--report_dir={tmp_path / 'r'}"], capsys, monkeypatch)
+    assert re.search("--model gives 3 outputs.*4 classes", line), line
+    assert "--model is required" in calibrate_error(DATA, capsys, monkeypatch)
+    assert "--calibration_bins must be an integer >= 1" in calibrate_error(
+        DATA + [f"--model={tmp_path / 'three.keras'}", "--calibration_bins=0"], capsys,
+        monkeypatch)
+    with pytest.raises(ValueError, match="^validation_fraction must be > 0"):
+        tools.calibrate(str(tmp_path / "three.keras"),
+                        experiment.RunConfig.from_flags(DATA + ["--validation_fraction=0"]).data)
+
+
+def test_bin_calibrate_help_lists_its_flags_and_exits_0(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_calibrate(["--help"])
+    assert exit_info.value.code == 0
+    printed = capsys.readouterr().out
+    for name in ("--model", "--model_input_scale", "--save", "--report_dir", "--dataset",
+                 "--calibration_bins"):
+        assert f"  {name}:" in printed, name
+    assert "--teacher" not in printed and "--epochs" not in printed
 
 
 @pytest.mark.parametrize("tool,args,fragment", [

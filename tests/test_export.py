@@ -10,12 +10,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from absl import flags
 
 from tfkd import data, experiment, export, export_report, models
 from tfkd.cli import common
 from tfkd.cli import export as export_cli
-from tfkd.cli import flags as tfkd_flags
+from tfkd.experiment import tools
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPORT = os.path.join(ROOT, "bin", "export")
@@ -190,15 +189,9 @@ def test_representative_dataset_yields_distinct_training_rows():
         export.representative_dataset(train, samples=0)
 
 
-@pytest.fixture
-def reset_flags():
-    yield
-    flags.FLAGS.unparse_flags()
-
-
-def parse(*args):
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["export", *args])
+def run_export(*args):
+    """What `bin/export ARGS` runs, in this process; returns export_report.json's dictionary."""
+    return common.run_tool(export_cli.main, ["bin/export", *args])
 
 
 @pytest.fixture(scope="module")
@@ -216,8 +209,7 @@ def npz_task(tmp_path_factory):
     return root
 
 
-def test_bin_export_calibrates_on_the_training_split_only(npz_task, tmp_path, monkeypatch,
-                                                          reset_flags):
+def test_bin_export_calibrates_on_the_training_split_only(npz_task, tmp_path, monkeypatch):
     seen = {"arrays": [], "samples": []}
     original = export.representative_dataset
 
@@ -233,11 +225,10 @@ def test_bin_export_calibrates_on_the_training_split_only(npz_task, tmp_path, mo
 
     monkeypatch.setattr(export, "representative_dataset", spy)
     out = tmp_path / "out"
-    parse(f"--model={npz_task / 'model.keras'}", f"--dataset=npz:{npz_task}",
-          "--formats=tflite,tflite_int8", f"--output_dir={out}", "--representative_samples=1000",
-          "--latency_calls=200", "--verbose=0")
-    report = export_cli.run()
-    bundle = data.load(tfkd_flags.data_config())
+    report = run_export(f"--model={npz_task / 'model.keras'}", f"--dataset=npz:{npz_task}",
+                        "--formats=tflite,tflite_int8", f"--output_dir={out}",
+                        "--representative_samples=1000", "--latency_calls=200", "--verbose=0")
+    bundle = data.load(experiment.RunConfig.from_flags([f"--dataset=npz:{npz_task}"]).data)
     assert len(seen["arrays"]) == 1 and np.array_equal(seen["arrays"][0], bundle.train[0])
     rows = lambda x: {row.tobytes() for row in data.to_float(x)}  # noqa: E731
     sampled = {sample[0].tobytes() for sample in seen["samples"]}
@@ -291,7 +282,7 @@ def test_distill_accepts_the_export_format_names():
 
 
 def test_a_failed_export_leaves_nothing_and_existing_output_needs_overwrite(
-        npz_task, tmp_path, monkeypatch, reset_flags):
+        npz_task, tmp_path, monkeypatch):
     out = tmp_path / "out"
     args = [f"--model={npz_task / 'model.keras'}", f"--dataset=npz:{npz_task}",
             "--formats=savedmodel,tflite", f"--output_dir={out}", "--verbose=0"]
@@ -300,19 +291,20 @@ def test_a_failed_export_leaves_nothing_and_existing_output_needs_overwrite(
         raise RuntimeError("converter failed")
 
     monkeypatch.setattr(export, "convert_tflite", broken)
-    parse(*args)
     with pytest.raises(RuntimeError, match="converter failed"):
-        export_cli.run()
+        run_export(*args)
     assert not out.exists() and not glob.glob(str(tmp_path / "out.partial*"))
     monkeypatch.undo()
     out.mkdir()
     (out / "old.txt").write_text("old")
-    parse(*args)
-    with pytest.raises(FileExistsError, match="--overwrite"):
-        export_cli.run()
+    with pytest.raises(FileExistsError, match="^--output_dir .*--overwrite"):
+        export_cli.main(["bin/export", *args])
+    with pytest.raises(FileExistsError, match="^output_dir .*overwrite=True"):
+        tools.export_model(str(npz_task / "model.keras"),
+                           experiment.RunConfig.from_flags([f"--dataset=npz:{npz_task}"]).data,
+                           str(out), formats=["tflite"])
     assert (out / "old.txt").read_text() == "old"
-    parse(*args, "--overwrite", "--latency_calls=200")
-    export_cli.run()
+    run_export(*args, "--overwrite", "--latency_calls=200")
     assert sorted(os.listdir(out)) == ["export_report.json", "export_report.md", "saved_model",
                                        "student.tflite"]
 
@@ -327,10 +319,8 @@ def run_cli(*args):
 def run_app(capsys, monkeypatch, *args):
     """bin/export's main through the same error handling, in this process: (exit code, stderr)."""
     monkeypatch.delenv("TFKD_DEBUG", raising=False)
-    monkeypatch.setattr(sys, "argv", ["export", *args])
-    flags.FLAGS.unparse_flags()
     with pytest.raises(SystemExit) as exit_info:
-        common.app_run(export_cli.main)
+        run_export(*args)
     return exit_info.value.code, capsys.readouterr().err
 
 
@@ -355,8 +345,7 @@ def assert_one_clear_line(code, stderr, fragments):
 
 
 @pytest.mark.parametrize("case", sorted(BAD_CASES))
-def test_bad_input_gives_one_clear_line(case, npz_task, tmp_path, capsys, monkeypatch,
-                                        reset_flags):
+def test_bad_input_gives_one_clear_line(case, npz_task, tmp_path, capsys, monkeypatch):
     extra, fragments = BAD_CASES[case]
     args = [f"--model={npz_task / 'model.keras'}", f"--dataset=npz:{npz_task}",
             f"--output_dir={tmp_path / 'out'}", *(arg.format(root=npz_task) for arg in extra)]
@@ -368,6 +357,18 @@ def test_bin_export_launcher_reports_a_missing_model(tmp_path):
     result = run_cli(f"--model={tmp_path / 'missing.keras'}", f"--output_dir={tmp_path / 'out'}")
     assert_one_clear_line(result.returncode, result.stderr, ["--model", "does not exist"])
     assert result.stderr.startswith("export: error:") or "\nexport: error:" in result.stderr
+
+
+def test_bin_export_help_lists_its_flags_and_exits_0(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_export("--help")
+    assert exit_info.value.code == 0
+    printed = capsys.readouterr().out
+    for name in ("--model", "--formats", "--int8_io", "--representative_samples",
+                 "--latency_calls", "--num_threads", "--output_dir", "--[no]overwrite",
+                 "--dataset"):
+        assert f"  {name}:" in printed, name
+    assert "--teacher" not in printed and "--epochs" not in printed
 
 
 def test_goals_against_hand_computed_values():

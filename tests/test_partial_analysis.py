@@ -7,11 +7,10 @@ import sys
 import keras
 import numpy as np
 import pytest
-from absl import flags
 
-from tfkd import analysis, data
-from tfkd.cli import analyze
-from tfkd.cli import flags as tfkd_flags
+from tfkd import analysis, data, experiment
+from tfkd.cli import analyze, common
+from tfkd.experiment import tools
 from cli_helpers import run_distill
 from partial_reference import softmax
 
@@ -24,15 +23,9 @@ TINY = TINY_DATA + ["--teacher=mlp", "--teacher_epochs=2", "--student=mlp_small"
                     "--verbose=0", "--export=keras"]
 
 
-@pytest.fixture(autouse=True)
-def reset_flags():
-    yield
-    flags.FLAGS.unparse_flags()
-
-
-def parse(program, args):
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS([program, *args])
+def run_analyze(args):
+    """What `bin/analyze ARGS` runs, in this process; returns analysis.json's dictionary."""
+    return common.run_tool(analyze.main, ["bin/analyze", *args])
 
 
 def _probs(n=200, k=5, seed=0):
@@ -125,17 +118,16 @@ def test_distill_kd_sim_and_ls_runs(trained_run, tmp_path):
 def test_analyze_writes_plots_and_numbers(trained_run, tmp_path):
     out, _ = trained_run
     target = tmp_path / "analysis"
-    parse("analyze", TINY_DATA + [f"--teacher={out / 'teacher.keras'}",
-                                  f"--student_model={out / 'student.keras'}",
-                                  f"--output_dir={target}", "--analysis_temperatures=1,3",
-                                  "--analysis_split=test", "--temperature=3", "--alpha=0.7",
-                                  "--verbose=0"])
-    results = analyze.run()
+    results = run_analyze(TINY_DATA + [f"--teacher={out / 'teacher.keras'}",
+                                       f"--student_model={out / 'student.keras'}",
+                                       f"--output_dir={target}", "--analysis_temperatures=1,3",
+                                       "--analysis_split=test", "--temperature=3", "--alpha=0.7",
+                                       "--verbose=0"])
     for name in ("class_relationships.png", "gradient_rescaling.png", "analysis.json"):
         assert (target / name).stat().st_size > 200, name
     assert json.loads((target / "analysis.json").read_text()) == json.loads(json.dumps(results))
     # recompute every number from the saved models
-    bundle = data.load(tfkd_flags.data_config())
+    bundle = data.load(experiment.RunConfig.from_flags(TINY_DATA).data)
     x, y = data.to_float(bundle.test[0]), bundle.test[1]
     teacher = keras.saving.load_model(out / "teacher.keras")
     student = keras.saving.load_model(out / "student.keras")
@@ -166,12 +158,41 @@ def test_analyze_writes_plots_and_numbers(trained_run, tmp_path):
     (["--student_model=resnet_9000"], "--student_model: 'resnet_9000' is neither"),
     (["--superclass_map=/nonexistent.json"], "--superclass_map: /nonexistent.json does not"),
 ])
-def test_analyze_bad_input(trained_run, tmp_path, extra, message):
+def test_analyze_bad_input(trained_run, tmp_path, extra, message, capsys, monkeypatch):
     out, _ = trained_run
-    parse("analyze", TINY_DATA + [f"--teacher={out / 'teacher.keras'}", "--verbose=0",
-                                  f"--output_dir={tmp_path / 'a'}", *extra])
-    with pytest.raises(ValueError, match=message):
-        analyze.run()
+    monkeypatch.delenv("TFKD_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        run_analyze(TINY_DATA + [f"--teacher={out / 'teacher.keras'}", "--verbose=0",
+                                 f"--output_dir={tmp_path / 'a'}", *extra])
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"analyze: error: {message}"), lines
+    assert not (tmp_path / "a").exists()
+
+
+def test_analyze_library_names_the_argument(trained_run, tmp_path):
+    out, _ = trained_run
+    data_config = experiment.RunConfig.from_flags(TINY_DATA).data
+    teacher = str(out / "teacher.keras")
+    with pytest.raises(ValueError, match="^analysis_temperatures must be numbers > 0"):
+        tools.analyze(teacher, data_config, str(tmp_path / "a"), analysis_temperatures=[1, 0])
+    with pytest.raises(ValueError, match="^analysis_split must be one of train, validation"):
+        tools.analyze(teacher, data_config, str(tmp_path / "a"), analysis_split="dev")
+    with pytest.raises(ValueError, match="^output_dir is required"):
+        tools.analyze(teacher, data_config, None)
+    assert not (tmp_path / "a").exists()
+
+
+def test_analyze_help_lists_its_flags_and_exits_0(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_analyze(["--help"])
+    assert exit_info.value.code == 0
+    printed = capsys.readouterr().out
+    for name in ("--teacher", "--student_model", "--analysis_temperatures", "--analysis_split",
+                 "--analysis_examples", "--temperature", "--alpha", "--superclass_map",
+                 "--classifier_layer", "--output_dir", "--dataset"):
+        assert f"  {name}:" in printed, name
+    assert "--epochs" not in printed and "--method" not in printed
 
 
 def test_bad_partial_flags_are_one_line_errors(tmp_path):

@@ -6,14 +6,12 @@ default, so the two cannot drift. Method options are generated from the method r
 `RunConfig`, and `to_args` maps a config back to command-line strings.
 """
 import dataclasses
-import functools
+import re
 
 from absl import flags
 
 from tfkd import augment, curriculum, export, fast_teacher, methods, targets, teaching, training
 from tfkd.experiment.config import RunConfig
-
-FLAGS = flags.FLAGS
 
 GROUPS = ("data", "models", "method", "training", "output")
 # Integer fields whose None means "all" are 0 on the command line.
@@ -307,35 +305,18 @@ def help_text(flag_values, program, doc):
     return "\n".join(lines)
 
 
-# ---- the other tools' flags, on absl's global FLAGS ---------------------------------------
-def once(define_function):
-    """Makes a flag-defining function a no-op after its first call, so that several tools can be
-    imported into one process (tests, tools built on others) without duplicate-flag errors."""
-    done = []
-
-    @functools.wraps(define_function)
-    def define_once(*args, **kwargs):
-        if not done:
-            define_function(*args, **kwargs)
-            done.append(True)
-    return define_once
+# ---- bin/calibrate, bin/export and bin/analyze: their own flags plus rows of the table ------
+def tool_flag_values(program, define_own, names=()):
+    """A fresh FlagValues with `define_own(flag_values)`'s flags, the data group and the table's
+    flags `names` (e.g. "temperature"), each under a module name starting with `program`."""
+    flag_values = flags.FlagValues()
+    define_own(flag_values)
+    define(flag_values, groups=("data",), module_prefix=program)
+    define(flag_values, module_prefix=program, names=names)
+    return flag_values
 
 
-def define_shared(define_function, name, *args, **kwargs):
-    """`define_function(name, ...)` on absl's global FLAGS unless another tool in this process
-    (tests import several) already defined `name` there."""
-    if name not in FLAGS:
-        define_function(name, *args, **kwargs)
-
-
-def define_data_flags(names=()):
-    """The data group (and the flags `names`) on absl's global FLAGS, for bin/calibrate,
-    bin/export and bin/analyze."""
-    define(FLAGS, groups=("data",), module_prefix="tfkd")
-    define(FLAGS, module_prefix="tfkd", names=names)
-
-
-def data_config(flag_values=FLAGS):
+def data_config(flag_values):
     """The DataConfig of the data flags in `flag_values`."""
     tree = {}
     for group, name, path, *_ in _rows():
@@ -344,3 +325,12 @@ def data_config(flag_values=FLAGS):
             tree[path.split(".", 1)[1]] = (value or None) if name in ZERO_IS_NONE else value
     return dataclasses.replace(RunConfig().data, **tree)
 
+
+def flag_error(error, flag_values):
+    """`error` (ValueError or FileExistsError) with the argument name its message starts with
+    (`name` or `data_config.name`) written as the flag --name, if `flag_values` has that flag."""
+    message = str(error)
+    match = re.match(r"(?:data_config\.)?(\w+)", message)
+    if match is None or match.group(1) not in flag_values:
+        return error
+    return type(error)(f"--{match.group(1)}{message[match.end():]}")

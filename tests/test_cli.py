@@ -1,4 +1,5 @@
 """bin/distill end to end on tiny synthetic data, every flagfile, and every bad input."""
+import dataclasses
 import errno
 import glob
 import json
@@ -78,6 +79,15 @@ INPUT_SHAPES = {"cifar10": (32, 32, 3), "cifar100": (32, 32, 3), "synthetic": No
                          ids=os.path.basename)
 def test_every_flagfile_parses_and_builds(flagfile):
     parsed = config([f"--flagfile={flagfile}"])
+    if parsed.teacher.spec.endswith(".keras") and not os.path.exists(parsed.teacher.spec):
+        # A teacher another flagfile trains (configs/fashion_mnist_teacher.flags): stand in
+        # that flagfile's architecture.
+        producers = [config([f"--flagfile={other}"]) for other in
+                     glob.glob(os.path.join(ROOT, "configs", "*.flags"))]
+        producer = next(p for p in producers if p.output.dir and parsed.teacher.spec ==
+                        os.path.join(p.output.dir, "teacher.keras"))
+        parsed = dataclasses.replace(parsed, teacher=dataclasses.replace(
+            parsed.teacher, spec=producer.teacher.spec))
     experiment.job.check(parsed)
     data_config = parsed.data
     shape = INPUT_SHAPES[data_config.dataset] or (data_config.synthetic_dim,)

@@ -186,7 +186,7 @@ def test_cell_is_the_run_with_the_same_settings_teaching_included(tmp_path):
 def test_each_student_seed_draws_its_own_teaching_augmentation():
     config = experiment.RunConfig.from_flags(SYNTHETIC + ["--teaching=consistent", "--seed=3"])
     method = job.check(config)
-    base = TeachingRun(config, method, job.method_options(method, {}),
+    base = TeachingRun(config, method, method.resolve({}),
                        synthetic_bundle())
     seeded = ladder.teaching_for_seed(base, 4)
     assert seeded.teaching.seed == 4 and base.teaching.seed == 3

@@ -62,7 +62,7 @@ def test_declarations_are_consistent(name):
     assert method.min_teachers >= (1 if method.needs_teacher else 0)
     assert (method.weighting is not None) == method.multi_teacher
     if method.multi_teacher:
-        weighting, _ = method.weighting(job.method_options(method, _given(method)))
+        weighting, _ = method.weighting(method.resolve(_given(method)))
         from tfkd import multi_teacher
         assert weighting in multi_teacher.WEIGHTINGS
 

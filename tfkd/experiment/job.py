@@ -7,7 +7,7 @@ loads the finished phases and resumes the interrupted one from its last complete
 import os
 import time
 
-from tfkd import data, export, methods, models, multi_teacher, teachers
+from tfkd import data, export, methods, models, teachers
 from tfkd.cli import flags as flag_table
 from tfkd.experiment import phases, report
 from tfkd.experiment.teaching_run import TeachingRun
@@ -34,10 +34,7 @@ def check(config):
             raise ValueError(f"{flag}: {value!r} is not a known {registry.kind}; known: "
                              f"{', '.join(registry.names())}")
     method = methods.METHODS.get(config.method.name)
-    unknown = sorted(set(config.method.options) - {option.name for option in method.options})
-    if unknown:
-        raise ValueError(f"method {config.method.name!r} has no option {', '.join(unknown)}; "
-                         f"its options: {', '.join(o.name for o in method.options) or 'none'}")
+    method.resolve(config.method.options, config.method.name)  # unknown names, ranges
     export.check_formats(config.output.export)
     if config.teacher.epochs < 1:
         raise ValueError("--teacher_epochs must be an integer >= 1")
@@ -77,11 +74,6 @@ def check(config):
     return method
 
 
-def method_options(method, given):
-    """The method's options at their declared defaults, overridden by `given`."""
-    return {**{option.name: option.default for option in method.options}, **dict(given)}
-
-
 def run(config):
     """Runs the whole job; returns the results dictionary (also written as results.json)."""
     method = check(config)
@@ -103,7 +95,7 @@ def run(config):
 def _run(config, method, strategy, work):
     phases.set_determinism(config)
     bundle = data.load(config.data)
-    teaching_run = TeachingRun(config, method, method_options(method, config.method.options),
+    teaching_run = TeachingRun(config, method, method.resolve(config.method.options, config.method.name),
                                bundle)
     options = teaching_run.options
     phases.dry_build(method, config, options, bundle, teaching_run)

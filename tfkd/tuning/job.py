@@ -96,7 +96,7 @@ def tune(config, tuner="random", max_trials=10, search_space=None):
     # Data, models and method checked before the folder exists: bad input leaves none.
     bundle = data.load(config.data)
     method = hypermodel.method
-    options = TeachingRun(config, method, job.method_options(method, config.method.options),
+    options = TeachingRun(config, method, method.resolve(config.method.options, config.method.name),
                           bundle).options
     phases.dry_build(method, config, options, bundle)
     strategy = phases.make_strategy(config)

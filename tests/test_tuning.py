@@ -592,3 +592,20 @@ def test_a_missing_module_in_a_run_stops_the_search_with_one_error(teacher_file,
     assert "tensorboard.plugins.hparams" in message and "set-up" in message
     assert len(calls) == 1  # stopped at the first trial
     assert not (tmp_path / "out" / "trials.csv").exists()
+
+
+def test_a_memory_cache_is_computed_once_for_the_whole_search(tmp_path):
+    """--teacher_cache=memory in bin/tune: the first trial builds one disk entry, the others
+    read it."""
+    from tfkd import tuning as tuning_package
+    from tfkd.experiment import RunConfig
+
+    out = tmp_path / "search"
+    config = RunConfig.from_flags(TINY + ["--teacher_cache=memory", f"--output_dir={out}"])
+    tuning_package.tune(config, tuner="random", max_trials=2,
+                        search_space={"temperature": [1.0, 2.0, 4.0, 8.0]})
+    caches = [json.loads((trial / "run" / "results.json").read_text())["teacher_cache"]
+              for trial in sorted((out / "tuner").glob("trial_*"))]
+    assert len(caches) == 2 and [entry["built"] for entry in caches] == [True, False]
+    assert caches[0]["key"] == caches[1]["key"]
+    assert os.path.dirname(caches[0]["path"]).startswith(str(out / "cache"))

@@ -89,8 +89,14 @@ class DistillerHyperModel(keras_tuner.HyperModel):
         if epochs is not None:
             schedule["epochs"] = int(epochs)
         options = {name: value for name, value in values.items() if name in self.option_names}
+        cache = base.cache
+        if cache.mode == "memory" and self.directory is not None:
+            # One teacher pass for the whole search: the trials share a disk entry (memory and
+            # disk caches give identical students).
+            cache = dataclasses.replace(cache, mode="disk",
+                                        dir=os.path.join(os.path.abspath(self.directory), "cache"))
         return dataclasses.replace(
-            base, schedule=dataclasses.replace(base.schedule, **schedule),
+            base, cache=cache, schedule=dataclasses.replace(base.schedule, **schedule),
             method=dataclasses.replace(base.method, options={**base.method.options, **options}),
             augment=values.get("augment", base.augment),
             teaching=dataclasses.replace(base.teaching, test_every=0),

@@ -2,10 +2,8 @@
 import dataclasses
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import keras
 import numpy as np
@@ -14,6 +12,7 @@ from absl import flags
 
 from tfkd import experiment
 from tfkd.experiment import RunConfig
+from cli_helpers import kill_during_distillation
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DISTILL = os.path.join(ROOT, "bin", "distill")
@@ -108,23 +107,7 @@ def test_a_killed_run_resumes_and_equals_an_uninterrupted_one(tmp_path):
     out = tmp_path / "run"
     args = [*TINY, "--synthetic_size=4000", "--epochs=12", "--batch_size=32",
             f"--output_dir={out}"]
-    env = {key: value for key, value in os.environ.items() if key != "TFKD_DEBUG"}
-    process = subprocess.Popen([sys.executable, DISTILL, *args], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    state = out.parent / "run.partial" / "checkpoints" / "distill" / "state.json"
-    deadline = time.time() + 240
-    try:
-        while time.time() < deadline and process.poll() is None:
-            if state.exists() and json.loads(state.read_text())["epoch"] >= 2:
-                break
-            time.sleep(0.05)
-        assert process.poll() is None, "the run ended before it could be killed"
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    killed_at = json.loads(state.read_text())["epoch"]
+    killed_at = kill_during_distillation(args, out)
     assert 2 <= killed_at < 12 and not out.exists()
     teacher_file = out.parent / "run.partial" / "teacher.keras"
     teacher_time = teacher_file.stat().st_mtime_ns

@@ -4,10 +4,8 @@ teaching is the cache, replay runs end to end and a killed cached run resumes ex
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
 import keras
 import numpy as np
@@ -16,6 +14,7 @@ import pytest
 from tfkd import experiment, fast_teacher
 from tfkd.data import pipeline
 from tfkd.experiment import RunConfig
+from cli_helpers import kill_during_distillation
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DISTILL = os.path.join(ROOT, "bin", "distill")
@@ -218,25 +217,9 @@ def test_a_killed_cached_run_resumes_and_equals_an_uninterrupted_one(teachers, t
     out = tmp_path / "run"
     args = [*TINY, f"--teacher={teachers['a']}", "--synthetic_size=4000", "--epochs=10",
             "--batch_size=32", "--teacher_cache=memory", f"--output_dir={out}"]
-    env = {key: value for key, value in os.environ.items() if key != "TFKD_DEBUG"}
-    process = subprocess.Popen([sys.executable, DISTILL, *args], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    state = tmp_path / "run.partial" / "checkpoints" / "distill" / "state.json"
-    deadline = time.time() + 240
-    try:
-        while time.time() < deadline and process.poll() is None:
-            if state.exists() and json.loads(state.read_text())["epoch"] >= 2:
-                break
-            time.sleep(0.05)
-        assert process.poll() is None, "the run ended before it could be killed"
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    killed_at = json.loads(state.read_text())["epoch"]
+    killed_at = kill_during_distillation(args, out)
     assert 2 <= killed_at < 10
-    resumed = subprocess.run([sys.executable, DISTILL, *args], env=env, capture_output=True,
+    resumed = subprocess.run([sys.executable, DISTILL, *args], capture_output=True,
                              text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert f"Resuming distill at epoch {killed_at + 1} of 10" in resumed.stdout

@@ -38,12 +38,14 @@ for seed in $SEEDS; do
   run replay_r10_k10 "$seed" $REPLAY --replay_views=10 --replay_topk=10
   run fixed "$seed" --teaching=fixed
 done
-# Patience: the same pair at 60 epochs (each stored view replayed about 6 times), seed 0 only.
+# Patience: the online/replay pair at 60 epochs (each stored view replayed about 6 times), on
+# $PATIENCE_SEEDS (default 0 1; the replay entry of a seed run above is reused). PATIENCE=0 skips.
 if [ "${PATIENCE:-1}" = 1 ]; then
-  EPOCHS=60
   COMMON=$(echo "$COMMON" | sed 's/--epochs=[0-9]*/--epochs=60/')
-  run patience60_online_fm 0 --teaching=function_matching &
-  run patience60_replay_r10_k10 0 $REPLAY --replay_views=10 --replay_topk=10 &
-  wait
+  for seed in ${PATIENCE_SEEDS:-0 1}; do
+    run patience60_online_fm "$seed" --teaching=function_matching &
+    run patience60_replay_r10_k10 "$seed" $REPLAY --replay_views=10 --replay_topk=10 &
+    wait
+  done
 fi
 "$PYTHON" docs/replay/summarize.py "$RUNS"

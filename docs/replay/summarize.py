@@ -135,11 +135,30 @@ def table(rows):
     return "\n".join(lines) + "\n"
 
 
+SETTINGS = ("train_limit", "test_limit", "batch_size", "epochs", "optimizer", "learning_rate",
+            "lr_schedule", "temperature", "crop_min_scale", "teacher")
+
+
+def settings(runs):
+    """The schedule flags of the first online_fm run, and the teacher's own recorded result."""
+    with open(os.path.join(runs, "online_fm-seed0", "results.json")) as stream:
+        flags = json.load(stream)["flags"]
+    found = {name: flags.get(name) for name in SETTINGS}
+    teacher_results = os.path.join(os.path.dirname(flags["teacher"]), "results.json")
+    if os.path.isfile(teacher_results):
+        with open(teacher_results) as stream:
+            teacher = json.load(stream)["teacher"]
+        found["teacher_run"] = {"arch": teacher["arch"], "test_accuracy": teacher["accuracy"],
+                                "params": teacher["params"]}
+    return found
+
+
 def main(argv):
     runs = argv[1] if len(argv) > 1 else "savedmodels/replay"
     rows = summarise(collect(runs))
     with open(os.path.join(HERE, "results.json"), "w") as stream:
-        json.dump({"runs_dir": runs, "variants": rows}, stream, indent=2)
+        json.dump({"runs_dir": runs, "settings": settings(runs), "variants": rows}, stream,
+                  indent=2)
         stream.write("\n")
     with open(os.path.join(HERE, "table.md"), "w") as stream:
         stream.write(table(rows))

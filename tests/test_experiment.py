@@ -176,3 +176,11 @@ def test_help_lists_every_flag_grouped_and_exits_0():
                  "--[no]deterministic", "--output_dir", "--export", "--topk"):
         assert name in result.stdout
     assert "absl.logging" not in result.stdout and not result.stderr.strip(), result.stderr
+
+
+def test_helpfull_adds_absl_flags_and_exits_0():
+    result = subprocess.run([sys.executable, DISTILL, "--helpfull"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "bin/distill data:" in result.stdout and "absl.logging:" in result.stdout
+    assert "--flagfile: Insert flag definitions" in result.stdout

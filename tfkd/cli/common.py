@@ -50,5 +50,5 @@ def handle_help(argv, doc, extra=None, flag_values=None):
         flag_values = flag_table.new_flag_values(extra)
     print(flag_table.help_text(flag_values, "bin/", doc))
     if "--helpfull" in args:
-        print("\nabsl flags:\n" + flags.FLAGS.main_module_help())
+        print("\nabsl flags:\n" + flags.FLAGS.get_help())
     sys.exit(0)

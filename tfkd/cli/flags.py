@@ -130,7 +130,8 @@ TABLE = {
         ("test_every", "teaching.test_every",
          "Every N epochs record the student's test accuracy as history column test_accuracy "
          "(0 = never)."),
-        ("verbose", "output.verbose", "Keras verbosity: 0 silent, 1 progress bar, 2 one line/epoch."),
+        ("verbose", "output.verbose",
+         "Keras verbosity: 0 silent, 1 progress bar, 2 one line/epoch."),
     ],
 }
 OPTION_PATH = "method.options."

@@ -95,8 +95,8 @@ def run(config):
 def _run(config, method, strategy, work):
     phases.set_determinism(config)
     bundle = data.load(config.data)
-    teaching_run = TeachingRun(config, method, method.resolve(config.method.options, config.method.name),
-                               bundle)
+    teaching_run = TeachingRun(
+        config, method, method.resolve(config.method.options, config.method.name), bundle)
     options = teaching_run.options
     phases.dry_build(method, config, options, bundle, teaching_run)
     seconds = {}
@@ -131,8 +131,8 @@ def _run(config, method, strategy, work):
         return {"accuracy": phases.accuracy(model, bundle.test)} \
             if config.output.evaluate_test else {}
     if method.multi_teacher and config.output.evaluate_test:
-        results.update(report.multi_teacher_results(teacher, teacher_spec, bundle, config.method.name,
-                                            options, work))
+        results.update(report.multi_teacher_results(teacher, teacher_spec, bundle,
+                                                    config.method.name, options, work))
     elif teacher is not None and not method.multi_teacher:
         results["teacher"] = {"arch": teacher_spec, **on_test(teacher),
                               "params": int(teacher.count_params())}

@@ -190,8 +190,8 @@ def run_ladder(config, teachers, modes=CALIBRATION_MODES, seeds=1, command=None)
     if not len(bundle.validation[1]):
         raise ValueError("the ladder fits T* on the validation split, which is empty; set a "
                          "larger --validation_fraction")
-    teaching_run = TeachingRun(config, method, method.resolve(config.method.options, config.method.name),
-                               bundle)
+    teaching_run = TeachingRun(
+        config, method, method.resolve(config.method.options, config.method.name), bundle)
     for spec in teachers:  # as bin/distill does: options, class counts, input shapes
         phases.dry_build(method, dataclasses.replace(
             config, teacher=dataclasses.replace(config.teacher, spec=spec)), teaching_run.options,

@@ -58,6 +58,10 @@ def synthetic(results):
              for m in ("KD", "KD-pt", "KD-sim")}
     return {"by_similarity": out,
             "seed0_gain_range": {m: [min(v), max(v)] for m, v in seed0.items()},
+            # Seeds 1 and 2 are read as the student alone against its teacher: + is above it.
+            "seeds_1_2_student_minus_teacher_range": [
+                min(-g for o in out.values() for g in o["teacher_minus_student_seeds_1_2"]),
+                max(-g for o in out.values() for g in o["teacher_minus_student_seeds_1_2"])],
             "seed0_teacher_minus_student_range": [
                 min(o["seed0_teacher_minus_student"] for o in out.values()),
                 max(o["seed0_teacher_minus_student"] for o in out.values())],
@@ -68,8 +72,13 @@ def synthetic(results):
 def fashion(results):
     gains = {m: r2(g["mean"]) for m, g in results["fashion_mnist_gains"].items()}
     partial = {m: g for m, g in gains.items() if m not in ("LS", "KD")}
+    # The same paired differences read as losses (student alone minus method), + is a loss.
+    losses = {m: r2(-g["mean"]) for m, g in results["fashion_mnist_gains"].items()}
+    partial_losses = [losses[m] for m in partial]
     return {"gains": gains,
             "partial_methods_gain_range": [min(partial.values()), max(partial.values())],
+            "loss_against_student": losses,
+            "partial_methods_loss_range": [min(partial_losses), max(partial_losses)],
             "any_teacher_method_above_student": any(
                 g > 0 for m, g in gains.items() if m != "LS")}
 

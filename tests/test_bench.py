@@ -13,7 +13,8 @@ TINY = ["--teacher=cnn_small", "--student=cnn_small", "--batch_size=8", "--steps
 
 def test_report_structure_and_every_ratio_comes_from_the_reported_numbers(tmp_path):
     output = str(tmp_path / "throughput.json")
-    variants = "plain_fit,teacher_forward,online_kd,cached_kd,multi_teacher_k2_cached"
+    variants = ("plain_fit,teacher_forward,online_kd,cached_kd,multi_teacher_k2_cached,"
+                "cached_kd_mixed_bfloat16")
     bench.main(TINY + [f"--variants={variants}", f"--output={output}"])
     with open(output) as handle:
         report = json.load(handle)

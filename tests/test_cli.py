@@ -27,7 +27,7 @@ def test_end_to_end_writes_every_output(tmp_path):
     out = tmp_path / "run"
     results = run_distill(TINY + ["--baseline", f"--output_dir={out}"])
     for name in ("results.json", "history.csv", "student.keras", "saved_model", "student.tflite",
-                 "teacher.keras", "logs"):
+                 "teacher.keras", "teacher.csv", "baseline.csv", "logs"):
         assert (out / name).exists(), name
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk == json.loads(json.dumps(results))
@@ -49,6 +49,10 @@ def test_end_to_end_writes_every_output(tmp_path):
     header = (out / "history.csv").read_text().splitlines()[0]
     for name in ("loss", "student_loss", "distillation_loss", "accuracy", "val_loss"):
         assert name in header.split(",")
+    baseline = (out / "baseline.csv").read_text().splitlines()
+    assert len(baseline) == 3 and {"accuracy", "val_accuracy"} <= set(baseline[0].split(","))
+    assert float(baseline[-1].split(",")[baseline[0].split(",").index("val_accuracy")]) == \
+        pytest.approx(on_disk["baseline"]["val_accuracy"], abs=1e-6)
     student = keras.saving.load_model(out / "student.keras")
     bundle = data.load(config(TINY).data)
     accuracy = np.mean(np.argmax(student.predict(bundle.test[0], verbose=0), -1) == bundle.test[1])

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 import tfkd
-from tfkd import partial
+from tfkd.models.introspection import classifier_weights
 from tfkd.interop import LabelledDistiller, TargetDistillation, needs_labels
 from tfkd.targets import build_target
 
@@ -49,7 +49,7 @@ def test_value_is_hintons_t2_kl_and_keras_default_is_not():
 
 
 def _kd_sim_options(teacher):
-    return {"classifier_weights": partial.classifier_weights(teacher, "classifier")}
+    return {"classifier_weights": classifier_weights(teacher, "classifier")}
 
 
 TARGETS = [  # (target, options or a function of the teacher giving them, label-reading)

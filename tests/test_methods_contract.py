@@ -112,13 +112,41 @@ def test_flagfile_parses_checks_and_builds(name):
     assert config.to_flags() and experiment.RunConfig.from_flags(config.to_flags()) == config
 
 
-def test_a_miss_names_the_registering_module():
-    with pytest.raises(ValueError, match="not registered; known: "):
+def test_a_miss_names_the_registering_module(tmp_path, monkeypatch):
+    """A name registered by a module of the registry's package that nobody imported yet: the
+    miss finds and names that module (no table of names)."""
+    from tfkd.registry import Registry
+
+    with pytest.raises(ValueError, match="'nope' is not registered; known: "):
         METHODS.get("nope")
-    saved = METHODS._entries.pop("dkd")
-    try:
-        with pytest.raises(ValueError, match="registered by tfkd.distillers.dkd, which is not "
-                                             "imported yet"):
-            METHODS.get("dkd")
-    finally:
-        METHODS._entries["dkd"] = saved
+    package = tmp_path / "late_methods"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "holder.py").write_text("")
+    (package / "extra.py").write_text("from late_methods import holder\n"
+                                      "holder.REGISTRY.register('late', 42)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import late_methods.holder as holder
+    holder.REGISTRY = Registry("method", package="late_methods")
+    with pytest.raises(ValueError, match="'late' is not registered; it is registered by "
+                                         "late_methods.extra, which was not imported"):
+        holder.REGISTRY.get("late")
+    assert holder.REGISTRY.get("late") == 42
+    with pytest.raises(ValueError, match="'other' is not registered; known: late$"):
+        holder.REGISTRY.get("other")
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_declared_features_decide_whether_a_logits_cache_is_refused(name):
+    """check() reads needs_features: a single-teacher method that reads the teacher's
+    features refuses a logits-only cache before any work; multi-teacher caches carry them."""
+    method = METHODS.get(name)
+    path = os.path.join(FLAGFILES, f"{name}.flags")
+    for extra in ("--teacher_cache=memory", "--teaching=fixed"):
+        config = experiment.RunConfig.from_flags([f"--flagfile={path}", extra])
+        if method.needs_features and not method.multi_teacher:
+            with pytest.raises(ValueError, match=f"but --method={name} reads the teacher's "
+                                                 "intermediate features"):
+                job.check(config)
+        else:
+            job.check(config)

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfkd import models, partial, teachers
+from tfkd import models, teachers
+from tfkd.data.superclass import read_superclass_map
+from tfkd.models.introspection import classifier_weights
 from tfkd.methods import METHODS, all_options
 from partial_reference import (ref_kd_pt, ref_kd_rel, ref_kd_sim, ref_kd_topk, ref_kl_distance,
                                ref_label_smoothing, softmax)
@@ -116,8 +118,8 @@ def test_kd_sim_reads_the_named_layer_even_inside_a_wrapped_teacher():
     student, teacher = _models()
     wrapped = teachers.rescale_inputs(teacher, 255.0)
     expected = teacher.get_layer("classifier").kernel.numpy().T
-    np.testing.assert_array_equal(partial.classifier_weights(wrapped, "classifier"), expected)
-    hidden = partial.classifier_weights(teacher, "hidden0")
+    np.testing.assert_array_equal(classifier_weights(wrapped, "classifier"), expected)
+    hidden = classifier_weights(teacher, "hidden0")
     assert hidden.shape == (256, D)
     with pytest.raises(ValueError, match="--classifier_layer.*has 256 outputs"):
         METHODS.get("kd_sim").build(student, teacher, _bundle(),
@@ -152,12 +154,12 @@ def test_kd_rel_without_a_superclass_map_is_refused():
 def test_superclass_map_files(tmp_path):
     listed = tmp_path / "list.json"
     listed.write_text(json.dumps([2, 2, 0, 0, 1, 1]))
-    np.testing.assert_array_equal(partial.read_superclass_map(str(listed), K),
+    np.testing.assert_array_equal(read_superclass_map(str(listed), K),
                                   [2, 2, 0, 0, 1, 1])
     names = [f"c{i}" for i in range(K)]
     grouped = tmp_path / "groups.json"
     grouped.write_text(json.dumps({"a": ["c0", 1], "b": [2, "c3"], "c": [4, 5]}))
-    np.testing.assert_array_equal(partial.read_superclass_map(str(grouped), K, names),
+    np.testing.assert_array_equal(read_superclass_map(str(grouped), K, names),
                                   [0, 0, 1, 1, 2, 2])
     # a file given on the command line wins over the data set's own map
     student, teacher = _models()
@@ -180,9 +182,9 @@ def test_bad_superclass_map_files_are_refused(tmp_path, content, message):
     path = tmp_path / "map.json"
     path.write_text(content)
     with pytest.raises(ValueError, match=f"--superclass_map: .*{message}"):
-        partial.read_superclass_map(str(path), K)
+        read_superclass_map(str(path), K)
     with pytest.raises(ValueError, match="--superclass_map: .* does not exist"):
-        partial.read_superclass_map(str(tmp_path / "missing.json"), K)
+        read_superclass_map(str(tmp_path / "missing.json"), K)
 
 
 def _one_step(strategy, method, x, y, teacher_weights, student_weights):

@@ -14,7 +14,8 @@ per-repetition ratio of images per CPU-second. Peak RSS comes from one child pro
 (`--rss=subprocess`) that builds and runs that variant alone, since one process running every
 variant only has one peak.
 
-Variants: see VARIANTS. Set-up that is not training (building the teacher cache, the replay
+Variants: see VARIANTS; the `_mixed_bfloat16` ones build the student under `--precision=
+mixed_bfloat16` (bfloat16 compute, float32 weights). Set-up that is not training (building the teacher cache, the replay
 storage) is done once and reported in "setup_seconds", outside the timed windows.
 """
 import argparse
@@ -34,13 +35,14 @@ import numpy as np
 import tensorflow as tf
 
 import tfkd
-from tfkd import cache, fast_teacher, replay
+from tfkd import cache, fast_teacher, replay, training
 from tfkd.models import MODELS
 
 VARIANTS = ("plain_fit", "teacher_forward", "online_kd", "online_kd_fast_teacher", "cached_kd",
             "replay_kd", "multi_teacher_k1_online", "multi_teacher_k2_online",
             "multi_teacher_k4_online", "multi_teacher_k1_cached", "multi_teacher_k2_cached",
-            "multi_teacher_k4_cached", "keras_distiller")
+            "multi_teacher_k4_cached", "keras_distiller", "plain_fit_mixed_bfloat16",
+            "cached_kd_mixed_bfloat16")
 # (name, numerator, denominator, at least)
 GOALS = (("cached_kd_vs_plain_fit", "cached_kd", "plain_fit", 0.90),
          ("multi_teacher_k4_cached_vs_plain_fit", "multi_teacher_k4_cached", "plain_fit", 0.85),
@@ -114,9 +116,10 @@ class Bench:
                                                        self.args.num_classes, seed=k + 1)
         return self._teachers[k]
 
-    def student(self):
-        return tfkd.models.build(self.args.student, self.shape, self.args.num_classes,
-                                      seed=100)
+    def student(self, precision="float32"):
+        with training.precision_policy(precision):
+            return tfkd.models.build(self.args.student, self.shape, self.args.num_classes,
+                                     seed=100)
 
     def optimizer(self):
         return keras.optimizers.SGD(0.01, momentum=0.9)
@@ -152,10 +155,12 @@ class Bench:
 
     # ---- variants: each returns (model to fit, dataset) or a callable for teacher_forward -------
     def build(self, name):
+        precision = "mixed_bfloat16" if name.endswith("_mixed_bfloat16") else "float32"
+        name = name.removesuffix("_mixed_bfloat16")
         if name == "teacher_forward":
             return self._forward_runner(self.teacher(0))
         if name == "plain_fit":
-            model = self.student()
+            model = self.student(precision)
             model.compile(self.optimizer(),
                           keras.losses.SparseCategoricalCrossentropy(from_logits=True))
             return model, self.plain_dataset()
@@ -174,7 +179,8 @@ class Bench:
                 start = time.perf_counter()
                 teacher = fast_teacher.fast_teacher(teacher, self.args.fast_precision)
                 self.setup_seconds["fast_teacher"] = time.perf_counter() - start
-            model = tfkd.Distiller(self.student(), teacher, temperature=TEMPERATURE, alpha=ALPHA)
+            model = tfkd.Distiller(self.student(precision), teacher, temperature=TEMPERATURE,
+                                   alpha=ALPHA)
             dataset = self.plain_dataset()
             if name == "cached_kd":
                 model.teaching, dataset = cache.CachedTeaching(), self.cached(1)
@@ -253,6 +259,8 @@ def summarize(args, measurements, unavailable, rss, setup_seconds, command):
         per_second[name], per_cpu[name] = _median(wall), _median(cpu)
     pairs = [(f"{name}/plain_fit", name, "plain_fit") for name in VARIANTS if name != "plain_fit"]
     pairs += [(f"{a}/{b}", a, b) for _, a, b, _ in GOALS if b != "plain_fit"]
+    pairs += [(f"{name}/{base}", name, base) for name in VARIANTS
+              for base in [name.removesuffix("_mixed_bfloat16")] if base not in (name, "plain_fit")]
     ratios, per_repetition = {}, {}
     for label, a, b in pairs:
         if per_cpu.get(a) is None or per_cpu.get(b) is None:

@@ -15,10 +15,9 @@ import keras
 import numpy as np
 from keras import ops
 
-import tfkd.partial  # noqa: F401 - registers label_smoothing, kd_pt, kd_sim, ... in TARGETS
 from tfkd import losses
 from tfkd.distillers import global_mean
-from tfkd.partial import TopkTarget
+from tfkd.targets.partial import TopkTarget
 from tfkd.targets import TARGETS, CalibratedSoftmax, TemperatureSoftmax, build_target
 
 # Transforms known to ignore their `labels` argument; any other target must declare

@@ -16,16 +16,7 @@ from typing import Any, Callable
 
 from tfkd.registry import Registry
 
-# Where each built-in method is registered, so that a lookup before that module is imported
-# says which import is missing.
-HOMES = {"kd": "tfkd.distillers.kd", "dkd": "tfkd.distillers.dkd",
-         "dist": "tfkd.distillers.dist", "fitnet": "tfkd.distillers.fitnet",
-         "kd_sr": "tfkd.distillers.selective_reliance",
-         **{name: "tfkd.distillers.partial" for name in ("ls", "kd_pt", "kd_sim", "kd_pt_sim",
-                                                         "kd_topk", "kd_rel")},
-         **{name: "tfkd.distillers.multi_teacher" for name in ("aver", "ebkd", "fixed_mkd",
-                                                               "fitnet_mkd", "ca_mkd")}}
-METHODS = Registry("method", homes=HOMES)
+METHODS = Registry("method", package="tfkd.distillers")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,15 +1,20 @@
 """Name -> object registries that refuse duplicates and list known names on a miss."""
 import contextlib
+import importlib
+import pkgutil
+import sys
 
 
 class Registry:
-    """`homes` maps names registered by modules not imported yet to those modules, so that a
-    miss on such a name says which import registers it."""
+    """`package` names the package whose modules register the entries: on a miss its modules
+    not imported yet are imported one by one, and the message names the one that registers the
+    name (no table of names to keep)."""
 
-    def __init__(self, kind, homes=None):
+    def __init__(self, kind, package=None):
         self.kind = kind
         self._entries = {}
-        self.homes = dict(homes or {})
+        self._modules = {}  # name -> the module that registered it
+        self.package = package
 
     def register(self, name, obj=None):
         """Registers `obj` under `name`; usable as a decorator when `obj` is omitted."""
@@ -18,17 +23,33 @@ class Registry:
         if name in self._entries:
             raise ValueError(f"{self.kind} {name!r} is already registered")
         self._entries[name] = obj
+        frame = sys._getframe(1)
+        while frame is not None and frame.f_globals.get("__name__") == __name__:
+            frame = frame.f_back
+        self._modules[name] = frame.f_globals.get("__name__") if frame is not None else None
         return obj
 
     def get(self, name):
         try:
             return self._entries[name]
         except KeyError:
-            home = self.homes.get(name)
-            where = (f"; it is registered by {home}, which is not imported yet (import {home})"
+            home = self._home(name)
+            where = (f"; it is registered by {home}, which was not imported (import {home})"
                      if home else "")
             raise ValueError(f"{self.kind} {name!r} is not registered{where}; known: "
                              f"{', '.join(sorted(self._entries))}") from None
+
+    def _home(self, name):
+        """The module of `package` that registers `name` when imported, or None."""
+        if self.package is None:
+            return None
+        package = importlib.import_module(self.package)  # may import every module itself
+        for module in pkgutil.iter_modules(package.__path__):
+            if name in self._entries:
+                break
+            if not module.name.startswith("_"):
+                importlib.import_module(f"{self.package}.{module.name}")
+        return self._modules.get(name) if name in self._entries else None
 
     def names(self):
         return sorted(self._entries)
@@ -44,3 +65,4 @@ class Registry:
             yield obj
         finally:
             del self._entries[name]
+            self._modules.pop(name, None)

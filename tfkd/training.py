@@ -1,4 +1,5 @@
-"""Optimisers, learning-rate schedules, strategies and plain classifier training."""
+"""Optimisers, learning-rate schedules, precision, strategies and plain classifier training."""
+import contextlib
 import dataclasses
 import functools
 import socket
@@ -9,6 +10,8 @@ import tensorflow as tf
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
+# mixed_bfloat16: bfloat16 compute, float32 weights (and float32 logits from the zoo's classifier).
+PRECISIONS = ("float32", "mixed_bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,6 +24,7 @@ class TrainConfig:
     warmup_epochs: float = 0.0
     weight_decay: float = 5e-4
     momentum: float = 0.9
+    precision: str = "float32"
 
     def __post_init__(self):
         checks = [("--epochs", self.epochs >= 1, "an integer >= 1"),
@@ -29,10 +33,25 @@ class TrainConfig:
                   ("--learning_rate", self.learning_rate > 0, "a number > 0"),
                   ("--lr_schedule", self.lr_schedule in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
                   ("--warmup_epochs", 0 <= self.warmup_epochs < self.epochs, "in [0, epochs)"),
-                  ("--weight_decay", self.weight_decay >= 0, "a number >= 0")]
+                  ("--weight_decay", self.weight_decay >= 0, "a number >= 0"),
+                  ("--precision", self.precision in PRECISIONS, f"one of {', '.join(PRECISIONS)}")]
         for flag, ok, expected in checks:
             if not ok:
                 raise ValueError(f"{flag} must be {expected}")
+
+
+@contextlib.contextmanager
+def precision_policy(precision):
+    """Layers created inside compute in `precision` (one of PRECISIONS); the global Keras dtype
+    policy is restored on exit."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def learning_rate(config, steps_per_epoch):

@@ -112,6 +112,10 @@ TABLE = {
         ("lr_schedule", "schedule.lr_schedule", "Learning-rate schedule.", training.SCHEDULES),
         ("warmup_epochs", "schedule.warmup_epochs", "Linear warm-up (cosine only)."),
         ("weight_decay", "schedule.weight_decay", "Decoupled weight decay."),
+        ("precision", "schedule.precision",
+         "Compute precision of the models trained here: float32, or mixed_bfloat16 (bfloat16 "
+         "compute, float32 weights and logits; saved and exported models compute in float32).",
+         training.PRECISIONS),
         ("strategy", "strategy", "tf.distribute strategy.", training.STRATEGIES),
         ("tpu", "tpu", "--strategy=tpu: the TPU's name or grpc:// address (TPUClusterResolver)."),
         ("deterministic", "deterministic",

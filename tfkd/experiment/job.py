@@ -55,6 +55,13 @@ def check(config):
             phases.check_teacher_spec(spec, "--teachers")
     elif method.needs_teacher:
         phases.check_teacher_spec(config.teacher.spec, "--teacher")
+    carried = config.cache.mode != "none" or config.teaching.mode == "fixed"
+    if method.needs_features and not method.multi_teacher and carried:
+        flag = (f"--teacher_cache={config.cache.mode}" if config.cache.mode != "none"
+                else "--teaching=fixed")
+        raise ValueError(f"{flag} carries only the teacher's logits for single-teacher methods, "
+                         f"but --method={config.method.name} reads the teacher's intermediate "
+                         "features; use --teacher_cache=none")
     calibration = config.calibration
     if calibration.enabled:
         if not method.needs_teacher:

@@ -24,11 +24,21 @@ def seed_everything(seed):
     keras.utils.set_random_seed(seed)
 
 
-def build_model(arch, bundle, strategy):
+def build_model(arch, bundle, strategy, precision="float32"):
     mean, variance = bundle.stats()
-    with strategy.scope():
+    with strategy.scope(), training.precision_policy(precision):
         return models.build(arch, input_shape=bundle.input_shape, num_classes=bundle.num_classes,
                             mean=mean, variance=variance)
+
+
+def in_float32(model, arch, bundle, strategy):
+    """`model` (trained at any precision; its weights are float32) as a float32 model, which is
+    what the run evaluates, saves and exports."""
+    if model.dtype_policy.name == "float32":
+        return model
+    plain = build_model(arch, bundle, strategy)
+    plain.set_weights(model.get_weights())
+    return plain
 
 
 def sharded(dataset):
@@ -111,7 +121,7 @@ def train_classifier(arch, bundle, strategy, schedule, work, phase, seed, verbos
     """Trains `arch` alone with cross-entropy (teachers and baselines), resuming."""
     print(f"Training {phase} {arch} for {schedule.epochs} epochs", flush=True)
     seed_everything(seed)
-    model = build_model(arch, bundle, strategy)
+    model = build_model(arch, bundle, strategy, schedule.precision)
     steps = -(-len(bundle.train[1]) // schedule.batch_size)
     with strategy.scope():
         if strategy.extended._in_multi_worker_mode():
@@ -125,7 +135,7 @@ def train_classifier(arch, bundle, strategy, schedule, work, phase, seed, verbos
             trainer = training.compile_classifier(model, schedule, steps)
     history = fit_resumable(trainer, work, phase, bundle, schedule, seed, verbose,
                             augment=augment, write=work.write)
-    return model, history
+    return in_float32(model, arch, bundle, strategy), history
 
 
 def is_model_path(spec):
@@ -201,7 +211,7 @@ def dry_build(method, config, options, bundle, teaching_run=None):
             model = build_model(spec, bundle, default)
         found.append(model)
     teacher = found if method.multi_teacher else (found[0] if found else None)
-    student = build_model(config.student, bundle, default)
+    student = build_model(config.student, bundle, default, config.schedule.precision)
     try:
         distiller = method.build(student, teacher, bundle, options)
         if teaching_run is not None:
@@ -386,7 +396,7 @@ def distill(method, config, options, teacher, bundle, strategy, work, teaching_r
     print(f"Distilling {config.student} with {options} for {schedule.epochs} epochs", flush=True)
     # Seeded here, so the student starts alike whether the teacher was trained or loaded.
     seed_everything(seed)
-    student = build_model(config.student, bundle, strategy)
+    student = build_model(config.student, bundle, strategy, schedule.precision)
     orders = training_orders(config, served, bundle, work)
     steps = -(-len(bundle.train[1]) // schedule.batch_size)
     with strategy.scope():
@@ -404,6 +414,7 @@ def distill(method, config, options, teacher, bundle, strategy, work, teaching_r
     history = fit_resumable(distiller, work, "distill", bundle, schedule, seed,
                             config.output.verbose, orders, config.augment, extras, callbacks,
                             write=work.write, stream=stream)
+    student = in_float32(student, config.student, bundle, strategy)
     if work.write:
         export.save_keras(student, saved)
         with open(work.file("history.csv"), "w") as handle:
@@ -420,11 +431,14 @@ def baseline(config, bundle, strategy, work):
         with strategy.scope():
             return teachers.load_model(saved, "baseline"), record["seconds"]
     start = time.time()
-    model, _ = train_classifier(config.student, bundle, strategy, config.schedule, work,
-                                "baseline", config.seed, config.output.verbose, config.augment)
+    model, history = train_classifier(config.student, bundle, strategy, config.schedule, work,
+                                      "baseline", config.seed, config.output.verbose,
+                                      config.augment)
     seconds = time.time() - start
     if work.write:
         export.save_keras(model, saved)
+        with open(work.file("baseline.csv"), "w") as handle:
+            handle.write(checkpoint.history_csv(history))
     work.finish("baseline", {"seconds": seconds})
     return model, seconds
 

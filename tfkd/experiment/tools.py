@@ -17,7 +17,9 @@ import time
 
 import numpy as np
 
-from tfkd import analysis, calibration, data, export, models, partial, teachers
+from tfkd import analysis, calibration, data, export, models, teachers
+from tfkd.data.superclass import superclass_map
+from tfkd.models.introspection import classifier_weights
 from tfkd.experiment import phases
 from tfkd.io import replace, write_text
 
@@ -255,7 +257,7 @@ def _student(spec, bundle, seed):
 def _superclasses(bundle, path):
     """The super-class of each class, or None when no map is given and the data has none."""
     try:
-        return partial.superclass_map(bundle, path, bundle.num_classes)
+        return superclass_map(bundle, path, bundle.num_classes)
     except ValueError:
         if path:
             raise
@@ -268,7 +270,7 @@ def _class_relationships(teacher, teacher_logits, bundle, temperatures, supercla
     correlations = {t: analysis.class_correlation(analysis.softmax(teacher_logits, t))
                     for t in temperatures}
     try:
-        cosine = analysis.classifier_cosine(partial.classifier_weights(teacher, classifier_layer))
+        cosine = analysis.classifier_cosine(classifier_weights(teacher, classifier_layer))
     except ValueError as error:  # a SavedModel teacher exposes no weights: plot the rest
         print(f"no classifier-weight heatmap: {error}")
         cosine = None

@@ -33,4 +33,4 @@ def pool_and_classify(features, num_classes, initializers):
     """
     pooled = keras.layers.GlobalAveragePooling2D(name=POOLED)(features)
     return keras.layers.Dense(num_classes, kernel_initializer=initializers.glorot_uniform(),
-                              name=CLASSIFIER)(pooled)
+                              dtype="float32", name=CLASSIFIER)(pooled)

@@ -19,7 +19,7 @@ def mlp_body(x, num_classes, initializers, hidden_sizes):
                                name=FEATURES if last else f"hidden{index}")(x)
     x = keras.layers.Identity(name=POOLED)(x)
     return keras.layers.Dense(num_classes, kernel_initializer=initializers.glorot_uniform(),
-                              name=CLASSIFIER)(x)
+                              dtype="float32", name=CLASSIFIER)(x)
 
 
 for _name, _sizes in (("mlp_small", (64,)), ("mlp", (256, 256)), ("mlp_large", (512, 512))):

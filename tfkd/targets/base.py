@@ -10,10 +10,7 @@ from keras import ops
 
 from tfkd.registry import Registry
 
-TARGETS = Registry("teacher target", homes={
-    "calibrated": "tfkd.targets.calibrated",
-    **{name: "tfkd.targets.partial" for name in ("label_smoothing", "kd_pt", "kd_sim",
-                                                 "kd_pt_sim", "kd_topk", "kd_rel")}})
+TARGETS = Registry("teacher target", package="tfkd.targets")
 
 
 class TemperatureSoftmax:

@@ -1,0 +1,1041 @@
+"""Writes RESULTS.md and results_summary.json beside this file: papers' claims against tfkd's runs.
+
+Every number on the page is read from the data files (JSON) of the experiment folders beside this
+file (hinton/, calibration/, multi_teacher/, partial/, curriculum/, function_matching/, methods/,
+replay/, benchmarks/, teachers/); the papers' own numbers are in PAPER_NUMBERS below, each under
+the paper it comes from. results_summary.json holds every number the page shows, as shown.
+A folder whose data file is missing gives a "not run yet" row; rerun after new results land:
+
+    python3 docs/make_results.py
+"""
+import itertools
+import json
+import os
+import statistics
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# The verdict rule (stated on the page by rule_text()).
+MIN_SEEDS = 3               # fewer paired seeds than this: at most "inconclusive"
+WEAK_TEACHER_POINTS = 2.0   # teacher less than this many accuracy points above the student alone
+LONGER_RUN_POINTS = 2.0     # a longer schedule of the same run, in the same folder, scores more
+
+PAPERS = {
+    "hinton": "Hinton, Vinyals and Dean (2015), Distilling the Knowledge in a Neural Network",
+    "calibration": "Rethinking Knowledge Distillation from the Perspective of Model Calibration",
+    "ca_mkd": "Zhang et al. (2022), Confidence-Aware Multi-Teacher Knowledge Distillation",
+    "patient": ("Beyer et al. (2022), Knowledge distillation: A good teacher is patient and "
+                "consistent"),
+    "partial": "Tang et al. (2020), Understanding and Improving Knowledge Distillation",
+    "reliance": "Khan, Nadiminty and Amin, Selective Teacher Reliance for Knowledge Distillation",
+    "fkd": "Shen and Xing (2022), A Fast Knowledge Distillation Framework for Visual Recognition",
+    "dkd": "Zhao et al. (2022), Decoupled Knowledge Distillation",
+    "dist": "Huang et al. (2022), Knowledge Distillation from A Stronger Teacher",
+    "fitnet": "Romero et al. (2015), FitNets: Hints for Thin Deep Nets",
+    "tfkd": "tfkd's own throughput goal (bin/bench), not a paper's claim",
+}
+
+# The papers' own numbers quoted in the claim column (the other quoted paper numbers are read from
+# calibration/summary.json and partial/summary.json, where the folders recorded them).
+PAPER_NUMBERS = {
+    # Hinton et al. 2015, section 3 (MNIST): test errors.
+    "hinton_mnist_errors": {"teacher": 67, "alone": 146, "distilled": 74},
+    # Calibration paper, Table 3 (CIFAR-10), student ResNet34, teachers ResNet50 / 101 / 152.
+    "calibration_student_resnet34": {
+        "uncalibrated": {"resnet50": 95.89, "resnet101": 95.57, "resnet152": 95.69},
+        "calibrated": {"resnet50": 95.59, "resnet101": 95.69, "resnet152": 95.77},
+    },
+    # CA-MKD paper, Table 1 (CIFAR-100), WRN40-2 teachers -> ShuffleNetV1, top-1 %.
+    "ca_mkd_wrn40_2_shufflenetv1": {"CA-MKD": 77.94, "EBKD": 76.61, "AVER": 76.30},
+    # Selective Teacher Reliance, Table 2 (CIFAR-100), validation accuracy %.
+    "reliance_cifar100": {"Student-Unguided": 45.9, "Student-KD": 47.3, "Student-KD-CL": 46.3,
+                          "Student-KD-CL'": 48.0, "Student-KD-CL-SR": 46.9,
+                          "Student-KD-CL'-SR": 43.1},
+}
+
+
+def load(relative):
+    path = os.path.join(HERE, relative)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def readme_link(folder, fallback=None):
+    for name in ("README.md", fallback):
+        if name and os.path.isfile(os.path.join(HERE, folder, name)):
+            return f"[{folder}/{name}]({folder}/{name})"
+    return f"{folder}/ (no README yet)"
+
+
+# ----------------------------------------------------------------------------------------------
+# Measurements and the verdict rule
+
+
+class Arm:
+    """One measured quantity over replicates (seeds, teachers or repetitions), keyed by replicate.
+
+    `values` maps replicate -> value; a summary without per-replicate values gives `mean`, `std`
+    and `n` instead (then comparisons are unpaired); `constant` is a fixed threshold.
+    """
+
+    def __init__(self, name, values=None, mean=None, std=None, n=None, constant=None):
+        self.name = name
+        self.values = {str(k): float(v) for k, v in values.items()} if values is not None else None
+        self.constant = constant
+        if self.values is not None:
+            series = list(self.values.values())
+            self.n = len(series)
+            self.mean = statistics.mean(series)
+            self.std = statistics.stdev(series) if len(series) > 1 else None
+        elif constant is not None:
+            self.n, self.mean, self.std = None, float(constant), 0.0
+        else:
+            self.n, self.mean, self.std = n, mean, std
+
+
+class Relation:
+    """A claimed relation `better kind worse`, kind '>' (strictly better) or '>=' (not worse).
+
+    `statistic` is what stands for the paired differences: their mean, or their median for a
+    throughput goal, which bin/bench defines on the median over repetitions.
+    """
+
+    def __init__(self, better, worse, kind=">", statistic="mean"):
+        self.better, self.worse, self.kind, self.statistic = better, worse, kind, statistic
+        a, b = better, worse
+        if a.values is not None and b.constant is not None:
+            diffs = [v - b.constant for v in a.values.values()]
+        elif a.values is not None and b.values is not None and set(a.values) & set(b.values):
+            keys = sorted(set(a.values) & set(b.values))
+            diffs = [a.values[k] - b.values[k] for k in keys]
+        else:
+            diffs = None
+        if diffs is not None:
+            self.paired = True
+            self.n = len(diffs)
+            self.mean = (statistics.median if statistic == "median" else statistics.mean)(diffs)
+            self.std = statistics.stdev(diffs) if len(diffs) > 1 else None
+            self.times_ahead = sum(d > 0 for d in diffs)
+            self.times_behind = sum(d < 0 for d in diffs)
+        else:  # unpaired: difference of means, the larger of the two seed deviations
+            self.paired = False
+            self.n = min(x for x in (a.n, b.n) if x is not None)
+            self.mean = a.mean - b.mean
+            stds = [s for s in (a.std, b.std) if s is not None]
+            self.std = max(stds) if len(stds) == 2 else None
+            self.times_ahead = self.times_behind = None
+        m, s = self.mean, self.std
+        # Paired, a strict relation must also hold (or be reversed) on every seed.
+        every_ahead = self.times_ahead is None or self.times_ahead == self.n
+        every_behind = self.times_behind is None or self.times_behind == self.n
+        if s is None:  # one replicate: the sign only (the row is capped at inconclusive)
+            if m > 0 or (kind == ">=" and m == 0):
+                self.status = "holds"
+            else:
+                self.status = "reversed" if m < 0 else "unclear"
+        elif m < -s and (kind == ">=" or every_behind):
+            self.status = "reversed"
+        elif (kind == ">" and m > s and every_ahead) or (kind == ">=" and m >= 0):
+            self.status = "holds"
+        else:
+            self.status = "unclear"
+
+
+INTRO = """\
+Generated by `docs/make_results.py` from the data files of the experiment folders beside this
+page; do not edit it by hand, rerun the script after new results land.
+
+Each row is one claim of a paper (or one tfkd goal), as the paper states it, with the paper's own
+number where it gives one; the number tfkd measured (accuracy in % on the test split unless the
+row says otherwise, mean ± sample standard deviation over seeds) with the sizes of the run as its
+data files record them; the verdict with the relations it rests on (mean and sample standard
+deviation of the paired differences, and on how many seeds the first was ahead); and the
+experiment's README. Rows marked "inside X/" are the same comparison found in another
+experiment's runs."""
+
+CAVEATS_INTRO = ("Read from the data: the teacher against the student alone, and what else in "
+                 "the folder says the run was small or short.")
+
+
+def rule_text():
+    return f"""\
+**Verdict rule** (`docs/make_results.py`, applied to every row alike). A claim is a set of
+relations between measured quantities, "A > B" (A better) or "A ≥ B" (A not worse; also used for
+"A does not beat B", written B ≥ A). For each relation the script takes the differences A − B
+seed by seed (the same seed is the same data subset, initialisation and batch order in these
+experiments; a comparison without per-seed values uses the difference of the means and the larger
+of the two standard deviations), their mean m and sample standard deviation s:
+
+- "A > B" **holds** if m > s and A is ahead on every seed, is **reversed** if m < −s and B is
+  ahead on every seed, and is **unclear** otherwise;
+- "A ≥ B" **holds** if m ≥ 0, is **reversed** if m < −s, and is **unclear** otherwise (a weaker
+  test: a noisy experiment rarely reverses it).
+
+(For tfkd's throughput goals m is the median over repetitions, as `bin/bench` defines the goals.)
+
+A claim is **reproduced** if every relation holds, **not reproduced** if any relation is
+reversed, and **inconclusive** otherwise. It is **inconclusive** whatever the relations say
+(the direction is still shown) when the experiment cannot test it: fewer than {MIN_SEEDS} seeds
+(replicates), or under-trained, meaning the teacher is less than {WEAK_TEACHER_POINTS:g} accuracy
+points above the student trained alone, or a longer schedule of the same run in the same folder
+scores more than {LONGER_RUN_POINTS:g} points higher. "Reproduced" and "not reproduced" speak of
+the experiment's own setting, which is much smaller than the papers' (see the caveats)."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Rows
+
+
+class Row:
+    """One claim: the paper's statement, the arms and relations measured, sizes, caps, caveat."""
+
+    def __init__(self, group, claim, paper, link):
+        self.group, self.claim, self.paper, self.link = group, claim, paper, link
+        self.arms, self.relations, self.caps, self.caveats, self.notes = [], [], [], [], []
+        self.sizes = {}
+        self.numbers = {}
+        self.not_run = None
+        self.replicates = "seeds"
+        self.decimals = {}  # arm name -> decimals shown (default 2)
+        self.units = {}     # arm name -> unit after the number
+
+    def show(self, label, value, decimals=2, signed=False):
+        """Formats `value` for the page and records it, as shown, for results_summary.json."""
+        shown = round(float(value), decimals)
+        self.numbers[label] = shown
+        text = f"{shown:+.{decimals}f}" if signed else f"{shown:.{decimals}f}"
+        return text.replace("+-", "-")
+
+    def arm_text(self, arm, decimals=2, unit=""):
+        if arm.constant is not None:
+            return f"{arm.name} {self.show(arm.name, arm.constant, decimals)}{unit}"
+        text = f"{arm.name} {self.show(arm.name + ' mean', arm.mean, decimals)}"
+        if arm.std is not None:
+            text += f" ± {self.show(arm.name + ' std', arm.std, decimals)}"
+        return text + unit
+
+    def relation_text(self, relation, decimals=2):
+        sign = "≥" if relation.kind == ">=" else ">"
+        label = f"{relation.better.name} {sign} {relation.worse.name}"
+        shown = self.show(f"{label} difference {relation.statistic}", relation.mean, decimals, True)
+        text = f"{label}: {'median ' if relation.statistic == 'median' else ''}{shown}"
+        if relation.std is not None:
+            text += f" ± {self.show(label + ' difference std', relation.std, decimals)}"
+        if relation.times_ahead is not None and relation.n > 1:
+            text += f", ahead on {relation.times_ahead}/{relation.n}"
+        return text + f" ({relation.status})"
+
+    def teacher_check(self, teacher_accuracy, alone_accuracy, what="teacher"):
+        """Caps the row when the teacher is barely better than the student alone; notes the gap."""
+        gap = teacher_accuracy - alone_accuracy
+        self.caveats.append(
+            f"{what} {self.show(what + ' accuracy', teacher_accuracy)} % vs student alone "
+            f"{self.show('student alone accuracy', alone_accuracy)} % "
+            f"({self.show('teacher minus alone', gap, 2, True)} points)")
+        if gap < WEAK_TEACHER_POINTS:
+            self.caps.append(f"under-trained: teacher only {self.show('teacher minus alone', gap)}"
+                             f" points above the student alone")
+
+    def longer_run_check(self, short_mean, long_mean, short_epochs, long_epochs, what):
+        gain = long_mean - short_mean
+        if gain > LONGER_RUN_POINTS:
+            self.caps.append(
+                f"under-trained: {what} at {long_epochs} epochs scores "
+                f"{self.show(what + ' longer-run gain', gain, 2, True)} points over {short_epochs}")
+
+    def verdict(self):
+        if self.not_run:
+            return "not run yet", []
+        statuses = [r.status for r in self.relations]
+        fewest = min(r.n for r in self.relations)
+        caps = list(self.caps)
+        if fewest < MIN_SEEDS:
+            caps.insert(0, f"{fewest} {self.replicates[:-1] if fewest == 1 else self.replicates}"
+                           f" (fewer than {MIN_SEEDS})")
+        elif any(r.std is None for r in self.relations):
+            caps.insert(0, "no spread over seeds in the data file")
+        if caps:
+            return "inconclusive", caps
+        if "reversed" in statuses:
+            return "not reproduced", []
+        if all(s == "holds" for s in statuses):
+            return "reproduced", []
+        return "inconclusive", []
+
+    def sizes_text(self):
+        if not self.sizes:
+            return "sizes: not in the folder's data files (see its README)"
+        return "; ".join(f"{k}: {v}" for k, v in self.sizes.items())
+
+
+def seeds_text(keys):
+    return ", ".join(str(k) for k in keys)
+
+
+def percent(values):
+    return {k: 100 * v for k, v in values.items()}
+
+
+# --- Hinton KD: docs/hinton/results.json, and the same comparison inside the other folders ------
+
+
+def hinton_claim():
+    e = PAPER_NUMBERS["hinton_mnist_errors"]
+    return (f"The distilled student beats the same student trained alone (MNIST: {e['alone']} "
+            f"test errors alone, {e['distilled']} distilled from a {e['teacher']}-error teacher)")
+
+
+def arm_from_summary(name, summary, seeds):
+    if summary.get("values") is not None:
+        keys = seeds if seeds is not None else range(len(summary["values"]))
+        return Arm(name, {k: 100 * v for k, v in zip(keys, summary["values"])})
+    std = summary.get("std")
+    return Arm(name, mean=100 * summary["mean"], std=None if std is None else 100 * std,
+               n=len(seeds) if seeds else 1)
+
+
+def hinton_rows(teachers):
+    data = load("hinton/results.json")
+    link = readme_link("hinton", "results.json")
+    if data is None:
+        row = Row("Hinton KD", hinton_claim(), PAPERS["hinton"], readme_link("hinton", "run.sh"))
+        row.not_run = "docs/hinton/results.json is not there yet (bash docs/hinton/run.sh)"
+        return [row]
+    sizes = data.get("sizes", {})
+    rows = []
+    for pair in data.get("pairs", []):
+        teacher, student = pair["teacher"], pair["student"]
+        row = Row("Hinton KD", f"{hinton_claim()}; {teacher} → {student}", PAPERS["hinton"],
+                  link)
+        seeds = pair.get("seeds")
+        distilled = arm_from_summary("distilled", pair["distilled"], seeds)
+        alone = arm_from_summary("alone", pair["alone"], seeds)
+        row.arms = [distilled, alone]
+        row.relations = [Relation(distilled, alone)]
+        row.sizes["models"] = f"{teacher} → {student}"
+        if "train_examples" in sizes:
+            row.sizes["training images"] = sizes["train_examples"]
+        if "epochs" in sizes:
+            row.sizes["epochs"] = sizes["epochs"]
+        if teacher in teachers:
+            t = teachers[teacher]
+            row.sizes["teacher"] = (f"{t.get('epochs', '?')} epochs on "
+                                    f"{t.get('train_examples', '?')} images")
+        row.sizes["seeds"] = seeds_text(seeds) if seeds else distilled.n
+        row.teacher_check(100 * pair["teacher_test_accuracy"], alone.mean)
+        if "distilled_beats_alone_every_seed" in pair:
+            row.caveats.append("distilled ahead of alone on every seed: "
+                               + ("yes" if pair["distilled_beats_alone_every_seed"] else "no"))
+        rows.append(row)
+    return rows
+
+
+def hinton_side_rows():
+    """The same claim measured inside the other experiments (their KD run and student alone)."""
+    rows = []
+    ladder = load("calibration/ladder_3seeds.json")
+    if ladder is not None:
+        row = Row("Hinton KD (inside calibration/)", hinton_claim(), PAPERS["hinton"],
+                  readme_link("calibration"))
+        first = ladder["flags"]["seed"]
+        keys = range(first, first + ladder["seeds"])
+        alone = Arm("alone", {k: 100 * v for k, v in zip(keys, ladder["baseline"]["accuracies"])})
+        for t in ladder["rows"]:
+            arm = Arm(f"KD from {t['teacher']}", {k: 100 * v for k, v in
+                                                   zip(keys, t["student"]["none"]["accuracies"])})
+            row.arms.append(arm)
+            row.relations.append(Relation(arm, alone))
+        row.arms.append(alone)
+        calibration_sizes(row, ladder)
+        row.teacher_check(min(100 * t["accuracy"] for t in ladder["rows"]), alone.mean,
+                          "smallest teacher")
+        rows.append(row)
+
+    curriculum = load("curriculum/results.json")
+    if curriculum is not None:
+        row = Row("Hinton KD (inside curriculum/)", hinton_claim(), PAPERS["hinton"],
+                  readme_link("curriculum"))
+        kd, alone = curriculum_arm(curriculum, "Student-KD", "KD"), \
+            curriculum_arm(curriculum, "Student-Unguided", "alone")
+        row.arms, row.relations = [kd, alone], [Relation(kd, alone)]
+        row.sizes["seeds"] = seeds_text(kd.values)
+        curriculum_teacher_check(row, curriculum, alone)
+        rows.append(row)
+
+    partial = load("partial/results.json")
+    if partial is not None:
+        fashion = partial["fashion_mnist"]
+        row = Row("Hinton KD (inside partial/, Fashion-MNIST)", hinton_claim(), PAPERS["hinton"],
+                  readme_link("partial"))
+        kd, alone = Arm("KD", fashion["KD"]["seeds"]), Arm("alone", fashion["Student"]["seeds"])
+        row.arms, row.relations = [kd, alone], [Relation(kd, alone)]
+        row.sizes["seeds"] = seeds_text(kd.values)
+        row.teacher_check(Arm("t", fashion["Teacher"]["seeds"]).mean, alone.mean)
+        rows.append(row)
+
+        row = Row("Hinton KD (inside partial/, synthetic)", hinton_claim() +
+                  " (synthetic super-class data, class similarity 0.0 / 0.5 / 0.9)",
+                  PAPERS["hinton"], readme_link("partial"))
+        gaps = []
+        for similarity, methods in partial["synthetic"].items():
+            kd = Arm(f"KD, sim {similarity}", methods["KD"]["seeds"])
+            alone = Arm(f"alone, sim {similarity}", methods["Student"]["seeds"])
+            row.arms += [kd, alone]
+            row.relations.append(Relation(kd, alone))
+            gaps.append((Arm("t", methods["Teacher"]["seeds"]).mean - alone.mean, similarity,
+                         Arm("t", methods["Teacher"]["seeds"]).mean, alone.mean))
+        _, similarity, teacher_mean, alone_mean = min(gaps)
+        row.sizes["seeds"] = seeds_text(kd.values)
+        row.teacher_check(teacher_mean, alone_mean, f"teacher (similarity {similarity})")
+        rows.append(row)
+
+    methods = load("methods/results.json")
+    if methods is not None:
+        row = Row("Hinton KD (inside methods/)", hinton_claim(), PAPERS["hinton"],
+                  readme_link("methods"))
+        kd = Arm("KD", percent(methods["methods"]["kd"]["test_accuracy"]))
+        alone = Arm("alone", percent(methods["methods"]["alone"]["test_accuracy"]))
+        row.arms, row.relations = [kd, alone], [Relation(kd, alone)]
+        methods_sizes(row, methods)
+        row.teacher_check(100 * methods["setting"]["teacher_test_accuracy"], alone.mean)
+        methods_fit_caveat(row, methods)
+        rows.append(row)
+
+    records = load("multi_teacher/results.json")
+    if records is not None:
+        row = Row("Hinton KD (inside multi_teacher/)", hinton_claim() +
+                  " (single strongest teacher)", PAPERS["hinton"], readme_link("multi_teacher"))
+        kd = multi_arm(records, "single", "kd_strong", "KD")
+        alone = multi_alone(records)
+        row.arms, row.relations = [kd, alone], [Relation(kd, alone)]
+        row.sizes["seeds"] = seeds_text(kd.values)
+        strong = Arm("t", {r["seed"]: 100 * r["teachers"][0] for r in records
+                           if r["case"] == "single"})
+        row.teacher_check(strong.mean, alone.mean)
+        rows.append(row)
+
+    fm = load("function_matching/results.json")
+    if fm is not None:
+        runs = {r["run"]: r for r in fm["runs"]}
+        none = runs["modes-none"]
+        row = Row("Hinton KD (inside function_matching/)", hinton_claim() +
+                  " (teaching none: clean shared batches)", PAPERS["hinton"],
+                  readme_link("function_matching"))
+        kd = Arm("KD", {"run": 100 * none["student_accuracy"]})
+        alone = Arm("alone", {"run": 100 * none["baseline_accuracy"]})
+        row.arms, row.relations = [kd, alone], [Relation(kd, alone)]
+        row.sizes = {"epochs": none["epochs"], "seeds": 1}
+        row.teacher_check(100 * none["teacher_accuracy"], alone.mean)
+        rows.append(row)
+    return rows
+
+
+# --- Calibration ---------------------------------------------------------------------------------
+
+
+def calibration_sizes(row, ladder):
+    teachers = "/".join(t["teacher"] for t in ladder["rows"])
+    row.sizes["models"] = f"{teachers} → {ladder['student']}"
+    row.sizes["training images"] = ladder["sizes"]["train"]
+    row.sizes["epochs"] = (f"{ladder['flags']['epochs']} (teachers "
+                           f"{ladder['flags']['teacher_epochs']})")
+    first = ladder["flags"]["seed"]
+    row.sizes["seeds"] = seeds_text(range(first, first + ladder["seeds"]))
+
+
+def ece_row(group, teachers, link, where):
+    """Temperature scaling lowers ECE and NLL, the teachers as replicates (paired per teacher)."""
+    summary = load("calibration/summary.json") or {}
+    paper = summary.get("paper", {}).get("teachers", {})
+    claim = "Temperature scaling (T* fitted on validation NLL) lowers the teachers' ECE and NLL"
+    if paper:
+        before = [100 * t["ece_before"] for t in paper.values()]
+        after = [100 * t["ece_after"] for t in paper.values()]
+        claim += (f" (CIFAR-10, ResNet34-152: ECE {min(before):g}-{max(before):g} % → "
+                  f"{min(after):g}-{max(after):g} %)")
+    row = Row(group, claim, PAPERS["calibration"], link)
+    row.replicates = "teachers"
+    ece_before = Arm("ECE before", {t["name"]: 100 * t["ece_before"] for t in teachers})
+    ece_after = Arm("ECE at T*", {t["name"]: 100 * t["ece_after"] for t in teachers})
+    nll_before = Arm("NLL before", {t["name"]: t["nll_before"] for t in teachers})
+    nll_after = Arm("NLL at T*", {t["name"]: t["nll_after"] for t in teachers})
+    row.arms = [ece_before, ece_after, nll_before, nll_after]
+    row.relations = [Relation(ece_before, ece_after), Relation(nll_before, nll_after)]
+    row.decimals = {"NLL before": 4, "NLL at T*": 4}
+    row.units = {"ECE before": " %", "ECE at T*": " %"}
+    row.sizes["models"] = ", ".join(t["name"] for t in teachers)
+    row.sizes["replicates"] = f"the {len(teachers)} teachers, one training each ({where})"
+    return row
+
+
+def calibration_rows():
+    ladder = load("calibration/ladder_3seeds.json")
+    if ladder is None:
+        return []
+    link = readme_link("calibration")
+    rows = []
+    teachers = [{"name": t["teacher"], "ece_before": t["ece_before"], "ece_after": t["ece_after"],
+                 "nll_before": t["nll_before"], "nll_after": t["nll_after"]}
+                for t in ladder["rows"]]
+    row = ece_row("Calibration", teachers, link, "ladder teachers")
+    row.sizes["training images"] = ladder["sizes"]["train"]
+    row.sizes["epochs"] = ladder["flags"]["teacher_epochs"]
+    row.caveats.append("test split of " + str(ladder["sizes"]["test"]) + " images; T* "
+                       + " / ".join(row.show(f"T* {t['teacher']}", t["temperature"], 3)
+                                    for t in ladder["rows"]))
+    rows.append(row)
+
+    first = ladder["flags"]["seed"]
+    keys = range(first, first + ladder["seeds"])
+    alone = Arm("alone", {k: 100 * v for k, v in zip(keys, ladder["baseline"]["accuracies"])})
+
+    def students(mode):
+        return [Arm(t["teacher"], {k: 100 * v for k, v in
+                                   zip(keys, t["student"][mode]["accuracies"])})
+                for t in ladder["rows"]]  # ladder rows run from the smallest teacher up
+
+    paper = PAPER_NUMBERS["calibration_student_resnet34"]
+    teacher_sizes = " / ".join(f"ResNet{k[len('resnet'):]}" for k in paper["uncalibrated"])
+    uncal = students("none")
+    row = Row("Calibration", "Without calibration a larger teacher does not give a better student "
+              f"(student ResNet34, teachers {teacher_sizes}: "
+              + " / ".join(f"{v:g}" for v in paper["uncalibrated"].values()) + " %)",
+              PAPERS["calibration"], link)
+    row.arms = uncal + [alone]
+    row.relations = [Relation(small, large, ">=") for small, large in itertools.pairwise(uncal)]
+    calibration_sizes(row, ladder)
+    row.teacher_check(min(100 * t["accuracy"] for t in ladder["rows"]), alone.mean,
+                      "smallest teacher")
+    row.caveats.append("teachers within " + row.show(
+        "teacher accuracy spread", 100 * (max(t["accuracy"] for t in ladder["rows"])
+                                          - min(t["accuracy"] for t in ladder["rows"])))
+        + " points of each other")
+    rows.append(row)
+
+    cal = students("replace")
+    row = Row("Calibration", "After calibration a larger teacher gives a better student "
+              f"(the same student from the calibrated {teacher_sizes}: "
+              + " / ".join(f"{v:g}" for v in paper["calibrated"].values()) + " %)",
+              PAPERS["calibration"], link)
+    row.arms = cal + [alone]
+    row.relations = [Relation(large, small) for small, large in itertools.pairwise(cal)]
+    calibration_sizes(row, ladder)
+    row.teacher_check(min(100 * t["accuracy"] for t in ladder["rows"]), alone.mean,
+                      "smallest teacher")
+    row.caveats.append("calibrated students distil at T = T*, which rises with teacher size ("
+                       + " / ".join(row.show(f"T* {t['teacher']}", t["temperature"], 3)
+                                    for t in ladder["rows"])
+                       + "), so size and temperature are confounded")
+    rows.append(row)
+    return rows
+
+
+def teacher_rows(teachers_json):
+    if teachers_json is None:
+        return []
+    teachers = [{"name": t["arch"], "ece_before": t["ece"], "ece_after": t["ece_calibrated"],
+                 "nll_before": t["nll"], "nll_after": t["nll_calibrated"]}
+                for t in teachers_json["teachers"]]
+    if not teachers:
+        return []
+    row = ece_row("Calibration (Fashion-MNIST teachers)", teachers, readme_link("teachers",
+                  "teachers.json"), "docs/teachers/")
+    sizes = {t.get("train_examples") for t in teachers_json["teachers"]} - {None}
+    if len(sizes) == 1:
+        row.sizes["training images"] = sizes.pop()
+    row.sizes["epochs"] = "/".join(str(t.get("epochs", "?")) for t in teachers_json["teachers"])
+    return [row]
+
+
+# --- Multi-teacher -------------------------------------------------------------------------------
+
+
+MULTI_TEACHER_NAMES = {"aver": "AVER", "ebkd": "EBKD", "ca_mkd": "CA-MKD",
+                       "ca_mkd_official": "CA-MKD with the authors' 1/K scaling",
+                       "ca_mkd_code": "CA-MKD as in the authors' code",
+                       "ca_mkd_logits": "CA-MKD logit weights without L_inter",
+                       "fitnet_mkd": "FitNet-MKD"}
+
+
+def multi_arm(records, case, method, name):
+    return Arm(name, {r["seed"]: 100 * r["student"] for r in records
+                      if r["case"] == case and r["method"] == method})
+
+
+def multi_alone(records):
+    values = {}
+    for r in records:
+        if r.get("baseline") is not None:
+            values.setdefault(r["seed"], 100 * r["baseline"])
+    return Arm("alone", values)
+
+
+def multi_teacher_rows():
+    records = load("multi_teacher/results.json")
+    if records is None:
+        return []
+    link = readme_link("multi_teacher")
+    paper = PAPER_NUMBERS["ca_mkd_wrn40_2_shufflenetv1"]
+    alone = multi_alone(records)
+    rows = []
+    for case, teachers in (("main", "strong, medium, weak teacher"),
+                           ("poor", "strong, medium, over-confident poor teacher")):
+        row = Row("Multi-teacher", f"CA-MKD > EBKD > AVER ({teachers}; paper, CIFAR-100 "
+                  f"WRN40-2 → ShuffleNetV1: {paper['CA-MKD']:.2f} > {paper['EBKD']:.2f} > "
+                  f"{paper['AVER']:.2f})", PAPERS["ca_mkd"], link)
+        ca = multi_arm(records, case, "ca_mkd", "CA-MKD")
+        eb = multi_arm(records, case, "ebkd", "EBKD")
+        av = multi_arm(records, case, "aver", "AVER")
+        row.arms = [ca, eb, av, alone]
+        row.relations = [Relation(ca, eb), Relation(eb, av)]
+        row.sizes["seeds"] = seeds_text(ca.values)
+        case_records = [r for r in records if r["case"] == case]
+        best = Arm("t", {r["seed"]: 100 * max(r["teachers"]) for r in case_records
+                         if r["method"] == "aver"})
+        row.teacher_check(best.mean, alone.mean, "best teacher")
+        distilled = [multi_arm(records, case, m, MULTI_TEACHER_NAMES.get(m, m)) for m in
+                     sorted({r["method"] for r in case_records})]
+        top = max(distilled, key=lambda a: a.mean)
+        if top.mean < alone.mean:
+            row.caveats.append(f"every distilled variant below the student alone (best: {top.name} "
+                               f"{row.show('best distilled mean', top.mean)} %): distillation "
+                               f"itself costs accuracy at this scale")
+        rows.append(row)
+
+    row = Row("Multi-teacher", "CA-MKD's label-aware weights rank teachers by quality, where "
+              "entropy weights (EBKD) favour an over-confident poor teacher over a better one",
+              PAPERS["ca_mkd"], link)
+    poor = [r for r in records if r["case"] == "poor"]
+    weights = {m: [Arm(f"{label} w{k}", {r["seed"]: r["mean_weights"][k] for r in poor
+                                     if r["method"] == m}) for k in range(3)]
+               for m, label in (("ca_mkd", "CA-MKD"), ("ebkd", "EBKD"))}
+    teacher_acc = [Arm("t", {r["seed"]: 100 * r["teachers"][k] for r in poor
+                             if r["method"] == "aver"}) for k in range(3)]
+    ca_w, eb_w = weights["ca_mkd"], weights["ebkd"]
+    row.arms = ca_w + eb_w
+    row.decimals = {a.name: 3 for a in row.arms}
+    row.relations = [Relation(ca_w[0], ca_w[1]), Relation(ca_w[1], ca_w[2]),
+                     Relation(eb_w[2], eb_w[1])]
+    row.notes.append("teachers w0 / w1 / w2 test accuracy " + " / ".join(
+        row.show(f"teacher {k} accuracy", a.mean) for k, a in enumerate(teacher_acc)) + " %")
+    row.sizes["seeds"] = seeds_text(ca_w[0].values)
+    row.caveats.append("that teacher 2 is over-confident is by construction (60 epochs on 100 "
+                       "images, per the README), not measured in a data file")
+    rows.append(row)
+    return rows
+
+
+# --- Partial KD ----------------------------------------------------------------------------------
+
+
+def partial_rows():
+    partial = load("partial/results.json")
+    if partial is None:
+        return []
+    summary = load("partial/summary.json") or {}
+    paper = summary.get("paper", {})
+    link = readme_link("partial")
+    rows = []
+    order = ["KD-topk", "KD", "KD-pt+sim", "KD-pt", "KD-sim", "LS", "Student"]
+    fashion = partial["fashion_mnist"]
+    claim = "KD-topk ≥ KD > KD-pt+sim > KD-pt > KD-sim > LS > student alone"
+    images = paper.get("images", {})
+    if all(m in images for m in order):
+        claim += " (CIFAR-100: " + " / ".join(f"{images[m][0]:.2f}" for m in order) + ")"
+    row = Row("Partial KD", claim, PAPERS["partial"], link)
+    arms = [Arm("alone" if m == "Student" else m, fashion[m]["seeds"]) for m in order]
+    row.arms = arms
+    row.relations = [Relation(a, b, ">=" if i == 0 else ">")
+                     for i, (a, b) in enumerate(itertools.pairwise(arms))]
+    row.sizes["seeds"] = seeds_text(arms[0].values)
+    row.teacher_check(Arm("t", fashion["Teacher"]["seeds"]).mean, arms[-1].mean)
+    teacher_methods = [a for a in arms[:-2]]
+    if max(a.mean for a in teacher_methods) < arms[-1].mean:
+        row.caveats.append("every teacher-based method below the student alone: the student cannot "
+                           "use the teacher at this scale")
+    rows.append(row)
+
+    synthetic = partial["synthetic"].get("0.0")
+    if synthetic is not None:
+        claim = "KD-pt ≥ KD on uncorrelated classes (synthetic data, class similarity 0.0"
+        kd_pt, kd = paper.get("synthetic", {}).get("KD-pt"), paper.get("synthetic", {}).get("KD")
+        if kd_pt and kd:
+            claim += f"; paper {kd_pt[0]:.2f} vs {kd[0]:.2f}"
+        row = Row("Partial KD", claim + ")", PAPERS["partial"], link)
+        pt, kd_arm = Arm("KD-pt", synthetic["KD-pt"]["seeds"]), Arm("KD", synthetic["KD"]["seeds"])
+        alone = Arm("alone", synthetic["Student"]["seeds"])
+        row.arms = [pt, kd_arm, alone]
+        row.relations = [Relation(pt, kd_arm, ">=")]
+        row.sizes["seeds"] = seeds_text(pt.values)
+        teacher = Arm("t", synthetic["Teacher"]["seeds"])
+        row.teacher_check(teacher.mean, alone.mean)
+        spread = [teacher.values[k] - alone.values[k] for k in sorted(teacher.values)]
+        row.caveats.append("each seed draws a new data set; teacher minus alone per seed "
+                           + " / ".join(row.show(f"teacher minus alone seed {i}", d, 2, True)
+                                        for i, d in enumerate(spread)) + " points")
+        rows.append(row)
+    return rows
+
+
+# --- Curriculum / selective reliance -------------------------------------------------------------
+
+
+def curriculum_arm(results, key, name):
+    return Arm(name, {r["seed"]: 100 * r["accuracy"] for r in results[key]})
+
+
+def curriculum_teacher_check(row, results, alone):
+    teacher = Arm("t", {r["seed"]: 100 * r["teacher_test_accuracy"]
+                        for r in results["Student-Unguided"]})
+    row.teacher_check(teacher.mean, alone.mean)
+
+
+def curriculum_rows():
+    results = load("curriculum/results.json")
+    if results is None:
+        return []
+    link = readme_link("curriculum")
+    paper = PAPER_NUMBERS["reliance_cifar100"]
+    arm = {key: curriculum_arm(results, key, key.replace("Student-", ""))
+           for key in results}
+    alone = arm["Student-Unguided"]
+
+    def make(claim, relations, keys):
+        numbers = ", ".join(f"{k.replace('Student-', '')} {paper[k]:g}" for k in keys)
+        row = Row("Curriculum", f"{claim} (CIFAR-100: {numbers} %)", PAPERS["reliance"], link)
+        row.arms = [arm[k] for k in keys] + [alone]
+        row.relations = relations
+        row.sizes["seeds"] = seeds_text(alone.values)
+        curriculum_teacher_check(row, results, alone)
+        kd = Relation(arm["Student-KD"], alone)
+        row.caveats.append("KD minus the student alone: " + row.show(
+            "KD minus alone", kd.mean, 2, True) + " points")
+        return row
+
+    kd, cl, sr = arm["Student-KD"], arm["Student-KD-CL"], arm["Student-KD-CL-SR"]
+    inverse, inverse_sr = arm["Student-KD-CL'"], arm["Student-KD-CL'-SR"]
+    return [
+        make("Little effect: the teacher curriculum (KD-CL) does not beat KD, and selective "
+             "reliance (KD-CL-SR) does not beat KD-CL",
+             [Relation(kd, cl, ">="), Relation(cl, sr, ">=")],
+             ["Student-KD", "Student-KD-CL", "Student-KD-CL-SR"]),
+        make("The inverse curriculum (KD-CL') gives a marginal gain over KD",
+             [Relation(inverse, kd)], ["Student-KD-CL'", "Student-KD"]),
+        make("Selective reliance weakens the inverse curriculum: KD-CL' > KD-CL'-SR",
+             [Relation(inverse, inverse_sr)], ["Student-KD-CL'", "Student-KD-CL'-SR"]),
+    ]
+
+
+# --- Function matching ---------------------------------------------------------------------------
+
+
+def function_matching_rows():
+    fm = load("function_matching/results.json")
+    if fm is None:
+        return []
+    link = readme_link("function_matching")
+    runs = {r["run"]: r for r in fm["runs"]}
+
+    def arm(run, name):
+        return Arm(name, {"run": 100 * runs[run]["student_accuracy"]})
+
+    def make(claim, arms, relations, run_names):
+        row = Row("Function matching", claim, PAPERS["patient"], link)
+        row.arms, row.relations = arms, relations
+        row.sizes["epochs"] = "/".join(str(runs[r]["epochs"]) for r in run_names)
+        row.sizes["seeds"] = 1
+        baseline = runs["modes-none"]
+        row.teacher_check(100 * baseline["teacher_accuracy"], 100 * baseline["baseline_accuracy"])
+        return row
+
+    consistent = arm("modes-consistent", "consistent")
+    independent = arm("modes-independent", "independent")
+    fm5 = arm("schedule-function_matching-5", "FM 5 ep")
+    fm20, fixed20 = arm("modes-function_matching", "FM 20 ep"), arm("modes-fixed", "fixed 20 ep")
+    fm60 = arm("patience-function_matching", "FM 60 ep")
+    fixed60 = arm("patience-fixed", "fixed 60 ep")
+    rows = [
+        make("Consistent teaching (the same augmented view for teacher and student) beats "
+             "independent views", [consistent, independent], [Relation(consistent, independent)],
+             ["modes-consistent", "modes-independent"]),
+        make("Function matching (shared views + mixup) beats a fixed teacher (its outputs on "
+             "clean images, computed once)", [fm20, fixed20, fm60, fixed60],
+             [Relation(fm20, fixed20), Relation(fm60, fixed60)],
+             ["modes-function_matching", "modes-fixed", "patience-function_matching",
+              "patience-fixed"]),
+        make("Patience: function matching keeps improving with longer schedules",
+             [fm5, fm20, fm60], [Relation(fm20, fm5), Relation(fm60, fm20)],
+             ["schedule-function_matching-5", "modes-function_matching",
+              "patience-function_matching"]),
+    ]
+    curve = fm.get("curves", {}).get("patience-function_matching")
+    if curve:
+        patience, last = rows[-1], max(curve["epoch"])
+        tail = [a for e, a in zip(curve["epoch"], curve["test_accuracy"]) if e >= last - 15]
+        patience.caveats.append(
+            f"along the {last}-epoch run, test accuracy over its last 15 epochs stays within "
+            f"{patience.show('long-run tail min', 100 * min(tail))}-"
+            f"{patience.show('long-run tail max', 100 * max(tail))} %")
+    return rows
+
+
+# --- dkd / dist / fitnet against kd --------------------------------------------------------------
+
+
+def methods_sizes(row, methods):
+    setting = methods["setting"]
+    row.sizes["models"] = (f"teacher ({setting['teacher_params']:,} params) → "
+                           f"{setting['student']} ({setting['student_params']:,} params)")
+    row.sizes["training images"] = setting["train_limit"]
+    row.sizes["epochs"] = setting["epochs"]
+    row.sizes["seeds"] = seeds_text(methods["seeds"])
+
+
+def methods_fit_caveat(row, methods):
+    alone = methods["methods"]["alone"]
+    row.caveats.append(
+        "under-fitted schedule: the student alone ends at "
+        + row.show("alone final train accuracy", 100 * alone["train_accuracy_last_epoch_mean"])
+        + " % training accuracy against "
+        + row.show("alone test accuracy", 100 * alone["test_accuracy_mean"]) + " % on test")
+
+
+def methods_rows():
+    methods = load("methods/results.json")
+    if methods is None:
+        return []
+    link = readme_link("methods")
+    kd = Arm("KD", percent(methods["methods"]["kd"]["test_accuracy"]))
+    alone = Arm("alone", percent(methods["methods"]["alone"]["test_accuracy"]))
+    rows = []
+    for method, label, paper in (("dkd", "DKD", "dkd"), ("dist", "DIST", "dist"),
+                                 ("fitnet", "FitNet", "fitnet")):
+        if method not in methods["methods"]:
+            continue
+        arm = Arm(label, percent(methods["methods"][method]["test_accuracy"]))
+        row = Row("Other methods", f"{label} beats KD", PAPERS[paper], link)
+        row.arms, row.relations = [arm, kd, alone], [Relation(arm, kd)]
+        methods_sizes(row, methods)
+        row.teacher_check(100 * methods["setting"]["teacher_test_accuracy"], alone.mean)
+        row.caveats.append("KD minus the student alone: " + row.show(
+            "KD minus alone", kd.mean - alone.mean, 2, True) + " points")
+        methods_fit_caveat(row, methods)
+        rows.append(row)
+    return rows
+
+
+# --- Augmentation replay -------------------------------------------------------------------------
+
+
+def replay_rows():
+    replay = load("replay/results.json")
+    if replay is None:
+        return []
+    link = readme_link("replay")
+    variants, settings = replay["variants"], replay["settings"]
+
+    def arm(variant, name, field="test_accuracy", scale=100):
+        return Arm(name, {s: scale * v[field] for s, v in variants[variant]["seeds"].items()})
+
+    def sizes(row, epochs, variant):
+        teacher_accuracy = Arm("t", {s: 100 * v["teacher_test_accuracy"]
+                                     for s, v in variants[variant]["seeds"].items()})
+        row.caveats.append("teacher " + row.show("teacher accuracy", teacher_accuracy.mean)
+                           + " % on the test subsets; no student-alone run in this folder, so "
+                           "the teacher-vs-alone check cannot be made")
+        teacher = settings.get("teacher_run", {})
+        row.sizes["models"] = f"teacher {teacher.get('arch', '?')}"
+        row.sizes["training images"] = settings["train_limit"]
+        row.sizes["epochs"] = epochs
+        row.sizes["seeds"] = seeds_text(variants[variant]["seeds"])
+
+    rows = []
+    online, stored = arm("online_fm", "online FM"), arm("replay_r10_k10", "replay R=10 k=10")
+    row = Row("Replay", "Replaying stored augmented views with the teacher's outputs trains as "
+              "well as running the teacher online, at equal epochs", PAPERS["fkd"], link)
+    row.arms, row.relations = [stored, online], [Relation(stored, online, ">=")]
+    sizes(row, settings["epochs"], "online_fm")
+    long_online = "patience60_online_fm"
+    if long_online in variants:
+        row.longer_run_check(online.mean, arm(long_online, "long").mean, settings["epochs"],
+                             60, "online FM")
+    if "fixed" in variants:
+        row.caveats.append("fixed teaching (clean-image targets) reaches "
+                           + row.show("fixed mean", arm("fixed", "fixed").mean)
+                           + " % at the same epochs")
+    rows.append(row)
+
+    if "patience60_replay_r10_k10" in variants:
+        online60 = arm("patience60_online_fm", "online FM 60 ep")
+        stored60 = arm("patience60_replay_r10_k10", "replay R=10 k=10, 60 ep")
+        row = Row("Replay", "The same at a longer schedule (60 epochs)", PAPERS["fkd"], link)
+        row.arms, row.relations = [stored60, online60], [Relation(stored60, online60, ">=")]
+        sizes(row, 60, "patience60_online_fm")
+        rows.append(row)
+
+    online_cpu = arm("online_fm", "online FM CPU s", "process_cpu_seconds", 1)
+    stored_cpu = arm("replay_r10_k10", "replay CPU s", "process_cpu_seconds", 1)
+    row = Row("Replay", "Replay costs less compute than online function matching (the teacher "
+              "does not run during training)", PAPERS["fkd"], link)
+    row.arms, row.relations = [online_cpu, stored_cpu], [Relation(online_cpu, stored_cpu)]
+    row.decimals = {online_cpu.name: 1, stored_cpu.name: 1}
+    sizes(row, settings["epochs"], "online_fm")
+    row.caveats = row.caveats[1:]  # the teacher's accuracy does not bear on the compute
+    row.caveats.append("process CPU seconds of the whole bin/distill run (start-up, replay "
+                       "build, export included), on 2 shared cores")
+    rows.append(row)
+    return rows
+
+
+# --- Throughput goals ----------------------------------------------------------------------------
+
+
+def benchmark_rows():
+    bench = load("benchmarks/throughput.json")
+    if bench is None:
+        return []
+    link = readme_link("benchmarks")
+    per_cpu = {name: r["images_per_cpu_second"] for name, r in bench["repetitions"].items()}
+    sizes = bench["sizes"]
+    rows = []
+    for goal in bench["goals"].values():
+        top, bottom = goal["numerator"], goal["denominator"]
+        if top not in per_cpu or bottom not in per_cpu:
+            continue
+        row = Row("Throughput", f"{top} reaches at least {goal['at_least']:g} x the images per "
+                  f"CPU-second of {bottom}", PAPERS["tfkd"], link)
+        row.replicates = "repetitions"
+        ratio = Arm("ratio", {i: a / b for i, (a, b) in
+                              enumerate(zip(per_cpu[top], per_cpu[bottom]))})
+        target = Arm("goal", constant=goal["at_least"])
+        row.arms, row.relations = [ratio, target], [Relation(ratio, target, ">=", "median")]
+        row.decimals = {"ratio": 3, "goal": 3}
+        row.notes.append(f"the goal's own measure, the median: "
+                         f"{row.show('median ratio', goal['measured'], 3)} (met: "
+                         f"{'yes' if goal['met'] else 'no'})")
+        row.sizes["models"] = f"{sizes['teacher']} → {sizes['student']}"
+        row.sizes["images"] = f"{sizes['examples']} random"
+        row.sizes["timed steps"] = sizes["timed_steps"]
+        row.sizes["repetitions"] = sizes["repetitions"]
+        row.caveats.append(f"{sizes['timed_steps']} timed steps per repetition on "
+                           f"{sizes.get('cpu_count', '?')} shared CPU cores")
+        rows.append(row)
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------
+# Page
+
+
+def cell(text):
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def row_cells(number, row):
+    verdict, caps = row.verdict()
+    if row.not_run:
+        ours, verdict_text = f"not run yet: {row.not_run}", "**not run yet**"
+    else:
+        arms = "; ".join(row.arm_text(a, row.decimals.get(a.name, 2), row.units.get(a.name, ""))
+                         for a in row.arms)
+        ours = "<br>".join([arms] + row.notes + [row.sizes_text()])
+        lines = [f"**{verdict}**"]
+        lines += [row.relation_text(r, max(row.decimals.get(r.better.name, 2),
+                                           row.decimals.get(r.worse.name, 2)))
+                  for r in row.relations]
+        lines += [f"capped: {c}" for c in caps]
+        verdict_text = "<br>".join(lines)
+    claim = f"**{row.group}**: {row.claim}<br>*{row.paper}*"
+    return f"| {number} | {cell(claim)} | {cell(ours)} | {cell(verdict_text)} | {row.link} |"
+
+
+def teachers_table(teachers_json, record):
+    if teachers_json is None:
+        return ["No `teachers/teachers.json` yet (`bash docs/teachers/run.sh` writes it)."]
+    lines = [("| teacher | params | epochs | training images | test accuracy | T* | ECE "
+              "| ECE at T* | NLL | NLL at T* |"), "|---|" + "---:|" * 9]
+    for t in teachers_json["teachers"]:
+        shown_numbers = record.setdefault(t["arch"], {})
+
+        def show(label, value, decimals, shown_numbers=shown_numbers):
+            shown = round(float(value), decimals)
+            shown_numbers[label] = shown
+            return f"{shown:.{decimals}f}"
+        lines.append(
+            f"| {t['arch']} | {t.get('params', '?'):,} | {t.get('epochs', '?')} | "
+            f"{t.get('train_examples', '?')} "
+            f"| {show('test accuracy %', 100 * t['test_accuracy'], 2)} % "
+            f"| {show('T*', t['temperature'], 3)} | {show('ECE %', 100 * t['ece'], 2)} % "
+            f"| {show('ECE at T* %', 100 * t['ece_calibrated'], 2)} % "
+            f"| {show('NLL', t['nll'], 4)} | {show('NLL at T*', t['nll_calibrated'], 4)} |")
+    return lines
+
+
+def build():
+    teachers_json = load("teachers/teachers.json")
+    teachers = {t["arch"]: t for t in (teachers_json or {}).get("teachers", [])}
+    rows = (hinton_rows(teachers) + hinton_side_rows() + calibration_rows()
+            + teacher_rows(teachers_json) + multi_teacher_rows() + partial_rows()
+            + curriculum_rows() + function_matching_rows() + methods_rows() + replay_rows()
+            + benchmark_rows())
+    table = [("| # | the paper's claim | our number (mean ± sample std over seeds; sizes) "
+              "| verdict | experiment |"), "|---|---|---|---|---|"]
+    table += [row_cells(i, row) for i, row in enumerate(rows, 1)]
+    caveats = []
+    for i, row in enumerate(rows, 1):
+        verdict, _ = row.verdict()
+        text = row.not_run or "; ".join(row.caveats) or "no caveat read from the data"
+        caveats.append(f"{i}. ({verdict}) {text}.")
+    teacher_record = {}
+    lines = [
+        "# What tfkd's experiments show against the papers' claims",
+        "",
+        INTRO,
+        "",
+        rule_text(),
+        "",
+        *table,
+        "",
+        "## Caveats, one per row",
+        "",
+        CAVEATS_INTRO,
+        "",
+        *caveats,
+        "",
+        "## Teachers",
+        "",
+        *teachers_table(teachers_json, teacher_record),
+        "",
+    ]
+    summary = {
+        "generated_by": "docs/make_results.py",
+        "rule": {"min_seeds": MIN_SEEDS, "weak_teacher_points": WEAK_TEACHER_POINTS,
+                 "longer_run_points": LONGER_RUN_POINTS},
+        "rows": [{"number": i, "group": row.group, "claim": row.claim, "paper": row.paper,
+                  "verdict": row.verdict()[0], "caps": row.verdict()[1],
+                  "relations": {f"{r.better.name} {r.kind} {r.worse.name}": r.status
+                                for r in row.relations},
+                  "numbers": row.numbers}
+                 for i, row in enumerate(rows, 1)],
+        "teachers": teacher_record,
+    }
+    return "\n".join(lines), summary
+
+
+def main():
+    page, summary = build()
+    with open(os.path.join(HERE, "RESULTS.md"), "w") as f:
+        f.write(page)
+    with open(os.path.join(HERE, "results_summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+        f.write("\n")
+    counts = {}
+    for row in summary["rows"]:
+        counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
+    print(f"wrote RESULTS.md and results_summary.json: {len(summary['rows'])} rows, {counts}")
+
+
+if __name__ == "__main__":
+    main()

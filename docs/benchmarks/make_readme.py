@@ -118,7 +118,10 @@ Accuracy (`{student['command']}`: {sizes['student']} distilled from {sizes['teac
 mixed_bfloat16 {accuracy['mixed_bfloat16']:.4f}
 ({student['accuracy_difference_points']:+.2f} points). The saved and exported student computes
 in float32 (its weights were float32 throughout); its TFLite file scores
-{student['tflite_accuracy']['mixed_bfloat16']:.4f}.
+{student['tflite_accuracy']['mixed_bfloat16']:.4f}. One seed each: the difference says only that
+bfloat16 compute did not cost this student accuracy beyond seed noise. The runs' wall-clock
+seconds (`distill_seconds_wall`) were taken on cores shared with other jobs; the bench above is
+the speed measure.
 """
     return text
 

@@ -23,8 +23,8 @@ report = {"command": "bash docs/benchmarks/student_precision.sh",
           "test_accuracy": {p: r["student"]["accuracy"] for p, r in runs.items()},
           "tflite_accuracy": {p: r["exports"].get("tflite_accuracy") for p, r in runs.items()},
           "distill_seconds_wall": {p: r["seconds"]["distill"] for p, r in runs.items()}}
-report["accuracy_difference_points"] = 100 * (report["test_accuracy"]["mixed_bfloat16"]
-                                              - report["test_accuracy"]["float32"])
+report["accuracy_difference_points"] = round(100 * (report["test_accuracy"]["mixed_bfloat16"]
+                                              - report["test_accuracy"]["float32"]), 4)
 json.dump(report, open("docs/benchmarks/student_precision.json", "w"), indent=2)
 print(json.dumps(report, indent=2))
 PY

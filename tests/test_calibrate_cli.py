@@ -62,6 +62,7 @@ def scale_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("scale") / "run"
     recorded = {}
     results = run_distill(DATA + TRAIN + ["--teacher=mlp", "--calibrate_teacher",
+                                          "--calibration_mode=scale",
                                           f"--output_dir={out}"], recorded)
     return out, results, recorded
 

@@ -167,7 +167,8 @@ def test_cell_is_the_run_with_the_same_settings_teaching_included(tmp_path):
         assert recorded["teaching"] == "consistent"
         assert recorded["augmentation"]["mode"] == "consistent"
         assert recorded["augmentation"]["seed"] == 0
-    distill = images + [f"--teacher={teacher}", "--export=keras", "--calibrate_teacher"]
+    distill = images + [f"--teacher={teacher}", "--export=keras", "--calibrate_teacher",
+                        "--calibration_mode=scale"]
     alone = experiment.run(experiment.RunConfig.from_flags(
         distill + ["--teaching=consistent", f"--output_dir={tmp_path / 'distill'}"]))
     # --calibration_mode=scale through bin/distill: the ladder's scale cell, weight for weight.

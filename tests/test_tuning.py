@@ -399,7 +399,8 @@ def test_calibrated_search_with_a_baseline_reproduces_and_reruns_as_a_no_op(teac
     out = tmp_path / "out"
     (tmp_path / "space.json").write_text(json.dumps(SPACE))
     args = TINY + [f"--teacher={teacher_file}", f"--search_space={tmp_path / 'space.json'}",
-                   "--max_trials=1", "--calibrate_teacher", "--baseline", "--deterministic",
+                   "--max_trials=1", "--calibrate_teacher", "--calibration_mode=scale",
+                   "--baseline", "--deterministic",
                    f"--output_dir={out}"]
     results = run_tune(*args)
     trial = read_json(out / results["best"]["run"] / "results.json")

@@ -72,9 +72,11 @@ class CurriculumConfig:
 
 @dataclasses.dataclass(frozen=True)
 class CalibrationConfig:
-    """Temperature-scale the teacher on the validation split before distilling."""
+    """Temperature-scale the teacher on the validation split before distilling. `mode`
+    "replace" (the default) distills at T = T*, "scale" from logits / T* at the method's T
+    (docs/calibration/converged compares them)."""
     enabled: bool = False
-    mode: str = "scale"
+    mode: str = "replace"
     bins: int = calibration.DEFAULT_BINS
 
 

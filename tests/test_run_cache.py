@@ -62,7 +62,9 @@ def test_cached_and_online_kd_give_identical_students_and_losses(teachers, tmp_p
         record = cached["teacher_cache"]
         assert record["mode"] == mode and record["built"] is True and len(record["key"]) == 32
         assert (record["path"] is None) == (mode == "memory")
-    assert os.listdir(cache_dir) == [os.path.basename(record["path"])]  # memory leaves none
+    # The training and validation entries; memory leaves none.
+    assert sorted(os.listdir(cache_dir)) == sorted(
+        os.path.basename(record[name]) for name in ("path", "validation_path"))
 
 
 def test_multi_teacher_cache_equals_online_and_carries_features(teachers, tmp_path):
@@ -231,3 +233,37 @@ def test_a_killed_cached_run_resumes_and_equals_an_uninterrupted_one(teachers, t
     assert_same_student(out, tmp_path / "reference")
     assert results["student"] == reference["student"]
     shutil.rmtree(out)
+
+
+def test_validation_batches_carry_the_cached_outputs_and_the_teacher_does_not_run(tmp_path):
+    """The validation pass of a cached run reads the carried logits: logits that are not the
+    teacher's give exactly the KD loss NumPy computes from them."""
+    import types
+
+    import tfkd
+    from tfkd import cache
+    from tfkd.experiment import phases
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 6)).astype(np.float32)
+    y = rng.integers(0, 3, size=40)
+    carried = rng.normal(scale=3.0, size=(40, 3)).astype(np.float32)  # not the teacher's
+
+    def model(seed):
+        keras.utils.set_random_seed(seed)
+        return keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
+
+    student, teacher = model(1), model(2)
+    distiller = tfkd.Distiller(student, teacher, temperature=4.0, alpha=1.0)
+    distiller.teaching = cache.CachedTeaching()
+    distiller.compile(optimizer="sgd")
+    bundle = types.SimpleNamespace(validation=(x, y))
+    dataset = phases.validation_dataset(bundle, 16, {cache.TEACHER_LOGITS: carried})
+    logs = distiller.evaluate(dataset, verbose=0, return_dict=True)
+
+    def softmax(z):
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    p_t, p_s = softmax(carried / 4.0), softmax(student.predict(x, verbose=0) / 4.0)
+    want = 16.0 * np.mean(np.sum(p_t * (np.log(p_t) - np.log(p_s)), axis=1))
+    np.testing.assert_allclose(logs["distillation_loss"], want, rtol=1e-5)

@@ -61,10 +61,16 @@ def build_locally(model, dataset):
     model._maybe_symbolic_build = lambda *args, **kwargs: None
 
 
-def validation_dataset(bundle, batch_size):
-    if not len(bundle.validation[1]):
+def validation_dataset(bundle, batch_size, extras=None):
+    """The validation batches; with `extras` (cached teacher outputs) they carry them."""
+    x, y = bundle.validation
+    if not len(y):
         return None
-    return sharded(data.as_dataset(*bundle.validation, batch_size))
+    if extras is None:
+        return sharded(data.as_dataset(x, y, batch_size))
+    dataset, _ = pipeline.epochs_dataset(x, y, np.arange(len(y))[None], batch_size,
+                                         extras=extras)
+    return sharded(dataset)
 
 
 def accuracy(model, split, batch_size=256):
@@ -76,13 +82,14 @@ def accuracy(model, split, batch_size=256):
 
 
 def fit_resumable(model, work, phase, bundle, schedule, seed, verbose, orders=None, augment=False,
-                  extras=None, callbacks=(), write=True, stream=None):
+                  extras=None, callbacks=(), write=True, stream=None, validation_extras=None):
     """Fits `model` (compiled) on the training split for `schedule.epochs`, resuming.
 
     Args:
       work: the run's WorkDir; phase: names the checkpoint folder and the messages.
       orders: int [epochs, N] training order per epoch (default: a seeded shuffle per epoch).
-      extras: per-example arrays the batches carry (`pipeline.epochs_dataset`).
+      extras: per-example arrays the batches carry (`pipeline.epochs_dataset`);
+        validation_extras: the same for the validation batches.
       stream: optional `make(orders, first_epoch, batch_size, seed) -> (dataset, steps)`
         building the training batches instead of `pipeline.epochs_dataset` (replay).
     Returns:
@@ -111,7 +118,8 @@ def fit_resumable(model, work, phase, bundle, schedule, seed, verbose, orders=No
     if write:
         callbacks.append(keras.callbacks.TensorBoard(work.file("logs", phase)))
     build_locally(model, train)
-    model.fit(sharded(train), validation_data=validation_dataset(bundle, schedule.batch_size),
+    validation = validation_dataset(bundle, schedule.batch_size, validation_extras)
+    model.fit(sharded(train), validation_data=validation,
               epochs=schedule.epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
               shuffle=False, verbose=verbose, callbacks=callbacks)
     return saver.history
@@ -413,7 +421,8 @@ def distill(method, config, options, teacher, bundle, strategy, work, teaching_r
         callbacks.append(BatchValueRecorder(work.file("batch_values.csv")))
     history = fit_resumable(distiller, work, "distill", bundle, schedule, seed,
                             config.output.verbose, orders, config.augment, extras, callbacks,
-                            write=work.write, stream=stream)
+                            write=work.write, stream=stream,
+                            validation_extras=teaching_run.validation_extras)
     student = in_float32(student, config.student, bundle, strategy)
     if work.write:
         export.save_keras(student, saved)

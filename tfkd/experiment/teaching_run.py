@@ -67,6 +67,7 @@ class TeachingRun:
         self.cache_settings = config.cache
         self.cache_mode = self._cache_mode(config, method, bundle)
         self.cache_record = None
+        self.validation_extras = None  # set by extras()
         self.serving = None  # what phases.serve_teacher made of the teacher(s)
         self.examples = len(bundle.train[1])
 
@@ -157,7 +158,9 @@ class TeachingRun:
     def extras(self, bundle, teacher, distiller=None, work=None, config=None, options=None,
                verbose=1):
         """Per-example arrays the training batches carry: the cached teacher outputs (fixed
-        teaching's logits among them), or None when the teacher runs on every batch.
+        teaching's logits among them), or None when the teacher runs on every batch. A plain
+        cache also holds the teacher's outputs on the validation split, which
+        `validation_extras` then gives (the validation pass runs no teacher).
 
         Args:
           bundle: the data the student learns from; teacher: the served teacher (a list for
@@ -167,13 +170,13 @@ class TeachingRun:
           None, or {"teacher_logits": float32 [N, C] (a tuple of K for K teachers), and with
           teacher features "teacher_features"}; a disk cache's arrays are memory-mapped.
         """
+        self.validation_extras = None
         if self.cache_mode not in PLAIN_CACHES:
             return None
         teachers = list(teacher) if isinstance(teacher, (list, tuple)) else [teacher]
         uses_features = bool(getattr(distiller, "uses_features", False))
         feature_layer = (options or {}).get("mkd_feature_layer", cache.FEATURES)
         outputs = ("logits", "features") if uses_features else ("logits",)
-        key = self.cache_key(config, teachers, extra=self._inputs_identity(bundle))
         private = self.cache_mode == "memory"
         if private and (work is None or not work.write):
             store = cache.TeacherCache("memory", verbose=verbose)
@@ -181,23 +184,36 @@ class TeachingRun:
             folder = work.file("checkpoints", MEMORY_FOLDER) if private else \
                 self.cache_settings.dir
             store = cache.TeacherCache("disk", folder, verbose=verbose)
-        start = time.time()
-        print(f"Teacher outputs ({self.cache_mode} cache, key {key}) on "
-              f"{len(bundle.train[1])} training examples", flush=True)
-        cached = store.outputs(teachers, bundle.train[0], key, outputs=outputs,
-                               feature_layer=feature_layer)
-        self._record(work, {"mode": self.cache_mode, "key": key, "built": cached.built,
-                            "path": None if private else cached.path,
-                            "outputs": list(outputs), "seconds": time.time() - start})
-        logits, features = list(cached.logits), cached.features
-        if private:  # held in memory while training
-            logits = [np.array(array) for array in logits]
-            features = None if features is None else [np.array(array) for array in features]
         single = len(teachers) == 1 and not isinstance(teacher, (list, tuple))
-        carried = {cache.TEACHER_LOGITS: logits[0] if single else tuple(logits)}
-        if features is not None:
-            carried[cache.TEACHER_FEATURES] = features[0] if single else tuple(features)
-        return carried
+
+        def carried(x, name, label):
+            key = self.cache_key(config, teachers, split=name,
+                                 extra={"input_shape": list(bundle.input_shape),
+                                        "inputs": cache.inputs_fingerprint(x)})
+            print(f"Teacher outputs ({self.cache_mode} cache, key {key}) on {len(x)} {label} "
+                  "examples", flush=True)
+            cached = store.outputs(teachers, x, key, outputs=outputs, feature_layer=feature_layer)
+            logits, features = list(cached.logits), cached.features
+            if private:  # held in memory while training
+                logits = [np.array(array) for array in logits]
+                features = None if features is None else [np.array(a) for a in features]
+            arrays = {cache.TEACHER_LOGITS: logits[0] if single else tuple(logits)}
+            if features is not None:
+                arrays[cache.TEACHER_FEATURES] = features[0] if single else tuple(features)
+            return arrays, key, cached
+
+        start = time.time()
+        train, key, cached = carried(bundle.train[0], "train", "training")
+        # Fixed teaching reads its batches its own way; the other modes validate on the cache.
+        record = {"mode": self.cache_mode, "key": key, "built": cached.built,
+                  "path": None if private else cached.path, "outputs": list(outputs)}
+        if self.mode != "fixed" and len(bundle.validation[1]):
+            self.validation_extras, validation_key, validation = carried(
+                bundle.validation[0], "validation", "validation")
+            record.update(validation_key=validation_key,
+                          validation_path=None if private else validation.path)
+        self._record(work, {**record, "seconds": time.time() - start})
+        return train
 
     def stream(self, bundle, teacher, options, work, config, verbose=1):
         """For --teacher_cache=replay: `make(orders, first_epoch) -> (dataset, steps)`, the

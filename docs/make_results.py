@@ -781,6 +781,98 @@ def function_matching_rows():
     return rows
 
 
+# --- Re-tests with converged teachers: docs/retests/<experiment>/results.json ------------------
+
+
+def retest_row(group, experiment, claim, paper, relations):
+    """One claim of a re-test; `relations` are (better, worse, kind) arm keys of its results.json
+    ("alone" is the student alone)."""
+    data = load(f"retests/{experiment}/results.json")
+    link = readme_link(f"retests/{experiment}", "results.json")
+    row = Row(group, claim, paper, link)
+    if data is None:
+        row.not_run = (f"docs/retests/{experiment}/results.json is not there yet "
+                       f"(bash docs/retests/run.sh {experiment})")
+        return row
+    arms = {}
+    for better, worse, kind in relations:
+        for key in (better, worse):
+            if key not in arms and key in data["arms"]:
+                arm = data["arms"][key]
+                name = "alone" if key == "alone" else arm["label"].split(" (")[0]
+                arms[key] = Arm(name, percent(arm["test_accuracy"]["values"]))
+        if better in arms and worse in arms:
+            row.relations.append(Relation(arms[better], arms[worse], kind))
+    if "alone" not in arms:
+        arms["alone"] = Arm("alone", percent(data["arms"]["alone"]["test_accuracy"]["values"]))
+    row.arms = list(arms.values())
+    if not row.relations:
+        row.not_run = f"the runs of this claim are not in docs/retests/{experiment}/ yet"
+        return row
+    s = data["sizes"]
+    row.sizes["models"] = (" + ".join(os.path.basename(t["file"]).split(".")[0]
+                                      for t in s["teachers"]) + f" → {s['student']}")
+    row.sizes["training images"] = s["train_examples"]
+    row.sizes["epochs"] = s["epochs"]
+    row.sizes["seeds"] = seeds_text(data["seeds"])
+    row.teacher_check(100 * max(t["test_accuracy"] for t in s["teachers"]),
+                      arms["alone"].mean, "best teacher" if len(s["teachers"]) > 1 else "teacher")
+    plateau = max(a["val_accuracy_spread_last_10_epochs"] for a in data["arms"].values())
+    row.caveats.append("validation accuracy spread over the last 10 epochs, largest of the runs: "
+                       + row.show("largest plateau spread", plateau, 4))
+    return row
+
+
+def patience_row():
+    data = load("retests/function_matching/results.json")
+    link = readme_link("retests/function_matching", "results.json")
+    row = Row("Function matching, converged teacher", "Patience: function matching keeps "
+              "improving with longer schedules", PAPERS["patient"], link)
+    points = (data or {}).get("patience") or []
+    if len(points) < 2:
+        row.not_run = "the patience runs are not in docs/retests/function_matching/ yet"
+        return row
+    arms = [Arm(f"FM {p['epochs']} ep", {"0": 100 * p["test_accuracy"]}) for p in points]
+    row.arms = arms
+    row.relations = [Relation(b, a) for a, b in itertools.pairwise(arms)]
+    row.sizes["epochs"] = "/".join(str(p["epochs"]) for p in points)
+    row.sizes["seeds"] = "0 only"
+    return row
+
+
+def retest_rows():
+    paper = PAPER_NUMBERS["ca_mkd_wrn40_2_shufflenetv1"]
+    mt, pkd, cur, fm = ("Multi-teacher, converged teachers", "Partial KD, converged teacher",
+                        "Curriculum, converged teacher", "Function matching, converged teacher")
+    order = ["kd_topk", "kd", "kd_pt_sim", "kd_pt", "kd_sim", "ls", "alone"]
+    return [
+        retest_row(mt, "multi_teacher", "CA-MKD > EBKD > AVER (paper, CIFAR-100 WRN40-2 → "
+                   f"ShuffleNetV1: {paper['CA-MKD']:.2f} > {paper['EBKD']:.2f} > "
+                   f"{paper['AVER']:.2f})", PAPERS["ca_mkd"],
+                   [("ca_mkd", "ebkd", ">"), ("ebkd", "aver", ">")]),
+        retest_row(mt, "multi_teacher", "Removing the intermediate-feature term (Eq. 7) reduces "
+                   "CA-MKD's accuracy considerably (ablation, section 4.4)", PAPERS["ca_mkd"],
+                   [("ca_mkd", "ca_mkd_logits", ">")]),
+        retest_row(mt, "multi_teacher", "Distilling from the teachers beats the student alone "
+                   "(AVER, EBKD, CA-MKD)", PAPERS["ca_mkd"],
+                   [(k, "alone", ">") for k in ("aver", "ebkd", "ca_mkd")]),
+        retest_row(pkd, "partial", "KD-topk ≥ KD > KD-pt+sim > KD-pt > KD-sim > LS > student "
+                   "alone", PAPERS["partial"],
+                   [(a, b, ">=" if i == 0 else ">")
+                    for i, (a, b) in enumerate(itertools.pairwise(order))]),
+        retest_row(cur, "curriculum", "Little effect: the teacher curriculum (KD-CL) does not "
+                   "beat KD, and selective reliance (KD-CL-SR) does not beat KD-CL",
+                   PAPERS["reliance"], [("kd", "kd_cl", ">="), ("kd_cl", "kd_cl_sr", ">=")]),
+        retest_row(fm, "function_matching", "Consistent teaching (the same augmented view for "
+                   "teacher and student) beats independent views", PAPERS["patient"],
+                   [("consistent", "independent", ">")]),
+        retest_row(fm, "function_matching", "Function matching (shared views + mixup) beats a "
+                   "fixed teacher at equal epochs", PAPERS["patient"],
+                   [("function_matching", "fixed", ">")]),
+        patience_row(),
+    ]
+
+
 # --- dkd / dist / fitnet against kd --------------------------------------------------------------
 
 
@@ -977,7 +1069,7 @@ def build():
     teachers_json = load("teachers/teachers.json")
     teachers = {t["arch"]: t for t in (teachers_json or {}).get("teachers", [])}
     rows = (hinton_rows(teachers) + hinton_side_rows() + calibration_rows()
-            + teacher_rows(teachers_json) + multi_teacher_rows() + partial_rows()
+            + teacher_rows(teachers_json) + retest_rows() + multi_teacher_rows() + partial_rows()
             + curriculum_rows() + function_matching_rows() + methods_rows() + replay_rows()
             + benchmark_rows())
     table = [("| # | the paper's claim | our number (mean ± sample std over seeds; sizes) "

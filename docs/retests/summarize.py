@@ -79,7 +79,7 @@ def run_folder(experiment, name, seed):
 
 def collect(experiment, name, csv_name="history.csv", key="student"):
     """Per-seed test accuracy and the validation curves of the runs named `name`."""
-    accuracy, curves, seconds, final_train = {}, {}, {}, {}
+    accuracy, curves, seconds, final_train, weights = {}, {}, {}, {}, {}
     for seed in SEEDS:
         folder = run_folder(experiment, name, seed)
         if not os.path.isfile(os.path.join(folder, csv_name)):
@@ -90,12 +90,18 @@ def collect(experiment, name, csv_name="history.csv", key="student"):
         curves[str(seed)] = [row["val_accuracy"] for row in rows]
         final_train[str(seed)] = rows[-1]["accuracy"]
         seconds[str(seed)] = results["seconds"]["distill" if key == "student" else "baseline"]
+        if key == "student" and results.get("teacher_weights"):
+            weights[str(seed)] = results["teacher_weights"]["mean"]
     if not accuracy:
         return None
     last = [max(c[-10:]) - min(c[-10:]) for c in curves.values()]
-    return {"test_accuracy": stats(accuracy), "final_train_accuracy": stats(final_train),
+    out = {"test_accuracy": stats(accuracy), "final_train_accuracy": stats(final_train),
             "val_accuracy_spread_last_10_epochs": round(max(last), 4),
             "seconds": stats(seconds), "val_curves": curves}
+    if weights:  # multi-teacher: each teacher's mean weight on the training set, seed mean
+        out["mean_teacher_weights"] = [round(statistics.mean(w[k] for w in weights.values()), 4)
+                                       for k in range(len(next(iter(weights.values()))))]
+    return out
 
 
 def difference(a, b):
@@ -120,7 +126,16 @@ def sizes(experiment, spec):
             "precision": flags["precision"], "student": results["student"]["arch"],
             "student_params": results["student"]["params"],
             "teachers": [{"file": t["arch"], "test_accuracy": t["accuracy"],
-                          "params": t["params"]} for t in teachers]}
+                          "params": t["params"], **recorded(t["arch"])} for t in teachers]}
+
+
+def recorded(path):
+    """What docs/teachers/teachers.json records of the committed teacher at `path`: T*, ECE."""
+    with open(os.path.join(HERE, "..", "teachers", "teachers.json")) as f:
+        for teacher in json.load(f)["teachers"]:
+            if os.path.basename(teacher["file"]) == os.path.basename(path):
+                return {"t_star": teacher["temperature"], "ece": teacher["ece"]}
+    return {}
 
 
 def summarize(experiment, spec):
@@ -165,6 +180,10 @@ def pm(summary, scale=100, digits=2):
     return text if std is None else f"{text} ± {scale * std:.{digits}f}"
 
 
+def ahead(minus):
+    return f"{minus['ahead']}/{len(minus['values'])}" if minus else "-"
+
+
 def table(out):
     s = out["sizes"]
     teachers = ", ".join(f"{os.path.basename(t['file'])} {100 * t['test_accuracy']:.2f}"
@@ -184,10 +203,18 @@ def table(out):
         lines.append(
             f"| {arm['label']} | {pm(arm['test_accuracy'])} | "
             f"{pm(minus) if minus else '-'} | "
-            f"{f'{minus['ahead']}/{len(minus['values'])}' if minus else '-'} | "
+            f"{ahead(minus)} | "
             f"{pm(arm['final_train_accuracy'])} | "
             f"{arm['val_accuracy_spread_last_10_epochs']:.4f} | "
             f"{pm(arm['seconds'], 1, 0)} |")
+    weighted = {arm["label"]: arm["mean_teacher_weights"] for arm in out["arms"].values()
+                if "mean_teacher_weights" in arm}
+    if weighted:
+        names = [os.path.basename(t["file"]).split(".")[0] for t in s["teachers"]]
+        lines += ["", "Mean teacher weights on the training set (seed mean):", "",
+                  "| run | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        lines += [f"| {label} | " + " | ".join(f"{w:.3f}" for w in ws) + " |"
+                  for label, ws in weighted.items()]
     if out.get("patience"):
         lines += ["", "Function matching, seed 0, by schedule length:", "",
                   "| epochs | test accuracy % | seconds |", "|---|---|---|"]

@@ -153,7 +153,9 @@ row says otherwise, mean ± sample standard deviation over seeds) with the sizes
 data files record them; the verdict with the relations it rests on (mean and sample standard
 deviation of the paired differences, and on how many seeds the first was ahead); and the
 experiment's README. Rows marked "inside X/" are the same comparison found in another
-experiment's runs."""
+experiment's runs. Rows "…, converged teacher(s)" come from docs/retests/ (teachers trained on
+the whole training split, 3 seeds); rows "…, first experiment" from the earlier, smaller runs of
+the method's own folder, kept for reference."""
 
 CAVEATS_INTRO = ("Read from the data: the teacher against the student alone, and what else in "
                  "the folder says the run was small or short.")
@@ -582,7 +584,8 @@ def multi_teacher_rows():
     rows = []
     for case, teachers in (("main", "strong, medium, weak teacher"),
                            ("poor", "strong, medium, over-confident poor teacher")):
-        row = Row("Multi-teacher", f"CA-MKD > EBKD > AVER ({teachers}; paper, CIFAR-100 "
+        row = Row("Multi-teacher, first experiment",
+                  f"CA-MKD > EBKD > AVER ({teachers}; paper, CIFAR-100 "
                   f"WRN40-2 → ShuffleNetV1: {paper['CA-MKD']:.2f} > {paper['EBKD']:.2f} > "
                   f"{paper['AVER']:.2f})", PAPERS["ca_mkd"], link)
         ca = multi_arm(records, case, "ca_mkd", "CA-MKD")
@@ -604,7 +607,8 @@ def multi_teacher_rows():
                                f"itself costs accuracy at this scale")
         rows.append(row)
 
-    row = Row("Multi-teacher", "CA-MKD's label-aware weights rank teachers by quality, where "
+    row = Row("Multi-teacher, first experiment",
+              "CA-MKD's label-aware weights rank teachers by quality, where "
               "entropy weights (EBKD) favour an over-confident poor teacher over a better one",
               PAPERS["ca_mkd"], link)
     poor = [r for r in records if r["case"] == "poor"]
@@ -644,7 +648,7 @@ def partial_rows():
     images = paper.get("images", {})
     if all(m in images for m in order):
         claim += " (CIFAR-100: " + " / ".join(f"{images[m][0]:.2f}" for m in order) + ")"
-    row = Row("Partial KD", claim, PAPERS["partial"], link)
+    row = Row("Partial KD, first experiment", claim, PAPERS["partial"], link)
     arms = [Arm("alone" if m == "Student" else m, fashion[m]["seeds"]) for m in order]
     row.arms = arms
     row.relations = [Relation(a, b, ">=" if i == 0 else ">")
@@ -663,7 +667,7 @@ def partial_rows():
         kd_pt, kd = paper.get("synthetic", {}).get("KD-pt"), paper.get("synthetic", {}).get("KD")
         if kd_pt and kd:
             claim += f"; paper {kd_pt[0]:.2f} vs {kd[0]:.2f}"
-        row = Row("Partial KD", claim + ")", PAPERS["partial"], link)
+        row = Row("Partial KD, first experiment", claim + ")", PAPERS["partial"], link)
         pt, kd_arm = Arm("KD-pt", synthetic["KD-pt"]["seeds"]), Arm("KD", synthetic["KD"]["seeds"])
         alone = Arm("alone", synthetic["Student"]["seeds"])
         row.arms = [pt, kd_arm, alone]
@@ -704,7 +708,8 @@ def curriculum_rows():
 
     def make(claim, relations, keys):
         numbers = ", ".join(f"{k.replace('Student-', '')} {paper[k]:g}" for k in keys)
-        row = Row("Curriculum", f"{claim} (CIFAR-100: {numbers} %)", PAPERS["reliance"], link)
+        row = Row("Curriculum, first experiment", f"{claim} (CIFAR-100: {numbers} %)",
+                  PAPERS["reliance"], link)
         row.arms = [arm[k] for k in keys] + [alone]
         row.relations = relations
         row.sizes["seeds"] = seeds_text(alone.values)
@@ -742,7 +747,7 @@ def function_matching_rows():
         return Arm(name, {"run": 100 * runs[run]["student_accuracy"]})
 
     def make(claim, arms, relations, run_names):
-        row = Row("Function matching", claim, PAPERS["patient"], link)
+        row = Row("Function matching, first experiment", claim, PAPERS["patient"], link)
         row.arms, row.relations = arms, relations
         row.sizes["epochs"] = "/".join(str(runs[r]["epochs"]) for r in run_names)
         row.sizes["seeds"] = 1

@@ -79,7 +79,7 @@ def run_folder(experiment, name, seed):
 
 def collect(experiment, name, csv_name="history.csv", key="student"):
     """Per-seed test accuracy and the validation curves of the runs named `name`."""
-    accuracy, curves, seconds, final_train, weights = {}, {}, {}, {}, {}
+    accuracy, curves, seconds, final_train, weights, reliance = {}, {}, {}, {}, {}, {}
     for seed in SEEDS:
         folder = run_folder(experiment, name, seed)
         if not os.path.isfile(os.path.join(folder, csv_name)):
@@ -90,6 +90,8 @@ def collect(experiment, name, csv_name="history.csv", key="student"):
         curves[str(seed)] = [row["val_accuracy"] for row in rows]
         final_train[str(seed)] = rows[-1]["accuracy"]
         seconds[str(seed)] = results["seconds"]["distill" if key == "student" else "baseline"]
+        if "reliance" in rows[0]:  # kd_sr: the epoch means of the per-batch KD weight lambda
+            reliance[str(seed)] = statistics.mean(row["reliance"] for row in rows)
         if key == "student" and results.get("teacher_weights"):
             weights[str(seed)] = results["teacher_weights"]["mean"]
     if not accuracy:
@@ -98,6 +100,8 @@ def collect(experiment, name, csv_name="history.csv", key="student"):
     out = {"test_accuracy": stats(accuracy), "final_train_accuracy": stats(final_train),
             "val_accuracy_spread_last_10_epochs": round(max(last), 4),
             "seconds": stats(seconds), "val_curves": curves}
+    if reliance:
+        out["mean_reliance"] = stats(reliance)
     if weights:  # multi-teacher: each teacher's mean weight on the training set, seed mean
         out["mean_teacher_weights"] = [round(statistics.mean(w[k] for w in weights.values()), 4)
                                        for k in range(len(next(iter(weights.values()))))]
@@ -215,6 +219,10 @@ def table(out):
                   "| run | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
         lines += [f"| {label} | " + " | ".join(f"{w:.3f}" for w in ws) + " |"
                   for label, ws in weighted.items()]
+    for arm in out["arms"].values():
+        if "mean_reliance" in arm:
+            lines += ["", f"{arm['label']}: mean KD weight lambda over training "
+                          f"{pm(arm['mean_reliance'], 1, 3)} (KD uses alpha = 0.9)."]
     if out.get("patience"):
         lines += ["", "Function matching, seed 0, by schedule length:", "",
                   "| epochs | test accuracy % | seconds |", "|---|---|---|"]

@@ -82,7 +82,7 @@ function_matching() {  # the paper: consistent >> independent; function matching
     done
   done
   # Patience: the same function matching with longer schedules (seed 0).
-  for epochs in 10 60; do
+  for epochs in 10 60 120; do
     run function_matching_${epochs}ep 0 --method=kd $teacher "${KD[@]}" \
       --teaching=function_matching --teacher_cache=none --epochs=$epochs
   done

@@ -52,7 +52,8 @@ EXPERIMENTS = {
                  ("independent", "independent views"), ("consistent", "consistent views"),
                  ("function_matching", "function matching (consistent + mixup)")),
         "baseline_run": "fixed",
-        "patience": ("function_matching_10ep", "function_matching", "function_matching_60ep"),
+        "patience": ("function_matching_10ep", "function_matching", "function_matching_60ep",
+                     "function_matching_120ep"),
     },
 }
 

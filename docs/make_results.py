@@ -11,6 +11,7 @@ A folder whose data file is missing gives a "not run yet" row; rerun after new r
 import itertools
 import json
 import os
+import re
 import statistics
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -476,19 +477,48 @@ def calibration_rows():
     ladder = load("calibration/ladder_3seeds.json")
     if ladder is None:
         return []
-    link = readme_link("calibration")
-    rows = []
+    group, link = "Calibration, first experiment", readme_link("calibration")
     teachers = [{"name": t["teacher"], "ece_before": t["ece_before"], "ece_after": t["ece_after"],
                  "nll_before": t["nll_before"], "nll_after": t["nll_after"]}
                 for t in ladder["rows"]]
-    row = ece_row("Calibration", teachers, link, "ladder teachers")
+    row = ece_row(group, teachers, link, "ladder teachers")
     row.sizes["training images"] = ladder["sizes"]["train"]
     row.sizes["epochs"] = ladder["flags"]["teacher_epochs"]
     row.caveats.append("test split of " + str(ladder["sizes"]["test"]) + " images; T* "
                        + " / ".join(row.show(f"T* {t['teacher']}", t["temperature"], 3)
                                     for t in ladder["rows"]))
-    rows.append(row)
+    return [row] + ladder_rows(group, link, ladder)
 
+
+def converged_ladders(teachers):
+    """docs/calibration/converged/summary.json, per student, in ladder.json's shape."""
+    summary = load("calibration/converged/summary.json") or {}
+    ladders = []
+    for student in summary.get("students", {}).values():
+        ladders.append({
+            "student": student["student"], "sizes": student["sizes"],
+            "seeds": len(student["seeds"]),
+            "flags": {"epochs": student["epochs"], "seed": student["seeds"][0],
+                      "teacher_epochs": "/".join(str(teachers.get(t["teacher"], {}).get(
+                          "epochs", "?")) for t in student["teachers"])},
+            "baseline": {"accuracies": student["alone"]["values"]},
+            "rows": [{"teacher": t["teacher"], "accuracy": t["teacher_accuracy"],
+                      "temperature": t["temperature"],
+                      "student": {mode: {"accuracies": v["values"]}
+                                  for mode, v in t["student"].items()}}
+                     for t in student["teachers"]]})
+    return ladders
+
+
+def converged_calibration_rows(teachers):
+    link = readme_link("calibration/converged")
+    return [row for ladder in converged_ladders(teachers)
+            for row in ladder_rows("Calibration, converged teachers", link, ladder)]
+
+
+def ladder_rows(group, link, ladder):
+    """The paper's two ladder claims (before and after calibration) on one bin/ladder result."""
+    rows = []
     first = ladder["flags"]["seed"]
     keys = range(first, first + ladder["seeds"])
     alone = Arm("alone", {k: 100 * v for k, v in zip(keys, ladder["baseline"]["accuracies"])})
@@ -501,7 +531,7 @@ def calibration_rows():
     paper = PAPER_NUMBERS["calibration_student_resnet34"]
     teacher_sizes = " / ".join(f"ResNet{k[len('resnet'):]}" for k in paper["uncalibrated"])
     uncal = students("none")
-    row = Row("Calibration", "Without calibration a larger teacher does not give a better student "
+    row = Row(group, "Without calibration a larger teacher does not give a better student "
               f"(student ResNet34, teachers {teacher_sizes}: "
               + " / ".join(f"{v:g}" for v in paper["uncalibrated"].values()) + " %)",
               PAPERS["calibration"], link)
@@ -517,7 +547,7 @@ def calibration_rows():
     rows.append(row)
 
     cal = students("replace")
-    row = Row("Calibration", "After calibration a larger teacher gives a better student "
+    row = Row(group, "After calibration a larger teacher gives a better student "
               f"(the same student from the calibrated {teacher_sizes}: "
               + " / ".join(f"{v:g}" for v in paper["calibrated"].values()) + " %)",
               PAPERS["calibration"], link)
@@ -549,6 +579,26 @@ def teacher_rows(teachers_json):
         row.sizes["training images"] = sizes.pop()
     row.sizes["epochs"] = "/".join(str(t.get("epochs", "?")) for t in teachers_json["teachers"])
     return [row]
+
+
+def script_sizes(folder, *variables):
+    """Sizes a first experiment ran with, read from the flags its committed run.sh sets in the
+    shell variables `variables` (NAME="..." or NAME=(...)); their raw results are not kept."""
+    with open(os.path.join(HERE, folder, "run.sh")) as f:
+        text = f.read()
+    flags = {}
+    for variable in variables:
+        match = re.search(rf'^{variable}=(?:"([^"]*)"|\(([^)]*)\))', text, re.MULTILINE)
+        for name, value in re.findall(r"--(\w+)=([^\s\\\"]+)", "".join(match.groups(""))):
+            flags[name] = value
+    sizes = {}
+    for flag, key in (("student", "student"), ("synthetic_size", "synthetic examples"),
+                      ("train_limit", "training images"), ("test_limit", "test images"),
+                      ("epochs", "epochs")):
+        if flag in flags:
+            sizes[key] = flags[flag]
+    sizes["sizes from"] = f"{folder}/run.sh"
+    return sizes
 
 
 # --- Multi-teacher -------------------------------------------------------------------------------
@@ -593,6 +643,7 @@ def multi_teacher_rows():
         av = multi_arm(records, case, "aver", "AVER")
         row.arms = [ca, eb, av, alone]
         row.relations = [Relation(ca, eb), Relation(eb, av)]
+        row.sizes.update(script_sizes("multi_teacher", "DATA", "TRAIN"))
         row.sizes["seeds"] = seeds_text(ca.values)
         case_records = [r for r in records if r["case"] == case]
         best = Arm("t", {r["seed"]: 100 * max(r["teachers"]) for r in case_records
@@ -624,6 +675,7 @@ def multi_teacher_rows():
                      Relation(eb_w[2], eb_w[1])]
     row.notes.append("teachers w0 / w1 / w2 test accuracy " + " / ".join(
         row.show(f"teacher {k} accuracy", a.mean) for k, a in enumerate(teacher_acc)) + " %")
+    row.sizes.update(script_sizes("multi_teacher", "DATA", "TRAIN"))
     row.sizes["seeds"] = seeds_text(ca_w[0].values)
     row.caveats.append("that teacher 2 is over-confident is by construction (60 epochs on 100 "
                        "images, per the README), not measured in a data file")
@@ -653,6 +705,7 @@ def partial_rows():
     row.arms = arms
     row.relations = [Relation(a, b, ">=" if i == 0 else ">")
                      for i, (a, b) in enumerate(itertools.pairwise(arms))]
+    row.sizes.update(script_sizes("partial", "FASHION_DATA", "FASHION"))
     row.sizes["seeds"] = seeds_text(arms[0].values)
     row.teacher_check(Arm("t", fashion["Teacher"]["seeds"]).mean, arms[-1].mean)
     teacher_methods = [a for a in arms[:-2]]
@@ -672,6 +725,7 @@ def partial_rows():
         alone = Arm("alone", synthetic["Student"]["seeds"])
         row.arms = [pt, kd_arm, alone]
         row.relations = [Relation(pt, kd_arm, ">=")]
+        row.sizes.update(script_sizes("partial", "SYNTHETIC"))
         row.sizes["seeds"] = seeds_text(pt.values)
         teacher = Arm("t", synthetic["Teacher"]["seeds"])
         row.teacher_check(teacher.mean, alone.mean)
@@ -712,6 +766,7 @@ def curriculum_rows():
                   PAPERS["reliance"], link)
         row.arms = [arm[k] for k in keys] + [alone]
         row.relations = relations
+        row.sizes.update(script_sizes("curriculum", "COMMON"))
         row.sizes["seeds"] = seeds_text(alone.values)
         curriculum_teacher_check(row, results, alone)
         kd = Relation(arm["Student-KD"], alone)
@@ -749,6 +804,7 @@ def function_matching_rows():
     def make(claim, arms, relations, run_names):
         row = Row("Function matching, first experiment", claim, PAPERS["patient"], link)
         row.arms, row.relations = arms, relations
+        row.sizes.update(script_sizes("function_matching", "DATA", "COMMON"))
         row.sizes["epochs"] = "/".join(str(runs[r]["epochs"]) for r in run_names)
         row.sizes["seeds"] = 1
         baseline = runs["modes-none"]
@@ -1088,7 +1144,7 @@ def build():
     teachers_json = load("teachers/teachers.json")
     teachers = {t["arch"]: t for t in (teachers_json or {}).get("teachers", [])}
     rows = (hinton_rows(teachers) + hinton_side_rows() + calibration_rows()
-            + teacher_rows(teachers_json) + retest_rows() + multi_teacher_rows() + partial_rows()
+            + teacher_rows(teachers_json) + converged_calibration_rows(teachers) + retest_rows() + multi_teacher_rows() + partial_rows()
             + curriculum_rows() + function_matching_rows() + methods_rows() + replay_rows()
             + benchmark_rows())
     table = [("| # | the paper's claim | our number (mean ± sample std over seeds; sizes) "

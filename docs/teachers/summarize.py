@@ -4,7 +4,7 @@ import json
 import os
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ARCHS = ("resnet8", "resnet20", "cnn_large")
+ARCHS = ("resnet8", "resnet20", "cnn_large", "resnet56")
 TEACHER_COMMAND = "bin/distill --flagfile=configs/fashion_mnist_teacher.flags"
 
 

@@ -149,11 +149,11 @@ class TeachingRun:
                                seed, preprocessing)
 
     @staticmethod
-    def _inputs_identity(bundle):
-        """The training inputs' shape and a digest of their bytes: data files changed on disk
-        under the same name make another key (rebuilt), never a stale entry."""
+    def _inputs_identity(bundle, inputs):
+        """The inputs' shape and a digest of their bytes: data files changed on disk under the
+        same name make another key (rebuilt), never a stale entry."""
         return {"input_shape": list(bundle.input_shape),
-                "inputs": cache.inputs_fingerprint(bundle.train[0])}
+                "inputs": cache.inputs_fingerprint(inputs)}
 
     def extras(self, bundle, teacher, distiller=None, work=None, config=None, options=None,
                verbose=1):
@@ -188,8 +188,7 @@ class TeachingRun:
 
         def carried(x, name, label):
             key = self.cache_key(config, teachers, split=name,
-                                 extra={"input_shape": list(bundle.input_shape),
-                                        "inputs": cache.inputs_fingerprint(x)})
+                                 extra=self._inputs_identity(bundle, x))
             print(f"Teacher outputs ({self.cache_mode} cache, key {key}) on {len(x)} {label} "
                   "examples", flush=True)
             cached = store.outputs(teachers, x, key, outputs=outputs, feature_layer=feature_layer)
@@ -228,8 +227,8 @@ class TeachingRun:
                   "crop_ratio": list(self.teaching.crop_ratio), "flip": self.teaching.flip,
                   "mixup_alpha": self.teaching.mixup_alpha
                   if self.mode == "function_matching" else None}
-        key = self.cache_key(config, [teacher], extra={**recipe,
-                                                         **self._inputs_identity(bundle)})
+        identity = self._inputs_identity(bundle, bundle.train[0])
+        key = self.cache_key(config, [teacher], extra={**recipe, **identity})
         start = time.time()
         print(f"Replay views (key {key}): {settings.replay_views} per training image",
               flush=True)

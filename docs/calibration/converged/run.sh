@@ -1,20 +1,37 @@
 #!/usr/bin/env bash
 # The calibration ladder with the committed, converged Fashion-MNIST teachers (docs/teachers/,
-# smallest first): a cnn_small student distilled from each, uncalibrated and calibrated in both
-# --calibration_modes, 3 seeds, from cached teacher outputs, with configs/fashion_mnist.flags'
-# schedule (5,000-image stratified subset, 30 epochs, T = 4, alpha = 0.9), and the student
-# alone (--baseline). Copies ladder.json, ladder.md and ladder.png here.
+# smallest first), uncalibrated and calibrated in both --calibration_modes, 3 seeds, from cached
+# teacher outputs, each with the student alone (--baseline) on the same data and schedule:
+#   cnn_small student: configs/fashion_mnist.flags' schedule (5,000-image stratified subset,
+#     30 epochs, T = 4, alpha = 0.9). resnet56 was trained after the other three teachers, so
+#     its row is a second bin/ladder call with the same settings (same splits, same seeds).
+#   resnet8 student: docs/retests' protocol (2,000-image stratified subset, 1,200 validation
+#     images, 30 epochs, mixed_bfloat16), all four teachers.
+# Copies each ladder's ladder.json, ladder.md and ladder.png here, then runs summarize.py.
 #   bash docs/teachers/run.sh   # first, once
 #   bash docs/calibration/converged/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
-out=savedmodels/ladder-converged
+FASHION_MNIST=${FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
+HERE=docs/calibration/converged
+T=docs/teachers
+COMMON=(--dataset=idx:"$FASHION_MNIST" --teacher_cache=memory --method=kd --temperature=4
+        --alpha=0.9 --epochs=30 --batch_size=128 --optimizer=adam --learning_rate=0.003
+        --lr_schedule=cosine --weight_decay=0 --deterministic --ladder_seeds=3 --export=keras)
 # configs/fashion_mnist.flags' settings but --teacher (bin/ladder sets it) and the exports.
-[ -f $out/ladder.json ] || bin/ladder --dataset=idx:/usr/share/datasets/fashion-mnist \
-  --validation_fraction=0.1 --train_limit=5000 --teacher_cache=memory --student=cnn_small \
-  --method=kd --temperature=4 --alpha=0.9 --epochs=30 --batch_size=128 --optimizer=adam \
-  --learning_rate=0.003 --lr_schedule=cosine --weight_decay=0 --baseline --deterministic \
-  --ladder_teachers=docs/teachers/resnet8.keras,docs/teachers/resnet20.keras,docs/teachers/cnn_large.keras \
-  --ladder_seeds=3 --export=keras --output_dir=$out
-cp $out/ladder.json $out/ladder.md $out/ladder.png docs/calibration/converged/
-python3 docs/calibration/converged/summarize.py
+CNN_SMALL=(--validation_fraction=0.1 --train_limit=5000 --student=cnn_small)
+RESNET8=(--validation_fraction=0.02 --train_limit=2000 --student=resnet8
+         --precision=mixed_bfloat16)
+ladder() {  # ladder OUTPUT_DIR COPY_PREFIX FLAGS...
+  local out=$1 prefix=$2; shift 2
+  [ -f "$out/ladder.json" ] || bin/ladder "${COMMON[@]}" "$@" --output_dir="$out"
+  for f in ladder.json ladder.md ladder.png; do cp "$out/$f" "$HERE/$prefix$f"; done
+}
+ladder savedmodels/ladder-converged "" "${CNN_SMALL[@]}" --baseline \
+  --ladder_teachers=$T/resnet8.keras,$T/resnet20.keras,$T/cnn_large.keras
+ladder savedmodels/ladder-converged-resnet56 resnet56_ "${CNN_SMALL[@]}" \
+  --ladder_teachers=$T/resnet56.keras
+mkdir -p $HERE/resnet8
+ladder savedmodels/ladder-converged-resnet8 resnet8/ "${RESNET8[@]}" --baseline \
+  --ladder_teachers=$T/resnet8.keras,$T/resnet20.keras,$T/cnn_large.keras,$T/resnet56.keras
+python3 $HERE/summarize.py

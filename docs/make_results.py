@@ -901,6 +901,30 @@ def patience_row():
     return row
 
 
+def long_schedule_row():
+    """Function matching against the fixed teacher and the student alone at one longer
+    schedule (seed 0)."""
+    data = load("retests/function_matching/results.json") or {}
+    link = readme_link("retests/function_matching", "results.json")
+    long = data.get("long_fixed")
+    epochs = long["epochs"] if long else None
+    fm = [p for p in data.get("patience") or [] if p["epochs"] == epochs]
+    row = Row("Function matching, converged teacher", "Function matching (shared views + mixup) "
+              f"beats a fixed teacher at equal epochs, with a {epochs or 'longer'}-epoch "
+              "schedule", PAPERS["patient"], link)
+    if not long or not fm:
+        row.not_run = "the long-schedule runs are not in docs/retests/function_matching/ yet"
+        return row
+    arms = [Arm(f"FM {epochs} ep", {"0": 100 * fm[0]["test_accuracy"]}),
+            Arm(f"fixed {epochs} ep", {"0": 100 * long["fixed_test_accuracy"]}),
+            Arm(f"alone {epochs} ep", {"0": 100 * long["alone_test_accuracy"]})]
+    row.arms = arms
+    row.relations = [Relation(arms[0], arms[1]), Relation(arms[0], arms[2])]
+    row.sizes["epochs"] = epochs
+    row.sizes["seeds"] = "0 only"
+    return row
+
+
 def retest_rows():
     paper = PAPER_NUMBERS["ca_mkd_wrn40_2_shufflenetv1"]
     mt, pkd, cur, fm = ("Multi-teacher, converged teachers", "Partial KD, converged teacher",
@@ -930,6 +954,7 @@ def retest_rows():
         patient(retest_row(fm, "function_matching", "Function matching (shared views + mixup) "
                            "beats a fixed teacher at equal epochs", PAPERS["patient"],
                            [("function_matching", "fixed", ">")])),
+        long_schedule_row(),
         patience_row(),
     ]
 

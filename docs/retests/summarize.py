@@ -53,7 +53,8 @@ EXPERIMENTS = {
                  ("function_matching", "function matching (consistent + mixup)")),
         "baseline_run": "fixed",
         "patience": ("function_matching_10ep", "function_matching", "function_matching_60ep",
-                     "function_matching_120ep"),
+                     "function_matching_120ep", "function_matching_240ep"),
+        "long_fixed": "fixed_120ep",
     },
 }
 
@@ -161,7 +162,20 @@ def summarize(experiment, spec):
            "sizes": sizes(experiment, spec), "arms": arms}
     if "patience" in spec:
         out["patience"] = patience(experiment, spec["patience"])
+    if "long_fixed" in spec:
+        out["long_fixed"] = long_fixed(experiment, spec["long_fixed"])
     return out
+
+
+def long_fixed(experiment, name):
+    """Seed 0's fixed teacher and student alone with a longer schedule, or None."""
+    path = os.path.join(run_folder(experiment, name, 0), "results.json")
+    if not os.path.isfile(path):
+        return None
+    results = read_json(path)
+    return {"run": name, "epochs": results["flags"]["epochs"],
+            "fixed_test_accuracy": results["student"]["accuracy"],
+            "alone_test_accuracy": results["baseline"]["accuracy"]}
 
 
 def patience(experiment, names):
@@ -229,6 +243,11 @@ def table(out):
                   "| epochs | test accuracy % | seconds |", "|---|---|---|"]
         lines += [f"| {p['epochs']} | {100 * p['test_accuracy']:.2f} | {p['seconds']:.0f} |"
                   for p in out["patience"]]
+    if out.get("long_fixed"):
+        long = out["long_fixed"]
+        lines += ["", f"Seed 0 at {long['epochs']} epochs: fixed teacher "
+                      f"{100 * long['fixed_test_accuracy']:.2f}, student alone "
+                      f"{100 * long['alone_test_accuracy']:.2f}."]
     return "\n".join(lines) + "\n"
 
 
@@ -259,6 +278,12 @@ def patience_plot(out, path):
     if fixed and "0" in fixed["test_accuracy"]["values"]:
         ax.axhline(100 * fixed["test_accuracy"]["values"]["0"], color="gray", linestyle=":",
                    label=f"fixed teacher, {out['sizes']['epochs']} epochs (seed 0)")
+    long = out.get("long_fixed")
+    if long:
+        ax.plot([long["epochs"]], [100 * long["fixed_test_accuracy"]], "s", color="gray",
+                label=f"fixed teacher, {long['epochs']} epochs (seed 0)")
+        ax.plot([long["epochs"]], [100 * long["alone_test_accuracy"]], "^", color="black",
+                label=f"student alone, {long['epochs']} epochs (seed 0)")
     ax.set_xscale("log")
     ax.set_xlabel("epochs (cosine schedule of that length)")
     ax.set_ylabel("test accuracy %")

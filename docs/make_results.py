@@ -512,7 +512,7 @@ def converged_ladders(teachers):
 
 def converged_calibration_rows(teachers):
     link = readme_link("calibration/converged")
-    return [row for ladder in converged_ladders(teachers)
+    return [row for ladder in converged_ladders(teachers) if len(ladder["rows"]) > 1
             for row in ladder_rows("Calibration, converged teachers", link, ladder)]
 
 

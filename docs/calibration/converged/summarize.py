@@ -27,6 +27,14 @@ def points(values):
     return [round(100 * v, 2) for v in values]
 
 
+def differences(values):
+    """Paired differences in points: mean, sample std, and on how many cells the first was
+    ahead."""
+    summary = mean_std(points(values))
+    summary["ahead"] = sum(v > 0 for v in summary["values"])
+    return summary
+
+
 def load_ladders(names):
     ladders = []
     for name in names:
@@ -57,10 +65,10 @@ def student_summary(ladders):
             "ece_before": row["ece_before"], "ece_after": row["ece_after"],
             "student": {mode: mean_std(values) for mode, values in students.items()},
             "minus_uncalibrated_points": {
-                mode: mean_std(points([a - b for a, b in zip(students[mode], students["none"])]))
+                mode: differences([a - b for a, b in zip(students[mode], students["none"])])
                 for mode in ("scale", "replace")},
             "minus_alone_points": {
-                mode: mean_std(points([a - b for a, b in zip(students[mode], alone)]))
+                mode: differences([a - b for a, b in zip(students[mode], alone)])
                 for mode in MODES},
         })
     _, first = ladders[0]
@@ -68,7 +76,7 @@ def student_summary(ladders):
             "student": first["student"], "seeds": first["student_seeds"],
             "sizes": first["sizes"], "epochs": first["flags"]["epochs"],
             "alone": mean_std(alone), "teachers": teachers,
-            "scale_minus_replace_points": mean_std(points(scale_minus_replace))}
+            "scale_minus_replace_points": differences(scale_minus_replace)}
 
 
 def cell(ms):

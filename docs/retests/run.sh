@@ -84,7 +84,7 @@ function_matching() {  # the paper: consistent >> independent; function matching
   # Patience: the same function matching with longer schedules (seed 0), and the fixed
   # teacher and the student alone at 120 epochs.
   run fixed_120ep 0 --method=kd $teacher "${KD[@]}" --baseline --epochs=120
-  for epochs in 10 60 120; do
+  for epochs in 10 60 120 240; do
     run function_matching_${epochs}ep 0 --method=kd $teacher "${KD[@]}" \
       --teaching=function_matching --teacher_cache=none --epochs=$epochs
   done

@@ -53,7 +53,7 @@ EXPERIMENTS = {
                  ("function_matching", "function matching (consistent + mixup)")),
         "baseline_run": "fixed",
         "patience": ("function_matching_10ep", "function_matching", "function_matching_60ep",
-                     "function_matching_120ep"),
+                     "function_matching_120ep", "function_matching_240ep"),
         "long_fixed": "fixed_120ep",
     },
 }

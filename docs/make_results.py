@@ -502,6 +502,7 @@ def converged_ladders(teachers):
                       "teacher_epochs": "/".join(str(teachers.get(t["teacher"], {}).get(
                           "epochs", "?")) for t in student["teachers"])},
             "baseline": {"accuracies": student["alone"]["values"]},
+            "modes": list(student["teachers"][0]["student"]),
             "rows": [{"teacher": t["teacher"], "accuracy": t["teacher_accuracy"],
                       "temperature": t["temperature"],
                       "student": {mode: {"accuracies": v["values"]}
@@ -546,21 +547,28 @@ def ladder_rows(group, link, ladder):
         + " points of each other")
     rows.append(row)
 
-    cal = students("replace")
-    row = Row(group, "After calibration a larger teacher gives a better student "
-              f"(the same student from the calibrated {teacher_sizes}: "
-              + " / ".join(f"{v:g}" for v in paper["calibrated"].values()) + " %)",
-              PAPERS["calibration"], link)
-    row.arms = cal + [alone]
-    row.relations = [Relation(large, small) for small, large in itertools.pairwise(cal)]
-    calibration_sizes(row, ladder)
-    row.teacher_check(min(100 * t["accuracy"] for t in ladder["rows"]), alone.mean,
-                      "smallest teacher")
-    row.caveats.append("calibrated students distil at T = T*, which rises with teacher size ("
-                       + " / ".join(row.show(f"T* {t['teacher']}", t["temperature"], 3)
-                                    for t in ladder["rows"])
-                       + "), so size and temperature are confounded")
-    rows.append(row)
+    for mode in ("replace", "scale"):
+        if mode not in ladder.get("modes", ()):
+            continue
+        cal = students(mode)
+        how = ("" if mode == "replace" else
+               "; here --calibration_mode=scale, tfkd's default: logits / T*, then T")
+        row = Row(group, "After calibration a larger teacher gives a better student "
+                  f"(the same student from the calibrated {teacher_sizes}: "
+                  + " / ".join(f"{v:g}" for v in paper["calibrated"].values()) + f" %){how}",
+                  PAPERS["calibration"], link)
+        row.arms = cal + [alone]
+        row.relations = [Relation(large, small) for small, large in itertools.pairwise(cal)]
+        calibration_sizes(row, ladder)
+        row.teacher_check(min(100 * t["accuracy"] for t in ladder["rows"]), alone.mean,
+                          "smallest teacher")
+        if mode == "replace":
+            row.caveats.append(
+                "calibrated students distil at T = T*, which rises with teacher size ("
+                + " / ".join(row.show(f"T* {t['teacher']}", t["temperature"], 3)
+                             for t in ladder["rows"])
+                + "), so size and temperature are confounded")
+        rows.append(row)
     return rows
 
 
@@ -884,6 +892,17 @@ def retest_row(group, experiment, claim, paper, relations):
     return row
 
 
+def pct(summary):
+    """Per-seed percentages of a summary with per-seed `values` (fractions)."""
+    return {seed: 100 * v for seed, v in summary["values"].items()}
+
+
+def seeds(arms):
+    """The seeds every arm has, for a row's sizes."""
+    common = set.intersection(*(set(a.values) for a in arms))
+    return ", ".join(sorted(common))
+
+
 def patience_row():
     data = load("retests/function_matching/results.json")
     link = readme_link("retests/function_matching", "results.json")
@@ -893,17 +912,18 @@ def patience_row():
     if len(points) < 2:
         row.not_run = "the patience runs are not in docs/retests/function_matching/ yet"
         return row
-    arms = [Arm(f"FM {p['epochs']} ep", {"0": 100 * p["test_accuracy"]}) for p in points]
+    arms = [Arm(f"FM {p['epochs']} ep", pct(p["test_accuracy"])) for p in points]
     row.arms = arms
     row.relations = [Relation(b, a) for a, b in itertools.pairwise(arms)]
     row.sizes["epochs"] = "/".join(str(p["epochs"]) for p in points)
-    row.sizes["seeds"] = "0 only"
+    row.sizes["seeds"] = "; ".join(f"{p['epochs']} ep: {seeds([a])}"
+                                   for p, a in zip(points, arms))
     return row
 
 
 def long_schedule_row():
     """Function matching against the fixed teacher and the student alone at one longer
-    schedule (seed 0)."""
+    schedule."""
     data = load("retests/function_matching/results.json") or {}
     link = readme_link("retests/function_matching", "results.json")
     long = data.get("long_fixed")
@@ -915,13 +935,13 @@ def long_schedule_row():
     if not long or not fm:
         row.not_run = "the long-schedule runs are not in docs/retests/function_matching/ yet"
         return row
-    arms = [Arm(f"FM {epochs} ep", {"0": 100 * fm[0]["test_accuracy"]}),
-            Arm(f"fixed {epochs} ep", {"0": 100 * long["fixed_test_accuracy"]}),
-            Arm(f"alone {epochs} ep", {"0": 100 * long["alone_test_accuracy"]})]
+    arms = [Arm(f"FM {epochs} ep", pct(fm[0]["test_accuracy"])),
+            Arm(f"fixed {epochs} ep", pct(long["fixed_test_accuracy"])),
+            Arm(f"alone {epochs} ep", pct(long["alone_test_accuracy"]))]
     row.arms = arms
     row.relations = [Relation(arms[0], arms[1]), Relation(arms[0], arms[2])]
     row.sizes["epochs"] = epochs
-    row.sizes["seeds"] = "0 only"
+    row.sizes["seeds"] = seeds(arms)
     return row
 
 
@@ -960,16 +980,21 @@ def retest_rows():
 
 
 def patient(row):
-    """Caps a re-test row whose function-matching arm a longer schedule (seed 0) improves on."""
+    """Caps a re-test row whose function-matching arm the longest schedule improves on (seed
+    means over the seeds both have)."""
     data = load("retests/function_matching/results.json")
     points = (data or {}).get("patience") or []
     if row.not_run or not points:
         return row
     arm = data["arms"]["function_matching"]["test_accuracy"]["values"]
     short, longest = data["sizes"]["epochs"], points[-1]
-    if "0" in arm and longest["epochs"] > short:
-        row.longer_run_check(100 * arm["0"], 100 * longest["test_accuracy"], short,
-                             longest["epochs"], "function matching (seed 0)")
+    common = sorted(set(arm) & set(longest["test_accuracy"]["values"]))
+    if common and longest["epochs"] > short:
+        row.longer_run_check(100 * statistics.mean(arm[k] for k in common),
+                             100 * statistics.mean(longest["test_accuracy"]["values"][k]
+                                                   for k in common),
+                             short, longest["epochs"],
+                             f"function matching (seeds {', '.join(common)})")
     return row
 
 

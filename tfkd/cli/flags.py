@@ -99,8 +99,8 @@ TABLE = {
          "Fit the teacher's temperature T* on the validation split (minimum NLL) and distill "
          "from the calibrated teacher."),
         ("calibration_mode", "calibration.mode",
-         "replace (default): the distillation temperature becomes T* (the paper's Eq. 3); "
-         "scale: teacher logits / T*, then the distillation temperature.",
+         "scale (default): teacher logits / T*, then the distillation temperature; "
+         "replace: the distillation temperature becomes T* (the paper's Eq. 3).",
          targets.CALIBRATION_MODES),
         ("calibration_bins", "calibration.bins",
          "Confidence bins of the ECE and the reliability diagrams."),

@@ -73,10 +73,10 @@ class CurriculumConfig:
 @dataclasses.dataclass(frozen=True)
 class CalibrationConfig:
     """Temperature-scale the teacher on the validation split before distilling. `mode`
-    "replace" (the default) distills at T = T*, "scale" from logits / T* at the method's T
+    "scale" (the default) distills from logits / T* at the method's T, "replace" at T = T*
     (docs/calibration/converged compares them)."""
     enabled: bool = False
-    mode: str = "replace"
+    mode: str = "scale"
     bins: int = calibration.DEFAULT_BINS
 
 

@@ -4,9 +4,11 @@
 # teacher outputs, each with the student alone (--baseline) on the same data and schedule:
 #   cnn_small student: configs/fashion_mnist.flags' schedule (5,000-image stratified subset,
 #     30 epochs, T = 4, alpha = 0.9), all four teachers. resnet56 was trained after the other
-#     three, so its row is a second bin/ladder call with the same settings (same splits, seeds).
-#   resnet8 student, teacher resnet56 only: docs/retests' schedule (2,000-image stratified
-#     subset, 30 epochs, mixed_bfloat16).
+#     three, so its row is a second bin/ladder call with the same settings (same splits, seeds);
+#     a third call repeats two teachers at T = 1.
+#   resnet8 student: docs/retests' schedule (2,000-image stratified subset, 30 epochs,
+#     mixed_bfloat16), all four teachers; resnet56's row came first, the other three are a
+#     second bin/ladder call with the same settings.
 # Both keep --validation_fraction=0.1 with seed 0: the teachers' own validation split, so T* is
 # fitted on 6,000 images no teacher trained on (a smaller fraction draws its validation images
 # mostly from the teachers' training images).
@@ -34,7 +36,13 @@ ladder savedmodels/ladder-converged "" "${CNN_SMALL[@]}" --baseline \
   --ladder_teachers=$T/resnet8.keras,$T/resnet20.keras,$T/cnn_large.keras
 ladder savedmodels/ladder-converged-resnet56 resnet56_ "${CNN_SMALL[@]}" \
   --ladder_teachers=$T/resnet56.keras
+# cnn_small at T = 1, uncalibrated and scale (whose target is then replace's softmax(z / T*)),
+# from the smallest and the largest teacher: does replace win by calibrating or by lowering T?
+ladder savedmodels/ladder-converged-t1 cnn_small_t1_ "${CNN_SMALL[@]}" --temperature=1 \
+  --ladder_modes=scale --ladder_teachers=$T/resnet8.keras,$T/resnet56.keras
 mkdir -p $HERE/resnet8
 ladder savedmodels/ladder-converged-resnet8 resnet8/ "${RESNET8[@]}" --baseline \
   --ladder_teachers=$T/resnet56.keras
+ladder savedmodels/ladder-converged-resnet8-others resnet8/others_ "${RESNET8[@]}" \
+  --ladder_teachers=$T/resnet8.keras,$T/resnet20.keras,$T/cnn_large.keras
 python3 $HERE/summarize.py

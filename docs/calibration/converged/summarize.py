@@ -11,7 +11,11 @@ import statistics
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODES = ("none", "scale", "replace")
 LADDERS = {"cnn_small": ("ladder.json", "resnet56_ladder.json"),
-           "resnet8": ("resnet8/ladder.json",)}
+           "resnet8": ("resnet8/ladder.json", "resnet8/others_ladder.json")}
+# The same student at --temperature=1 (modes none and scale): scale at T = 1 distils from
+# softmax(logits / T*), replace's target; the student's logits and the loss weight are those
+# of T = 1 instead of T*.
+LOW_TEMPERATURE = {"cnn_small": "cnn_small_t1_ladder.json"}
 # Settings that must agree between the ladders of one student.
 SAME = ("dataset", "validation_fraction", "train_limit", "seed", "student", "method",
         "temperature", "alpha", "epochs", "batch_size", "learning_rate", "lr_schedule",
@@ -79,6 +83,57 @@ def student_summary(ladders):
             "scale_minus_replace_points": differences(scale_minus_replace)}
 
 
+def low_temperature(name, summary, ladders):
+    """Per teacher of the T = 1 ladder: its students against the main ladder's (paired by
+    seed) and against the student alone."""
+    path = os.path.join(HERE, name)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        ladder = json.load(f)
+    _, first = ladders[0]
+    differ = [k for k in SAME if k != "temperature" and ladder["flags"][k] != first["flags"][k]]
+    if differ or ladder["sizes"] != first["sizes"]:
+        raise ValueError(f"{name} differs from {ladders[0][0]} in {differ or 'sizes'}")
+    main = {t["teacher"]: t for t in summary["teachers"]}
+    alone = summary["alone"]["values"]
+    rows = []
+    for row in ladder["rows"]:
+        at_4 = main[row["teacher"]]["student"]
+        at_1 = {mode: row["student"][mode]["accuracies"] for mode in ("none", "scale")}
+        rows.append({
+            "teacher": row["teacher"], "temperature": row["temperature"],
+            "student": {mode: mean_std(values) for mode, values in at_1.items()},
+            "scale_t1_minus_replace_points": differences(
+                [a - b for a, b in zip(at_1["scale"], at_4["replace"]["values"])]),
+            "none_t1_minus_none_t4_points": differences(
+                [a - b for a, b in zip(at_1["none"], at_4["none"]["values"])]),
+            "minus_alone_points": {mode: differences([a - b for a, b in zip(values, alone)])
+                                   for mode, values in at_1.items()}})
+    return {"ladder": name, "command": ladder["command"],
+            "temperature": ladder["flags"]["temperature"], "teachers": rows}
+
+
+def low_temperature_table(summary):
+    low = summary.get("low_temperature")
+    if not low:
+        return []
+    lines = [f"Student {summary['student']} at T = {low['temperature']:g} (same data, seeds and "
+             "schedule), against the T = 4 ladder above; differences in points, paired by seed:",
+             "", "| teacher | T* | uncalibrated, T = 1 | scale, T = 1 | scale T = 1 minus replace "
+             "| uncalibrated T = 1 minus uncalibrated T = 4 |", "|---|---:|---:|---:|---:|---:|"]
+    for t in low["teachers"]:
+        lines.append(f"| {t['teacher']} | {t['temperature']:.3f} | {cell(t['student']['none'])} "
+                     f"| {cell(t['student']['scale'])} | "
+                     f"{points_cell(t['scale_t1_minus_replace_points'])} | "
+                     f"{points_cell(t['none_t1_minus_none_t4_points'])} |")
+    return lines
+
+
+def points_cell(d):
+    return f"{d['mean']:+.2f} ± {d['std']:.2f} ({d['ahead']}/{len(d['values'])} ahead)"
+
+
 def cell(ms):
     spread = "" if ms["std"] is None else f" ± {100 * ms['std']:.2f}"
     return f"{100 * ms['mean']:.2f}{spread}"
@@ -105,12 +160,17 @@ def main():
         ladders = load_ladders(names)
         if ladders:
             students[student] = student_summary(ladders)
+            if student in LOW_TEMPERATURE:
+                low = low_temperature(LOW_TEMPERATURE[student], students[student], ladders)
+                if low:
+                    students[student]["low_temperature"] = low
     summary = {"command": "bash docs/calibration/converged/run.sh", "students": students}
     with open(os.path.join(HERE, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     lines = []
     for student in students.values():
         lines += table(student) + [""]
+        lines += low_temperature_table(student) + [""] if "low_temperature" in student else []
     with open(os.path.join(HERE, "table.md"), "w") as f:
         f.write("\n".join(lines))
     print("\n".join(lines))

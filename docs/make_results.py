@@ -916,8 +916,9 @@ def patience_row():
     row.arms = arms
     row.relations = [Relation(b, a) for a, b in itertools.pairwise(arms)]
     row.sizes["epochs"] = "/".join(str(p["epochs"]) for p in points)
-    row.sizes["seeds"] = "; ".join(f"{p['epochs']} ep: {seeds([a])}"
-                                   for p, a in zip(points, arms))
+    per_point = [seeds([a]) for a in arms]
+    row.sizes["seeds"] = (per_point[0] if len(set(per_point)) == 1 else
+                          "; ".join(f"{p['epochs']} ep: {k}" for p, k in zip(points, per_point)))
     return row
 
 

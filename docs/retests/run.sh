@@ -9,9 +9,9 @@
 #   bash docs/teachers/run.sh                       # first, once
 #   bash docs/retests/run.sh multi_teacher|partial|curriculum|function_matching [FLAGS...]
 # FLAGS are appended to every bin/distill call. Runs go to $OUT (default savedmodels/retests);
-# a run whose results.json exists is skipped, so the script resumes. $FASHION_MNIST is the
-# folder of the Fashion-MNIST idx files (default: Debian's dataset-fashion-mnist package);
-# $SEEDS the seeds (default 0 1 2).
+# a run whose results.json exists there or in runs/ is skipped, so the script resumes.
+# $FASHION_MNIST is the folder of the Fashion-MNIST idx files (default: Debian's
+# dataset-fashion-mnist package); $SEEDS the seeds (default 0 1 2).
 # Each run's results.json, history.csv and baseline.csv are copied to docs/retests/<experiment>/runs/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -26,6 +26,7 @@ PROTOCOL=(--dataset=idx:"$FASHION_MNIST" --validation_fraction=0.02 --train_limi
 run() {  # run NAME SEED FLAGS...
   local name=$1 seed=$2; shift 2
   local dir=$OUT/$experiment/$name-seed$seed keep=docs/retests/$experiment/runs/$name-seed$seed
+  [[ ! -f $keep/results.json ]] || return 0  # kept from an earlier run
   if [[ ! -f $dir/results.json ]]; then
     echo "== $experiment $name seed $seed"
     mkdir -p "$(dirname "$dir")"
@@ -81,12 +82,18 @@ function_matching() {  # the paper: consistent >> independent; function matching
       run $mode $seed --method=kd $teacher "${KD[@]}" --teaching=$mode --teacher_cache=none
     done
   done
-  # Patience: the same function matching with longer schedules (seed 0), and the fixed
-  # teacher and the student alone at 120 epochs.
-  run fixed_120ep 0 --method=kd $teacher "${KD[@]}" --baseline --epochs=120
-  for epochs in 10 60 120 240; do
-    run function_matching_${epochs}ep 0 --method=kd $teacher "${KD[@]}" \
-      --teaching=function_matching --teacher_cache=none --epochs=$epochs
+  # Patience: the same function matching with shorter and longer schedules, and the fixed
+  # teacher and the student alone at 120 epochs; the longest schedule last.
+  for seed in $SEEDS; do
+    run fixed_120ep $seed --method=kd $teacher "${KD[@]}" --baseline --epochs=120
+    for epochs in 10 60 120; do
+      run function_matching_${epochs}ep $seed --method=kd $teacher "${KD[@]}" \
+        --teaching=function_matching --teacher_cache=none --epochs=$epochs
+    done
+  done
+  for seed in $SEEDS; do
+    run function_matching_240ep $seed --method=kd $teacher "${KD[@]}" \
+      --teaching=function_matching --teacher_cache=none --epochs=240
   done
 }
 "$experiment"

@@ -167,28 +167,46 @@ def summarize(experiment, spec):
     return out
 
 
+def per_seed(experiment, name, read):
+    """read(results) for each seed whose run `name` is in runs/, keyed by seed."""
+    values = {}
+    for seed in SEEDS:
+        path = os.path.join(run_folder(experiment, name, seed), "results.json")
+        if os.path.isfile(path):
+            values[str(seed)] = read(read_json(path))
+    return values
+
+
 def long_fixed(experiment, name):
-    """Seed 0's fixed teacher and student alone with a longer schedule, or None."""
-    path = os.path.join(run_folder(experiment, name, 0), "results.json")
-    if not os.path.isfile(path):
+    """The fixed teacher and the student alone with a longer schedule, per seed, or None."""
+    epochs = per_seed(experiment, name, lambda r: r["flags"]["epochs"])
+    if not epochs:
         return None
-    results = read_json(path)
-    return {"run": name, "epochs": results["flags"]["epochs"],
-            "fixed_test_accuracy": results["student"]["accuracy"],
-            "alone_test_accuracy": results["baseline"]["accuracy"]}
+    fixed = per_seed(experiment, name, lambda r: r["student"]["accuracy"])
+    alone = per_seed(experiment, name, lambda r: r["baseline"]["accuracy"])
+    return {"run": name, "epochs": next(iter(epochs.values())),
+            "fixed_test_accuracy": stats(fixed), "alone_test_accuracy": stats(alone),
+            "fixed_minus_alone": difference(stats(fixed), stats(alone))}
 
 
 def patience(experiment, names):
-    """Seed 0's function matching at several schedule lengths: test accuracy and epochs."""
+    """Function matching at several schedule lengths: test accuracy per seed, and seconds."""
     points = []
     for name in names:
-        folder = run_folder(experiment, name, 0)
-        if os.path.isfile(os.path.join(folder, "results.json")):
-            results = read_json(os.path.join(folder, "results.json"))
-            points.append({"run": name, "epochs": results["flags"]["epochs"],
-                           "test_accuracy": results["student"]["accuracy"],
-                           "seconds": results["seconds"]["distill"]})
-    return sorted(points, key=lambda p: p["epochs"])
+        accuracy = per_seed(experiment, name, lambda r: r["student"]["accuracy"])
+        if accuracy:
+            epochs = per_seed(experiment, name, lambda r: r["flags"]["epochs"])
+            seconds = per_seed(experiment, name, lambda r: r["seconds"]["distill"])
+            points.append({"run": name, "epochs": next(iter(epochs.values())),
+                           "test_accuracy": stats(accuracy), "seconds": stats(seconds)})
+    points.sort(key=lambda p: p["epochs"])
+    for shorter, longer in zip(points, points[1:]):
+        longer["minus_shorter"] = difference(longer["test_accuracy"], shorter["test_accuracy"])
+    return points
+
+
+def seeds_of(summary):
+    return ", ".join(summary["values"])
 
 
 def pm(summary, scale=100, digits=2):
@@ -239,15 +257,31 @@ def table(out):
             lines += ["", f"{arm['label']}: mean KD weight lambda over training "
                           f"{pm(arm['mean_reliance'], 1, 3)} (KD uses alpha = 0.9)."]
     if out.get("patience"):
-        lines += ["", "Function matching, seed 0, by schedule length:", "",
-                  "| epochs | test accuracy % | seconds |", "|---|---|---|"]
-        lines += [f"| {p['epochs']} | {100 * p['test_accuracy']:.2f} | {p['seconds']:.0f} |"
-                  for p in out["patience"]]
-    if out.get("long_fixed"):
-        long = out["long_fixed"]
-        lines += ["", f"Seed 0 at {long['epochs']} epochs: fixed teacher "
-                      f"{100 * long['fixed_test_accuracy']:.2f}, student alone "
-                      f"{100 * long['alone_test_accuracy']:.2f}."]
+        lines += ["", "Function matching by schedule length (cosine schedule of that length):", "",
+                  "| epochs | seeds | test accuracy % | minus the shorter schedule (points) | "
+                  "ahead | seconds |", "|---|---|---|---|---|---|"]
+        lines += [f"| {p['epochs']} | {seeds_of(p['test_accuracy'])} | {pm(p['test_accuracy'])} | "
+                  f"{pm(p.get('minus_shorter'))} | {ahead(p.get('minus_shorter'))} | "
+                  f"{pm(p['seconds'], 1, 0)} |" for p in out["patience"]]
+    long = out.get("long_fixed")
+    if long:
+        fm = next((p for p in out.get("patience") or [] if p["epochs"] == long["epochs"]), None)
+        lines += ["", f"At {long['epochs']} epochs:", "",
+                  "| run | seeds | test accuracy % | minus alone (points) | ahead |",
+                  "|---|---|---|---|---|"]
+        alone = long["alone_test_accuracy"]
+        if fm:
+            minus = difference(fm["test_accuracy"], alone)
+            lines.append(f"| function matching | {seeds_of(fm['test_accuracy'])} | "
+                         f"{pm(fm['test_accuracy'])} | {pm(minus)} | {ahead(minus)} |")
+        lines += [f"| fixed teacher | {seeds_of(long['fixed_test_accuracy'])} | "
+                  f"{pm(long['fixed_test_accuracy'])} | {pm(long['fixed_minus_alone'])} | "
+                  f"{ahead(long['fixed_minus_alone'])} |",
+                  f"| student alone | {seeds_of(alone)} | {pm(alone)} | - | - |"]
+        if fm:
+            minus = difference(fm["test_accuracy"], long["fixed_test_accuracy"])
+            lines += ["", f"Function matching minus the fixed teacher at {long['epochs']} epochs: "
+                          f"{pm(minus)} points, ahead on {ahead(minus)} seeds."]
     return "\n".join(lines) + "\n"
 
 
@@ -270,23 +304,27 @@ def curve(out, path):
 
 
 def patience_plot(out, path):
+    def errorbar(ax, epochs, summaries, fmt, **kwargs):
+        ax.errorbar(epochs, [100 * p["mean"] for p in summaries],
+                    yerr=[100 * (p["std"] or 0) for p in summaries], fmt=fmt, capsize=3, **kwargs)
+
     points = out["patience"]
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot([p["epochs"] for p in points], [100 * p["test_accuracy"] for p in points], "o-",
-            label="function matching (seed 0)")
+    errorbar(ax, [p["epochs"] for p in points], [p["test_accuracy"] for p in points], "o-",
+             label="function matching")
     fixed = out["arms"].get("fixed")
-    if fixed and "0" in fixed["test_accuracy"]["values"]:
-        ax.axhline(100 * fixed["test_accuracy"]["values"]["0"], color="gray", linestyle=":",
-                   label=f"fixed teacher, {out['sizes']['epochs']} epochs (seed 0)")
+    if fixed:
+        ax.axhline(100 * fixed["test_accuracy"]["mean"], color="gray", linestyle=":",
+                   label=f"fixed teacher, {out['sizes']['epochs']} epochs")
     long = out.get("long_fixed")
     if long:
-        ax.plot([long["epochs"]], [100 * long["fixed_test_accuracy"]], "s", color="gray",
-                label=f"fixed teacher, {long['epochs']} epochs (seed 0)")
-        ax.plot([long["epochs"]], [100 * long["alone_test_accuracy"]], "^", color="black",
-                label=f"student alone, {long['epochs']} epochs (seed 0)")
+        errorbar(ax, [long["epochs"]], [long["fixed_test_accuracy"]], "s", color="gray",
+                 label=f"fixed teacher, {long['epochs']} epochs")
+        errorbar(ax, [long["epochs"]], [long["alone_test_accuracy"]], "^", color="black",
+                 label=f"student alone, {long['epochs']} epochs")
     ax.set_xscale("log")
     ax.set_xlabel("epochs (cosine schedule of that length)")
-    ax.set_ylabel("test accuracy %")
+    ax.set_ylabel("test accuracy % (mean ± std over seeds)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()

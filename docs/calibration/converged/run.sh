@@ -12,7 +12,8 @@
 # Both keep --validation_fraction=0.1 with seed 0: the teachers' own validation split, so T* is
 # fitted on 6,000 images no teacher trained on (a smaller fraction draws its validation images
 # mostly from the teachers' training images).
-# Copies each ladder's ladder.json, ladder.md and ladder.png here, then runs summarize.py.
+# Copies each ladder's ladder.json, ladder.md, ladder.png and its students' history.csv
+# (<prefix>histories/<teacher>/<mode>/seed_<k>/) here, then runs summarize.py.
 #   bash docs/teachers/run.sh   # first, once
 #   bash docs/calibration/converged/run.sh
 set -euo pipefail
@@ -31,6 +32,12 @@ ladder() {  # ladder OUTPUT_DIR COPY_PREFIX FLAGS...
   local out=$1 prefix=$2; shift 2
   [ -f "$out/ladder.json" ] || bin/ladder "${COMMON[@]}" "$@" --output_dir="$out"
   for f in ladder.json ladder.md ladder.png; do cp "$out/$f" "$HERE/$prefix$f"; done
+  local csv keep
+  for csv in "$out"/students/*/*/seed_*/history.csv; do  # each student's epochs
+    [ -f "$csv" ] || continue
+    keep=$HERE/${prefix}histories/${csv#"$out"/students/}
+    mkdir -p "$(dirname "$keep")" && cp "$csv" "$keep"
+  done
 }
 ladder savedmodels/ladder-converged "" "${CNN_SMALL[@]}" --baseline \
   --ladder_teachers=$T/resnet8.keras,$T/resnet20.keras,$T/cnn_large.keras

@@ -4,9 +4,16 @@ uncalibrated student and to the student alone, and scale against replace over ev
 
 A student's rows may come from several bin/ladder calls with the same settings (the same splits
 and seeds); the student alone is the one of the call that ran it (--baseline)."""
+import csv
+import glob
 import json
 import os
 import statistics
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODES = ("none", "scale", "replace")
@@ -134,6 +141,50 @@ def points_cell(d):
     return f"{d['mean']:+.2f} ± {d['std']:.2f} ({d['ahead']}/{len(d['values'])} ahead)"
 
 
+def histories(ladder_name):
+    """{(teacher, mode): {seed: [validation accuracy per epoch]}} of the students' history.csv
+    that run.sh copied beside a ladder (<prefix>histories/<teacher>/<mode>/seed_<k>/)."""
+    root = os.path.join(HERE, ladder_name.replace("ladder.json", "histories"))
+    curves = {}
+    for path in sorted(glob.glob(os.path.join(root, "*", "*", "seed_*", "history.csv"))):
+        seed_dir = os.path.dirname(path)
+        mode_dir = os.path.dirname(seed_dir)
+        key = (os.path.basename(os.path.dirname(mode_dir)), os.path.basename(mode_dir))
+        with open(path) as f:
+            curve = [float(row["val_accuracy"]) for row in csv.DictReader(f)]
+        curves.setdefault(key, {})[os.path.basename(seed_dir)] = curve
+    return curves
+
+
+def plateau(curves, last=10):
+    """The largest spread (max - min) of validation accuracy over the last `last` epochs, over
+    every student of a ladder: how flat the curves are when training stops."""
+    spreads = {f"{teacher}/{mode}": round(max(max(c[-last:]) - min(c[-last:])
+                                              for c in seeds.values()), 4)
+               for (teacher, mode), seeds in curves.items()}
+    epochs = sorted({len(c) for seeds in curves.values() for c in seeds.values()})
+    return {"epochs": epochs, "last_epochs": last, "largest_val_spread": max(spreads.values()),
+            "val_spread_per_cell": spreads}
+
+
+def curves_plot(panels, path):
+    """One panel per (title, curves of one teacher): mean validation accuracy over seeds."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    for ax, (title, curves) in zip(axes[0], panels):
+        for mode, seeds in curves.items():
+            length = min(len(c) for c in seeds.values())
+            mean = [statistics.mean(c[i] for c in seeds.values()) for i in range(length)]
+            ax.plot(range(1, length + 1), [100 * v for v in mean], label=mode)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation accuracy % (mean over seeds)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def cell(ms):
     spread = "" if ms["std"] is None else f" ± {100 * ms['std']:.2f}"
     return f"{100 * ms['mean']:.2f}{spread}"
@@ -164,7 +215,20 @@ def main():
                 low = low_temperature(LOW_TEMPERATURE[student], students[student], ladders)
                 if low:
                     students[student]["low_temperature"] = low
-    summary = {"command": "bash docs/calibration/converged/run.sh", "students": students}
+    names = [n for ns in LADDERS.values() for n in ns] + list(LOW_TEMPERATURE.values())
+    curves = {name: histories(name) for name in names}
+    plateaus = {name: plateau(c) for name, c in curves.items() if c}
+    summary = {"command": "bash docs/calibration/converged/run.sh", "students": students,
+               "plateau": plateaus}
+    panels = []
+    for name, title in (("resnet8/others_ladder.json", "student resnet8 from teacher resnet8, T = 4"),
+                        ("cnn_small_t1_ladder.json", "student cnn_small from teacher resnet8, T = 1")):
+        by_mode = {mode: seeds for (teacher, mode), seeds in curves.get(name, {}).items()
+                   if teacher == "resnet8"}
+        if by_mode:
+            panels.append((title, by_mode))
+    if panels:
+        curves_plot(panels, os.path.join(HERE, "curves.png"))
     with open(os.path.join(HERE, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     lines = []
@@ -176,6 +240,9 @@ def main():
     print("\n".join(lines))
     for name, student in students.items():
         print(name, "scale - replace (points):", student["scale_minus_replace_points"])
+    for name, p in plateaus.items():
+        print(name, "epochs", p["epochs"], "largest validation spread over the last",
+              p["last_epochs"], "epochs:", p["largest_val_spread"])
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Model zoo: CIFAR ResNets, Wide ResNets, VGG, MobileNetV2, small CNNs and MLPs, by name.
+"""Model zoo: CIFAR ResNets, Wide ResNets, VGG, MobileNetV2, small CNNs, MLPs and text
+classifiers (compact BERTs, a text CNN; `tfkd.models.text`), by name.
 
     model = tfkd.models.build("resnet20", (32, 32, 3), num_classes=100, mean=..., variance=...)
 
@@ -8,7 +9,9 @@ its last feature map "features", the pooled vector "pooled" and the last Dense "
 from tfkd.models.base import (CLASSIFIER, FEATURES, MODELS, NORMALIZATION, POOLED, Architecture,
                               build, feature_extractor, head, names)
 # Imported for their registrations.
-from tfkd.models import cnn, mlp, mobilenetv2, resnet, vgg, wrn  # noqa: F401
+from tfkd.models import cnn, mlp, mobilenetv2, resnet, text, vgg, wrn  # noqa: F401
+from tfkd.models.text import TEXT_MODELS, is_text_model
 
 __all__ = ["MODELS", "Architecture", "build", "names", "head", "feature_extractor",
-           "FEATURES", "POOLED", "CLASSIFIER", "NORMALIZATION"]
+           "FEATURES", "POOLED", "CLASSIFIER", "NORMALIZATION", "TEXT_MODELS",
+           "is_text_model"]

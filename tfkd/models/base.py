@@ -78,7 +78,8 @@ def _channel_statistic(argument, values, channels, default):
     return array
 
 
-def build(name, input_shape, num_classes, mean=None, variance=None, seed=None):
+def build(name, input_shape, num_classes, mean=None, variance=None, seed=None,
+          vocabulary_size=None):
     """Builds the registered model `name`, returning logits of shape [batch, num_classes].
 
     Args:
@@ -92,6 +93,8 @@ def build(name, input_shape, num_classes, mean=None, variance=None, seed=None):
         seed: optional integer; when given every kernel initialiser is seeded from it, so two
             builds with the same seed have identical weights. The global Keras seed is not
             touched.
+        vocabulary_size: text models only (`tfkd.models.text`): the tokenizer's vocabulary
+            size; their input_shape is (sequence_length,) and mean and variance are unused.
 
     Returns:
         A functional `keras.Model` mapping float32 [batch, *input_shape] to float32 logits
@@ -100,6 +103,10 @@ def build(name, input_shape, num_classes, mean=None, variance=None, seed=None):
         its BatchNormalization layers are synchronised (statistics of the global batch), so a
         step on N replicas is the step on one; the setting is saved with the model.
     """
+    from tfkd.models.text import TEXT_MODELS, build_text
+    if name in TEXT_MODELS:
+        return build_text(TEXT_MODELS.get(name), input_shape, num_classes, vocabulary_size, seed,
+                          name)
     architecture = MODELS.get(name)
     input_shape = tuple(input_shape)
     if len(input_shape) != architecture.input_rank:

@@ -29,7 +29,14 @@ class Registry:
         self._modules[name] = frame.f_globals.get("__name__") if frame is not None else None
         return obj
 
+    def _import_package(self):
+        """Imports `package`, whose import registers its modules (tfkd.distillers imports every
+        method module), so that the entries are complete whichever tfkd module came first."""
+        if self.package is not None and self.package not in sys.modules:
+            importlib.import_module(self.package)
+
     def get(self, name):
+        self._import_package()
         try:
             return self._entries[name]
         except KeyError:
@@ -52,9 +59,11 @@ class Registry:
         return self._modules.get(name) if name in self._entries else None
 
     def names(self):
+        self._import_package()
         return sorted(self._entries)
 
     def __contains__(self, name):
+        self._import_package()
         return name in self._entries
 
     @contextlib.contextmanager

@@ -9,7 +9,7 @@ import time
 
 from tfkd import data, export, methods, models, teachers
 from tfkd.cli import flags as flag_table
-from tfkd.experiment import phases, report
+from tfkd.experiment import phases, report, run_report
 from tfkd.experiment.teaching_run import TeachingRun
 from tfkd.experiment.workdir import WorkDir, disk_error
 
@@ -164,7 +164,10 @@ def _run(config, method, strategy, work):
     results["deterministic"] = config.deterministic
     results["resumed"] = work.resumed
     results["seconds"] = seconds
+    if work.write:
+        run_report.write(work.path, results)
     work.commit(results)
     if config.output.evaluate_test:
         report.print_summary(results, work.output_dir)
+        print(run_report.summary_line(results, work.output_dir), flush=True)
     return results

@@ -91,11 +91,12 @@ def multi_teacher_results(teachers, archs, bundle, method, options, work):
 def print_summary(results, output_dir):
     rows = [(role, results[role]) for role in ("teacher", "student") if role in results]
     print(f"\ntfkd {results['method']} on {results['dataset']}")
+    width = max([28] + [len(str(entry["arch"])) + 2 for _, entry in rows])  # any path fits
     for role, entry in rows:
-        print(f"  {role:<9}{entry['arch']:<28}accuracy {entry['accuracy']:.4f}   "
+        print(f"  {role:<9}{entry['arch']:<{width}}accuracy {entry['accuracy']:.4f}   "
               f"params {entry['params']:,}")
     if "baseline" in results:
-        print(f"  {'baseline':<9}{'(student alone)':<28}accuracy "
+        print(f"  {'baseline':<9}{'(student alone)':<{width}}accuracy "
               f"{results['baseline']['accuracy']:.4f}")
     exports = results.get("exports", {})
     files = [v for k, v in exports.items() if k in ("keras", "savedmodel", "tflite")]

@@ -1217,6 +1217,65 @@ def methods_rows():
     return rows
 
 
+# --- The converged method comparison: docs/retests/methods/results.json ------------------------
+
+
+METHOD_CLAIMS = (  # (arm, baseline arm, paper key, claim, paper numbers' keys)
+    ("kd", "alone", "hinton", "KD beats the student alone", None),
+    ("dkd", "kd", "dkd", "DKD beats KD", ("KD", "DKD")),
+    ("dist", "kd", "dist", "DIST beats KD", None),
+    ("fitnet", "kd", "fitnet", "FitNet (hints + KD) beats KD", None),
+    ("kd_ls", "kd", "ls", "Logit standardization improves KD", ("KD", "KD + logit standardization")),
+    ("dkd_ls", "dkd", "ls", "Logit standardization improves DKD",
+     ("DKD", "DKD + logit standardization")),
+)
+
+
+def converged_methods_rows():
+    data = load("retests/methods/results.json")
+    paper = (load("retests/methods/paper.json") or {}).get("resnet32x4_resnet8x4", {})
+    link = readme_link("retests/methods", "results.json")
+    if data is None:
+        row = Row("Methods, converged teacher", "DKD, DIST, FitNet and logit standardization "
+                  "against KD", PAPERS["dkd"], link)
+        row.not_run = "docs/retests/methods/results.json is not there yet"
+        return [row]
+    rows = []
+    for student, st in data["students"].items():
+        group = f"Methods, converged teacher, {student} student"
+        arms = st["arms"]
+        for arm, base, paper_key, claim, numbers in METHOD_CLAIMS:
+            if numbers and all(k in paper for k in numbers):
+                claim += (f" (CIFAR-100, ResNet32x4 → ResNet8x4: {numbers[0]} "
+                          f"{paper[numbers[0]]:.2f}, {numbers[1]} {paper[numbers[1]]:.2f})")
+            row = Row(group, claim, PAPERS[paper_key], link)
+            if arm not in arms or base not in arms:
+                row.not_run = (f"{arm if arm not in arms else base} for {student} is not in "
+                               "docs/retests/methods/ yet (bash docs/retests/run.sh methods)")
+                rows.append(row)
+                continue
+            a = Arm(arms[arm]["label"], pct(arms[arm]["test_accuracy"]))
+            b = Arm("alone" if base == "alone" else arms[base]["label"],
+                    pct(arms[base]["test_accuracy"]))
+            alone = Arm("alone", pct(arms["alone"]["test_accuracy"]))
+            row.arms = [a, b] + ([alone] if base != "alone" else [])
+            row.relations = [Relation(a, b)]
+            s = st["sizes"]
+            row.sizes["models"] = f"cnn_large → {s['student']} ({s['student_params']:,} params)"
+            row.sizes["training images"] = s["train_examples"]
+            row.sizes["epochs"] = s["epochs"]
+            row.sizes["seeds"] = seeds([a, b])
+            row.notes.append("settings chosen on the validation split (seed 0): "
+                             + "; ".join(f"{arms[k]['label']}: {arms[k]['setting']}"
+                                         for k in (arm, base) if k != "alone"))
+            row.teacher_check(100 * s["teachers"][0]["test_accuracy"], alone.mean)
+            spread = max(arms[k]["val_accuracy_spread_last_10_epochs"] for k in (arm, base))
+            row.caveats.append("validation accuracy spread over the last 10 epochs, largest of "
+                               "the two runs: " + row.show("largest plateau spread", spread, 4))
+            rows.append(row)
+    return rows
+
+
 # --- Augmentation replay -------------------------------------------------------------------------
 
 
@@ -1364,12 +1423,105 @@ def teachers_table(teachers_json, record):
     return lines
 
 
+# --- Defaults and the split that chose them -------------------------------------------------
+
+
+def validation_score(path, epochs=5):
+    """Mean validation accuracy (%) over the last `epochs` epochs of a history.csv, the
+    statistic docs/retests/summarize.py selects settings with."""
+    import csv
+    with open(path) as f:
+        curve = [float(r["val_accuracy"]) for r in csv.DictReader(f)]
+    return 100 * statistics.mean(curve[-epochs:])
+
+
+def shipped(flagfile, flag):
+    """The value a committed flagfile under configs/ sets for --flag, or None."""
+    path = os.path.join(HERE, "..", "configs", flagfile)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        for line in f:
+            if line.startswith(f"--{flag}="):
+                return line.strip().split("=", 1)[1]
+    return None
+
+
+def calibration_mode_evidence():
+    """scale against replace on the validation split of the converged resnet8 ladder (the
+    students whose history.csv is kept), paired by teacher and seed."""
+    base = os.path.join(HERE, "calibration", "converged", "resnet8", "others_histories")
+    if not os.path.isdir(base):
+        return None
+    cells = []
+    for teacher in sorted(os.listdir(base)):
+        for seed in sorted(os.listdir(os.path.join(base, teacher, "scale"))):
+            scale = validation_score(os.path.join(base, teacher, "scale", seed, "history.csv"))
+            replace = validation_score(os.path.join(base, teacher, "replace", seed,
+                                                    "history.csv"))
+            cells.append({"teacher": teacher, "seed": seed, "scale": round(scale, 2),
+                          "replace": round(replace, 2)})
+    summary = load("calibration/converged/summary.json") or {}
+    test = summary.get("students", {}).get("resnet8", {}).get("scale_minus_replace_points")
+    return {"cells": cells, "scale_ahead": sum(c["scale"] > c["replace"] for c in cells),
+            "mean_scale_minus_replace": round(statistics.mean(
+                c["scale"] - c["replace"] for c in cells), 2),
+            "test_scale_minus_replace": test}
+
+
+def defaults_section():
+    """Lines of the page's defaults section and the numbers it shows."""
+    record = {}
+    lines = ["## Defaults and the split that chose them", "",
+             "A default is chosen on validation accuracy and confirmed on the test split. The "
+             "selection statistic is the mean validation accuracy over a run's last 5 epochs.",
+             "", "| default | shipped | chosen on | what the validation split chose | on test |",
+             "|---|---|---|---|---|"]
+    cal = calibration_mode_evidence()
+    if cal:
+        record["calibration_mode"] = cal
+        test = cal["test_scale_minus_replace"]
+        test_text = (f"scale ahead of replace in {test['ahead']}/{len(test['values'])} cells, "
+                     f"by {test['mean']:+.2f} ± {test['std']:.2f} points" if test else
+                     "see calibration/converged/summary.json")
+        lines.append(
+            f"| `--calibration_mode` | scale | validation (6,000 images; the converged resnet8 "
+            f"ladder, {len(cal['cells'])} teacher-seed cells whose histories are kept) | scale: "
+            f"ahead of replace in {cal['scale_ahead']}/{len(cal['cells'])} cells, by "
+            f"{cal['mean_scale_minus_replace']:+.2f} points on average | {test_text} (resnet8 "
+            "student, 4 teachers); the cnn_small ladder, where replace is ahead on test, kept "
+            "no validation record, so for that student the choice rests on test only |")
+    methods = load("retests/methods/results.json") or {}
+    ships = {"kd": f"T {shipped('methods/kd.flags', 'temperature')}",
+             "dkd": f"beta {shipped('methods/dkd.flags', 'nckd_weight')}, warm-up "
+                    f"{shipped('methods/dkd.flags', 'dkd_warmup_epochs')} epochs",
+             "dist": f"T {shipped('methods/dist.flags', 'temperature')}, beta = gamma = "
+                     f"{shipped('methods/dist.flags', 'inter_weight')}"}
+    for student, st in methods.get("students", {}).items():
+        for arm, found in st.get("search", {}).items():
+            chosen, scores = found["chosen"], found["validation_score"]
+            labels = found.get("labels", {})
+            test = st["arms"].get(arm, {}).get("test_accuracy")
+            record.setdefault(student, {})[arm] = {"chosen": chosen, "validation": scores}
+            searched = "; ".join(f"{labels.get(k, k)}: {100 * v:.2f}"
+                                 + (" (chosen)" if k == chosen else "")
+                                 for k, v in sorted(scores.items()))
+            on_test = (f"the chosen setting: {100 * test['mean']:.2f} % "
+                       f"({len(test['values'])} seeds)" if test else "not run on test yet")
+            lines.append(
+                f"| {found['label']}: {found['tuned']} ({student} student) | "
+                f"{ships.get(arm, '(new option)')} | validation (seed 0, "
+                f"{st['sizes']['validation_examples']} images) | {searched} | {on_test} |")
+    return lines, record
+
+
 def build():
     teachers_json = load("teachers/teachers.json")
     teachers = {t["arch"]: t for t in (teachers_json or {}).get("teachers", [])}
     rows = (hinton_rows(teachers) + hinton_side_rows() + calibration_rows()
             + teacher_rows(teachers_json) + converged_calibration_rows(teachers) + retest_rows() + multi_teacher_rows() + partial_rows()
-            + curriculum_rows() + function_matching_rows() + methods_rows() + replay_rows()
+            + curriculum_rows() + function_matching_rows() + converged_methods_rows()
+            + methods_rows() + replay_rows()
             + benchmark_rows())
     table = [("| # | the paper's claim | our number (mean ± sample std over seeds; sizes) "
               "| verdict | experiment |"), "|---|---|---|---|---|"]
@@ -1380,6 +1532,7 @@ def build():
         text = row.not_run or "; ".join(row.caveats) or "no caveat read from the data"
         caveats.append(f"{i}. ({verdict}) {text}.")
     teacher_record = {}
+    defaults_lines, defaults_record = defaults_section()
     lines = [
         "# What tfkd's experiments show against the papers' claims",
         "",
@@ -1394,6 +1547,8 @@ def build():
         CAVEATS_INTRO,
         "",
         *caveats,
+        "",
+        *defaults_lines,
         "",
         "## Teachers",
         "",
@@ -1411,6 +1566,7 @@ def build():
                   "numbers": row.numbers}
                  for i, row in enumerate(rows, 1)],
         "teachers": teacher_record,
+        "defaults": defaults_record,
     }
     return "\n".join(lines), summary
 

@@ -463,6 +463,7 @@ def methods_student(student, title):
         best = max(scores, key=lambda k: (scores[k], -sorted(scores).index(k)))
         chosen[arm] = best
         search[arm] = {"label": label, "tuned": tuned, "chosen": best,
+                       "labels": {k: SETTINGS.get(k, k) for k in scores},
                        "validation_score": {k: round(v, 4) for k, v in scores.items()}}
     if "kd" in chosen:
         chosen["fitnet"] = chosen["kd"]

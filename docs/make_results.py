@@ -1515,6 +1515,28 @@ def defaults_section():
     return lines, record
 
 
+def disagreements(rows):
+    """The rows measured with converged teachers (docs/retests/, calibration/converged/) whose
+    claim is not reproduced, with the relations that fail: where tfkd disagrees with a paper."""
+    lines = ["## Where the converged runs disagree with the papers", "",
+             "Rows from converged teachers and plateaued students (the first experiments are "
+             "left out: most are capped as under-trained) whose verdict is **not reproduced**, "
+             "with the relations that fail:", ""]
+    found = False
+    for number, row in enumerate(rows, 1):
+        if row.not_run or "converged" not in row.group or row.verdict()[0] != "not reproduced":
+            continue
+        failing = [row.relation_text(r) for r in row.relations if r.status == "reversed"]
+        claim = re.sub(r" \((CIFAR|paper|MNIST|student ResNet|the same student).*?\)", "",
+                       row.claim)
+        lines.append(f"- row {number}, {row.group}: {claim}; "
+                     + "; ".join(failing) + ".")
+        found = True
+    if not found:
+        lines.append("- none")
+    return lines + [""]
+
+
 def build():
     teachers_json = load("teachers/teachers.json")
     teachers = {t["arch"]: t for t in (teachers_json or {}).get("teachers", [])}
@@ -1548,6 +1570,7 @@ def build():
         "",
         *caveats,
         "",
+        *disagreements(rows),
         *defaults_lines,
         "",
         "## Teachers",

@@ -141,3 +141,48 @@ def _recipe(folder, text):
 def test_the_shipped_help_is_what_the_flag_declarations_print(tool):
     assert help_text.read(tool) == help_text.generate(tool), (
         f"tfkd/cli/help/{tool}.txt is out of date: run python -m tfkd.cli.help_text")
+
+
+def _declared_flags(tool):
+    """The flag names `tool --help` declares, read from the parsers themselves (absl FlagValues,
+    argparse) while the tool prints its help, not from the text."""
+    import argparse
+
+    from absl import flags
+
+    names, module_help, format_help = set(), flags.FlagValues.module_help, \
+        argparse.ArgumentParser.format_help
+
+    def record_module(flag_values, module):
+        names.update(flag.name for flag in flag_values.flags_by_module_dict().get(module, ()))
+        return module_help(flag_values, module)
+
+    def record_parser(parser):
+        names.update(option[2:] for action in parser._actions for option in action.option_strings
+                     if option.startswith("--") and action.help != argparse.SUPPRESS)
+        return format_help(parser)
+
+    flags.FlagValues.module_help = record_module
+    argparse.ArgumentParser.format_help = record_parser
+    try:
+        help_text.generate(tool)
+    finally:
+        flags.FlagValues.module_help = module_help
+        argparse.ArgumentParser.format_help = format_help
+    return names
+
+
+def test_the_command_line_reference_lists_every_flag_of_every_command():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("gen_cli", os.path.join(ROOT, "docs",
+                                                                          "gen_cli.py"))
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    page = generator.markdown()
+    for tool in help_text.TOOLS:
+        section = page.split(f"\n## tfkd {tool}\n", 1)[1].split("\n## tfkd ", 1)[0]
+        declared = _declared_flags(tool)
+        assert len(declared) > 5, tool
+        missing = {name for name in declared
+                   if f"--{name}" not in section and f"--[no]{name}" not in section}
+        assert not missing, f"tfkd {tool}: {sorted(missing)}"

@@ -86,19 +86,20 @@ def _check_bins(num_bins, caller):
 
 
 # ---- probabilities and scores -------------------------------------------------------------------
-def log_softmax(logits, temperature=1.0):
+def log_softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """log softmax(logits [n, K] / T) in float64 -> [n, K]."""
     scaled = np.asarray(logits, np.float64) / temperature
     scaled = scaled - scaled.max(axis=-1, keepdims=True)
     return scaled - np.log(np.exp(scaled).sum(axis=-1, keepdims=True))
 
 
-def softmax(logits, temperature=1.0):
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """softmax(logits [n, K] / T) in float64 -> [n, K]."""
     return np.exp(log_softmax(logits, temperature))
 
 
-def negative_log_likelihood(logits, labels, temperature=1.0):
+def negative_log_likelihood(logits: np.ndarray, labels: np.ndarray,
+                            temperature: float = 1.0) -> float:
     """Mean over examples of -log softmax(logits / T)[label] (Guo et al.'s NLL, the paper's Eq. 1).
 
     Args:
@@ -113,7 +114,7 @@ def negative_log_likelihood(logits, labels, temperature=1.0):
     return float(-np.mean(log_probs[np.arange(len(labels)), labels]))
 
 
-def brier_score(probs, labels):
+def brier_score(probs: np.ndarray, labels: np.ndarray) -> float:
     """Mean over examples of sum_k (p_k - 1[k = label])^2, in [0, 2].
 
     Args:
@@ -148,7 +149,8 @@ def calibration_bins(probs, labels, num_bins=DEFAULT_BINS, caller="calibration_b
             "confidence": mean_confidence, "ece": ece}
 
 
-def expected_calibration_error(probs, labels, num_bins=DEFAULT_BINS):
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray,
+                               num_bins: int = DEFAULT_BINS) -> float:
     """ECE = sum_m |B_m| / n * |acc(B_m) - conf(B_m)| over equal-width bins of the top-1
     probability (Guo et al. 2017; the paper's Eq. 4).
 
@@ -162,7 +164,8 @@ def expected_calibration_error(probs, labels, num_bins=DEFAULT_BINS):
     return calibration_bins(probs, labels, num_bins, "expected_calibration_error")["ece"]
 
 
-def classwise_expected_calibration_error(probs, labels, num_bins=DEFAULT_BINS):
+def classwise_expected_calibration_error(probs: np.ndarray, labels: np.ndarray,
+                                         num_bins: int = DEFAULT_BINS) -> float:
     """Classwise ECE (Kull et al. 2019): the mean over classes k of the binned gap between
     P(label = k) and p_k, over equal-width bins of p_k for every example.
 
@@ -207,7 +210,9 @@ def _nll_derivatives(logits, labels, log_temperature):
     return value, -beta * first_beta, beta * beta * second_beta + beta * first_beta
 
 
-def fit_temperature(logits, labels, bounds=DEFAULT_BOUNDS, tolerance=1e-10, max_steps=200):
+def fit_temperature(logits: np.ndarray, labels: np.ndarray,
+                    bounds: tuple[float, float] = DEFAULT_BOUNDS, tolerance: float = 1e-10,
+                    max_steps: int = 200) -> float:
     """The T > 0 minimising the NLL of softmax(logits / T) (temperature scaling, Eq. 1).
 
     The NLL is convex in 1/T, so its derivative in u = log T changes sign once: the search keeps
@@ -260,8 +265,9 @@ def fit_temperature(logits, labels, bounds=DEFAULT_BOUNDS, tolerance=1e-10, max_
     return float(math.exp(u))
 
 
-def calibration_summary(fit_logits, fit_labels, eval_logits, eval_labels,
-                        num_bins=DEFAULT_BINS, temperature=None):
+def calibration_summary(fit_logits: np.ndarray, fit_labels: np.ndarray,
+                        eval_logits: np.ndarray, eval_labels: np.ndarray,
+                        num_bins: int = DEFAULT_BINS, temperature: float | None = None) -> dict:
     """Fits T* on (`fit_logits`, `fit_labels`) (unless `temperature` is given) and measures the
     calibration of (`eval_logits`, `eval_labels`) before (T = 1) and after (T = T*).
 
@@ -309,7 +315,8 @@ class TemperatureScaling(keras.layers.Layer):
         return {**super().get_config(), "temperature": float(self.temperature.numpy())}
 
 
-def calibrate_model(model, temperature, name=None):
+def calibrate_model(model: keras.Model, temperature: float,
+                    name: str | None = None) -> keras.Model:
     """`model` (inputs -> logits) followed by TemperatureScaling(T): a Keras model giving the
     calibrated logits, with the same predictions. Build it inside the strategy scope."""
     inputs = keras.Input(shape=tuple(model.input_shape[1:]), name="inputs")
@@ -318,7 +325,8 @@ def calibrate_model(model, temperature, name=None):
 
 
 # ---- reliability diagram ------------------------------------------------------------------------
-def reliability_diagram(probs, labels, path, num_bins=DEFAULT_BINS, title=None):
+def reliability_diagram(probs: np.ndarray, labels: np.ndarray, path: str,
+                        num_bins: int = DEFAULT_BINS, title: str | None = None):
     """Writes a PNG reliability diagram: per-bin accuracy bars against the diagonal, the gap to the
     mean confidence shaded, the bin counts below, ECE in the title.
 

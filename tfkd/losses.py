@@ -17,13 +17,13 @@ def cross_entropy(labels, logits):
     return keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
 
 
-def soft_cross_entropy(target_probs, logits, temperature=1.0):
+def soft_cross_entropy(target_probs, logits, temperature: float = 1.0):
     """-sum_k target_k * log softmax(logits / T)_k -> [batch]."""
     log_probs = ops.log_softmax(logits / temperature, axis=-1)
     return -ops.sum(target_probs * log_probs, axis=-1)
 
 
-def kl_divergence(target_probs, logits, temperature=1.0):
+def kl_divergence(target_probs, logits, temperature: float = 1.0):
     """KL(target || softmax(logits / T)) -> [batch]; zero-probability targets contribute 0.
 
     Computed in log space from logits so that tiny student probabilities do not underflow.
@@ -34,7 +34,7 @@ def kl_divergence(target_probs, logits, temperature=1.0):
 
 
 @DISTANCES.register("kl")
-def distillation_kl(target_probs, logits, temperature):
+def distillation_kl(target_probs, logits, temperature: float):
     """Hinton et al. (2015): T^2 * KL(target || softmax(logits / T)).
 
     The T^2 factor keeps the gradient scale of the soft term independent of T.
@@ -43,12 +43,13 @@ def distillation_kl(target_probs, logits, temperature):
 
 
 @DISTANCES.register("cross_entropy")
-def distillation_cross_entropy(target_probs, logits, temperature):
+def distillation_cross_entropy(target_probs, logits, temperature: float):
     """T^2 * cross-entropy against a soft target (label smoothing uses it at T = 1)."""
     return temperature**2 * soft_cross_entropy(target_probs, logits, temperature)
 
 
-def kd_loss(labels, student_logits, teacher_logits, temperature=4.0, alpha=0.9):
+def kd_loss(labels, student_logits, teacher_logits, temperature: float = 4.0,
+            alpha: float = 0.9):
     """Per-example Hinton KD loss [batch]:
     (1 - alpha) * CE(y, z_s) + alpha * T^2 * KL(softmax(z_t / T) || softmax(z_s / T)).
     """
@@ -82,8 +83,8 @@ class DistillationLoss(keras.losses.Loss):
 TARGET_MASK = 1000.0
 
 
-def decoupled_kd(labels, student_logits, teacher_logits, temperature=4.0, tckd_weight=1.0,
-                 nckd_weight=8.0):
+def decoupled_kd(labels, student_logits, teacher_logits, temperature: float = 4.0,
+                 tckd_weight: float = 1.0, nckd_weight: float = 8.0):
     """Decoupled knowledge distillation per example [batch].
 
     T^2 * (tckd_weight * KL(b_t || b_s) + nckd_weight * KL(q_t || q_s)), where for the

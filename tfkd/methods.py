@@ -125,7 +125,8 @@ ALPHA = Option("alpha", 0.9, "Weight of the distillation term; 1 - alpha weighs 
                search={"min": 0.1, "max": 0.99}, minimum=0, maximum=1)
 
 
-def build(name, student, teacher, data=None, **options):
+def build(name: str, student: "keras.Model", teacher: "keras.Model | list | None",
+          data: Any = None, **options: Any) -> "keras.Model":
     """The registered distiller `name` for `student` and `teacher` (a list for multi-teacher
     methods, None for methods without one), options not given at their declared defaults.
 

@@ -117,8 +117,10 @@ class Distiller(keras.Model):
     # True: `self.epoch` (0-based, a non-trainable variable) is set by `fit` at every epoch.
     counts_epochs = False
 
-    def __init__(self, student, teacher=None, temperature=4.0, alpha=0.9, target="temperature",
-                 distance="kl", target_options=None, teaching=None, **kwargs):
+    def __init__(self, student: keras.Model, teacher: keras.Model | None = None,
+                 temperature: float = 4.0, alpha: float = 0.9, target: str = "temperature",
+                 distance: str = "kl", target_options: dict | None = None,
+                 teaching: str | None = None, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")

@@ -81,7 +81,7 @@ def check(config):
     return method
 
 
-def run(config):
+def run(config: "RunConfig") -> dict:
     """Runs the whole job; returns the results dictionary (also written as results.json)."""
     method = check(config)
     output_dir = config.output.dir or default_output_dir(config)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lm_helpers import TIME, batch, kl, softmax, tiny_lm
+from tiny_lms import TIME, batch, kl, softmax, tiny_lm
 from tfkd.lm import CausalLMDistiller
 from tfkd.models import lm as lm_models
 

@@ -23,7 +23,8 @@ CACHE_MODES = ("none", "memory", "disk", "replay")
 TABLE = {
     "data": [
         ("dataset", "data.dataset",
-         "A tensorflow-datasets name, idx:DIR, npz:DIR, folder:DIR or synthetic."),
+         "A tensorflow-datasets name, idx:DIR, npz:DIR, folder:DIR, text:DIR, csv:FILE_OR_DIR, "
+         "synthetic or text_synthetic."),
         ("data_dir", "data.data_dir", "tensorflow-datasets data folder."),
         ("validation_fraction", "data.validation_fraction",
          "Fraction of train held out for validation."),
@@ -42,6 +43,19 @@ TABLE = {
          "synthetic: number of super-classes S."),
         ("class_similarity", "data.class_similarity", "synthetic: cosine of class to super-class."),
         ("difficulty", "data.difficulty", "synthetic: number of sine terms M (0 = separable)."),
+        ("text_column", "data.text_column", "csv: the column holding the text."),
+        ("label_column", "data.label_column",
+         "csv: the column holding the label (integers or names)."),
+        ("tokenizer", "data.tokenizer",
+         "Text sets: wordpiece (KerasHub WordPiece, vocabulary fitted on the training split and "
+         "saved as vocabulary.txt) or byte (UTF-8 bytes, no vocabulary).", ("wordpiece", "byte")),
+        ("vocabulary_size", "data.vocabulary_size",
+         "Text sets: size of the fitted WordPiece vocabulary."),
+        ("sequence_length", "data.sequence_length",
+         "Text sets: tokens per example, [CLS] and [SEP] included (padded or truncated)."),
+        ("vocabulary", "data.vocabulary",
+         "Text sets: a WordPiece vocabulary file to use instead of fitting one (e.g. the "
+         "vocabulary.txt beside a teacher)."),
     ],
     "models": [
         ("teacher", "teacher.spec",

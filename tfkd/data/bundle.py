@@ -29,6 +29,12 @@ class DataConfig:
       synthetic_superclasses: number of synthetic super-classes (must divide the classes).
       class_similarity: cosine similarity of each class vector to its super-class vector.
       difficulty: number of sinusoidal terms in the synthetic label function (0: linear).
+      text_column, label_column: the columns of a `csv:` table holding the text and the label.
+      tokenizer: text sets: "wordpiece" (a vocabulary fitted on the training split) or "byte".
+      vocabulary_size: the WordPiece vocabulary's size at most.
+      sequence_length: tokens per text example (special tokens included), at least 2.
+      vocabulary: a WordPiece vocabulary file (one token per line) to use instead of fitting
+        one, e.g. the vocabulary.txt a teacher was trained with.
     """
     dataset: str
     data_dir: Optional[str] = None
@@ -42,6 +48,12 @@ class DataConfig:
     synthetic_superclasses: int = 4
     class_similarity: float = 0.5
     difficulty: int = 4
+    text_column: str = "text"
+    label_column: str = "label"
+    tokenizer: str = "wordpiece"
+    vocabulary_size: int = 8000
+    sequence_length: int = 128
+    vocabulary: Optional[str] = None
 
     def __post_init__(self):
         if not isinstance(self.dataset, str) or not self.dataset.strip():
@@ -53,22 +65,29 @@ class DataConfig:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"{name} must be None or >= 0, got {value}")
+        if self.sequence_length < 2:
+            raise ValueError(f"--sequence_length must be an integer >= 2 (room for [CLS] and "
+                             f"[SEP]), got {self.sequence_length}")
 
 
 SYNTHETIC_TRAIN_SHARE = 0.8
 
 
 def to_float(x):
-    """Applies the input convention: uint8 images -> float32 in [0, 1], anything else -> float32.
+    """Applies the input convention: uint8 images -> float32 in [0, 1], int32 token ids
+    [N, L] -> the text models' dict inputs (`tokenizers.text_inputs`), anything else -> float32.
 
     Args:
       x: NumPy array of any shape.
     Returns:
-      float32 array of the same shape.
+      float32 array of the same shape, or a dict of int32 [N, L] arrays for token ids.
     """
     x = np.asarray(x)
     if x.dtype == np.uint8:
         return x.astype(np.float32) / np.float32(255.0)
+    if x.dtype == np.int32:
+        from tfkd.data.tokenizers import text_inputs
+        return text_inputs(x)
     return x.astype(np.float32)
 
 
@@ -76,7 +95,8 @@ def to_float(x):
 class DataBundle:
     """Train/validation/test arrays of one data set plus what the models need to know about it.
 
-    Images are uint8 NHWC, vectors float32 [N, D]; labels int64 [N].
+    Images are uint8 NHWC, vectors float32 [N, D], texts int32 token ids [N, L] (0 is
+    padding; `tokenizer` made them); labels int64 [N].
     """
     name: str
     train: tuple
@@ -86,10 +106,19 @@ class DataBundle:
     input_shape: tuple
     superclass_of: Optional[np.ndarray] = None
     class_names: Optional[list] = None
+    tokenizer: Optional[object] = None
 
     @property
     def is_image(self):
         return self.train[0].dtype == np.uint8
+
+    @property
+    def is_text(self):
+        return self.tokenizer is not None
+
+    @property
+    def vocabulary_size(self):
+        return None if self.tokenizer is None else self.tokenizer.vocabulary_size
 
     def stats(self, chunk_size=4096):
         """Per-channel mean and variance of the train inputs after `to_float`.

@@ -1,7 +1,7 @@
 """`load`: reads a data set, checks its labels and cuts the validation split and limits."""
 import numpy as np
 
-from tfkd.data import splits
+from tfkd.data import splits, text, tokenizers
 from tfkd.data.bundle import DataBundle
 from tfkd.data.sources import read_source
 
@@ -42,6 +42,15 @@ def load(config):
                                                 validation_seed)
     train = splits.limit(*train, config.train_limit, train_seed)
     test = splits.limit(test_x, test_y, config.test_limit, test_seed)
+    tokenizer = None
+    if text.is_text(train_x):
+        # The vocabulary sees the training texts only: validation and test words it never
+        # met are out of vocabulary, as they would be for new text.
+        tokenizer = tokenizers.make_tokenizer(config.tokenizer, config.sequence_length,
+                                              train[0], config.vocabulary_size,
+                                              config.vocabulary)
+        train, validation, test = ((tokenizer.encode(x), y) for x, y in (train, validation, test))
     return DataBundle(name=name, train=train, validation=validation, test=test,
-                      num_classes=num_classes, input_shape=tuple(train_x.shape[1:]),
-                      superclass_of=source.superclass_of, class_names=source.class_names)
+                      num_classes=num_classes, input_shape=tuple(train[0].shape[1:]),
+                      superclass_of=source.superclass_of, class_names=source.class_names,
+                      tokenizer=tokenizer)

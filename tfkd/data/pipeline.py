@@ -10,9 +10,13 @@ _PAD = 4
 
 
 def convert(x):
-    """uint8 -> float32 in [0, 1]; other dtypes -> float32 unchanged (the `to_float` convention)."""
+    """uint8 -> float32 in [0, 1]; int32 token ids -> the text models' dict inputs; other
+    dtypes -> float32 unchanged (the `to_float` convention)."""
     if x.dtype == tf.uint8:
         return tf.cast(x, tf.float32) / 255.0
+    if x.dtype == tf.int32:
+        return {"token_ids": x, "padding_mask": tf.cast(tf.not_equal(x, 0), tf.int32),
+                "segment_ids": tf.zeros_like(x)}
     return tf.cast(x, tf.float32)
 
 

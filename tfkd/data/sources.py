@@ -1,18 +1,20 @@
 """Turns a `--dataset` string into the reader that produces its train and test arrays."""
 import os
 
-from tfkd.data import files, synthetic, tfds_source
+from tfkd.data import files, synthetic, text, tfds_source
 from tfkd.data.bundle import SYNTHETIC_TRAIN_SHARE, SourceData
 from tfkd.registry import Registry
 
-ACCEPTED_FORMS = ("a tensorflow-datasets name (cifar10, cifar100, mnist, fashion_mnist, ...), "
-                  "tfds:NAME, idx:DIR, npz:DIR, folder:DIR or synthetic")
+ACCEPTED_FORMS = ("a tensorflow-datasets name (cifar10, cifar100, mnist, fashion_mnist, "
+                  "imdb_reviews, ag_news_subset, glue/sst2, ...), tfds:NAME, idx:DIR, npz:DIR, "
+                  "folder:DIR, text:DIR, csv:FILE_OR_DIR, synthetic or text_synthetic")
 
 # Readers of a `PREFIX:DIR` form, called with the directory.
 DIRECTORY_READERS = Registry("data source")
 DIRECTORY_READERS.register("idx", files.read_idx)
 DIRECTORY_READERS.register("npz", files.read_npz)
 DIRECTORY_READERS.register("folder", files.read_folder)
+DIRECTORY_READERS.register("text", text.read_text_folder)
 
 
 def read_synthetic(config):
@@ -43,12 +45,19 @@ def read_source(config):
     dataset = config.dataset.strip()
     if dataset == "synthetic":
         return read_synthetic(config)
+    if dataset == "text_synthetic":
+        return text.read_text_synthetic(config)
     prefix, separator, argument = dataset.partition(":")
+    if prefix == "csv" and separator:
+        return text.read_csv(os.path.expanduser(argument), config.text_column,
+                             config.label_column, config.seed)
     if separator and prefix in DIRECTORY_READERS:
         if not argument:
             raise ValueError(f"--dataset {dataset!r}: {prefix}:DIR needs a directory")
         return DIRECTORY_READERS.get(prefix)(os.path.expanduser(argument))
     name = argument if prefix == "tfds" and separator else dataset
+    if name in text.TFDS_TEXT:
+        return text.read_tfds_text(name, data_dir=config.data_dir)
     if name and tfds_source.is_tfds_name(name):
         return tfds_source.read_tfds(name, data_dir=config.data_dir)
     raise _unknown(dataset)

@@ -73,3 +73,10 @@ def test_keras_file_reloads_and_vocabulary_is_checked(tmp_path):
     with pytest.raises(ValueError, match="has a vocabulary of 64 tokens; the data's tokenizer "
                                          "has 259"):
         lm.load_causal_lm(path, vocabulary_size=259)
+
+
+def test_the_zoo_package_exposes_the_causal_lms():
+    import tfkd.models
+
+    assert tfkd.models.causal_lm_names() == ["gpt_small", "gpt_tiny"]
+    assert tfkd.models.build_causal_lm is lm.build_causal_lm

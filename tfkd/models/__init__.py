@@ -1,5 +1,6 @@
 """Model zoo: CIFAR ResNets, Wide ResNets, VGG, MobileNetV2, small CNNs, MLPs and text
-classifiers (compact BERTs, a text CNN; `tfkd.models.text`), by name.
+classifiers (compact BERTs, a text CNN; `tfkd.models.text`), by name; GPT-style causal LMs
+(`gpt_tiny`, `gpt_small`) through `build_causal_lm` (`tfkd.models.lm`).
 
     model = tfkd.models.build("resnet20", (32, 32, 3), num_classes=100, mean=..., variance=...)
 
@@ -11,7 +12,8 @@ from tfkd.models.base import (CLASSIFIER, FEATURES, MODELS, NORMALIZATION, POOLE
 # Imported for their registrations.
 from tfkd.models import cnn, mlp, mobilenetv2, resnet, text, vgg, wrn  # noqa: F401
 from tfkd.models.text import TEXT_MODELS, is_text_model
+from tfkd.models.lm import CAUSAL_LMS, build_causal_lm, causal_lm_names, load_causal_lm
 
 __all__ = ["MODELS", "Architecture", "build", "names", "head", "feature_extractor",
            "FEATURES", "POOLED", "CLASSIFIER", "NORMALIZATION", "TEXT_MODELS",
-           "is_text_model"]
+           "is_text_model", "CAUSAL_LMS", "build_causal_lm", "causal_lm_names", "load_causal_lm"]

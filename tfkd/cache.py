@@ -305,7 +305,7 @@ class TeacherCache:
 
     @staticmethod
     def _allocate(views, x, spec, allocate):
-        probe = tf.constant(to_float(x[:1]))
+        probe = tf.nest.map_structure(tf.constant, to_float(x[:1]))  # text: a dict
         arrays = {}
         for k, (forward, _) in enumerate(views):
             results = forward(probe)
@@ -320,8 +320,8 @@ class TeacherCache:
     def _compute(self, views, x, arrays, spec, batch_size, feature_tolerance):
         progress = keras.utils.Progbar(len(x), verbose=self.verbose, unit_name="example")
         for start in range(0, len(x), batch_size):
-            chunk = tf.constant(to_float(x[start:start + batch_size]))
-            stop = start + len(chunk)
+            chunk = tf.nest.map_structure(tf.constant, to_float(x[start:start + batch_size]))
+            stop = min(start + batch_size, len(x))
             for k, (forward, _) in enumerate(views):
                 results = forward(chunk)
                 arrays[f"teacher_{k}_logits"][start:stop] = results[0].numpy()
@@ -374,8 +374,10 @@ def cached_dataset(x, y, cached, batch_size, shuffle=False, seed=0, drop_remaind
         raise ValueError(f"x, y and the cached outputs disagree on the number of examples: "
                          f"{len(x)}, {len(y)}, {len(cached)}")
     sources = [x, y] + list(cached.logits) + list(cached.features or [])
-    # uint8 images travel as uint8 (4x less to copy) and become float32 in the graph.
-    input_kind = np.uint8 if np.asarray(x[:1]).dtype == np.uint8 else np.float32
+    # uint8 images travel as uint8 (4x less to copy) and become float32 in the graph; int32
+    # token ids become the text models' dict inputs there.
+    input_kind = np.asarray(x[:1]).dtype.type
+    input_kind = input_kind if input_kind in (np.uint8, np.int32) else np.float32
     kinds = [input_kind, np.int32] + [np.float32] * (len(sources) - 2)
 
     def gather(indices):

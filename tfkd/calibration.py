@@ -319,7 +319,11 @@ def calibrate_model(model: keras.Model, temperature: float,
                     name: str | None = None) -> keras.Model:
     """`model` (inputs -> logits) followed by TemperatureScaling(T): a Keras model giving the
     calibrated logits, with the same predictions. Build it inside the strategy scope."""
-    inputs = keras.Input(shape=tuple(model.input_shape[1:]), name="inputs")
+    if isinstance(getattr(model, "input", None), dict):  # text models: token ids and masks
+        inputs = {key: keras.Input(shape=tuple(tensor.shape[1:]), dtype=tensor.dtype, name=key)
+                  for key, tensor in model.input.items()}
+    else:
+        inputs = keras.Input(shape=tuple(model.input_shape[1:]), name="inputs")
     outputs = TemperatureScaling(temperature, name="temperature_scaling")(model(inputs))
     return keras.Model(inputs, outputs, name=name or f"{model.name}_calibrated")
 

@@ -39,7 +39,7 @@ def _check_targets(output_dir, formats, overwrite):
 
 def export_student(student, output_dir, formats=DEFAULT_FORMATS, test_data=None, verbose=True,
                    train_images=None, int8_io="int8", representative_samples=REPRESENTATIVE_SAMPLES,
-                   seed=0, overwrite=False, report_options=None):
+                   seed=0, overwrite=False, report_options=None, tokenizer=None):
     """Writes the student in each of `formats` under `output_dir`, each file atomically.
 
     Args:
@@ -60,12 +60,18 @@ def export_student(student, output_dir, formats=DEFAULT_FORMATS, test_data=None,
       overwrite: replace files already in `output_dir`; otherwise an existing one is an error.
       report_options: keyword arguments of `export_report.build_report` (latency_calls,
         batch_size, num_threads).
+      tokenizer: text students (dict inputs of token ids) only: the data's `TextTokenizer`,
+        put inside the SavedModel's `serve_text` signature (`tfkd.export_text`).
     Returns:
       The `exports` entry of `results.json`: file names relative to `output_dir` by format,
       and, with test data, `tflite_accuracy` / `tflite_agreement` of the float32 TFLite model
       and `report` (the JSON report's file name).
     """
     formats = check_formats(formats)
+    if isinstance(getattr(student, "input", None), dict):
+        from tfkd import export_text
+        return export_text.export_text_student(student, output_dir, formats, test_data,
+                                               tokenizer, verbose=verbose, overwrite=overwrite)
     example_shape(student, "student")
     if int8_io not in INT8_IO:
         raise ValueError(f"int8_io (--int8_io) must be one of {', '.join(INT8_IO)}, "

@@ -7,12 +7,19 @@ import numpy as np
 import tensorflow as tf
 
 
+PRESET = "preset:"
+
+
 def load_model(path, flag="--teacher"):
-    """A `.keras` file or a SavedModel folder (inference only) -> `keras.Model` giving logits.
+    """A `.keras` file, a SavedModel folder (inference only) or `preset:DIR`, a local KerasHub
+    preset folder (what `save_to_preset` writes; loaded without a preprocessor) -> `keras.Model`
+    giving logits.
 
     `.keras` and `.h5` files load with `safe_mode=True`: a file whose deserialization would run
     code stored in it (a Lambda layer holding a Python lambda) is refused with one line.
     """
+    if path.startswith(PRESET):
+        return _load_preset(path[len(PRESET):], flag)
     if os.path.isfile(path) and path.endswith((".keras", ".h5")):
         try:
             return keras.saving.load_model(path, compile=False, safe_mode=True)
@@ -32,6 +39,65 @@ def load_model(path, flag="--teacher"):
         raise ValueError(f"{flag}: {path} is not a model: expected a .keras file or a "
                          "SavedModel folder (with saved_model.pb)")
     raise ValueError(f"{flag}: {path} does not exist")
+
+
+def _load_preset(directory, flag):
+    if not os.path.isfile(os.path.join(directory, "config.json")):
+        raise ValueError(f"{flag}: preset:{directory} is not a KerasHub preset folder (no "
+                         "config.json); write one with model.save_to_preset(DIR)")
+    import keras_hub
+    try:
+        return keras_hub.models.TextClassifier.from_preset(directory, preprocessor=None)
+    except Exception as error:  # noqa: BLE001 - any failure means "not a classifier preset"
+        raise ValueError(f"{flag}: preset:{directory} is not a KerasHub text classifier preset "
+                         f"({type(error).__name__}: {str(error).splitlines()[0][:200]})"
+                         ) from None
+
+
+def vocabulary_beside(spec):
+    """The WordPiece vocabulary a text model was trained with: vocabulary.txt in the folder
+    of a .keras file or SavedModel, or in a preset folder (or its tokenizer assets); None."""
+    path = spec[len(PRESET):] if spec.startswith(PRESET) else spec
+    folder = path if os.path.isdir(path) and spec.startswith(PRESET) else \
+        os.path.dirname(os.path.normpath(path))
+    for candidate in (os.path.join(folder, "vocabulary.txt"),
+                      os.path.join(folder, "assets", "tokenizer", "vocabulary.txt")):
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def embedding_size(model):
+    """Rows of a text model's token embedding (its vocabulary size), or None."""
+    backbone = getattr(model, "backbone", None)
+    if backbone is not None and hasattr(backbone, "vocabulary_size"):
+        return int(backbone.vocabulary_size)
+    for layer in getattr(model, "layers", ()):
+        if layer.name == "token_embedding" and hasattr(layer, "input_dim"):
+            return int(layer.input_dim)
+    return None
+
+
+def check_vocabulary(model, spec, tokenizer, flag="--teacher"):
+    """Refuses, in one line naming both vocabularies, a teacher whose token ids mean other
+    tokens than the student's (`tokenizer`, a `tfkd.data.tokenizers.TextTokenizer`)."""
+    from tfkd.data import tokenizers
+    path = vocabulary_beside(spec)
+    size = embedding_size(model)
+    if path is not None:
+        theirs = tokenizers.read_vocabulary(path, flag)
+        teacher = tokenizers.TextTokenizer("wordpiece", tokenizer.sequence_length, theirs, path)
+        same = tokenizer.vocabulary == theirs
+    else:
+        teacher = None
+        same = size is None or size == tokenizer.vocabulary_size
+    if same:
+        return
+    described = teacher.describe() if teacher else f"a vocabulary of {size} tokens"
+    hint = f"; pass --vocabulary={path}" if path else ""
+    raise ValueError(f"{flag} {spec}: teacher and student must share the tokenizer, but the "
+                     f"teacher uses the {described} and the student the "
+                     f"{tokenizer.describe()}{hint}")
 
 
 def _wrap_saved_model(path, flag):
@@ -104,8 +170,9 @@ def _any_batch(shape):
 
 
 def rescale_inputs(model, scale):
-    """Wraps `model` so that it receives inputs * `scale` (for teachers trained on 0-255)."""
-    if scale == 1.0:
+    """Wraps `model` so that it receives inputs * `scale` (for teachers trained on 0-255);
+    text models (token ids) are returned as they are."""
+    if scale == 1.0 or isinstance(getattr(model, "input", None), dict):
         return model
     input_shape = known_input_shape(model)
     if input_shape is None:  # built on its first call, like the model inside

@@ -8,7 +8,6 @@ import os
 import time
 
 from tfkd import data, export, methods, models, teachers
-from tfkd.cli import flags as flag_table
 from tfkd.experiment import phases, report, run_report
 from tfkd.experiment.teaching_run import TeachingRun
 from tfkd.experiment.workdir import WorkDir, disk_error
@@ -22,15 +21,14 @@ def default_output_dir(config):
 
 def resume_key(config):
     """The settings a resumed run must share with the run it continues: {flag: value}."""
-    return {name: value for name, value in flag_table.to_values(config).items()
-            if name not in flag_table.REPORTING}
+    return config.settings("run")
 
 
 def check(config):
     """Raises one ValueError naming the flag for settings that cannot run (before any work)."""
     for flag, value, registry in (("--method", config.method.name, methods.METHODS),
                                   ("--student", config.student, models.MODELS)):
-        if value not in registry:
+        if value not in registry and value not in models.TEXT_MODELS:
             raise ValueError(f"{flag}: {value!r} is not a known {registry.kind}; known: "
                              f"{', '.join(registry.names())}")
     method = methods.METHODS.get(config.method.name)
@@ -102,6 +100,8 @@ def run(config: "RunConfig") -> dict:
 def _run(config, method, strategy, work):
     phases.set_determinism(config)
     bundle = data.load(config.data)
+    if bundle.is_text and work.write:  # beside teacher.keras and student.keras
+        bundle.tokenizer.save(work.path)
     teaching_run = TeachingRun(
         config, method, method.resolve(config.method.options, config.method.name), bundle)
     options = teaching_run.options
@@ -159,8 +159,9 @@ def _run(config, method, strategy, work):
             teachers.load_model(work.file("checkpoints", "student.keras"), "student"),
             work.path, config.output.export,
             test_data=bundle.test if config.output.evaluate_test else None,
-            verbose=config.output.verbose > 0, train_images=bundle.train[0])
-    results["flags"] = {**flag_table.to_values(config), **options}
+            verbose=config.output.verbose > 0, train_images=bundle.train[0],
+            tokenizer=bundle.tokenizer)
+    results["flags"] = {**config.flag_values(), **options}
     results["deterministic"] = config.deterministic
     results["resumed"] = work.resumed
     results["seconds"] = seconds

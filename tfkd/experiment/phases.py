@@ -25,6 +25,16 @@ def seed_everything(seed):
 
 
 def build_model(arch, bundle, strategy, precision="float32"):
+    is_text_model = arch in models.TEXT_MODELS
+    if is_text_model != bundle.is_text:
+        kind = "token ids" if bundle.is_text else "images or vectors"
+        known = models.TEXT_MODELS.names() if bundle.is_text else models.names()
+        raise ValueError(f"model {arch!r} cannot read --dataset={bundle.name}, which holds "
+                         f"{kind}; models for it: {', '.join(known)}")
+    if is_text_model:  # no normalization statistics: the inputs are token ids
+        with strategy.scope(), training.precision_policy(precision):
+            return models.build(arch, bundle.input_shape, bundle.num_classes,
+                                vocabulary_size=bundle.vocabulary_size)
     mean, variance = bundle.stats()
     with strategy.scope(), training.precision_policy(precision):
         return models.build(arch, input_shape=bundle.input_shape, num_classes=bundle.num_classes,
@@ -96,7 +106,7 @@ def fit_resumable(model, work, phase, bundle, schedule, seed, verbose, orders=No
       the list of epoch logs (the earlier, resumed epochs included).
     """
     folder = work.file("checkpoints", phase)
-    if hasattr(model, "build") and not model.built:
+    if hasattr(model, "build") and not model.built and not bundle.is_text:
         model.build((None, *bundle.input_shape))
     first_epoch, history = checkpoint.resume(model, folder)
     examples = len(bundle.train[1])
@@ -147,15 +157,17 @@ def train_classifier(arch, bundle, strategy, schedule, work, phase, seed, verbos
 
 
 def is_model_path(spec):
-    return os.path.exists(spec) or spec.endswith((".keras", ".h5", "/")) or os.sep in spec
+    return (spec.startswith(teachers.PRESET) or os.path.exists(spec)
+            or spec.endswith((".keras", ".h5", "/")) or os.sep in spec)
 
 
 def check_teacher_spec(spec, flag):
     if is_model_path(spec):
-        if not os.path.exists(spec):
-            raise ValueError(f"{flag}: {spec} does not exist")
+        path = spec[len(teachers.PRESET):] if spec.startswith(teachers.PRESET) else spec
+        if not os.path.exists(path):
+            raise ValueError(f"{flag}: {path} does not exist")
         return
-    if spec not in models.MODELS:
+    if spec not in models.MODELS and spec not in models.TEXT_MODELS:
         raise ValueError(f"{flag}: {spec!r} is neither a model file or SavedModel folder nor "
                          f"a known architecture; known: {', '.join(models.names())}")
 
@@ -215,6 +227,8 @@ def dry_build(method, config, options, bundle, teaching_run=None):
             model = teachers.rescale_inputs(teachers.load_model(spec, flag),
                                             config.teacher.input_scale)
             check_inputs(model, bundle, f"{flag} {spec}")
+            if bundle.is_text:
+                teachers.check_vocabulary(model, spec, bundle.tokenizer, flag)
         else:
             model = build_model(spec, bundle, default)
         found.append(model)
@@ -364,7 +378,8 @@ def serve_teacher(teacher, config, options, bundle, strategy):
     tolerance = fast_teacher.TOLERANCES[precision]
     served, summaries = [], []
     for model in (teacher if several else [teacher]):
-        if not fast_teacher.is_functional(model):
+        # Text models have no batch norms to fold (layer norms only) and nest KerasHub models.
+        if not fast_teacher.is_functional(model) or bundle.is_text:
             if precision != "float32":
                 raise ValueError(f"--teacher_precision={precision} casts a functional Keras "
                                  f"teacher; {model.name} is a {type(model).__name__}")

@@ -98,7 +98,7 @@ def test_every_packaged_recipe_is_listed_and_found_by_name(capsys):
     assert main.main(["distill", "--list_configs"]) == 0
     listed = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in listed] == names
-    for name, line in zip(names, listed):
+    for name, line in zip(names, listed, strict=True):
         with open(recipes.path(name)) as handle:
             first = next(text for text in handle if text.startswith("#"))
         assert line.endswith(first.lstrip("#").strip())

@@ -5,6 +5,7 @@ import os
 import re
 
 from cli_helpers import run_distill
+
 from tfkd.experiment import run_report
 
 TINY = ["--dataset=synthetic", "--synthetic_size=400", "--synthetic_dim=8",

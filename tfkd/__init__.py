@@ -12,7 +12,8 @@ __version__ = "0.1.0"
 __all__ = ["Distiller", "MultiTeacherDistiller", "callbacks", "calibration", "data", "experiment",
            "export", "losses", "methods", "models", "targets"]
 
-_CLASSES = {"Distiller": "tfkd.distillers", "MultiTeacherDistiller": "tfkd.distillers.multi_teacher"}
+_CLASSES = {"Distiller": "tfkd.distillers",
+            "MultiTeacherDistiller": "tfkd.distillers.multi_teacher"}
 
 
 def __getattr__(name):

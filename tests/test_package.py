@@ -186,3 +186,18 @@ def test_the_command_line_reference_lists_every_flag_of_every_command():
         missing = {name for name in declared
                    if f"--{name}" not in section and f"--[no]{name}" not in section}
         assert not missing, f"tfkd {tool}: {sorted(missing)}"
+
+
+def test_python_dash_m_tfkd_answers_help_and_version_without_tensorflow(tmp_path):
+    version = _run([sys.executable, "-m", "tfkd", "--version"], tmp_path, PYTHONPATH=ROOT)
+    assert version.returncode == 0 and version.stdout == "tfkd 0.1.0\n"
+    helped = _run([sys.executable, "-X", "importtime", "-m", "tfkd", "export", "--help"],
+                  tmp_path, PYTHONPATH=ROOT)
+    assert helped.returncode == 0 and helped.stdout.startswith(help_text.read("export"))
+    imported = {line.split("|")[-1].strip() for line in helped.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "tfkd.cli.help_text" in imported and "tensorflow" not in imported
+    unknown = _run([sys.executable, "-m", "tfkd", "distil"], tmp_path, PYTHONPATH=ROOT)
+    assert unknown.returncode == 2
+    assert unknown.stderr == ("tfkd: error: 'distil' is not a tfkd command; known: distill, "
+                              "tune, export, calibrate, ladder, analyze, bench\n")

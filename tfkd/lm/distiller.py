@@ -67,7 +67,8 @@ class CausalLMDistiller(Distiller):
     logits, such as a `keras_hub.models.CausalLM`) into another of the same vocabulary.
 
     Args:
-      student, teacher: causal LMs; teacher None distils from stored top-k in the batches.
+      student, teacher: causal LMs; teacher None distils from stored top-k in the batches, or
+        with alpha = 0 trains the student alone on the same per-token cross-entropy.
       divergence: "forward_kl" (default), "reverse_kl" or "jsd" (generalized JSD, `jsd_beta`).
       temperature: T of every softmax in the divergence (terms scaled by T^2).
       alpha: weight of the divergence; 1 - alpha weighs cross-entropy on the data.
@@ -176,15 +177,17 @@ class CausalLMDistiller(Distiller):
             scored_inputs, divergence_mask = self.on_policy_inputs(inputs, labels, mask)
         else:
             scored_inputs, divergence_mask = inputs, mask
+        student_logits = self.student(scored_inputs, training=training)
         if stored and not on_policy:
-            teacher = stored
+            divergence = self.divergence_terms(stored, student_logits)
         elif self.teacher is not None:
             teacher = ops.stop_gradient(self.teacher(scored_inputs, training=False))
+            divergence = self.divergence_terms(teacher, student_logits)
+        elif self.alpha == 0.0:  # the student alone: cross-entropy only
+            divergence = ops.zeros_like(student_logits[..., 0])
         else:
-            raise ValueError("no teacher: pass a teacher or batches with the stored top-k "
-                             f"({', '.join(STORE_INPUTS)})")
-        student_logits = self.student(scored_inputs, training=training)
-        divergence = self.divergence_terms(teacher, student_logits)
+            raise ValueError("no teacher: pass a teacher, batches with the stored top-k "
+                             f"({', '.join(STORE_INPUTS)}) or alpha=0 for the student alone")
         data_logits = student_logits
         if on_policy and self.alpha < 1.0:
             data_logits = self.student(inputs, training=training)

@@ -145,6 +145,15 @@ def test_tfds_text_sets_through_mock_data(monkeypatch):
     assert bundle.train[0].dtype == np.int32
 
 
+def test_glue_sst2_reads_its_validation_split_as_test(monkeypatch):
+    import tensorflow_datasets as tfds
+    monkeypatch.setattr(tfds_source, "internet_reachable", lambda *args, **kwargs: True)
+    with tfds.testing.mock_data(num_examples=10):
+        source = text.read_tfds_text("glue/sst2")
+    assert len(source.train[0]) == 10 and len(source.test[0]) == 10
+    assert source.num_classes == 2 and all(isinstance(t, str) for t in source.test[0])
+
+
 # ------------------------------------------------------------------------------- bad input
 
 def _table(tmp_path, train_rows, test_rows, header="text,label"):

@@ -128,3 +128,13 @@ def test_stdlib_corpus_is_seeded_and_atomic(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt"]
     lm.build_stdlib_corpus(str(second), seed=1, max_bytes=20000)
     assert first.read_bytes() != second.read_bytes()
+
+
+def test_the_classifier_data_reader_points_lm_data_to_the_lm_run():
+    import types
+
+    from tfkd.data import sources
+
+    with pytest.raises(ValueError, match="is causal-language-model data, which `python -m "
+                                         "tfkd.lm`"):
+        sources.read_source(types.SimpleNamespace(dataset="lm:corpus.txt"))

@@ -48,6 +48,10 @@ def read_source(config):
     if dataset == "text_synthetic":
         return text.read_text_synthetic(config)
     prefix, separator, argument = dataset.partition(":")
+    if prefix == "lm" and separator:
+        raise ValueError(f"--dataset {dataset!r} is causal-language-model data, which "
+                         "`python -m tfkd.lm` (tfkd.lm.run) distils; classifiers read "
+                         f"{ACCEPTED_FORMS}")
     if prefix == "csv" and separator:
         return text.read_csv(os.path.expanduser(argument), config.text_column,
                              config.label_column, config.seed)

@@ -15,9 +15,9 @@ import os
 from tfkd import methods, training
 
 SCALES = ("linear", "log")
-# configs/search/ beside the tfkd package: the committed per-method search spaces.
-SEARCH_FOLDER = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), "configs", "search")
+# tfkd/configs/search/, shipped with the package: the per-method search spaces.
+SEARCH_FOLDER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                             "configs", "search")
 DEFAULT_LEARNING_RATE = {"min": 1e-3, "max": 0.1, "scale": "log"}
 
 

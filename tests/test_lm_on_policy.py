@@ -136,3 +136,31 @@ def test_top_k_and_top_p_filtering_against_numpy():
     kept_p = np.isfinite(filter_logits(logits[:, ::-1], top_p=0.8).numpy())
     np.testing.assert_array_equal(kept_p, [[False, False, True, True, True]])
     np.testing.assert_allclose(filter_logits(logits, temperature=2.0), logits / 2.0)
+
+
+def _greedy_on_policy_step(strategy, weights):
+    x, y, weight = prompt_batch()
+    with strategy.scope():
+        teacher, student = tiny_lm(1, hidden=32), tiny_lm(2)
+        distiller = CausalLMDistiller(student, teacher, divergence="jsd", alpha=0.5,
+                                      on_policy_fraction=1.0, max_new_tokens=NEW_TOKENS,
+                                      top_k=1)
+        distiller.compile(optimizer=keras.optimizers.SGD(1.0))
+    if weights is not None:
+        student.set_weights(weights)
+    start = student.get_weights()
+    dataset = tf.data.Dataset.from_tensor_slices((x, y, weight)).batch(4)
+    history = distiller.fit(dataset, epochs=1, shuffle=False, verbose=0).history
+    return start, student.get_weights(), history
+
+
+def test_on_policy_step_on_two_replicas_is_the_one_replica_step(mirrored):
+    """Greedy samples do not depend on the replica, so the sampled tokens, their counts per
+    replica and the step are those of one replica."""
+    start, one, history_one = _greedy_on_policy_step(tf.distribute.get_strategy(), None)
+    _, two, history_two = _greedy_on_policy_step(mirrored, start)
+    moved = max(np.abs(a - b).max() for a, b in zip(start, one))
+    assert moved > 1e-2
+    assert max(np.abs(a - b).max() for a, b in zip(one, two)) < 1e-5 * moved
+    for name in ("loss", "student_loss", "distillation_loss"):
+        assert history_two[name][0] == pytest.approx(history_one[name][0], rel=1e-5)

@@ -24,6 +24,24 @@ def mirrored():
 
 
 @pytest.fixture(autouse=True)
+def _restore_global_state():
+    """A test that switches on op determinism (a --deterministic run) or sets Keras's float type
+    or dtype policy leaves none of it to the next test: results do not depend on which tests ran
+    before in the same worker."""
+    import keras
+    from tensorflow.python.framework import config as tf_config
+
+    determinism = tf_config.is_op_determinism_enabled()
+    floatx, policy = keras.config.floatx(), keras.config.dtype_policy()
+    yield
+    if tf_config.is_op_determinism_enabled() != determinism:
+        (tf_config.enable_op_determinism if determinism else
+         tf_config.disable_op_determinism)()
+    keras.config.set_floatx(floatx)
+    keras.config.set_dtype_policy(policy)
+
+
+@pytest.fixture(autouse=True)
 def _unparse_flags_after_test():
     """Tests that parse absl flags leave no parsed state behind for the next one."""
     yield

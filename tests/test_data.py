@@ -241,7 +241,7 @@ def test_internet_probe_returns_false_quickly_for_a_closed_port():
 
 @pytest.mark.parametrize("dataset", ["no_such_dataset_name", "xml:/tmp"])
 def test_unknown_dataset_names_the_flag_and_the_accepted_forms(dataset):
-    with pytest.raises(ValueError) as raised:
+    with pytest.raises(ValueError, match="--dataset") as raised:
         load(DataConfig(dataset))
     message = str(raised.value)
     assert "--dataset" in message and dataset in message

@@ -104,9 +104,11 @@ def test_class_mismatch_names_both_shapes():
         tfkd.Distiller(_mlp(classes=3), _mlp(classes=4))
 
 
-@pytest.mark.parametrize("kwargs", [{"alpha": 1.5}, {"temperature": 0.0}])
-def test_bad_hyperparameters(kwargs):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("kwargs,message", [
+    ({"alpha": 1.5}, r"alpha must be in \[0, 1\], got 1.5"),
+    ({"temperature": 0.0}, "temperature must be > 0, got 0.0")])
+def test_bad_hyperparameters(kwargs, message):
+    with pytest.raises(ValueError, match=message):
         tfkd.Distiller(_mlp(), _mlp(), **kwargs)
 
 

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -140,7 +141,7 @@ def test_a_partial_run_with_other_flags_is_refused(tmp_path):
     partial.mkdir()
     (partial / "run.json").write_text(json.dumps(experiment.job.resume_key(config)))
     other = RunConfig.from_flags(TINY + [f"--output_dir={out}", "--epochs=3", "--verbose=1"])
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(ValueError, match="holds an unfinished run with other flags") as caught:
         experiment.run(other)
     message = str(caught.value)
     assert "--epochs was 2, now 3" in message and "--overwrite" in message
@@ -155,15 +156,30 @@ def test_deterministic_runs_give_identical_weights(python_run, tmp_path):
     assert_same_weights(student_weights(out), student_weights(tmp_path / "again"))
 
 
-def test_a_diverging_run_stops_with_one_line_and_keeps_its_checkpoint(tmp_path):
+def test_a_diverging_run_stops_with_one_line_and_keeps_its_checkpoint(tmp_path, capsys):
     out = tmp_path / "run"
-    config = RunConfig.from_flags(TINY + ["--method=ls", "--learning_rate=1e38",
-                                          "--optimizer=sgd", f"--output_dir={out}"])
-    with pytest.raises(ValueError) as caught:
+    # SGD at a constant 300 stays finite through epoch 1 and diverges in epoch 2.
+    config = RunConfig.from_flags(TINY + ["--method=ls", "--learning_rate=300", "--optimizer=sgd",
+                                          "--lr_schedule=constant", f"--output_dir={out}"])
+    expected = "distill: the loss became nan at epoch 2, step 4; training stopped; the last " \
+               "good checkpoint is kept"
+    with pytest.raises(ValueError, match=expected) as caught:
         experiment.run(config)
-    message = str(caught.value)
-    assert "\n" not in message and "distill" in message and "epoch" in message
-    assert "step" in message and not out.exists()
+    assert "\n" not in str(caught.value) and not out.exists()
+    folder = tmp_path / "run.partial" / "checkpoints" / "distill"
+    state = json.loads((folder / "state.json").read_text())
+    assert state["epoch"] == 1 and len(state["history"]) == 1
+    assert sorted(os.listdir(folder)) == ["epoch-1.weights.h5", "state.json"]
+    with h5py.File(folder / "epoch-1.weights.h5") as saved:
+        arrays = []
+        saved.visititems(lambda name, item: arrays.append(np.asarray(item))
+                         if isinstance(item, h5py.Dataset) else None)
+    assert arrays and all(np.isfinite(array).all() for array in arrays)
+    # A re-run resumes from that checkpoint (epoch 2) and meets the same step.
+    capsys.readouterr()
+    with pytest.raises(ValueError, match=expected):
+        experiment.run(config)
+    assert "Resuming distill at epoch 2 of 2" in capsys.readouterr().out
 
 
 def test_help_lists_every_flag_grouped_and_exits_0():

@@ -95,23 +95,59 @@ def test_every_method_trains_with_fit(method):
     distiller.compile(optimizer=keras.optimizers.Adam(0.01), metrics=["accuracy"])
     x, y = _toy(n=64)
     before = [w.copy() for w in student.get_weights()]
-    history = distiller.fit(x, y, batch_size=32, epochs=2, verbose=0)
+    history = distiller.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
     assert history.history["loss"][-1] < history.history["loss"][0]
     assert max(np.abs(a - b).max() for a, b in zip(before, student.get_weights())) > 1e-4
 
 
+def _terms(method, teacher):
+    student, _ = _models()
+    distiller = METHODS.get(method).build(student, teacher, _bundle(), _options(method))
+    x, y = _toy()
+    return distiller.compute_terms(x, y, student(x).numpy(), distiller.teacher_logits(x), False)
+
+
 def test_ls_and_kd_rel_need_no_teacher_and_the_others_do():
-    needs = {name: METHODS.get(name).needs_teacher for name in OVERRIDES}
-    assert needs == {"ls": False, "kd_rel": False, "kd_pt": True, "kd_sim": True,
-                     "kd_pt_sim": True, "kd_topk": True}
+    # Two teachers with different weights: a method that uses its teacher gives other losses.
+    first, second = _models(seed=0)[1], _models(seed=5)[1]
+    for method in ("ls", "kd_rel"):
+        alone = _terms(method, None)
+        for teacher in (first, second):
+            np.testing.assert_array_equal(_terms(method, teacher)["loss"], alone["loss"])
+    for method in ("kd_pt", "kd_sim", "kd_pt_sim", "kd_topk"):
+        difference = np.abs(_terms(method, first)["loss"] - _terms(method, second)["loss"])
+        assert difference.max() > 1e-3, method
+
+
+# (default, type, minimum, maximum, open minimum) of each option two or more of these methods
+# declare, written out from the papers' settings rather than read from the declarations.
+SHARED = {"temperature": (4.0, float, 0, None, True), "alpha": (0.9, float, 0, 1, False),
+          "sim_beta": (1.0, float, None, None, False),
+          "sim_temperature": (0.1, float, None, None, False),
+          "classifier_layer": ("classifier", str, None, None, False)}
 
 
 def test_options_are_flags_that_agree_across_methods():
-    options = all_options()
-    for name in ("epsilon", "topk", "gamma", "sim_beta", "sim_temperature", "classifier_layer",
-                 "p_gt", "p_same", "p_other", "superclass_map"):
-        assert name in options
+    flags = all_options()
+    for method in OVERRIDES:
+        for option in METHODS.get(method).options:
+            if option.name in SHARED:
+                declared = (option.default, type(option.default), option.minimum,
+                            option.maximum, option.open_minimum)
+                assert declared == SHARED[option.name], (method, option.name)
+                flag = flags[option.name]
+                assert (type(flag.default), flag.minimum, flag.maximum, flag.open_minimum) == \
+                    SHARED[option.name][1:], option.name
+
+
+@pytest.mark.parametrize("method", ["kd_pt", "kd_sim", "kd_pt_sim", "kd_topk", "kd_rel"])
+@pytest.mark.parametrize("option,value,message", [
+    ("temperature", 0.0, "temperature must be > 0"), ("alpha", 1.5, r"alpha must be in \[0, 1\]")])
+def test_every_method_refuses_the_same_out_of_range_values(method, option, value, message):
+    student, teacher = _models()
+    with pytest.raises(ValueError, match=message):
+        METHODS.get(method).build(student, teacher, _bundle(), _options(method, **{option: value}))
 
 
 def test_kd_sim_reads_the_named_layer_even_inside_a_wrapped_teacher():

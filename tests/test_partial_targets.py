@@ -156,17 +156,20 @@ def test_mismatched_shapes_are_refused(call, message):
         call(probs, labels, weights)
 
 
-@pytest.mark.parametrize("call", [
-    lambda: targets.label_smoothing([0], K, 1.5),
-    lambda: targets.label_smoothing([0], 1, 0.1),
-    lambda: targets.kd_sim(np.eye(K), [0], 0.0, 0.1),
-    lambda: targets.kd_sim(np.eye(K), [0], 1.0, 0.0),
-    lambda: targets.kd_pt_sim(np.eye(K), np.eye(K), [0], 1.5, 1.0, 0.1),
-    lambda: targets.kd_rel([0], SUPERCLASS_OF, 0.0, 0.1, 0.1),
-    lambda: targets.kd_rel([0], SUPERCLASS_OF, 0.7, -0.1, 0.1),
+@pytest.mark.parametrize("call,message", [
+    (lambda: targets.label_smoothing([0], K, 1.5),
+     r"epsilon \(label smoothing\) must be in \[0, 1\], got 1.5"),
+    (lambda: targets.label_smoothing([0], 1, 0.1), "num_classes must be an integer >= 2, got 1"),
+    (lambda: targets.kd_sim(np.eye(K), [0], 0.0, 0.1),
+     r"beta \(KD-sim similarity power\) must be > 0"),
+    (lambda: targets.kd_sim(np.eye(K), [0], 1.0, 0.0), r"temperature \(KD-sim\) must be > 0"),
+    (lambda: targets.kd_pt_sim(np.eye(K), np.eye(K), [0], 1.5, 1.0, 0.1),
+     r"gamma \(KD-pt\+sim mixing weight\) must be in \[0, 1\], got 1.5"),
+    (lambda: targets.kd_rel([0], SUPERCLASS_OF, 0.0, 0.1, 0.1), "kd_rel masses .* got p_gt=0.0,"),
+    (lambda: targets.kd_rel([0], SUPERCLASS_OF, 0.7, -0.1, 0.1), "kd_rel masses .* p_same=-0.1,"),
 ])
-def test_bad_hyperparameters_are_refused(call):
-    with pytest.raises(ValueError):
+def test_bad_hyperparameters_are_refused(call, message):
+    with pytest.raises(ValueError, match=message):
         call()
 
 

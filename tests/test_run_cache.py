@@ -3,6 +3,7 @@ distillation agree exactly, disk entries are keyed and reused, half-written ones
 teaching is the cache, replay runs end to end and a killed cached run resumes exactly."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -141,7 +142,7 @@ def test_fixed_teaching_is_the_memory_cache_and_shares_the_disk_entry(teachers, 
 ])
 def test_a_cache_that_cannot_hold_is_refused_with_one_line(teachers, tmp_path, args,
                                                            fragments):
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(ValueError, match=re.escape(fragments[0])) as caught:
         run([*TINY, f"--teacher={teachers['a']}", *args], tmp_path / "run")
     message = str(caught.value)
     assert "\n" not in message and all(f in message for f in fragments), message
@@ -186,7 +187,8 @@ def test_bfloat16_teacher_is_checked_and_a_failed_check_stops_the_run(tmp_path, 
     assert served["precision"] == "bfloat16" and served["batch_norms_folded"] == 2
     assert 0 < served["soft_target_difference"] <= fast_teacher.TOLERANCES["bfloat16"]
     monkeypatch.setitem(fast_teacher.TOLERANCES, "bfloat16", 1e-9)
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(ValueError, match=r"^--teacher_precision=bfloat16:.*exceeds the tolerance") \
+            as caught:
         run(common, tmp_path / "strict")
     message = str(caught.value)
     assert message.startswith("--teacher_precision=bfloat16:") and "exceeds the tolerance" in \

@@ -51,7 +51,7 @@ def _lambda_model():
 def test_a_file_needing_unsafe_deserialization_is_refused_with_one_line(tmp_path, suffix):
     path = str(tmp_path / f"lambda{suffix}")
     _lambda_model().save(path)
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(ValueError, match="needs unsafe deserialization") as error:
         teachers.load_model(path, flag="--teachers")
     message = str(error.value)
     assert "\n" not in message

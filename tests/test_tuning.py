@@ -127,7 +127,7 @@ BROKEN_SPACES = {
 @pytest.mark.parametrize("case", sorted(BROKEN_SPACES))
 def test_broken_search_space_gives_one_clear_error(case):
     spec, fragments = BROKEN_SPACES[case]
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(ValueError, match=r"^--search_space x\.json: ") as error:
         tuning.parse_search_space(spec, "kd", source="--search_space x.json")
     message = str(error.value)
     assert message.startswith("--search_space x.json: ") and "\n" not in message
@@ -584,7 +584,7 @@ def test_a_missing_module_in_a_run_stops_the_search_with_one_error(teacher_file,
 
     monkeypatch.setattr(phases, "distill", distill_phase)
     (tmp_path / "space.json").write_text(json.dumps(SPACE))
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(ValueError, match=r"^trial 0 \(temperature=") as error:
         run_tune(*TINY, f"--teacher={teacher_file}", f"--search_space={tmp_path / 'space.json'}",
                  "--max_trials=3", f"--output_dir={tmp_path / 'out'}")
     message = str(error.value)

@@ -53,3 +53,20 @@ def test_the_command_line_names_the_command_as_typed():
         "tfkd distill --config=synthetic"
     assert run_report.command_line(["bin/distill", "--output_dir=a b"]) == \
         "bin/distill '--output_dir=a b'"
+
+
+def test_a_multi_teacher_report_lists_every_teacher_and_its_weight_plot(tmp_path):
+    results = {"method": "ca_mkd", "dataset": "synthetic",
+               "teachers": [{"arch": "mlp", "accuracy": 0.61, "params": 10},
+                            {"arch": "runs/a/teacher.keras", "accuracy": 0.64, "params": 20}],
+               "ensemble": {"accuracy": 0.66}, "student": {"arch": "mlp_small", "accuracy": 0.6,
+                                                           "val_accuracy": 0.58, "params": 5},
+               "seconds": {"teacher_0": 1.25, "distill": 2.5}}
+    (tmp_path / "teacher_weights.png").write_bytes(b"")
+    text = run_report.markdown(results, str(tmp_path), versions_={"tfkd": "0"})
+    assert "| teacher 0 | mlp | 0.6100 |" in text
+    assert "| teacher 1 | runs/a/teacher.keras | 0.6400 |" in text
+    assert "| teachers' majority vote |  | 0.6600 |" in text
+    assert "![Per-example teacher weights on the training split](teacher_weights.png)" in text
+    assert "| teacher 0 | 1.2 |" in text and "| distillation | 2.5 |" in text
+    assert run_report.summary_line(results, "out").startswith("  teacher 0.6600  ")

@@ -102,7 +102,13 @@ function_matching() {  # the paper: consistent >> independent; function matching
   done
 }
 methods() {  # the converged method comparison: a validation search on seed 0, then 3 seeds
-  local teacher=--teacher=$T/cnn_large.keras student
+  local teacher=--teacher=$T/cnn_large.keras student seed
+  # The student alone at docs/methods' first sizes (cnn_small, 3,000 images) with this 30-epoch
+  # schedule: how far that first 6-epoch experiment was from a trained student.
+  for seed in $SEEDS; do
+    run cnn_small_alone_3000 $seed --student=cnn_small --train_limit=3000 --method=ls \
+      --epsilon=0 --teacher_cache=none
+  done
   # cnn_small (5,274 parameters) on 5,000 images: a capacity-bound student (its training and
   # validation accuracy alike, near 77%). resnet8 on the protocol's 2,000 images: the student
   # KD helps. cnn_small first: it is the cheaper of the two.
@@ -154,28 +160,23 @@ methods() {  # the converged method comparison: a validation search on seed 0, t
       chosen[$arm]=$(python3 docs/retests/summarize.py choose methods "$student" "$arm" \
                      $(printf '%s\n' "${!grid[@]}" | grep -E "^${arm}_(t|b)" | sort))
     done
-    for seed in $SEEDS; do
-      for arm in "${arms[@]}"; do
+    # One arm on every seed before the next, so that an interrupted run leaves whole arms.
+    for arm in "${arms[@]}"; do
+      for seed in $SEEDS; do
         name=${chosen[$arm]}
         [[ $arm == kd && $seed != 0 ]] && extra=(--baseline) || extra=()
         # shellcheck disable=SC2086
         run ${student}_$name $seed "${size[@]}" $teacher ${grid[$name]} "${extra[@]}"
       done
-      # FitNet: the paper's hint weight (100) and the KD term at the temperature chosen for KD.
-      name=fitnet_${chosen[kd]#kd_}
+    done
+    # FitNet: the paper's hint weight (100) and the KD term at the temperature chosen for KD.
+    name=fitnet_${chosen[kd]#kd_}
+    for seed in $SEEDS; do
       # shellcheck disable=SC2086
       run ${student}_$name $seed "${size[@]}" $teacher ${grid[${chosen[kd]}]/--method=kd/--method=fitnet} \
         --hint_weight=100 --teacher_cache=none
     done
     unset grid chosen
-    if [[ $student == cnn_small ]]; then
-      # The student alone at docs/methods' first sizes (3,000 images) with this 30-epoch
-      # schedule: how far that first 6-epoch experiment was from a trained student.
-      for seed in $SEEDS; do
-        run cnn_small_alone_3000 $seed --student=cnn_small --train_limit=3000 --method=ls \
-          --epsilon=0 --teacher_cache=none
-      done
-    fi
   done
 }
 "$experiment"

@@ -25,14 +25,17 @@ def mirrored():
 
 @pytest.fixture(autouse=True)
 def _restore_global_state():
-    """A test that switches on op determinism (a --deterministic run) or sets Keras's float type
-    or dtype policy leaves none of it to the next test: results do not depend on which tests ran
-    before in the same worker."""
+    """Seeds every test; a test that switches on op determinism (a --deterministic run) or sets
+    Keras's float type or dtype policy leaves none of it to the next test: results do not depend
+    on which tests ran before in the same worker."""
     import keras
     from tensorflow.python.framework import config as tf_config
 
     determinism = tf_config.is_op_determinism_enabled()
     floatx, policy = keras.config.floatx(), keras.config.dtype_policy()
+    # Every test starts from the same global seeds (Python, NumPy, TensorFlow), so a `fit` that
+    # shuffles or a layer built without a seed draws the same numbers in any order of tests.
+    keras.utils.set_random_seed(0)
     yield
     if tf_config.is_op_determinism_enabled() != determinism:
         (tf_config.enable_op_determinism if determinism else

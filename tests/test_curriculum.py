@@ -263,3 +263,12 @@ def test_confidence_profile_plot_is_a_png(tmp_path):
     curriculum.plot_confidence_profile(rng.random(300) < 0.8, rng.random(300),
                                        rng.integers(0, 3, 300), path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from matplotlib import image
+
+    pixels = image.imread(path)[..., :3]  # RGB in [0, 1]
+    assert pixels.shape == (396, 1210, 3)  # 11 x 3.6 inches at 110 dpi
+    for half in (pixels[:, :605], pixels[:, 605:]):  # both orders are drawn
+        assert np.mean(np.any(half < 0.9, axis=-1)) > 0.02  # not blank
+        blue = np.all(np.abs(half - np.array([31, 119, 180]) / 255) < 0.1, axis=-1)
+        red = np.all(np.abs(half - np.array([214, 39, 40]) / 255) < 0.1, axis=-1)
+        assert blue.sum() > 50 and red.sum() > 10  # teacher-correct and teacher-wrong points

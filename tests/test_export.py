@@ -4,7 +4,7 @@ import json
 import os
 import subprocess
 import sys
-import time
+import types
 
 import keras
 import numpy as np
@@ -266,12 +266,14 @@ def test_export_student_bad_arguments(trained, tmp_path):
                               int8_io="uint4")
     assert not os.listdir(tmp_path)
     export.export_student(model, tmp_path, ["keras"], verbose=False)
-    before = os.path.getmtime(tmp_path / "student.keras")
+    first = (tmp_path / "student.keras").read_bytes()
     with pytest.raises(FileExistsError, match="student.keras.*overwrite"):
         export.export_student(model, tmp_path, ["keras"], verbose=False)
-    time.sleep(0.01)
-    export.export_student(model, tmp_path, ["keras"], verbose=False, overwrite=True)
-    assert os.path.getmtime(tmp_path / "student.keras") > before
+    assert (tmp_path / "student.keras").read_bytes() == first  # refused: left as it was
+    changed = keras.models.clone_model(model)  # the fixture's model stays as it is
+    changed.set_weights([*model.get_weights()[:-1], np.ones(CLASSES, "float32")])
+    export.export_student(changed, tmp_path, ["keras"], verbose=False, overwrite=True)
+    assert (keras.saving.load_model(tmp_path / "student.keras").get_weights()[-1] == 1).all()
 
 
 def test_distill_accepts_the_export_format_names():
@@ -384,17 +386,15 @@ def test_goals_against_hand_computed_values():
     assert export_report.goals({"accuracy": 0.9}, {}) == {}
 
 
-def test_latency_is_the_median_after_warm_up():
-    calls = []
-
-    def sleep_two_ms():
-        calls.append(time.perf_counter())
-        time.sleep(0.002)
-
-    median = export_report.median_latency_ms(sleep_two_ms, calls=20, warmup=5)
-    assert len(calls) == 25
-    assert 2.0 <= median < 50.0
-    batches = []
-    rate = export_report.throughput_per_s(lambda: (batches.append(1), time.sleep(0.002)),
-                                          batch=10, seconds=0.05)
-    assert len(batches) >= 6 and 10 / 0.05 < rate <= 10 / 0.002
+def test_latency_is_the_median_after_warm_up(monkeypatch):
+    clock = types.SimpleNamespace(now=100.0)  # moved by the calls only: each takes its duration
+    monkeypatch.setattr(export_report, "time", types.SimpleNamespace(perf_counter=lambda: (
+        clock.now)))
+    durations = iter([1.0] * 5 + [0.001 * k for k in range(1, 21)])  # warm-up calls: 1 s each
+    # The median of 1, 2, ..., 20 ms; the slow warm-up calls are not timed.
+    assert export_report.median_latency_ms(lambda: setattr(clock, "now", clock.now + next(
+        durations)), calls=20, warmup=5) == pytest.approx(10.5)
+    calls = []  # one untimed call, then timed ones of 4 ms until 0.05 s have passed
+    rate = export_report.throughput_per_s(lambda: (calls.append(1), setattr(
+        clock, "now", clock.now + 0.004)), batch=10, seconds=0.05)
+    assert rate == pytest.approx(10 / 0.004) and len(calls) == 1 + 13

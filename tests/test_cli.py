@@ -76,6 +76,7 @@ def test_loaded_teacher_is_reused_and_overwrite_replaces(tmp_path):
 
 
 INPUT_SHAPES = {"cifar10": (32, 32, 3), "cifar100": (32, 32, 3), "synthetic": None,
+                "text_synthetic": None,
                 "idx:/usr/share/datasets/fashion-mnist": (28, 28, 1)}
 
 

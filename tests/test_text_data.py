@@ -134,6 +134,30 @@ def test_generated_corpus_uses_class_words():
     assert len(set(tops)) == 3
 
 
+def test_negated_texts_carry_a_marker_and_the_next_class_words():
+    plain, labels, _ = text.make_text_corpus(400, 4, seed=2)
+    negated, negated_labels, _ = text.make_text_corpus(400, 4, seed=2, negation_share=1.0)
+    np.testing.assert_array_equal(labels, negated_labels)
+
+    def class_words(texts, labels):
+        # Per class, its 12 most frequent words: mostly its topic words (12 per class).
+        counts = [{} for _ in range(4)]
+        for sentence, label in zip(texts, labels):
+            for word in sentence.split():
+                counts[label][word] = counts[label].get(word, 0) + 1
+        return [set(sorted(c, key=c.get, reverse=True)[:12]) for c in counts]
+
+    plain_words, negated_words = class_words(plain, labels), class_words(negated, labels)
+    # Negated class k uses the topic words that plain class k + 1 uses.
+    for k in range(4):
+        assert len(negated_words[k] & plain_words[(k + 1) % 4]) >= 8
+        assert not negated_words[k] & plain_words[k]
+    vocabulary = {word for sentence in plain for word in sentence.split()}
+    markers = {word for sentence in negated for word in sentence.split()} - vocabulary
+    assert 1 <= len(markers) <= 3
+    assert all(len(set(sentence.split()) & markers) == 1 for sentence in negated)
+
+
 def test_tfds_text_sets_through_mock_data(monkeypatch):
     import tensorflow_datasets as tfds
     monkeypatch.setattr(tfds_source, "internet_reachable", lambda *args, **kwargs: True)

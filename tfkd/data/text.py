@@ -212,12 +212,16 @@ def _pseudo_words(count, rng, taken):
 
 
 def make_text_corpus(num_examples, num_classes, seed=0, topic_words=12, noise_words=300,
-                     length=(12, 30), topic_share=0.2, confuser_share=0.1):
+                     length=(12, 30), topic_share=0.2, confuser_share=0.1, negation_share=0.0,
+                     negation_words=3):
     """A seeded corpus in which each class has its own words among shared noise words.
 
     Every text draws `length` words: a `topic_share` of them from its class's `topic_words`,
     a `confuser_share` from the words of one other class fixed per text, the rest from the
-    shared noise words; so a text's class shows only through word statistics.
+    shared noise words; so a text's class shows only through word statistics. A
+    `negation_share` of the texts are negated: one of `negation_words` marker words sits at a
+    random place and the topic words are those of the next class (label + 1 mod classes), so
+    their class depends on an interaction of words that no bag-of-words linear model captures.
 
     Returns:
       (texts object [N], labels int64 [N], class names list), classes balanced.
@@ -226,25 +230,36 @@ def make_text_corpus(num_examples, num_classes, seed=0, topic_words=12, noise_wo
     taken = set()
     topics = [_pseudo_words(topic_words, rng, taken) for _ in range(num_classes)]
     noise = _pseudo_words(noise_words, rng, taken)
+    markers = _pseudo_words(negation_words, rng, taken)
     labels = np.arange(num_examples) % num_classes
     rng.shuffle(labels)
     texts = []
     for label in labels:
-        other = (label + 1 + int(rng.integers(num_classes - 1))) % num_classes
+        negated = rng.random() < negation_share
+        topic = (label + 1) % num_classes if negated else label
+        other = (topic + 1 + int(rng.integers(num_classes - 1))) % num_classes
         words = []
         for _ in range(int(rng.integers(length[0], length[1] + 1))):
             draw = rng.random()
-            pool = (topics[label] if draw < topic_share else
+            pool = (topics[topic] if draw < topic_share else
                     topics[other] if draw < topic_share + confuser_share else noise)
             words.append(pool[int(rng.integers(len(pool)))])
+        if negated:
+            words.insert(int(rng.integers(len(words) + 1)), markers[int(rng.integers(len(markers)))])
         texts.append(" ".join(words))
     return _texts(texts), labels.astype(np.int64), [f"class_{k}" for k in range(num_classes)]
 
 
+# A quarter of the generated texts are negated: a bag-of-words model cannot read them, a model
+# that relates words (attention) can, so teacher and student architectures differ in reach.
+SYNTHETIC_NEGATION_SHARE = 0.25
+
+
 def read_text_synthetic(config):
-    """config.synthetic_size texts of config.synthetic_classes classes; 80% train, 20% test."""
+    """config.synthetic_size texts of config.synthetic_classes classes (`make_text_corpus`,
+    a quarter negated); the first 80% train, the rest test."""
     texts, labels, names = make_text_corpus(config.synthetic_size, config.synthetic_classes,
-                                            config.seed)
+                                            config.seed, negation_share=SYNTHETIC_NEGATION_SHARE)
     num_train = int(round(SYNTHETIC_TRAIN_SHARE * len(labels)))
     return SourceData(train=(texts[:num_train], labels[:num_train]),
                       test=(texts[num_train:], labels[num_train:]),

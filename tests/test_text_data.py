@@ -36,7 +36,7 @@ def test_text_folder_reads_classes_in_sorted_order(text_folder):
     assert source.class_names == list(CLASSES) and source.num_classes == 2
     train_texts, train_labels = source.train
     assert len(train_texts) == 20 and np.bincount(train_labels).tolist() == [10, 10]
-    for sentence, label in zip(train_texts, train_labels):
+    for sentence, label in zip(train_texts, train_labels, strict=True):
         assert set(sentence.split()) <= set(WORDS[CLASSES[label]])
 
 
@@ -50,7 +50,7 @@ def test_vocabulary_is_fitted_on_the_training_split_only(text_folder):
     unknown = vocabulary.index("[UNK]")
     cls, sep = vocabulary.index("[CLS]"), vocabulary.index("[SEP]")
     # Every test text is "[CLS] w1 w2 w3 w4 [UNK] [SEP]" padded with 0 to 12 tokens.
-    for ids, label in zip(bundle.test[0], bundle.test[1]):
+    for ids, label in zip(bundle.test[0], bundle.test[1], strict=True):
         assert ids[0] == cls and ids[5] == unknown and ids[6] == sep
         assert set(ids[7:]) == {0}
         assert {vocabulary[k] for k in ids[1:5]} <= set(WORDS[CLASSES[label]])
@@ -65,7 +65,7 @@ def test_byte_tokenizer_gives_utf8_bytes_and_padding_masks(tmp_path):
         (table / f"{split}.csv").write_text("text,label\nhé,0\nab cd efgh ij,1\n", "utf-8")
     bundle = load(DataConfig(f"csv:{table}", validation_fraction=0.0, tokenizer="byte",
                              sequence_length=6))
-    expected = [list("hé".encode("utf-8")) + [0] * 3, list(b"ab cd ")]
+    expected = [list("hé".encode()) + [0] * 3, list(b"ab cd ")]
     np.testing.assert_array_equal(bundle.train[0], expected)
     inputs = data.to_float(bundle.train[0])
     np.testing.assert_array_equal(inputs["padding_mask"], np.array(expected) != 0)
@@ -127,7 +127,7 @@ def test_generated_corpus_uses_class_words():
     assert again.tolist() == texts.tolist()
     # The words most frequent in a class's texts and rare elsewhere identify it.
     counts = [{} for _ in range(3)]
-    for sentence, label in zip(texts, labels):
+    for sentence, label in zip(texts, labels, strict=True):
         for word in sentence.split():
             counts[label][word] = counts[label].get(word, 0) + 1
     tops = [max(c, key=c.get) for c in counts]
@@ -142,7 +142,7 @@ def test_negated_texts_carry_a_marker_and_the_next_class_words():
     def class_words(texts, labels):
         # Per class, its 12 most frequent words: mostly its topic words (12 per class).
         counts = [{} for _ in range(4)]
-        for sentence, label in zip(texts, labels):
+        for sentence, label in zip(texts, labels, strict=True):
             for word in sentence.split():
                 counts[label][word] = counts[label].get(word, 0) + 1
         return [set(sorted(c, key=c.get, reverse=True)[:12]) for c in counts]

@@ -7,10 +7,9 @@ import keras
 import numpy as np
 import pytest
 
-from tfkd import export, models, teachers
+from tfkd import export, export_text, models, teachers
 from tfkd.data import text, tokenizers
 from tfkd.data.tokenizers import text_inputs
-from tfkd import export_text
 
 LENGTH, CLASSES = 12, 3
 

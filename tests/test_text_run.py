@@ -85,7 +85,7 @@ def corpus(tmp_path_factory):
     table.mkdir()
     for split, (split_texts, split_labels) in splits.items():
         text.write_text_folder(str(root / "folder"), split_texts, split_labels, names, split)
-        rows = "".join(f"{t},{names[k]}\n" for t, k in zip(split_texts, split_labels))
+        rows = "".join(f"{t},{names[k]}\n" for t, k in zip(split_texts, split_labels, strict=True))
         (table / f"{split}.csv").write_text("sentence,topic\n" + rows)
     return root
 

@@ -4,7 +4,7 @@
 # (--baseline), each on the same seeded data. The seed draws the corpus, the splits and the
 # initial weights. Runs go to $OUT (default savedmodels/text); a seed whose results.json is
 # already under docs/text/runs/ is skipped, so the script resumes. $SEEDS: the seeds (0 1 2).
-#   bash docs/text/run.sh [FLAGS...]      # FLAGS are appended to every bin/distill call
+#   bash docs/text/run.sh [FLAGS...]   # with tfkd installed; FLAGS go to every bin/distill call
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-savedmodels/text}

@@ -52,7 +52,7 @@ def summarize(runs):
             "std": statistics.stdev(values) if len(values) > 1 else 0.0}
     per_seed = summary["accuracy"]
     gains = [d - a for d, a in zip(per_seed["student"]["per_seed"],
-                                   per_seed["baseline"]["per_seed"])]
+                                   per_seed["baseline"]["per_seed"], strict=True)]
     summary["distillation_gain"] = {"per_seed": gains, "mean": statistics.mean(gains),
                                     "seeds_ahead": sum(gain > 0 for gain in gains)}
     summary["order_holds_on_mean"] = (per_seed["teacher"]["mean"] > per_seed["student"]["mean"]

@@ -2,7 +2,8 @@
 sets and a generated corpus; each read as strings, then tokenized (`tfkd.data.tokenizers`).
 
     --dataset=text:DIR         DIR/train/<class>/*.txt and DIR/test/<class>/*.txt
-    --dataset=csv:DIR          DIR/train.csv|tsv|jsonl and DIR/test.* (--text_column, --label_column)
+    --dataset=csv:DIR          DIR/train.csv|tsv|jsonl and DIR/test.*
+                               (--text_column, --label_column)
     --dataset=csv:FILE         one table; a stratified 20% becomes the test split
     --dataset=imdb_reviews     also ag_news_subset and glue/sst2 (its validation split as test)
     --dataset=text_synthetic   a seeded corpus with class-dependent words and shared noise words
@@ -182,6 +183,7 @@ def read_csv(path, text_column="text", label_column="label", seed=0):
 def read_tfds_text(name, data_dir=None):
     """imdb_reviews, ag_news_subset or glue/sst2 from tensorflow-datasets as strings."""
     import tensorflow_datasets as tfds
+
     from tfkd.data import tfds_source
 
     text_key, label_key, test_split = TFDS_TEXT[name]
@@ -245,7 +247,8 @@ def make_text_corpus(num_examples, num_classes, seed=0, topic_words=12, noise_wo
                     topics[other] if draw < topic_share + confuser_share else noise)
             words.append(pool[int(rng.integers(len(pool)))])
         if negated:
-            words.insert(int(rng.integers(len(words) + 1)), markers[int(rng.integers(len(markers)))])
+            position = int(rng.integers(len(words) + 1))
+            words.insert(position, markers[int(rng.integers(len(markers)))])
         texts.append(" ".join(words))
     return _texts(texts), labels.astype(np.int64), [f"class_{k}" for k in range(num_classes)]
 
@@ -268,7 +271,7 @@ def read_text_synthetic(config):
 
 def write_text_folder(directory, texts, labels, class_names, split):
     """Writes `directory/split/<class>/<index>.txt`, the text:DIR layout."""
-    for index, (text, label) in enumerate(zip(texts, labels)):
+    for index, (text, label) in enumerate(zip(texts, labels, strict=True)):
         folder = os.path.join(directory, split, class_names[int(label)])
         os.makedirs(folder, exist_ok=True)
         with open(os.path.join(folder, f"{index:06d}.txt"), "w", encoding="utf-8") as handle:

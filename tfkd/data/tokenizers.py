@@ -8,7 +8,6 @@ ids are 0, so the token ids alone determine a model's dict inputs (`text_inputs`
 import dataclasses
 import hashlib
 import os
-from typing import Optional
 
 import numpy as np
 
@@ -38,7 +37,7 @@ class TextTokenizer:
     """
     kind: str
     sequence_length: int
-    vocabulary: Optional[tuple] = None
+    vocabulary: tuple | None = None
     source: str = ""
 
     @property

@@ -6,6 +6,8 @@ import statistics
 import pytest
 
 from tfkd import bench
+from tfkd.cli import bench as bench_cli
+from tfkd.cli import common
 
 TINY = ["--teacher=cnn_small", "--student=cnn_small", "--batch_size=8", "--steps=2",
         "--repetitions=2", "--image_size=8", "--num_classes=4", "--rss=none"]
@@ -15,7 +17,7 @@ def test_report_structure_and_every_ratio_comes_from_the_reported_numbers(tmp_pa
     output = str(tmp_path / "throughput.json")
     variants = ("plain_fit,teacher_forward,online_kd,cached_kd,multi_teacher_k2_cached,"
                 "cached_kd_mixed_bfloat16")
-    bench.main(TINY + [f"--variants={variants}", f"--output={output}"])
+    bench_cli.main(["bin/bench", *TINY, f"--variants={variants}", f"--output={output}"])
     with open(output) as handle:
         report = json.load(handle)
     for section in ("images_per_second", "images_per_cpu_second", "peak_rss_mb", "ratios",
@@ -54,7 +56,7 @@ def test_report_structure_and_every_ratio_comes_from_the_reported_numbers(tmp_pa
 
 
 def test_goal_verdicts_from_given_measurements():
-    args = bench.parse_args(["--batch_size=10", "--steps=3", "--repetitions=3", "--rss=none"])
+    args = bench_cli.parse(["--batch_size=10", "--steps=3", "--repetitions=3", "--rss=none"])
     images = 30
     # (wall, cpu) seconds per repetition: plain_fit 100 / 100 / 50 images per CPU-second.
     measurements = {"plain_fit": [(1.0, images / 100), (1.0, images / 100), (1.0, images / 50)],
@@ -70,12 +72,13 @@ def test_goal_verdicts_from_given_measurements():
 
 
 def test_unknown_variant_is_named(capsys):
-    with pytest.raises(SystemExit):
-        bench.parse_args(["--variants=plain_fit,warp_drive"])
-    assert "warp_drive" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as caught:
+        common.run_tool(bench_cli.main, ["bin/bench", "--variants=plain_fit,warp_drive"])
+    assert caught.value.code == 2
+    error = capsys.readouterr().err
+    assert "bench: error: --variants" in error and "warp_drive" in error
 
 
-def test_a_model_that_takes_no_images_is_refused(capsys):
-    with pytest.raises(SystemExit):
-        bench.parse_args(["--student=mlp_small"])
-    assert "--student: 'mlp_small' is not an image model" in capsys.readouterr().err
+def test_a_model_that_takes_no_images_is_refused():
+    with pytest.raises(ValueError, match="--student: 'mlp_small' is not an image model"):
+        bench_cli.parse(["--student=mlp_small"])

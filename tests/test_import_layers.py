@@ -1,84 +1,61 @@
-"""The package's modules import each other without cycles (module-level and deferred imports
-alike): each layer only reads the layers below it."""
-import ast
+"""The architecture contracts of pyproject.toml ([tool.importlinter]) hold, and they bite: a
+library module that imports the command line breaks them. Importing the library defines no
+command-line flag."""
 import os
+import shutil
+import subprocess
+import sys
 
-import tfkd
-
-ROOT = os.path.dirname(tfkd.__file__)
-
-
-def _modules():
-    """{module name: path} for every tfkd module (packages as their __init__)."""
-    found = {}
-    for folder, _, files in os.walk(ROOT):
-        for file in files:
-            if file.endswith(".py"):
-                parts = os.path.relpath(os.path.join(folder, file), os.path.dirname(ROOT))
-                name = parts[:-3].replace(os.sep, ".")
-                found[name[:-len(".__init__")] if name.endswith(".__init__") else name] = \
-                    os.path.join(folder, file)
-    return found
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FORBIDDEN = "No library module imports the command line (tfkd.cli)"
 
 
-def import_graph():
-    """{module: set of tfkd modules it imports anywhere in its file}. Importing a submodule
-    implicitly runs its packages' __init__; those edges are not the module's own and are left
-    out, as is a package's edge to its own submodules."""
-    modules = _modules()
-    graph = {}
-    for name, path in modules.items():
-        edges = set()
-        for node in ast.walk(ast.parse(open(path).read())):
-            if isinstance(node, ast.Import):
-                targets = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                targets = [f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in
-                           modules else node.module for alias in node.names]
-            else:
-                continue
-            edges.update(target for target in targets if target in modules)
-        graph[name] = {edge for edge in edges
-                       if edge != name and not edge.startswith(name + ".") and edge != "tfkd"}
-    return graph
+def lint_imports(folder):
+    """`lint-imports` on the checkout at `folder` (its tfkd first on the import path)."""
+    script = os.path.join(os.path.dirname(sys.executable), "lint-imports")
+    command = [script] if os.path.exists(script) else ["lint-imports"]
+    env = {**os.environ, "PYTHONPATH": folder}
+    return subprocess.run([*command, "--no-cache"], cwd=folder, env=env, capture_output=True,
+                          text=True, timeout=300)
 
 
-def cycles(graph):
-    """Every elementary cycle found by depth-first search, as a list of module names."""
-    found, state = [], {}
-
-    def visit(node, stack):
-        state[node] = "open"
-        stack.append(node)
-        for edge in sorted(graph.get(node, ())):
-            if state.get(edge) == "open":
-                found.append(stack[stack.index(edge):] + [edge])
-            elif edge not in state:
-                visit(edge, stack)
-        stack.pop()
-        state[node] = "done"
-
-    for node in sorted(graph):
-        if node not in state:
-            visit(node, [])
-    return found
+def copy_of_the_package(tmp_path):
+    shutil.copytree(os.path.join(ROOT, "tfkd"), tmp_path / "tfkd",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(os.path.join(ROOT, "pyproject.toml"), tmp_path / "pyproject.toml")
+    return tmp_path
 
 
-def test_the_graph_sees_deferred_imports():
-    graph = import_graph()
-    assert "tfkd.export_report" in graph["tfkd.export"]
-    assert "tfkd.methods" in graph["tfkd.distillers.dkd"]
+def test_the_contracts_hold():
+    result = lint_imports(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{FORBIDDEN} KEPT" in result.stdout
 
 
-# `RunConfig.from_flags` / `to_flags` read the command line's flag table, which is built from
-# RunConfig's fields: the one deferred pair left.
-ALLOWED = [{"tfkd.cli.flags", "tfkd.experiment.config"}]
+def test_a_library_module_importing_the_command_line_breaks_the_contract(tmp_path):
+    folder = copy_of_the_package(tmp_path)
+    with open(folder / "tfkd" / "losses.py", "a") as handle:
+        handle.write("\nfrom tfkd.cli import flags  # noqa: E402,F401\n")
+    result = lint_imports(str(folder))
+    assert result.returncode != 0, result.stdout
+    assert f"{FORBIDDEN} BROKEN" in result.stdout
+    assert "tfkd.losses -> tfkd.cli.flags" in result.stdout
 
 
-def test_no_import_cycles():
-    found = [cycle for cycle in cycles(import_graph()) if set(cycle) not in ALLOWED]
-    assert found == []
+def test_a_deferred_import_of_the_command_line_breaks_it_too(tmp_path):
+    folder = copy_of_the_package(tmp_path)
+    with open(folder / "tfkd" / "experiment" / "job.py", "a") as handle:
+        handle.write("\n\ndef _flags():\n    from tfkd.cli import flags\n    return flags\n")
+    result = lint_imports(str(folder))
+    assert result.returncode != 0 and f"{FORBIDDEN} BROKEN" in result.stdout, result.stdout
 
 
-def test_the_search_finds_a_cycle():
-    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
+def test_importing_the_library_loads_no_command_line_module():
+    code = ("import sys, tfkd.experiment, tfkd.tuning\n"
+            "from tfkd.experiment import RunConfig\n"
+            "RunConfig()\n"
+            "loaded = sorted(m for m in sys.modules if m.startswith('tfkd.cli'))\n"
+            "assert not loaded, loaded\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300, env={**os.environ, "PYTHONPATH": ROOT})
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -18,17 +18,17 @@ Variants: see VARIANTS; the `_mixed_bfloat16` ones build the student under `--pr
 mixed_bfloat16` (bfloat16 compute, float32 weights). Set-up that is not training (building the teacher cache, the replay
 storage) is done once and reported in "setup_seconds", outside the timed windows.
 """
-import argparse
+import dataclasses
 import gc
 import json
 import os
 import resource
-import shlex
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from typing import Optional
 
 import keras
 import numpy as np
@@ -36,7 +36,9 @@ import tensorflow as tf
 
 import tfkd
 from tfkd import cache, fast_teacher, replay, training
+from tfkd.io import write_text
 from tfkd.models import MODELS
+from tfkd.settings import ConfigError, check, setting
 
 VARIANTS = ("plain_fit", "teacher_forward", "online_kd", "online_kd_fast_teacher", "cached_kd",
             "replay_kd", "multi_teacher_k1_online", "multi_teacher_k2_online",
@@ -54,45 +56,56 @@ GOALS = (("cached_kd_vs_plain_fit", "cached_kd", "plain_fit", 0.90),
 TEMPERATURE, ALPHA = 4.0, 0.9
 
 
-def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="bin/bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--teacher", default="resnet56")
-    parser.add_argument("--student", default="resnet20")
-    parser.add_argument("--batch_size", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=10, help="timed steps per repetition")
-    parser.add_argument("--repetitions", type=int, default=3)
-    parser.add_argument("--image_size", type=int, default=32)
-    parser.add_argument("--num_classes", type=int, default=100)
-    parser.add_argument("--examples", type=int, default=None,
-                        help="training images (default: batch_size * (steps + 1))")
-    parser.add_argument("--variants", default="all", help="comma list of " + ", ".join(VARIANTS))
-    parser.add_argument("--fast_precision", default="bfloat16", choices=("float32", "bfloat16"))
-    parser.add_argument("--replay_views", type=int, default=4)
-    parser.add_argument("--replay_topk", type=int, default=5)
-    parser.add_argument("--rss", default="subprocess", choices=("subprocess", "none"))
-    parser.add_argument("--rss_steps", type=int, default=2,
-                        help="steps each peak-RSS child runs after its warm-up step")
-    parser.add_argument("--cache_dir", default=None, help="teacher cache folder (default: temp)")
-    parser.add_argument("--output", default="throughput.json")
-    parser.add_argument("--rss_child", default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    names = VARIANTS if args.variants == "all" else tuple(
-        v.strip() for v in args.variants.split(",") if v.strip())
-    unknown = [v for v in names if v not in VARIANTS]
-    if unknown or not names:
-        parser.error(f"--variants: unknown {unknown or names}; known: {', '.join(VARIANTS)}")
-    for flag in ("batch_size", "steps", "repetitions", "image_size", "replay_views"):
-        if getattr(args, flag) < 1:
-            parser.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
-    for flag in ("teacher", "student"):
-        name = getattr(args, flag)
-        if name not in tfkd.models.names() or MODELS.get(name).input_rank != 3:
-            parser.error(f"--{flag}: {name!r} is not an image model; known: "
-                         + ", ".join(n for n in tfkd.models.names()
-                                     if MODELS.get(n).input_rank == 3))
-    args.variants = names
-    args.examples = args.examples or args.batch_size * (args.steps + 1)
-    return args
+@dataclasses.dataclass(frozen=True)
+class BenchConfig:
+    """What `bin/bench` measures; every field is its flag (`tfkd.cli.bench`)."""
+    teacher: str = setting("resnet56", group="bench", help="Teacher architecture (images).")
+    student: str = setting("resnet20", group="bench", help="Student architecture (images).")
+    batch_size: int = setting(128, group="bench", minimum=1, help="Batch size.")
+    steps: int = setting(10, group="bench", minimum=1, help="timed steps per repetition")
+    repetitions: int = setting(3, group="bench", minimum=1,
+                               help="Repetitions; each runs every variant once.")
+    image_size: int = setting(32, group="bench", minimum=1, help="Image height and width.")
+    num_classes: int = setting(100, group="bench", help="Classes of the random labels.")
+    examples: Optional[int] = setting(
+        None, group="bench", help="training images (default: batch_size * (steps + 1))")
+    variants: str = setting("all", group="bench",
+                            help="comma list of " + ", ".join(VARIANTS))
+    fast_precision: str = setting("bfloat16", group="bench", choices=("float32", "bfloat16"),
+                                  help="Precision of online_kd_fast_teacher's teacher.")
+    replay_views: int = setting(4, group="bench", minimum=1, help="replay_kd: views per image.")
+    replay_topk: int = setting(5, group="bench", help="replay_kd: probabilities kept per view.")
+    rss: str = setting("subprocess", group="bench", choices=("subprocess", "none"),
+                       help="Peak RSS from one child process per variant, or not measured.")
+    rss_steps: int = setting(2, group="bench",
+                             help="steps each peak-RSS child runs after its warm-up step")
+    cache_dir: Optional[str] = setting(None, group="bench",
+                                       help="teacher cache folder (default: temp)")
+    output: str = setting("throughput.json", group="bench", help="The JSON report.")
+
+    def __post_init__(self):
+        names = self.variant_names
+        unknown = [name for name in names if name not in VARIANTS]
+        if unknown or not names:
+            raise ConfigError("variants", f"`variants`: unknown {unknown or list(names)}; "
+                                          f"known: {', '.join(VARIANTS)}")
+        check(self)
+        for field in ("teacher", "student"):
+            name = getattr(self, field)
+            if name not in tfkd.models.names() or MODELS.get(name).input_rank != 3:
+                raise ConfigError(field, f"`{field}`: {name!r} is not an image model; known: "
+                                  + ", ".join(n for n in tfkd.models.names()
+                                              if MODELS.get(n).input_rank == 3))
+
+    @property
+    def training_images(self):
+        return self.examples or self.batch_size * (self.steps + 1)
+
+    @property
+    def variant_names(self):
+        if self.variants == "all":
+            return VARIANTS
+        return tuple(name.strip() for name in self.variants.split(",") if name.strip())
 
 
 class Bench:
@@ -102,8 +115,8 @@ class Bench:
         self.args = args
         rng = np.random.default_rng(0)
         shape = (args.image_size, args.image_size, 3)
-        self.x = rng.integers(0, 256, (args.examples, *shape), dtype=np.uint8)
-        self.y = rng.integers(0, args.num_classes, args.examples).astype(np.int32)
+        self.x = rng.integers(0, 256, (args.training_images, *shape), dtype=np.uint8)
+        self.y = rng.integers(0, args.num_classes, args.training_images).astype(np.int32)
         self.shape = shape
         self.cache_dir = args.cache_dir or tempfile.mkdtemp(prefix="tfkd-bench-")
         self.setup_seconds = {}
@@ -295,7 +308,7 @@ def summarize(args, measurements, unavailable, rss, setup_seconds, command):
             "sizes": {"teacher": args.teacher, "student": args.student,
                       "batch_size": args.batch_size, "timed_steps": args.steps,
                       "repetitions": args.repetitions, "image_size": args.image_size,
-                      "num_classes": args.num_classes, "examples": args.examples,
+                      "num_classes": args.num_classes, "examples": args.training_images,
                       "fast_precision": args.fast_precision, "replay_views": args.replay_views,
                       "replay_topk": args.replay_topk, "cpu_count": os.cpu_count()},
             "command": command}
@@ -335,10 +348,9 @@ def own_peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _child_rss(args, name, argv):
+def _child_rss(config, name):
     """Peak RSS (MB) of a fresh process that builds and runs only `name`."""
-    command = [sys.executable, "-m", "tfkd.bench", *argv, f"--rss_child={name}",
-               f"--cache_dir={args.cache_dir}"]
+    command = [sys.executable, "-m", "tfkd.bench", json.dumps(dataclasses.asdict(config)), name]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     done = subprocess.run(command, capture_output=True, text=True, env=env,
                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -347,17 +359,20 @@ def _child_rss(args, name, argv):
     return json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_mb"], None
 
 
-def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parse_args(argv)
-    bench = Bench(args)
-    args.cache_dir = bench.cache_dir
-    if args.rss_child:
-        run_variant(bench.build(args.rss_child), args.rss_steps)
-        print(json.dumps({"variant": args.rss_child, "peak_rss_mb": own_peak_rss_mb()}))
-        return None
+def rss_child(config, name):
+    """In the child process: builds and runs `name` alone and prints its peak RSS as JSON."""
+    run_variant(Bench(config).build(name), config.rss_steps)
+    print(json.dumps({"variant": name, "peak_rss_mb": own_peak_rss_mb()}))
+
+
+def run(config, command="bin/bench"):
+    """Measures every variant of `config`; writes `config.output` and returns the report.
+
+    `command`: the command line recorded in the report."""
+    bench = Bench(config)
+    config = dataclasses.replace(config, cache_dir=bench.cache_dir)
     runners, unavailable = {}, {}
-    for name in args.variants:
+    for name in config.variant_names:
         try:
             runner = bench.build(name)
             run_variant(runner, 1)  # traces, warms up
@@ -367,24 +382,22 @@ def main(argv=None):
             print(f"{name}: unavailable ({unavailable[name]})", file=sys.stderr)
     measurements = {name: [] for name in runners}
     order = list(runners)
-    for repetition in range(args.repetitions):
+    for repetition in range(config.repetitions):
         shift = repetition % max(len(order), 1)
         for name in order[shift:] + order[:shift]:
-            measurements[name].append(run_variant(runners[name], args.steps))
-        print(f"repetition {repetition + 1}/{args.repetitions} done", file=sys.stderr)
+            measurements[name].append(run_variant(runners[name], config.steps))
+        print(f"repetition {repetition + 1}/{config.repetitions} done", file=sys.stderr)
     rss = {}
-    if args.rss == "subprocess":
+    if config.rss == "subprocess":
         for name in runners:
-            rss[name], error = _child_rss(args, name, argv)
+            rss[name], error = _child_rss(config, name)
             if error:
                 unavailable.setdefault(name, f"peak RSS child failed: {error[0][:200]}")
-    command = "bin/bench " + " ".join(shlex.quote(a) for a in argv)
-    report = summarize(args, measurements, unavailable, rss, bench.setup_seconds, command)
-    with open(args.output, "w") as handle:
-        json.dump(report, handle, indent=2)
+    report = summarize(config, measurements, unavailable, rss, bench.setup_seconds, command)
+    write_text(config.output, json.dumps(report, indent=2))
     print(table(report))
     return report
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # the peak-RSS child of `run`: python -m tfkd.bench CONFIG VARIANT
+    rss_child(BenchConfig(**json.loads(sys.argv[1])), sys.argv[2])

@@ -7,6 +7,8 @@ import socket
 import keras
 import tensorflow as tf
 
+from tfkd.settings import TEACHER, ConfigError, check, setting
+
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
@@ -16,28 +18,32 @@ PRECISIONS = ("float32", "mixed_bfloat16")
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 128
-    optimizer: str = "sgd"
-    learning_rate: float = 0.05
-    lr_schedule: str = "cosine"
-    warmup_epochs: float = 0.0
-    weight_decay: float = 5e-4
+    """The schedule of one training: epochs, batch size, optimizer, learning rate, precision."""
+    epochs: int = setting(10, group="training", minimum=1, help="Distillation epochs.")
+    batch_size: int = setting(128, group="training", role=TEACHER, minimum=1,
+                              help="Global batch size.")
+    optimizer: str = setting("sgd", group="training", role=TEACHER, choices=OPTIMIZERS,
+                             help="Optimizer.")
+    learning_rate: float = setting(0.05, group="training", role=TEACHER, minimum=0,
+                                   open_minimum=True, help="Peak learning rate.")
+    lr_schedule: str = setting("cosine", group="training", role=TEACHER, choices=SCHEDULES,
+                               help="Learning-rate schedule.")
+    warmup_epochs: float = setting(0.0, group="training", role=TEACHER,
+                                   help="Linear warm-up (cosine only).")
+    weight_decay: float = setting(5e-4, group="training", role=TEACHER, minimum=0,
+                                  help="Decoupled weight decay.")
     momentum: float = 0.9
-    precision: str = "float32"
+    precision: str = setting(
+        "float32", group="training", role=TEACHER, choices=PRECISIONS,
+        help="Compute precision of the models trained here: float32, or mixed_bfloat16 "
+             "(bfloat16 compute, float32 weights and logits; saved and exported models compute "
+             "in float32).")
 
     def __post_init__(self):
-        checks = [("--epochs", self.epochs >= 1, "an integer >= 1"),
-                  ("--batch_size", self.batch_size >= 1, "an integer >= 1"),
-                  ("--optimizer", self.optimizer in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
-                  ("--learning_rate", self.learning_rate > 0, "a number > 0"),
-                  ("--lr_schedule", self.lr_schedule in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
-                  ("--warmup_epochs", 0 <= self.warmup_epochs < self.epochs, "in [0, epochs)"),
-                  ("--weight_decay", self.weight_decay >= 0, "a number >= 0"),
-                  ("--precision", self.precision in PRECISIONS, f"one of {', '.join(PRECISIONS)}")]
-        for flag, ok, expected in checks:
-            if not ok:
-                raise ValueError(f"{flag} must be {expected}")
+        check(self)
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise ConfigError("warmup_epochs", "`warmup_epochs` must be in [0, `epochs`), got "
+                                               f"{self.warmup_epochs!r}")
 
 
 @contextlib.contextmanager

@@ -1,4 +1,5 @@
-"""What every command-line tool shares: --help and user errors as one line."""
+"""What every command-line tool shares: --help and user errors as one line (fields named as
+the flags that set them)."""
 import os
 import sys
 
@@ -12,7 +13,7 @@ USER_ERRORS = (ValueError, FileExistsError, FileNotFoundError, data.DataUnavaila
 
 
 def one_line(program, error):
-    message = " ".join(str(error).split())
+    message = " ".join(str(flag_table.flag_error(error)).split())
     if isinstance(error, OSError) and not isinstance(error, (FileExistsError,
                                                                 FileNotFoundError)):
         message = f"cannot write or read {error.filename or ''}: {error.strerror or message}"

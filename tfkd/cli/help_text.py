@@ -14,7 +14,7 @@ import os
 import sys
 
 FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "help")
-# tool -> (module, summary); every module has main(argv), program name first but for bench.
+# tool -> (module, summary); every module has main(argv), program name first.
 TOOLS = {
     "distill": ("tfkd.cli.distill", "Distill a student from a teacher (the whole job)."),
     "tune": ("tfkd.cli.tune", "Search distillation hyperparameters with keras-tuner."),
@@ -23,7 +23,7 @@ TOOLS = {
                                         "reliability."),
     "ladder": ("tfkd.cli.ladder", "The teacher ladder, uncalibrated vs calibrated."),
     "analyze": ("tfkd.cli.analyze", "Class relationships and gradient rescaling of a teacher."),
-    "bench": ("tfkd.bench", "Distillation throughput benchmark."),
+    "bench": ("tfkd.cli.bench", "Distillation throughput benchmark."),
 }
 # Tools that take every `tfkd distill` flag, and so --config and --list_configs.
 RECIPE_TOOLS = ("distill", "tune", "ladder")
@@ -43,7 +43,7 @@ def read(tool):
 def generate(tool):
     """`tool --help` as the tool itself prints it (imports the tool, and so TensorFlow)."""
     module = importlib.import_module(TOOLS[tool][0])
-    argv = ["--help"] if tool == "bench" else [f"bin/{tool}", "--help"]
+    argv = [f"bin/{tool}", "--help"]
     saved = os.environ.get("COLUMNS")
     os.environ["COLUMNS"] = HELP_WIDTH  # argparse wraps to the terminal otherwise
     output = io.StringIO()

@@ -1,6 +1,6 @@
 """`tfkd <tool> [flags]`: the one command; `tfkd --version`, `tfkd <tool> --help`.
 
-Each tool is its module under `tfkd.cli` (bench: `tfkd.bench`) with exactly its flags. --help
+Each tool is its module under `tfkd.cli` with exactly its flags. --help
 and --version answer from package data without importing TensorFlow; a tool's module (and
 TensorFlow) is imported only to run it, with TensorFlow's C++ start-up lines kept off the
 terminal (TFKD_DEBUG=1 shows them, and full tracebacks). For distill, tune and ladder,
@@ -68,8 +68,6 @@ def run(tool, program, args):
     with quiet_stderr():
         import tensorflow  # noqa: F401
         module = importlib.import_module(help_text.TOOLS[tool][0])
-    if tool == "bench":
-        return module.main(args)
     from tfkd.cli import common
     return common.run_tool(module.main, [program, *args])
 

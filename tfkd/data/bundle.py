@@ -4,6 +4,8 @@ from typing import Optional
 
 import numpy as np
 
+from tfkd.settings import TEACHER, ConfigError, check, setting
+
 
 class DataUnavailableError(RuntimeError):
     """A data set is known but its files are not on this machine and cannot be fetched."""
@@ -36,38 +38,58 @@ class DataConfig:
       vocabulary: a WordPiece vocabulary file (one token per line) to use instead of fitting
         one, e.g. the vocabulary.txt a teacher was trained with.
     """
-    dataset: str
-    data_dir: Optional[str] = None
-    validation_fraction: float = 0.1
-    train_limit: Optional[int] = None
-    test_limit: Optional[int] = None
-    seed: int = 0
-    synthetic_size: int = 20000
-    synthetic_dim: int = 100
-    synthetic_classes: int = 20
-    synthetic_superclasses: int = 4
-    class_similarity: float = 0.5
-    difficulty: int = 4
-    text_column: str = "text"
-    label_column: str = "label"
-    tokenizer: str = "wordpiece"
-    vocabulary_size: int = 8000
-    sequence_length: int = 128
-    vocabulary: Optional[str] = None
+    dataset: str = setting(
+        group="data", role=TEACHER,
+        help="A tensorflow-datasets name, idx:DIR, npz:DIR, folder:DIR, text:DIR, "
+             "csv:FILE_OR_DIR, synthetic or text_synthetic.")
+    data_dir: Optional[str] = setting(None, group="data", role=TEACHER,
+                                      help="tensorflow-datasets data folder.")
+    validation_fraction: float = setting(
+        0.1, group="data", role=TEACHER, minimum=0, maximum=1, open_maximum=True,
+        help="Fraction of train held out for validation.")
+    train_limit: Optional[int] = setting(
+        None, group="data", role=TEACHER, minimum=0, zero_is_none=True,
+        help="Stratified subset of the training split (0 = all).")
+    test_limit: Optional[int] = setting(
+        None, group="data", role=TEACHER, minimum=0, zero_is_none=True,
+        help="Stratified subset of the test split (0 = all).")
+    seed: int = setting(0, group="data", role=TEACHER,
+                        help="Seed for data splits, initialisation and shuffling.")
+    synthetic_size: int = setting(20000, group="data", role=TEACHER,
+                                  help="synthetic: number of examples.")
+    synthetic_dim: int = setting(100, group="data", role=TEACHER,
+                                 help="synthetic: input dimension d.")
+    synthetic_classes: int = setting(20, group="data", role=TEACHER,
+                                     help="synthetic: number of classes C.")
+    synthetic_superclasses: int = setting(4, group="data", role=TEACHER,
+                                          help="synthetic: number of super-classes S.")
+    class_similarity: float = setting(0.5, group="data", role=TEACHER,
+                                      help="synthetic: cosine of class to super-class.")
+    difficulty: int = setting(4, group="data", role=TEACHER,
+                              help="synthetic: number of sine terms M (0 = separable).")
+    text_column: str = setting("text", group="data", role=TEACHER,
+                               help="csv: the column holding the text.")
+    label_column: str = setting("label", group="data", role=TEACHER,
+                                help="csv: the column holding the label (integers or names).")
+    tokenizer: str = setting(
+        "wordpiece", group="data", role=TEACHER, choices=("wordpiece", "byte"),
+        help="Text sets: wordpiece (KerasHub WordPiece, vocabulary fitted on the training split "
+             "and saved as vocabulary.txt) or byte (UTF-8 bytes, no vocabulary).")
+    vocabulary_size: int = setting(8000, group="data", role=TEACHER, minimum=6,
+                                   help="Text sets: size of the fitted WordPiece vocabulary.")
+    sequence_length: int = setting(
+        128, group="data", role=TEACHER, minimum=2,
+        help="Text sets: tokens per example, [CLS] and [SEP] included (padded or truncated).")
+    vocabulary: Optional[str] = setting(
+        None, group="data", role=TEACHER,
+        help="Text sets: a WordPiece vocabulary file to use instead of fitting one (e.g. the "
+             "vocabulary.txt beside a teacher).")
 
     def __post_init__(self):
         if not isinstance(self.dataset, str) or not self.dataset.strip():
-            raise ValueError(f"dataset must be a non-empty string, got {self.dataset!r}")
-        if not 0.0 <= self.validation_fraction < 1.0:
-            raise ValueError(
-                f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
-        for name in ("train_limit", "test_limit"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ValueError(f"{name} must be None or >= 0, got {value}")
-        if self.sequence_length < 2:
-            raise ValueError(f"--sequence_length must be an integer >= 2 (room for [CLS] and "
-                             f"[SEP]), got {self.sequence_length}")
+            raise ConfigError("dataset",
+                              f"`dataset` must be a non-empty string, got {self.dataset!r}")
+        check(self)
 
 
 SYNTHETIC_TRAIN_SHARE = 0.8

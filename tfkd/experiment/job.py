@@ -8,7 +8,6 @@ import os
 import time
 
 from tfkd import data, export, methods, models, teachers
-from tfkd.cli import flags as flag_table
 from tfkd.experiment import phases, report, run_report
 from tfkd.experiment.teaching_run import TeachingRun
 from tfkd.experiment.workdir import WorkDir, disk_error
@@ -22,8 +21,7 @@ def default_output_dir(config):
 
 def resume_key(config):
     """The settings a resumed run must share with the run it continues: {flag: value}."""
-    return {name: value for name, value in flag_table.to_values(config).items()
-            if name not in flag_table.REPORTING}
+    return config.settings("run")
 
 
 def check(config):
@@ -163,7 +161,7 @@ def _run(config, method, strategy, work):
             test_data=bundle.test if config.output.evaluate_test else None,
             verbose=config.output.verbose > 0, train_images=bundle.train[0],
             tokenizer=bundle.tokenizer)
-    results["flags"] = {**flag_table.to_values(config), **options}
+    results["flags"] = {**config.flag_values(), **options}
     results["deterministic"] = config.deterministic
     results["resumed"] = work.resumed
     results["seconds"] = seconds

@@ -35,7 +35,6 @@ import time
 import numpy as np
 
 from tfkd import calibration, data, methods
-from tfkd.cli import flags as flag_table
 from tfkd.experiment import job, ladder_report, phases, report
 from tfkd.experiment.teaching_run import TeachingRun
 from tfkd.experiment.workdir import PHASES_FILE, WorkDir, disk_error
@@ -59,10 +58,11 @@ def ladder_values(teachers, modes, seeds):
     return {"ladder_teachers": list(teachers), "ladder_modes": list(modes), "ladder_seeds": seeds}
 
 
-def flag_values(config, teachers, modes, seeds):
-    """{flag: value} of a ladder: its config's flags but SET_BY_LADDER, then its own."""
-    values = {name: value for name, value in flag_table.to_values(config).items()
-              if name not in SET_BY_LADDER}
+def flag_values(config, teachers, modes, seeds, scope=None):
+    """{flag: value} of a ladder: its config's flags but SET_BY_LADDER, then its own; with
+    `scope`, only the config's settings that must match to resume (`RunConfig.settings`)."""
+    values = config.flag_values() if scope is None else config.settings(scope)
+    values = {name: value for name, value in values.items() if name not in SET_BY_LADDER}
     return {**values, **ladder_values(teachers, modes, seeds)}
 
 
@@ -196,8 +196,7 @@ def run_ladder(config, teachers, modes=CALIBRATION_MODES, seeds=1, command=None)
         phases.dry_build(method, dataclasses.replace(
             config, teacher=dataclasses.replace(config.teacher, spec=spec)), teaching_run.options,
             bundle)
-    resume_key = {name: value for name, value in flag_values(config, teachers, modes, seeds)
-                  .items() if name not in flag_table.REPORTING}
+    resume_key = flag_values(config, teachers, modes, seeds, scope="run")
     work = WorkDir(config.output.dir or default_output_dir(config), resume_key,
                    config.output.overwrite, write=report.is_chief(strategy)).open()
     try:

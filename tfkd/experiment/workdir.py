@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 
+from tfkd import settings
 from tfkd.io import replace, write_text
 
 RUN_FILE, PHASES_FILE = "run.json", "phases.json"
@@ -59,8 +60,7 @@ class WorkDir:
             with open(run_file) as handle:
                 before = json.load(handle)
             changed = [f"--{name} was {before.get(name)!r}, now {self.args.get(name)!r}"
-                       for name in sorted(set(before) | set(self.args))
-                       if before.get(name) != self.args.get(name)]
+                       for name in settings.changed(before, self.args)]
             if changed:
                 raise ValueError(
                     f"{self.path} holds an unfinished run with other flags ({'; '.join(changed)}); "

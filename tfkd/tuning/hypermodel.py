@@ -10,6 +10,8 @@ import keras_tuner
 
 from tfkd import experiment
 from tfkd.experiment import job
+from tfkd.experiment.config import COMMAND_LINE
+from tfkd.settings import ConfigError
 from tfkd.tuning.space import TRAINING_HYPERPARAMETERS, parse_search_space
 from tfkd.tuning.teachers import shared_teachers
 
@@ -63,7 +65,8 @@ class DistillerHyperModel(keras_tuner.HyperModel):
             for value in parameter.extremes():
                 try:
                     dataclasses.replace(self.config.schedule, **{parameter.name: value})
-                except ValueError as error:
+                except ConfigError as error:  # the search space speaks in flags
+                    error = error.within("schedule").named(COMMAND_LINE.flag_name)
                     raise ValueError(f"search space: {parameter.name}={value!r}: {error}") from None
 
     def base_config(self, bundle=None, strategy=None):

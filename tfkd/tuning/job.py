@@ -10,8 +10,7 @@ import os
 import shutil
 import time
 
-from tfkd import data, export
-from tfkd.cli import flags as flag_table
+from tfkd import data, export, settings
 from tfkd.experiment import job, phases
 from tfkd.experiment import report as run_report
 from tfkd.experiment.teaching_run import TeachingRun
@@ -25,8 +24,6 @@ from tfkd.tuning.teachers import teacher_specs
 SEARCH_FILE = "search.json"
 TUNER_FOLDER = "tuner"
 BASELINE_FOLDER = "baseline"
-# Flags that do not change what a trial computes: a search resumes under other values of them.
-RUN_FLAGS = ("verbose", "export", "baseline", "output_dir", "overwrite")
 
 
 def default_output_dir(config):
@@ -35,13 +32,11 @@ def default_output_dir(config):
 
 def search_settings(config, tuner, space_spec):
     """What the trials depend on; a search resumes only when these are unchanged."""
-    settings = {name: value for name, value in flag_table.to_values(config).items()
-                if name not in RUN_FLAGS}
-    settings.update(tuner=tuner, search_space=space_spec)
-    return json.loads(json.dumps(settings))
+    return json.loads(json.dumps({**config.settings("search"), "tuner": tuner,
+                                  "search_space": space_spec}))
 
 
-def prepare_output_dir(output_dir, settings, overwrite):
+def prepare_output_dir(output_dir, search, overwrite):
     """Creates or resumes `output_dir`; returns True when resuming an earlier search."""
     search_file = os.path.join(output_dir, SEARCH_FILE)
     if overwrite and os.path.isdir(output_dir):
@@ -49,9 +44,8 @@ def prepare_output_dir(output_dir, settings, overwrite):
     elif os.path.isfile(search_file):
         with open(search_file) as handle:
             previous = json.load(handle)
-        changed = [f"--{name} {previous.get(name)!r} then, {settings.get(name)!r} now"
-                   for name in sorted(set(previous) | set(settings))
-                   if previous.get(name) != settings.get(name)]
+        changed = [f"--{name} {previous.get(name)!r} then, {search.get(name)!r} now"
+                   for name in settings.changed(previous, search)]
         if changed:
             raise ValueError(f"--output_dir {output_dir} holds a search with other settings "
                              f"({'; '.join(changed)}): pass the same flags to resume it, or "
@@ -63,7 +57,7 @@ def prepare_output_dir(output_dir, settings, overwrite):
         raise ValueError(f"--output_dir {output_dir} exists and is not empty; pass --overwrite "
                          "to replace it")
     os.makedirs(output_dir, exist_ok=True)
-    write_text(search_file, json.dumps(settings, indent=2) + "\n")
+    write_text(search_file, json.dumps(search, indent=2) + "\n")
     return False
 
 
@@ -153,10 +147,10 @@ def tune(config, tuner="random", max_trials=10, search_space=None):
     results["exports"] = export.export_student(
         student, output_dir, config.output.export, test_data=bundle.test,
         verbose=config.output.verbose > 0, train_images=bundle.train[0], overwrite=True)
-    results["flags"] = {**flag_table.to_values(config), "tuner": tuner, "max_trials": max_trials,
+    results["flags"] = {**config.flag_values(), "tuner": tuner, "max_trials": max_trials,
                         "search_space": search_space if isinstance(search_space, str) else None,
                         "search_space_source": source}
-    results["best_flags"] = flag_table.to_values(distill_config)
+    results["best_flags"] = distill_config.flag_values()
     results["seconds"] = seconds
     write_text(os.path.join(output_dir, "results.json"), json.dumps(results, indent=2) + "\n")
     run_report.print_summary(results, output_dir)

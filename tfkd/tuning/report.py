@@ -3,7 +3,7 @@ import csv
 import io
 import os
 
-from tfkd.cli import flags as flag_table
+from tfkd.experiment.command_line import flagfile_text
 from tfkd.io import write_text
 from tfkd.tuning.hypermodel import OBJECTIVE
 
@@ -81,4 +81,4 @@ def write_tables(output_dir, rows, space, title):
 
 def write_best_flags(path, config, comments):
     """An absl flagfile of every `bin/distill` flag of `config` (`bin/distill --flagfile=`)."""
-    write_text(path, flag_table.flagfile_text(flag_table.to_args(config), comments=comments))
+    write_text(path, flagfile_text(config.to_flags(), comments=comments))

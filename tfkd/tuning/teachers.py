@@ -10,8 +10,7 @@ import json
 import os
 import time
 
-from tfkd import data
-from tfkd.cli import flags as flag_table
+from tfkd import data, settings
 from tfkd.experiment import job, phases
 from tfkd.experiment.workdir import WorkDir
 
@@ -30,16 +29,10 @@ def teacher_specs(config, method):
 
 
 def teacher_settings(config, method):
-    """The flags a trained teacher depends on: the data, the teacher and training flags (not
-    --epochs, the distillation's), --augment and --deterministic."""
-    groups = ("data", "models", "training")
-    names = {row[0] for group in groups for row in flag_table.TABLE[group]}
-    names -= {"student", "epochs", "distill_dataset"}
-    names |= {"augment", "deterministic"}
-    settings = {name: value for name, value in flag_table.to_values(config).items()
-                if name in names}
-    settings["multi_teacher"] = method.multi_teacher
-    return json.loads(json.dumps(settings))
+    """The flags a trained teacher depends on (`RunConfig.settings("teachers")`: the data, the
+    teachers, the training schedule but its epochs, --augment, --deterministic, the strategy)."""
+    return json.loads(json.dumps({**config.settings("teachers"),
+                                  "multi_teacher": method.multi_teacher}))
 
 
 def shared_teachers(config, directory, bundle=None, strategy=None):
@@ -86,21 +79,20 @@ def shared_teachers(config, directory, bundle=None, strategy=None):
     return dataclasses.replace(config, teacher=teacher), seconds
 
 
-def _train(config, to_train, folder, settings, bundle, strategy):
+def _train(config, to_train, folder, trained_with, bundle, strategy):
     """Trains `to_train` in `folder` (through `<folder>.partial/`) unless it holds them."""
     results_file = os.path.join(folder, RESULTS_FILE)
     if os.path.isfile(results_file):
         with open(results_file) as handle:
             done = json.load(handle)
-        if done.get("settings") != settings:
-            changed = sorted(name for name in set(settings) | set(done.get("settings", {}))
-                             if settings.get(name) != done.get("settings", {}).get(name))
+        changed = settings.changed(done.get("settings", {}), trained_with)
+        if changed:
             raise ValueError(f"{folder} holds teachers trained with other flags "
                              f"({', '.join('--' + name for name in changed)}); use another "
                              "output folder or --overwrite")
         print(f"Loading the teachers of this search from {folder}", flush=True)
         return {}
-    work = WorkDir(folder, settings).open()
+    work = WorkDir(folder, trained_with).open()
     phases.set_determinism(config)
     bundle = bundle or data.load(config.data)
     strategy = strategy or phases.make_strategy(config)
@@ -110,5 +102,5 @@ def _train(config, to_train, folder, settings, bundle, strategy):
         _, _, trained = phases.get_teacher(spec, name, flag, config, bundle, strategy, work, seed)
         seconds[name] = trained if trained is not None else time.time() - start
         entries[name] = {"arch": spec, "file": f"{name}.keras", "seconds": seconds[name]}
-    work.commit({"teachers": entries, "settings": settings})
+    work.commit({"teachers": entries, "settings": trained_with})
     return seconds

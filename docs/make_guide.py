@@ -13,17 +13,26 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-# How each method is started from the command line (added to a data flagfile).
+# How each method is started from the command line (added to a data flagfile and --teacher);
+# {setting} is the setting the validation split chose (SETTING_FLAGS).
 FLAGS = {
-    "kd": "--method=kd --teacher=T.keras --teacher_cache=memory --temperature={T} --alpha=0.9",
-    "dkd": "--flagfile=configs/methods/dkd.flags --teacher_cache=memory",
-    "dist": "--flagfile=configs/methods/dist.flags --teacher_cache=memory",
-    "fitnet": "--flagfile=configs/methods/fitnet.flags --teacher_cache=none",
-    "kd_ls": "--method=kd --logit_standardization --teacher_cache=memory",
-    "dkd_ls": "--method=dkd --logit_standardization --teacher_cache=memory",
+    "kd": "--method=kd --teacher_cache=memory --alpha=0.9 {setting}",
+    "dkd": "--method=dkd --teacher_cache=memory --temperature=4 {setting}",
+    "dist": "--method=dist --teacher_cache=memory {setting}",
+    "fitnet": "--method=fitnet --teacher_cache=none --alpha=0.9 --hint_weight=100 {setting}",
+    "kd_ls": "--method=kd --logit_standardization --teacher_cache=memory --alpha=0.9 {setting}",
+    "dkd_ls": ("--method=dkd --logit_standardization --teacher_cache=memory --nckd_weight=8 "
+               "--dkd_warmup_epochs=3 {setting}"),
     "ca_mkd": "--method=ca_mkd --teachers=A.keras,B.keras,C.keras --temperature=4",
     "function_matching": ("--method=kd --teaching=function_matching --teacher_cache=none "
                           "--epochs=120"),
+}
+SETTING_FLAGS = {  # docs/retests/run.sh's search settings
+    "t1": "--temperature=1", "t2": "--temperature=2", "t4": "--temperature=4",
+    "ls_t2": "--temperature=2", "ls_t4": "--temperature=4",
+    "b8w20": "--nckd_weight=8 --dkd_warmup_epochs=20", "b8w3": "--nckd_weight=8 --dkd_warmup_epochs=3",
+    "t1w1": "--temperature=1 --inter_weight=1 --intra_weight=1",
+    "t4w2": "--temperature=4 --inter_weight=2 --intra_weight=2",
 }
 
 
@@ -90,8 +99,8 @@ def capacity_cell(guide, methods, student, what):
     arm = found["complete"][found["arm"]]
     alone = found["data"]["arms"]["alone"]["test_accuracy"]
     setting = arm.get("setting", "")
-    temperature = setting.split("T ")[1].split(",")[0] if "T " in setting else "4"
-    flags = FLAGS.get(found["arm"], "").replace("{T}", temperature)
+    flags = FLAGS.get(found["arm"], "").replace(
+        "{setting}", SETTING_FLAGS.get(arm.get("setting_key"), "")).strip()
     others = ", ".join(
         f"{a['label']} {guide.number(f'{student} {k} mean', 100 * a['test_accuracy']['mean'])}"
         for k, a in sorted(found["complete"].items(), key=lambda x: -x[1]["test_accuracy"]["mean"])

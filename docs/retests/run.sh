@@ -102,17 +102,20 @@ function_matching() {  # the paper: consistent >> independent; function matching
   done
 }
 methods() {  # the converged method comparison: a validation search on seed 0, then 3 seeds
+  # $STUDENTS and $ARMS (e.g. ARMS="kd_ls dkd_ls") select a part, for a second invocation
+  # running beside the first on other arms.
   local teacher=--teacher=$T/cnn_large.keras student seed
   # The student alone at docs/methods' first sizes (cnn_small, 3,000 images) with this 30-epoch
   # schedule: how far that first 6-epoch experiment was from a trained student.
   for seed in $SEEDS; do
+    [[ -z ${ARMS:-} ]] || break
     run cnn_small_alone_3000 $seed --student=cnn_small --train_limit=3000 --method=ls \
       --epsilon=0 --teacher_cache=none
   done
   # cnn_small (5,274 parameters) on 5,000 images: a capacity-bound student (its training and
   # validation accuracy alike, near 77%). resnet8 on the protocol's 2,000 images: the student
   # KD helps. cnn_small first: it is the cheaper of the two.
-  for student in cnn_small resnet8; do
+  for student in ${STUDENTS:-cnn_small resnet8}; do
     local size=(--student=$student)
     [[ $student == resnet8 ]] || size+=(--train_limit=5000)
     local -A grid=(  # seed 0 only; chosen on validation accuracy (summarize.py choose)
@@ -133,7 +136,9 @@ methods() {  # the converged method comparison: a validation search on seed 0, t
       grid[kd_t1]="--method=kd --temperature=1 --alpha=0.9"
     fi
     local -a arms=(kd dkd dist)
-    if bin/distill --help 2>&1 | grep -q -- --logit_standardization; then
+    local help  # read whole: grep -q would close the pipe early (pipefail)
+    help=$(bin/distill --help 2>&1 || true)
+    if [[ $help == *logit_standardization:* ]]; then
       grid+=(
         [kd_ls_t2]="--method=kd --logit_standardization --temperature=2 --alpha=0.9"
         [kd_ls_t4]="--method=kd --logit_standardization --temperature=4 --alpha=0.9"
@@ -149,7 +154,13 @@ methods() {  # the converged method comparison: a validation search on seed 0, t
          ! -d docs/retests/methods/runs/resnet8_kd_t4-seed$seed ]] || continue
       cp -r docs/retests/partial/runs/kd-seed$seed docs/retests/methods/runs/resnet8_kd_t4-seed$seed
     done
+    if [[ -n ${ARMS:-} ]]; then
+      local -a keep_arms=()
+      for arm in "${arms[@]}"; do [[ " $ARMS " != *" $arm "* ]] || keep_arms+=("$arm"); done
+      arms=("${keep_arms[@]}")
+    fi
     for name in $(printf '%s\n' "${!grid[@]}" | sort); do
+      [[ -z ${ARMS:-} || " $ARMS " == *" ${name%_*} "* ]] || continue
       [[ $name == kd_t4 ]] && extra=(--baseline) || extra=()
       # shellcheck disable=SC2086
       run ${student}_$name 0 "${size[@]}" $teacher ${grid[$name]} "${extra[@]}"
@@ -170,10 +181,13 @@ methods() {  # the converged method comparison: a validation search on seed 0, t
       done
     done
     # FitNet: the paper's hint weight (100) and the KD term at the temperature chosen for KD.
-    name=fitnet_${chosen[kd]#kd_}
+    name=fitnet_$(python3 docs/retests/summarize.py choose methods "$student" kd \
+                  $(printf '%s\n' "${!grid[@]}" | grep -E "^kd_t" | sort))
+    name=${name/fitnet_kd_/fitnet_}
     for seed in $SEEDS; do
+      [[ -z ${ARMS:-} || " $ARMS " == *" fitnet "* ]] || break
       # shellcheck disable=SC2086
-      run ${student}_$name $seed "${size[@]}" $teacher ${grid[${chosen[kd]}]/--method=kd/--method=fitnet} \
+      run ${student}_$name $seed "${size[@]}" $teacher ${grid[kd_${name#fitnet_}]/--method=kd/--method=fitnet} \
         --hint_weight=100 --teacher_cache=none
     done
     unset grid chosen

@@ -472,7 +472,7 @@ def methods_student(student, title):
         measured = collect(METHODS, f"{student}_{arm}_{setting}")
         if measured is None:
             continue
-        arms[arm] = {"label": label, "paper": paper,
+        arms[arm] = {"label": label, "paper": paper, "setting_key": setting,
                      "setting": SETTINGS.get(setting, setting) + (
                          ", hint weight 100" if arm == "fitnet" else ""), **measured,
                      "minus_alone": difference(measured["test_accuracy"], alone["test_accuracy"])}

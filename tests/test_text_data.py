@@ -158,6 +158,25 @@ def test_negated_texts_carry_a_marker_and_the_next_class_words():
     assert all(len(set(sentence.split()) & markers) == 1 for sentence in negated)
 
 
+def test_lead_words_carry_the_class_and_the_rest_another_class():
+    plain, labels, _ = text.make_text_corpus(400, 4, seed=3)
+    led, led_labels, _ = text.make_text_corpus(400, 4, seed=3, lead_words=6)
+    np.testing.assert_array_equal(labels, led_labels)
+    counts = [{} for _ in range(4)]
+    for sentence, label in zip(plain, labels, strict=True):
+        for word in sentence.split():
+            counts[label][word] = counts[label].get(word, 0) + 1
+    topic = [set(sorted(c, key=c.get, reverse=True)[:12]) for c in counts]
+    lead_hits = rest_hits = other_hits = 0
+    for sentence, label in zip(led, labels, strict=True):
+        words = sentence.split()
+        lead_hits += sum(word in topic[label] for word in words[:6])
+        rest_hits += sum(word in topic[label] for word in words[6:])
+        other_hits += sum(word in topic[k] for word in words[6:] for k in range(4) if k != label)
+    # The lead speaks for the class; after it, the topic words are mostly other classes'.
+    assert lead_hits > 3 * rest_hits and other_hits > 3 * rest_hits
+
+
 def test_tfds_text_sets_through_mock_data(monkeypatch):
     import tensorflow_datasets as tfds
     monkeypatch.setattr(tfds_source, "internet_reachable", lambda *args, **kwargs: True)

@@ -215,7 +215,7 @@ def _pseudo_words(count, rng, taken):
 
 def make_text_corpus(num_examples, num_classes, seed=0, topic_words=12, noise_words=300,
                      length=(12, 30), topic_share=0.2, confuser_share=0.1, negation_share=0.0,
-                     negation_words=3):
+                     negation_words=3, lead_words=0, lead_share=0.5):
     """A seeded corpus in which each class has its own words among shared noise words.
 
     Every text draws `length` words: a `topic_share` of them from its class's `topic_words`,
@@ -224,6 +224,9 @@ def make_text_corpus(num_examples, num_classes, seed=0, topic_words=12, noise_wo
     `negation_share` of the texts are negated: one of `negation_words` marker words sits at a
     random place and the topic words are those of the next class (label + 1 mod classes), so
     their class depends on an interaction of words that no bag-of-words linear model captures.
+    With `lead_words`, only the first `lead_words` words speak for the class (a `lead_share` of
+    them its topic words, the rest noise); the rest of the text draws its topic words from
+    another class, so the class depends on where words stand, not only on which words occur.
 
     Returns:
       (texts object [N], labels int64 [N], class names list), classes balanced.
@@ -241,6 +244,12 @@ def make_text_corpus(num_examples, num_classes, seed=0, topic_words=12, noise_wo
         topic = (label + 1) % num_classes if negated else label
         other = (topic + 1 + int(rng.integers(num_classes - 1))) % num_classes
         words = []
+        if lead_words:
+            for _ in range(lead_words):
+                pool = topics[topic] if rng.random() < lead_share else noise
+                words.append(pool[int(rng.integers(len(pool)))])
+            topic = other  # the rest of the text is about another class
+            other = (topic + 1 + int(rng.integers(num_classes - 1))) % num_classes
         for _ in range(int(rng.integers(length[0], length[1] + 1))):
             draw = rng.random()
             pool = (topics[topic] if draw < topic_share else
@@ -253,16 +262,18 @@ def make_text_corpus(num_examples, num_classes, seed=0, topic_words=12, noise_wo
     return _texts(texts), labels.astype(np.int64), [f"class_{k}" for k in range(num_classes)]
 
 
-# A quarter of the generated texts are negated: a bag-of-words model cannot read them, a model
-# that relates words (attention) can, so teacher and student architectures differ in reach.
-SYNTHETIC_NEGATION_SHARE = 0.25
+# The class of a generated text shows in its first words only; the words after them speak for
+# another class. A model that knows positions (BERT) can read that, a bag of words cannot, and a
+# convolution sees it only in windows that touch [CLS].
+SYNTHETIC_LEAD_WORDS = 6
 
 
 def read_text_synthetic(config):
-    """config.synthetic_size texts of config.synthetic_classes classes (`make_text_corpus`,
-    a quarter negated); the first 80% train, the rest test."""
+    """config.synthetic_size texts of config.synthetic_classes classes (`make_text_corpus` with
+    the class in the first `SYNTHETIC_LEAD_WORDS` words); the first 80% train, the rest test."""
     texts, labels, names = make_text_corpus(config.synthetic_size, config.synthetic_classes,
-                                            config.seed, negation_share=SYNTHETIC_NEGATION_SHARE)
+                                            config.seed, lead_words=SYNTHETIC_LEAD_WORDS,
+                                            length=(10, 20))
     num_train = int(round(SYNTHETIC_TRAIN_SHARE * len(labels)))
     return SourceData(train=(texts[:num_train], labels[:num_train]),
                       test=(texts[num_train:], labels[num_train:]),

@@ -1,73 +1,33 @@
-"""Scale-out on real processes: two bin/distill workers on 127.0.0.1 equal one; TPU errors."""
+"""Scale-out on real processes: two bin/distill workers on 127.0.0.1 equal one (teacher,
+baseline and student trained on the cluster); a preempted, then killed cluster ends with the
+uninterrupted cluster's weights; TPU errors."""
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 
 import keras
 import numpy as np
 import pytest
 
-from tfkd import models
+from cluster import DISTILL, ROOT, environment, free_ports, run_cluster, run_one
+from tfkd import checkpoint, models
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DISTILL = os.path.join(ROOT, "bin", "distill")
-TIMEOUT = 300
 DATA = ["--dataset=synthetic", "--synthetic_size=900", "--synthetic_dim=12",
         "--synthetic_classes=4", "--synthetic_superclasses=2", "--student=mlp_small",
         "--optimizer=adam", "--learning_rate=0.01", "--verbose=0", "--export=keras",
         "--deterministic", "--strategy=multiworker"]
-
-
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
-
-
-def environment(tf_config=None):
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("TF_CONFIG", "TFKD_DEBUG")}
-    env["CUDA_VISIBLE_DEVICES"] = "-1"
-    if tf_config is not None:
-        env["TF_CONFIG"] = json.dumps(tf_config)
-    return env
-
-
-def run_workers(args, count, cwd):
-    """Runs `count` bin/distill workers of one cluster on 127.0.0.1; returns their results."""
-    addresses = [f"127.0.0.1:{port}" for port in free_ports(count)]
-    processes = [subprocess.Popen(
-        [sys.executable, DISTILL, *args], cwd=cwd, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
-        env=environment({"cluster": {"worker": addresses}, "task": {"type": "worker",
-                                                                   "index": index}}))
-        for index in range(count)]
-    deadline = time.time() + TIMEOUT
-    outputs = []
-    try:
-        for process in processes:
-            outputs.append(process.communicate(timeout=max(1, deadline - time.time())))
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    for process, (stdout, stderr) in zip(processes, outputs):
-        assert process.returncode == 0, stderr[-3000:]
-    return outputs
-
-
-def run_one(args, cwd):
-    result = subprocess.run([sys.executable, DISTILL, *args], cwd=cwd, capture_output=True,
-                            text=True, timeout=TIMEOUT, env=environment())
-    assert result.returncode == 0, result.stderr[-3000:]
+# 900 examples: 720 train, of which 10% validation -> 648 (11 steps of 64); 180 test.
+TRAINED = [*DATA, "--teacher=mlp_small", "--teacher_epochs=2", "--baseline", "--epochs=2",
+           "--batch_size=64", "--output_dir=out"]
+TEST_EXAMPLES = 180
+# Two workers add their halves of each gradient in an all-reduce, one worker sums the whole
+# batch at once: the same numbers added in another order, so float32 results differ in the last
+# bits and Adam carries the difference on. Measured after 22 steps: 9.4e-7 of a tensor's
+# largest magnitude (teacher 1.8e-7); after one step: below 1e-7.
+AFTER_ONE_STEP, AFTER_TWO_EPOCHS = 1e-6, 1e-5
+# Each test starts clusters of real processes (bounded by cluster.TIMEOUT each).
+pytestmark = pytest.mark.timeout(1200)
 
 
 @pytest.fixture(scope="module")
@@ -78,30 +38,101 @@ def teacher(tmp_path_factory):
     return path
 
 
-def weights(folder):
-    return keras.saving.load_model(folder / "student.keras").get_weights()
+def weights(path):
+    return keras.saving.load_model(path).get_weights()
 
 
-@pytest.mark.parametrize("epochs,batch_size", [(1, 648), (3, 64)], ids=["one_step", "3_epochs"])
-def test_two_workers_equal_one_and_only_the_chief_writes(teacher, tmp_path, epochs, batch_size):
-    # 900 examples: 720 train, of which 10% validation -> 648; batch 648 is one step.
-    args = [*DATA, f"--teacher={teacher}", f"--epochs={epochs}", f"--batch_size={batch_size}"]
+def relative_difference(first, second):
+    """The largest |a - b| over each tensor, divided by the tensor's largest |b|."""
+    assert len(first) == len(second)
+    return max(float(np.max(np.abs(a - b))) / max(float(np.max(np.abs(b))), 1e-6)
+               for a, b in zip(first, second))
+
+
+def test_one_step_on_two_workers_equals_one_and_only_the_chief_writes(teacher, tmp_path):
+    args = [*DATA, f"--teacher={teacher}", "--epochs=1", "--batch_size=648", "--output_dir=out"]
     one, two = tmp_path / "one", tmp_path / "two"
     one.mkdir(), two.mkdir()
-    run_one([*args, "--output_dir=out"], one)
-    outputs = run_workers([*args, "--output_dir=out"], 2, two)
-    assert "tfkd kd on synthetic" in outputs[0][0]
+    run_one(args, one)
+    outputs = run_cluster(args, 2, two)
+    assert "tfkd kd on synthetic" in outputs[0][1]
     assert sorted(os.listdir(two)) == ["out"]  # nothing beside the output folder
     written = sorted(os.listdir(two / "out"))
     assert "results.json" in written and "student.keras" in written
     reference = json.loads((one / "out" / "results.json").read_text())
     results = json.loads((two / "out" / "results.json").read_text())
-    assert results["student"]["accuracy"] == pytest.approx(reference["student"]["accuracy"],
-                                                           abs=0.01)
-    tolerance = 1e-5 if epochs == 1 else 1e-3
-    for mine, theirs in zip(weights(two / "out"), weights(one / "out")):
-        scale = max(float(np.max(np.abs(theirs))), 1e-6)
-        assert float(np.max(np.abs(mine - theirs))) / scale <= tolerance
+    assert results["student"]["accuracy"] == reference["student"]["accuracy"]
+    assert relative_difference(weights(two / "out" / "student.keras"),
+                               weights(one / "out" / "student.keras")) <= AFTER_ONE_STEP
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """TRAINED run by one worker and by an uninterrupted 2-worker cluster."""
+    one, two = tmp_path_factory.mktemp("one"), tmp_path_factory.mktemp("two")
+    run_one(TRAINED, one)
+    run_cluster(TRAINED, 2, two)
+    return one / "out", two / "out"
+
+
+def history(path):
+    lines = path.read_text().splitlines()
+    keys = lines[0].split(",")
+    return [dict(zip(keys, map(float, line.split(",")))) for line in lines[1:]]
+
+
+def test_teacher_baseline_and_student_trained_on_two_workers_equal_one(trained):
+    one, two = trained
+    for name in ("teacher.keras", "student.keras"):
+        assert relative_difference(weights(two / name), weights(one / name)) <= AFTER_TWO_EPOCHS
+    reference = json.loads((one / "results.json").read_text())
+    results = json.loads((two / "results.json").read_text())
+    for role in ("teacher", "student", "baseline"):
+        # At most one of the 180 test examples may fall the other side of a decision boundary.
+        assert abs(results[role]["accuracy"] - reference[role]["accuracy"]) <= 1.01 / TEST_EXAMPLES
+    for csv in ("teacher.csv", "baseline.csv", "history.csv"):
+        # One worker trains teacher and baseline with compile(); a cluster through a teacher-less
+        # Distiller, which also logs its (zero-weighted) terms: the shared columns must agree.
+        mine, theirs = history(two / csv), history(one / csv)
+        assert [row["epoch"] for row in mine] == [row["epoch"] for row in theirs] == [0, 1]
+        for row, expected in zip(mine, theirs):
+            for key in ("loss", "val_loss"):
+                assert row[key] == pytest.approx(expected[key], rel=AFTER_TWO_EPOCHS), (csv, key)
+
+
+def test_a_preempted_then_killed_cluster_ends_with_the_uninterrupted_clusters_weights(
+        trained, tmp_path):
+    _, reference = trained
+    state = tmp_path / "out.partial" / "checkpoints" / "distill" / checkpoint.STATE
+    # SIGTERM after step 3 of the first epoch: every worker stops after that step.
+    stopped = run_cluster(TRAINED, 2, tmp_path, check=False,
+                          TFKD_FAULT="distill:1:3:TERM")
+    assert [code for code, _, _ in stopped] == [checkpoint.PREEMPTED] * 2, stopped[0][2][-3000:]
+    for _, _, stderr in stopped:
+        assert "distill: stopped by SIGTERM after step 3 of epoch 1" in stderr
+        assert "to resume, run the same command again" in stderr
+    saved = json.loads(state.read_text())
+    assert (saved["epoch"], saved["step"]) == (0, 3)
+    # SIGKILL in the second epoch: the cluster resumes at step 4, finishes epoch 1 and dies.
+    killed = run_cluster(TRAINED, 2, tmp_path, check=False, TFKD_FAULT="distill:2:5")
+    assert [code for code, _, _ in killed] == [-9, -9]
+    assert "Resuming distill at epoch 1 of 2, step 4" in killed[0][1]
+    assert json.loads(state.read_text())["epoch"] == 1
+    outputs = run_cluster(TRAINED, 2, tmp_path)
+    for _, stdout, _ in outputs:
+        assert "Resuming distill at epoch 2 of 2" in stdout
+        assert "Training teacher" not in stdout
+    out = tmp_path / "out"
+    assert json.loads((out / "results.json").read_text())["resumed"] is True
+    for name in ("teacher.keras", "student.keras"):
+        for mine, theirs in zip(weights(out / name), weights(reference / name)):
+            np.testing.assert_array_equal(mine, theirs)
+    for csv in ("teacher.csv", "baseline.csv", "history.csv"):
+        assert (out / csv).read_text() == (reference / csv).read_text()
+    expected = json.loads((reference / "results.json").read_text())
+    results = json.loads((out / "results.json").read_text())
+    for role in ("teacher", "student", "baseline"):
+        assert results[role]["accuracy"] == expected[role]["accuracy"]
 
 
 @pytest.mark.parametrize("tpu,fragment", [
@@ -111,10 +142,8 @@ def test_tpu_without_a_tpu_fails_within_seconds_with_one_line(tmp_path, tpu, fra
     args = [*DATA[:-1], "--teacher=mlp", "--strategy=tpu", f"--output_dir={tmp_path / 'o'}"]
     if tpu:
         args.append("--tpu=" + tpu.format(port=free_ports(1)[0]))
-    start = time.time()
     result = subprocess.run([sys.executable, DISTILL, *args], capture_output=True, text=True,
                             timeout=120, env=environment())
-    assert time.time() - start < 90
     assert result.returncode == 2 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and fragment in lines[0], result.stderr
@@ -150,37 +179,3 @@ def test_guide_commands_parse():
         args = [arg.replace("configs/", os.path.join(ROOT, "configs") + "/") for arg in args]
         strategies.add(RunConfig.from_flags(args).strategy)
     assert strategies == {"mirrored", "multiworker", "tpu"}
-
-
-def test_a_killed_cluster_resumes_from_the_chiefs_checkpoint(teacher, tmp_path):
-    args = [*DATA, f"--teacher={teacher}", "--synthetic_size=2000", "--epochs=8",
-            "--batch_size=32", "--output_dir=out"]
-    addresses = [f"127.0.0.1:{port}" for port in free_ports(2)]
-    processes = [subprocess.Popen(
-        [sys.executable, DISTILL, *args], cwd=tmp_path, stdout=subprocess.DEVNULL,
-        stderr=open(tmp_path / f"killed_{index}.log", "w"),
-        env=environment({"cluster": {"worker": addresses}, "task": {"type": "worker",
-                                                                   "index": index}}))
-        for index in range(2)]
-    state = tmp_path / "out.partial" / "checkpoints" / "distill" / "state.json"
-    deadline = time.time() + TIMEOUT
-    try:
-        while time.time() < deadline and all(p.poll() is None for p in processes):
-            if state.exists() and json.loads(state.read_text())["epoch"] >= 2:
-                break
-            time.sleep(0.05)
-        assert all(p.poll() is None for p in processes), \
-            (tmp_path / "killed_0.log").read_text()[-3000:]
-    finally:
-        for process in processes:  # a preempted cluster: every worker goes down
-            process.kill()
-            process.wait()
-    killed_at = json.loads(state.read_text())["epoch"]
-    assert 2 <= killed_at < 8 and not (tmp_path / "out").exists()
-    outputs = run_workers(args, 2, tmp_path)
-    assert f"Resuming distill at epoch {killed_at + 1} of 8" in outputs[0][0]
-    assert f"Resuming distill at epoch {killed_at + 1} of 8" in outputs[1][0]
-    results = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert results["resumed"] is True
-    history = (tmp_path / "out" / "history.csv").read_text().splitlines()
-    assert [int(row.split(",")[0]) for row in history[1:]] == list(range(8))

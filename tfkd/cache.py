@@ -38,6 +38,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from tfkd import checkpoint
 from tfkd import teaching as teaching_modes
 from tfkd.data import to_float
 from tfkd.data.pipeline import convert
@@ -264,6 +265,7 @@ class TeacherCache:
             self._compute(views, x, arrays, spec, batch_size, feature_tolerance)
             for array in arrays.values():
                 array.flush()
+            checkpoint.fault_point("cache")  # every array written, the entry not yet complete
             names = sorted(arrays)
             del arrays
             manifest = {"spec": spec, "arrays": names}

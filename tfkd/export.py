@@ -21,7 +21,7 @@ import tempfile
 
 import keras
 
-from tfkd import export_report
+from tfkd import checkpoint, export_report
 from tfkd.export_formats import (  # noqa: F401 - the public names of tfkd.export
     DEFAULT_FORMATS, FILE_NAMES, FORMATS, INPUT_NAME, INT8_IO, OUTPUT_NAME,
     REPRESENTATIVE_SAMPLES, SERVE, SERVE_UINT8, TFLITE_FORMATS, UINT8_INPUT_NAME, check_formats,
@@ -95,6 +95,7 @@ def export_student(student, output_dir, formats=DEFAULT_FORMATS, test_data=None,
             save_keras(student, os.path.join(output_dir, FILE_NAMES["keras"]))
             exports["keras"] = FILE_NAMES["keras"]
             progress.add(1)
+            checkpoint.fault_point("export")
         if "savedmodel" in formats or tflite_formats:
             save_saved_model(student, source)
         if "savedmodel" in formats:

@@ -39,7 +39,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfkd import augment, partial_targets
+from tfkd import augment, checkpoint, partial_targets
 from tfkd.data.pipeline import convert
 
 LABELS, TEACHER_LOGITS = "labels", "teacher_logits"
@@ -410,6 +410,7 @@ def cached_replay(teacher, x, key, cache_dir, verbose=1, **build_options):
         with os.fdopen(handle, "wb") as stream:
             storage.save(stream)
             stream.flush()
+            checkpoint.fault_point("replay")  # the entry written, not yet renamed
             os.fsync(stream.fileno())
         os.replace(temporary, path)
     except BaseException:

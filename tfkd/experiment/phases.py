@@ -17,7 +17,10 @@ from tfkd import (calibration, checkpoint, curriculum, data, export, fast_teache
 from tfkd import callbacks as run_callbacks
 from tfkd.callbacks import BatchValueRecorder, TestMonitor
 from tfkd.data import pipeline
+from tfkd.methods import METHODS
 from tfkd.distillers import Distiller
+from tfkd.experiment import validation
+from tfkd.settings import ConfigError
 
 
 def seed_everything(seed):
@@ -108,9 +111,13 @@ def fit_resumable(model, work, phase, bundle, schedule, seed, verbose, orders=No
     folder = work.file("checkpoints", phase)
     if hasattr(model, "build") and not model.built and not bundle.is_text:
         model.build((None, *bundle.input_shape))
-    first_epoch, history = checkpoint.resume(model, folder)
+    resumed = checkpoint.resume(model, folder)
+    first_epoch, first_step, history = resumed.epoch, resumed.step, resumed.history
     examples = len(bundle.train[1])
-    if first_epoch:
+    if first_step:
+        print(f"Resuming {phase} at epoch {first_epoch + 1} of {schedule.epochs}, step "
+              f"{first_step + 1}", flush=True)
+    elif first_epoch:
         print(f"Resuming {phase} at epoch {first_epoch + 1} of {schedule.epochs}", flush=True)
     if first_epoch >= schedule.epochs:
         return history
@@ -123,15 +130,25 @@ def fit_resumable(model, work, phase, bundle, schedule, seed, verbose, orders=No
     else:
         train, steps = pipeline.epochs_dataset(*bundle.train, orders, schedule.batch_size,
                                                augment, seed, first_epoch, extras)
-    saver = checkpoint.EpochCheckpoint(folder, history, save=write)
+    saver = checkpoint.EpochCheckpoint(folder, history, save=write, phase=phase,
+                                       offset=first_step, metrics=resumed.metrics)
     callbacks = [*callbacks, run_callbacks.NonFiniteLossGuard(phase), saver]
     if write:
         callbacks.append(keras.callbacks.TensorBoard(work.file("logs", phase)))
     build_locally(model, train)
     validation = validation_dataset(bundle, schedule.batch_size, validation_extras)
-    model.fit(sharded(train), validation_data=validation,
-              epochs=schedule.epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
-              shuffle=False, verbose=verbose, callbacks=callbacks)
+    # A run stopped after step k of an epoch reads that epoch's batches from k + 1 on: one fit
+    # finishes the epoch, a second one runs the epochs after it.
+    train = train.skip(first_step)
+    parts = [(train.take(steps - first_step), first_epoch + 1, steps - first_step),
+             (train.skip(steps - first_step), schedule.epochs, steps)] if first_step else \
+        [(train, schedule.epochs, steps)]
+    with checkpoint.graceful_stop():
+        for part, (batches, last_epoch, part_steps) in enumerate(parts):
+            if last_epoch > first_epoch + part:
+                model.fit(sharded(batches), validation_data=validation, epochs=last_epoch,
+                          initial_epoch=first_epoch + part, steps_per_epoch=part_steps,
+                          shuffle=False, verbose=verbose, callbacks=callbacks)
     return saver.history
 
 
@@ -146,7 +163,8 @@ def train_classifier(arch, bundle, strategy, schedule, work, phase, seed, verbos
             # Cross-entropy through a teacher-less Distiller, whose step logs Keras can reduce
             # across workers (see tfkd.distillers.base.per_worker_logs).
             trainer = Distiller(model, None, alpha=0.0, target="label_smoothing",
-                                target_options={"epsilon": 0.0})
+                                target_options={"epsilon": 0.0,
+                                                "num_classes": bundle.num_classes})
             trainer.compile(optimizer=training.make_optimizer(schedule, steps),
                             metrics=["accuracy"])
         else:
@@ -240,9 +258,10 @@ def dry_build(method, config, options, bundle, teaching_run=None):
             teaching_run.check_distiller(distiller)
     except ValueError as error:
         message = str(error)
-        for name in options:  # name the flag, as the command line spells it
+        for name in options:  # a message that starts with an option's name is about that field
             if message.startswith(f"{name} "):
-                message = f"--{message}"
+                raise ConfigError(f"method.options.{name}",
+                                  f"`method.options.{name}`{message[len(name):]}") from None
         raise ValueError(message) from None
 
 
@@ -264,6 +283,7 @@ def calibrate(teacher, config, options, bundle, strategy, work):
         if not config.output.evaluate_test:
             summary["eval_split"] = "validation"
         summary["mode"] = config.calibration.mode
+        checkpoint.fault_point("calibration")
         work.finish("calibration", summary)
     temperature = summary["temperature"]
     if config.calibration.mode == "scale":
@@ -332,24 +352,6 @@ def training_orders(config, teacher, bundle, work):
                                    settings.pacing_start, settings.pacing_epochs, seed)
 
 
-def check_curriculum(config, method):
-    settings = config.curriculum
-    if settings.order == "none" and settings.pacing == "none":
-        return
-    if settings.order == "none":
-        raise ValueError(f"--pacing={settings.pacing} paces a curriculum; pass "
-                         "--curriculum=teacher, inverse or random")
-    curriculum.check_pacing(settings.pacing, settings.pacing_start, settings.pacing_epochs)
-    if settings.order != "random" and not method.needs_teacher:
-        raise ValueError(f"--curriculum={settings.order} needs a teacher to score the data, but "
-                         f"--method={config.method.name} uses none")
-    if method.multi_teacher or config.teaching.mode == "fixed" or \
-            config.teaching.distill_dataset:
-        raise ValueError(f"--curriculum={settings.order} orders the training split for one "
-                         "teacher; it does not combine with multi-teacher methods, "
-                         "--teaching=fixed or --distill_dataset")
-
-
 CHECK_EXAMPLES = 256
 
 
@@ -367,14 +369,12 @@ def serve_teacher(teacher, config, options, bundle, strategy):
     """
     if teacher is None:
         return None, None
-    precision = config.teacher.precision
-    if precision not in fast_teacher.PRECISIONS:
-        raise ValueError(f"--teacher_precision must be one of "
-                         f"{', '.join(fast_teacher.PRECISIONS)}, got {precision!r}")
+    precision = config.teacher.precision  # one of fast_teacher.PRECISIONS (RunConfig checks)
     several = isinstance(teacher, (list, tuple))
     split = bundle.validation if len(bundle.validation[1]) else bundle.train
     inputs = data.to_float(split[0][:CHECK_EXAMPLES])
-    temperature = float(options.get("temperature", 1.0))
+    temperature = float(validation.option(METHODS.get(config.method.name), options,
+                                          "temperature", undeclared=1.0))
     tolerance = fast_teacher.TOLERANCES[precision]
     served, summaries = [], []
     for model in (teacher if several else [teacher]):

@@ -65,16 +65,19 @@ def read_flags(flagfile):
     return values
 
 
+def _names_a_path(flag, item):
+    """True when `item`, a value of --flag, is a file or folder rather than an architecture."""
+    return flag == "data_dir" or item.endswith(ARCHIVES) or "/" in item or os.sep in item
+
+
 def _named_paths(flag, value):
     """The files or folders that `--flag=value` names (none for an architecture or a tfds name)."""
     kind = PATH_FLAGS[flag]
     if kind == "source":
         prefix = next((p for p in SOURCE_PREFIXES if value.startswith(p)), None)
         return [value[len(prefix):]] if prefix else []
-    items = value.split(",") if kind == "list" else [value]
-    return [item.strip() for item in items
-            if item.strip() and (kind == "path" and flag == "data_dir" or
-                                 item.strip().endswith(ARCHIVES) or os.sep in item.strip())]
+    items = [item.strip() for item in (value.split(",") if kind == "list" else [value])]
+    return [item for item in items if item and _names_a_path(flag, item)]
 
 
 def missing(name, flagfile, given):
@@ -84,9 +87,11 @@ def missing(name, flagfile, given):
         if flag not in PATH_FLAGS or flag in given:
             continue
         for needed in _named_paths(flag, value):
-            if not os.path.exists(needed):
-                return (f"--config={name} needs --{flag}={value}, but {needed} does not exist "
-                        f"(in {os.getcwd()}); see the comments at the top of {flagfile}")
+            if not os.path.exists(os.path.expanduser(needed)):
+                where = "" if os.path.isabs(os.path.expanduser(needed)) else \
+                    f" (relative to {os.getcwd()})"
+                return (f"--config={name} needs --{flag}={value}, but {needed} does not "
+                        f"exist{where}; see the comments at the top of {flagfile}")
     return None
 
 

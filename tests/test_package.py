@@ -139,8 +139,12 @@ def _recipe(folder, text):
 
 @pytest.mark.parametrize("tool", sorted(help_text.TOOLS))
 def test_the_shipped_help_is_what_the_flag_declarations_print(tool):
-    assert help_text.read(tool) == help_text.generate(tool), (
-        f"tfkd/cli/help/{tool}.txt is out of date: run python -m tfkd.cli.help_text")
+    import difflib
+    shipped, declared = help_text.read(tool), help_text.generate(tool)
+    difference = "".join(list(difflib.unified_diff(shipped.splitlines(True),
+                                                   declared.splitlines(True)))[:12])
+    assert shipped == declared, (f"tfkd/cli/help/{tool}.txt is out of date: run "
+                                 f"python -m tfkd.cli.help_text\n{difference}")
 
 
 def _declared_flags(tool):

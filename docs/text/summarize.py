@@ -59,6 +59,9 @@ def summarize(runs):
                                       > per_seed["baseline"]["mean"])
     summary["tflite_agreement"] = [runs[seed]["exports"].get("tflite_agreement")
                                    for seed in seeds]
+    # Wall time of each phase on a shared 2-core machine: what a run costs, not a benchmark.
+    summary["seconds"] = {phase: [round(runs[seed]["seconds"][phase]) for seed in seeds]
+                          for phase in ("teacher", "distill", "baseline")}
     return summary
 
 

@@ -173,6 +173,8 @@ def run(config):
     teacher = build_model(config.teacher, data, config, seed=config.seed + 1)
     if config.teacher in lm_models.CAUSAL_LMS:
         train_alone(teacher, config, data, config.teacher_epochs)
+        # Later runs on the same data can load it: --teacher=OUTPUT_DIR/teacher.keras.
+        teacher.save(os.path.join(config.output_dir, "teacher.keras"))
     results["teacher"] = evaluate(teacher, data, config.batch_size)
     seconds["teacher"] = time.process_time() - start
 

@@ -277,8 +277,9 @@ def test_a_teacher_for_other_data_is_refused_before_any_training(tmp_path):
 
 def test_library_refuses_calibrate_teacher():
     config = experiment.RunConfig.from_flags(SYNTHETIC + ["--calibrate_teacher"])
-    with pytest.raises(ValueError, match="--calibrate_teacher does not apply"):
+    with pytest.raises(ValueError, match="run.calibration.enabled does not apply") as caught:
         ladder.run_ladder(config, ["mlp"])
+    assert caught.value.field == "run.calibration.enabled"
 
 
 def test_help_lists_the_ladder_flags_and_every_distill_flag(capsys):

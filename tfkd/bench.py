@@ -36,7 +36,7 @@ import tensorflow as tf
 
 import tfkd
 from tfkd import cache, fast_teacher, replay, training
-from tfkd.io import write_text
+from tfkd.atomic import write_text
 from tfkd.models import MODELS
 from tfkd.settings import ConfigError, check, setting
 

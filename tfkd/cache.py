@@ -38,7 +38,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from tfkd import checkpoint
+from tfkd import atomic, checkpoint
 from tfkd import teaching as teaching_modes
 from tfkd.data import to_float
 from tfkd.data.pipeline import convert
@@ -279,7 +279,7 @@ class TeacherCache:
                 return existing
             if os.path.isdir(final):
                 shutil.rmtree(final)  # half-written or stale: never read, replaced
-            os.rename(temporary, final)
+            atomic.replace(temporary, final)  # arrays flushed, manifest synced above
         except BaseException:
             shutil.rmtree(temporary, ignore_errors=True)
             raise

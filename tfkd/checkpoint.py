@@ -32,7 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfkd.io import write_text
+from tfkd.atomic import atomic_path, write_text
 
 STATE = "state.json"
 PREEMPTED = 75
@@ -217,9 +217,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     def _write(self, name, fields):
         os.makedirs(self.folder, exist_ok=True)
-        temporary = os.path.join(self.folder, f".partial-{name}")
-        self.model.save_weights(temporary, overwrite=True)
-        os.replace(temporary, os.path.join(self.folder, name))
+        with atomic_path(os.path.join(self.folder, name)) as temporary:
+            self.model.save_weights(temporary, overwrite=True)
         write_text(os.path.join(self.folder, STATE), json.dumps(
             {**fields, "weights": name, "history": self.history}))
         for old in glob.glob(os.path.join(self.folder, "*.weights.h5")):

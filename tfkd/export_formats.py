@@ -5,14 +5,12 @@ The lower layer of `tfkd.export`: `tfkd.export_report` measures with these funct
 importer. Formats, file names and the SavedModel / TFLite conventions are described in
 `tfkd.export`.
 """
-import os
-
 import keras
 import numpy as np
 import tensorflow as tf
 
 from tfkd import data
-from tfkd.io import atomic_path
+from tfkd.atomic import atomic_path
 
 FORMATS = ("keras", "savedmodel", "tflite", "tflite_fp16", "tflite_dynamic", "tflite_int8")
 DEFAULT_FORMATS = ("keras", "savedmodel", "tflite")
@@ -59,10 +57,8 @@ def has_uint8_signature(model):
 
 
 def save_keras(model, path):
-    with atomic_path(path) as temporary:
-        model.save(temporary if temporary.endswith(".keras") else temporary + ".keras")
-        if not temporary.endswith(".keras"):
-            os.replace(temporary + ".keras", temporary)
+    with atomic_path(path, suffix=".keras") as temporary:  # Keras saves only to *.keras
+        model.save(temporary)
 
 
 def save_saved_model(model, path, uint8_signature=None):

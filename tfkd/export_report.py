@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from tfkd import data
 from tfkd import export_formats as export
-from tfkd.io import write_text
+from tfkd.atomic import write_text
 
 JSON_NAME, MARKDOWN_NAME = "export_report.json", "export_report.md"
 GOALS = {"float32_agreement": 0.999, "int8_accuracy_drop": 0.01, "int8_size_ratio": 0.3}

@@ -20,7 +20,7 @@ import tensorflow as tf
 from tfkd import export_formats
 from tfkd.data.tokenizers import text_inputs
 from tfkd.export_report import compare
-from tfkd.io import atomic_path
+from tfkd.atomic import atomic_path
 
 SERVE_TEXT = "serve_text"
 TEXT_INPUT_NAME = "texts"

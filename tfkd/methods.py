@@ -12,9 +12,12 @@ distiller in Python.
 """
 import dataclasses
 import math
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from tfkd.registry import Registry
+
+if TYPE_CHECKING:  # the annotations only: the registry does not import Keras
+    import keras
 
 METHODS = Registry("method", package="tfkd.distillers")
 

@@ -31,7 +31,6 @@ same call; `apply_view` here applies explicit (stored) parameters.
 import dataclasses
 import json
 import os
-import tempfile
 import zipfile
 from typing import Optional
 
@@ -40,6 +39,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfkd import augment, checkpoint, partial_targets
+from tfkd.atomic import atomic_file
 from tfkd.data.pipeline import convert
 
 LABELS, TEACHER_LOGITS = "labels", "teacher_logits"
@@ -405,16 +405,8 @@ def cached_replay(teacher, x, key, cache_dir, verbose=1, **build_options):
             pass  # unreadable: rebuilt below
     storage = build_replay(teacher, x, verbose=verbose, **build_options)
     os.makedirs(cache_dir, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".replay-{key}-", suffix=".npz", dir=cache_dir)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            storage.save(stream)
-            stream.flush()
-            checkpoint.fault_point("replay")  # the entry written, not yet renamed
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    with atomic_file(path, "wb") as stream:
+        storage.save(stream)
+        stream.flush()
+        checkpoint.fault_point("replay")  # the entry written, not yet renamed
     return storage, path, True

@@ -6,12 +6,10 @@ Takes every bin/distill flag (data, training, --method and its options, --teachi
 itself: --teacher and --teachers (the teachers are --ladder_teachers) and --calibrate_teacher and
 --calibration_mode (the modes are --ladder_modes).
 """
-from absl import flags
-
 from tfkd.cli import common
 from tfkd.cli import flags as flag_table
-from tfkd.experiment import ladder
-from tfkd.targets import CALIBRATION_MODES
+from tfkd.experiment import command_line, ladder
+from tfkd.settings import ConfigError
 
 PROGRAM = "bin/ladder"
 DOC = ("The teacher ladder, uncalibrated vs calibrated: "
@@ -20,18 +18,22 @@ NOT_APPLICABLE = {"teacher": "--ladder_teachers", "teachers": "--ladder_teachers
                   "calibrate_teacher": "--ladder_modes", "calibration_mode": "--ladder_modes"}
 
 
+LADDER_ROWS = command_line.own_rows(ladder.LadderConfig)
+
+
 def define_ladder_flags(flag_values):
-    """--ladder_teachers, --ladder_modes and --ladder_seeds, in `flag_values`."""
-    flags.DEFINE_list("ladder_teachers", ["resnet8", "resnet14", "resnet20", "resnet32"],
-                      "Teachers, smallest first: architectures to train or .keras/SavedModel "
-                      "paths.", flag_values=flag_values, module_name=PROGRAM)
-    flags.DEFINE_list("ladder_modes", list(CALIBRATION_MODES),
-                      "Calibration modes distilled besides the uncalibrated teacher: scale "
-                      "(teacher logits / T*), replace (distillation temperature = T*).",
-                      flag_values=flag_values, module_name=PROGRAM)
-    flags.DEFINE_integer("ladder_seeds", 1,
-                         "Students per (teacher, mode), seeds --seed, --seed+1, ...",
-                         flag_values=flag_values, module_name=PROGRAM)
+    """--ladder_teachers, --ladder_modes and --ladder_seeds (`LadderConfig`'s declarations),
+    in `flag_values`."""
+    for row in LADDER_ROWS:
+        command_line.define_flag(flag_values, row, PROGRAM)
+
+
+def flag_name(path):
+    """"--flag" of a LadderConfig field (its `run.` fields are bin/distill's flags)."""
+    if path.startswith("run."):
+        return flag_table.flag_name(path[len("run."):])
+    own = {row.path: row.flag for row in LADDER_ROWS}
+    return "--" + own[path] if path in own else flag_table.flag_name(path)
 
 
 def parse(args):
@@ -42,16 +44,24 @@ def parse(args):
         if flag_values[name].present:
             raise ValueError(f"--{name} does not apply to bin/ladder; it is set from "
                              f"{instead}")
-    return (flag_table.to_config(flag_values), flag_values.ladder_teachers,
-            flag_values.ladder_modes, flag_values.ladder_seeds)
+    config = flag_table.to_config(flag_values)
+    values = {row.path: command_line.flag_value(row, flag_values) for row in LADDER_ROWS}
+    try:
+        settings = ladder.LadderConfig(config, **values)
+    except ConfigError as error:
+        raise error.named(flag_name) from None
+    return config, settings.teachers, settings.modes, settings.seeds
 
 
 def main(argv):
     """Runs bin/ladder on `argv` (program name first); returns the results dictionary."""
     common.handle_help(argv, DOC, extra=define_ladder_flags)
     config, teachers, modes, seeds = parse(argv[1:])
-    return ladder.run_ladder(config, teachers, modes, seeds,
-                             command=" ".join([PROGRAM, *argv[1:]]))
+    try:
+        return ladder.run_ladder(config, teachers, modes, seeds,
+                                 command=" ".join([PROGRAM, *argv[1:]]))
+    except ConfigError as error:
+        raise error.named(flag_name) from None
 
 
 def entry():

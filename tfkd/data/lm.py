@@ -22,6 +22,8 @@ import sysconfig
 
 import numpy as np
 
+from tfkd.atomic import atomic_file
+
 SPLITS = ("train", "validation", "test")
 SPLIT_BY = ("document", "block")
 
@@ -313,8 +315,6 @@ def build_stdlib_corpus(path, seed=0, max_bytes=None):
         chosen.append(document)
         size += length
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    temporary = f"{path}.tmp{os.getpid()}"
-    with open(temporary, "w", encoding="utf-8") as handle:
+    with atomic_file(path, encoding="utf-8") as handle:
         handle.write("".join(chosen))
-    os.replace(temporary, path)
     return len(chosen), size

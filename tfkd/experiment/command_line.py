@@ -54,6 +54,19 @@ def define_flag(flag_values, row, module_name):
         flags.DEFINE_string(name, default, help_text, **kwargs)
 
 
+def own_rows(config_class, group=None):
+    """The rows of `config_class`'s own declared fields (not of the configs it nests), each
+    with the field's name as its path; `group` overrides the declared group."""
+    rows = []
+    for field in dataclasses.fields(config_class):
+        found = settings.declaration(field)
+        if found is not None:
+            rows.append(Row(group or found.group, found.flag or field.name, field.name,
+                            found.help, found.choices, field.default, found.zero_is_none,
+                            found.role, field.type))
+    return rows
+
+
 def flag_value(row, flag_values):
     """The config value of `row`'s parsed flag: 0 -> None where 0 means all, lists -> tuples."""
     value = flag_values[row.flag].value

@@ -16,6 +16,7 @@ from typing import Optional
 from tfkd import augment as augmentation
 from tfkd import calibration, curriculum, export, fast_teacher, targets, teaching, training
 from tfkd.data import DataConfig
+from tfkd.experiment import validation
 from tfkd.experiment.command_line import CommandLine
 from tfkd.settings import OUTPUT, REPORT, STUDENT, TEACHER, check, setting
 from tfkd.training import TrainConfig
@@ -220,7 +221,10 @@ class RunConfig:
     output: OutputConfig = OutputConfig()
 
     def __post_init__(self):
+        """Refuses a config that cannot run: a field outside its choices or range, or options
+        that do not go together (`tfkd.experiment.validation`); ConfigError names the field."""
         check(self)
+        validation.check(self)
 
     @property
     def seed(self):

@@ -34,14 +34,17 @@ import time
 
 import numpy as np
 
-from tfkd import calibration, data, methods
-from tfkd.experiment import job, ladder_report, phases, report
+from tfkd import atomic, calibration, data, methods
+from tfkd.experiment import ladder_report, phases, report
+from tfkd.experiment.config import RunConfig
 from tfkd.experiment.teaching_run import TeachingRun
 from tfkd.experiment.workdir import PHASES_FILE, WorkDir, disk_error
+from tfkd.settings import ConfigError, setting
+from tfkd.settings import check as check_fields
 from tfkd.targets import CALIBRATION_MODES
 
 UNCALIBRATED = "none"
-FLAG = "--ladder_teachers"
+FLAG = "--ladder_teachers"  # names the teachers in load errors
 # bin/distill flags the ladder sets itself: left out of its record and of its resume key.
 SET_BY_LADDER = ("teacher", "teachers", "calibrate_teacher", "calibration_mode")
 
@@ -78,44 +81,69 @@ def ladder_args(teachers, modes, seeds):
             f"--ladder_seeds={seeds}"]
 
 
-def check(config, teachers, modes, seeds):
-    """Raises one ValueError naming the flag for a ladder that cannot run; returns the method."""
-    if config.calibration.enabled:
-        raise ValueError("--calibrate_teacher does not apply to the ladder: every teacher is "
-                         "distilled uncalibrated and under each of --ladder_modes")
-    if not teachers:
-        raise ValueError(f"{FLAG} must list at least one teacher")
-    for spec in teachers:
-        phases.check_teacher_spec(spec, FLAG)
-    names = [teacher_name(spec) for spec in teachers]
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise ValueError(f"{FLAG}: two teachers are named {', '.join(repeated)}; each row needs "
-                         "its own name (an architecture once, model files with distinct names)")
-    unknown = [mode for mode in modes if mode not in CALIBRATION_MODES]
-    if unknown or len(set(modes)) < len(modes):
-        raise ValueError(f"--ladder_modes: unknown or repeated mode(s) in {', '.join(modes)}; "
-                         f"known: {', '.join(CALIBRATION_MODES)}")
-    if not isinstance(seeds, int) or seeds < 1:
-        raise ValueError(f"--ladder_seeds must be an integer >= 1, got {seeds!r}")
-    if config.method.name in methods.METHODS:
-        method = methods.METHODS.get(config.method.name)
+@dataclasses.dataclass(frozen=True)
+class LadderConfig:
+    """A ladder: `run`, the RunConfig of every student and of the teachers trained here, and
+    the ladder's own settings (each its `bin/ladder` flag). Refuses, naming the field (`run.`
+    fields are the run's), what cannot run; teacher files are checked when the ladder starts."""
+    run: RunConfig
+    teachers: tuple = setting(
+        ("resnet8", "resnet14", "resnet20", "resnet32"), flag="ladder_teachers", group="ladder",
+        help="Teachers, smallest first: architectures to train or .keras/SavedModel paths.")
+    modes: tuple = setting(
+        CALIBRATION_MODES, flag="ladder_modes", group="ladder",
+        help="Calibration modes distilled besides the uncalibrated teacher: scale (teacher "
+             "logits / T*), replace (distillation temperature = T*).")
+    seeds: int = setting(1, flag="ladder_seeds", group="ladder", minimum=1,
+                         help="Students per (teacher, mode), seeds --seed, --seed+1, ...")
+
+    def __post_init__(self):
+        object.__setattr__(self, "teachers", tuple(self.teachers))
+        object.__setattr__(self, "modes", tuple(self.modes))
+        if self.run.calibration.enabled:
+            raise ConfigError("run.calibration.enabled", "`run.calibration.enabled` does not "
+                              "apply to the ladder: every teacher is distilled uncalibrated and "
+                              "under each of `modes`")
+        if not self.teachers:
+            raise ConfigError("teachers", "`teachers` must list at least one teacher")
+        names = [teacher_name(spec) for spec in self.teachers]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ConfigError("teachers", f"`teachers`: two teachers are named "
+                              f"{', '.join(repeated)}; each row needs its own name (an "
+                              "architecture once, model files with distinct names)")
+        unknown = [mode for mode in self.modes if mode not in CALIBRATION_MODES]
+        if unknown or len(set(self.modes)) < len(self.modes):
+            raise ConfigError("modes", f"`modes`: unknown or repeated mode(s) in "
+                              f"{', '.join(self.modes)}; known: {', '.join(CALIBRATION_MODES)}")
+        check_fields(self)
+        name = self.run.method.name
+        method = methods.METHODS.get(name)
         if not method.needs_teacher:
-            raise ValueError(f"--method={config.method.name} uses no teacher; the ladder needs "
-                             "a method that distills from one")
+            raise ConfigError("run.method.name", f"`run.method.name`={name} uses no teacher; the "
+                              "ladder needs a method that distills from one")
         if method.multi_teacher:
-            raise ValueError(f"--method={config.method.name} is a multi-teacher method; the "
-                             "ladder distills from one teacher at a time")
-    # Everything bin/distill checks, with the first ladder teacher standing in for --teacher.
-    method = job.check(dataclasses.replace(
-        config, teacher=dataclasses.replace(config.teacher, spec=teachers[0])))
-    if "replace" in modes and "temperature" not in {option.name for option in method.options}:
-        raise ValueError(f"--ladder_modes=replace sets the distillation temperature, but "
-                         f"--method={config.method.name} has no --temperature option")
-    if config.data.validation_fraction == 0:
-        raise ValueError("the ladder fits T* on the validation split, which is empty; set "
-                         "--validation_fraction > 0")
-    return method
+            raise ConfigError("run.method.name", f"`run.method.name`={name} is a multi-teacher "
+                              "method; the ladder distills from one teacher at a time")
+        if "replace" in self.modes and "temperature" not in {o.name for o in method.options}:
+            raise ConfigError("modes", f"`modes`=replace sets the distillation temperature, but "
+                              f"`run.method.name`={name} has no `run.method.options.temperature` "
+                              "option")
+        if self.run.data.validation_fraction == 0:
+            raise ConfigError("run.data.validation_fraction", "the ladder fits T* on the "
+                              "validation split, which is empty; set "
+                              "`run.data.validation_fraction` > 0")
+
+
+def check(ladder):
+    """What the ladder's config cannot know: every teacher file exists and every teacher
+    architecture is known. Returns the registered Method; ConfigError naming the field."""
+    for spec in ladder.teachers:
+        try:
+            phases.check_teacher_spec(spec, "`teachers`")
+        except ValueError as error:
+            raise ConfigError("teachers", str(error)) from None
+    return methods.METHODS.get(ladder.run.method.name)
 
 
 def default_output_dir(config):
@@ -160,7 +188,7 @@ def keep_model(work, phase, name):
     folder = work.file(phase)
     saved = os.path.join(folder, "checkpoints", name)
     if os.path.exists(saved):
-        os.replace(saved, os.path.join(folder, "student.keras"))
+        atomic.replace(saved, os.path.join(folder, "student.keras"))
     shutil.rmtree(os.path.join(folder, "checkpoints"), ignore_errors=True)
     if os.path.exists(os.path.join(folder, PHASES_FILE)):
         os.remove(os.path.join(folder, PHASES_FILE))
@@ -178,8 +206,9 @@ def run_ladder(config, teachers, modes=CALIBRATION_MODES, seeds=1, command=None)
       seeds: students per (teacher, mode), with seeds config.seed, config.seed + 1, ...
       command: the command line recorded in ladder.md (default: the flags of these settings).
     """
-    teachers, modes = list(teachers), list(modes)
-    method = check(config, teachers, modes, seeds)
+    ladder = LadderConfig(config, teachers, modes, seeds)
+    teachers, modes, seeds = list(ladder.teachers), list(ladder.modes), ladder.seeds
+    method = check(ladder)
     if command is None:
         command = " ".join(["bin/ladder", *distill_args(config),
                             *ladder_args(teachers, modes, seeds)])

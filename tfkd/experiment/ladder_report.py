@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from tfkd.io import write_text
+from tfkd.atomic import write_text
 
 MODE_NAMES = {"none": "uncalibrated", "scale": "calibrated (scale)",
               "replace": "calibrated (replace, T = T*)"}

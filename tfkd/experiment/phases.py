@@ -17,7 +17,10 @@ from tfkd import (calibration, checkpoint, curriculum, data, export, fast_teache
 from tfkd import callbacks as run_callbacks
 from tfkd.callbacks import BatchValueRecorder, TestMonitor
 from tfkd.data import pipeline
+from tfkd.methods import METHODS
 from tfkd.distillers import Distiller
+from tfkd.experiment import validation
+from tfkd.settings import ConfigError
 
 
 def seed_everything(seed):
@@ -255,9 +258,10 @@ def dry_build(method, config, options, bundle, teaching_run=None):
             teaching_run.check_distiller(distiller)
     except ValueError as error:
         message = str(error)
-        for name in options:  # name the flag, as the command line spells it
+        for name in options:  # a message that starts with an option's name is about that field
             if message.startswith(f"{name} "):
-                message = f"--{message}"
+                raise ConfigError(f"method.options.{name}",
+                                  f"`method.options.{name}`{message[len(name):]}") from None
         raise ValueError(message) from None
 
 
@@ -348,24 +352,6 @@ def training_orders(config, teacher, bundle, work):
                                    settings.pacing_start, settings.pacing_epochs, seed)
 
 
-def check_curriculum(config, method):
-    settings = config.curriculum
-    if settings.order == "none" and settings.pacing == "none":
-        return
-    if settings.order == "none":
-        raise ValueError(f"--pacing={settings.pacing} paces a curriculum; pass "
-                         "--curriculum=teacher, inverse or random")
-    curriculum.check_pacing(settings.pacing, settings.pacing_start, settings.pacing_epochs)
-    if settings.order != "random" and not method.needs_teacher:
-        raise ValueError(f"--curriculum={settings.order} needs a teacher to score the data, but "
-                         f"--method={config.method.name} uses none")
-    if method.multi_teacher or config.teaching.mode == "fixed" or \
-            config.teaching.distill_dataset:
-        raise ValueError(f"--curriculum={settings.order} orders the training split for one "
-                         "teacher; it does not combine with multi-teacher methods, "
-                         "--teaching=fixed or --distill_dataset")
-
-
 CHECK_EXAMPLES = 256
 
 
@@ -383,14 +369,12 @@ def serve_teacher(teacher, config, options, bundle, strategy):
     """
     if teacher is None:
         return None, None
-    precision = config.teacher.precision
-    if precision not in fast_teacher.PRECISIONS:
-        raise ValueError(f"--teacher_precision must be one of "
-                         f"{', '.join(fast_teacher.PRECISIONS)}, got {precision!r}")
+    precision = config.teacher.precision  # one of fast_teacher.PRECISIONS (RunConfig checks)
     several = isinstance(teacher, (list, tuple))
     split = bundle.validation if len(bundle.validation[1]) else bundle.train
     inputs = data.to_float(split[0][:CHECK_EXAMPLES])
-    temperature = float(options.get("temperature", 1.0))
+    temperature = float(validation.option(METHODS.get(config.method.name), options,
+                                          "temperature", undeclared=1.0))
     tolerance = fast_teacher.TOLERANCES[precision]
     served, summaries = [], []
     for model in (teacher if several else [teacher]):

@@ -10,6 +10,8 @@ import numpy as np
 from tfkd import cache, data, replay, teaching
 from tfkd.data import DataBundle
 from tfkd.distillers import Distiller
+from tfkd.experiment import validation
+from tfkd.settings import ConfigError
 
 NONE = "none"
 PLAIN_CACHES = ("memory", "disk")
@@ -32,30 +34,18 @@ class TeachingRun:
 
     def __init__(self, config, method, options, bundle):
         settings = config.teaching
-        name = config.method.name
         self.mode = None if settings.mode == NONE else settings.mode
         self.distill_dataset = settings.distill_dataset
         self.options = dict(options)
-        if settings.test_every < 0:
-            raise ValueError("--test_every must be an integer >= 0")
-        if self.mode is not None and config.augment:
-            raise ValueError("--augment cannot be combined with --teaching: the teaching mode "
-                             "does its own augmentation, in-graph")
-        if (self.mode is not None or self.distill_dataset) and method.multi_teacher:
-            raise ValueError(f"--teaching and --distill_dataset work with single-teacher methods, "
-                             f"not --method={name}")
-        self.teaching = None
+        self.method = method
+        self.teaching = None  # RunConfig refused the settings that do not go together
         if self.mode is not None:
-            if not method.needs_teacher:
-                raise ValueError(f"--teaching: method {name!r} uses no teacher")
             self.teaching = teaching.Teaching(
                 self.mode, mixup_alpha=settings.mixup_alpha,
                 mixup_partners=settings.mixup_partners, crop_scale=(settings.crop_min_scale, 1.0),
                 flip=settings.flip, seed=config.seed)
         self.other = None
         if self.distill_dataset:
-            if not method.needs_teacher:
-                raise ValueError(f"--distill_dataset: method {name!r} uses no teacher")
             other_config = dataclasses.replace(config.data, dataset=self.distill_dataset,
                                                validation_fraction=0.0, test_limit=None)
             self.other = teaching.match_input_shape(data.load(other_config).train[0],
@@ -74,43 +64,20 @@ class TeachingRun:
     def _cache_mode(self, config, method, bundle):
         """The cache this run uses (None, "memory", "disk" or "replay"); refuses settings under
         which cached outputs would not be the teacher's outputs on what the student sees."""
-        settings, mode = config.cache, config.cache.mode
-        if mode not in (NONE, *PLAIN_CACHES, REPLAY):
-            raise ValueError(f"--teacher_cache must be one of none, memory, disk, replay; got "
-                             f"{mode!r}")
-        if mode != NONE and not method.needs_teacher:
-            raise ValueError(f"--teacher_cache: method {config.method.name!r} uses no teacher")
-        if mode in ("disk", REPLAY) and not settings.dir:
-            raise ValueError(f"--cache_dir: --teacher_cache={mode} needs a folder")
+        settings, mode = config.cache, config.cache.mode  # combinations: RunConfig checks
         if self.mode == "fixed":  # fixed teaching is the cache: logits once, on clean inputs
-            if mode == REPLAY:
-                raise ValueError("--teacher_cache=replay stores the teacher's outputs on "
-                                 "augmented views, but --teaching=fixed computes them on the "
-                                 "clean images; use --teaching=consistent or function_matching")
             return "disk" if mode == "disk" else "memory"
         if mode in PLAIN_CACHES:
-            augmentation = "--augment" if config.augment else (
-                f"--teaching={self.mode}" if self.mode is not None else None)
-            if augmentation:
-                raise ValueError(f"--teacher_cache={mode} stores the teacher's outputs on "
-                                 f"un-augmented inputs, but {augmentation} draws new views "
-                                 "every step; use --teacher_cache=replay (stored views, "
-                                 "replayed) with --teaching=consistent or function_matching")
             return mode
         if mode == REPLAY:
-            if self.mode not in REPLAY_MODES:
-                raise ValueError("--teacher_cache=replay replays stored views to teacher and "
-                                 "student alike; it needs --teaching=consistent or "
-                                 f"function_matching, got --teaching={self.mode or NONE}")
             if len(bundle.input_shape) != 3:
                 raise ValueError(f"--teacher_cache=replay stores image views, but --dataset="
                                  f"{bundle.name} has inputs of shape "
                                  f"{tuple(bundle.input_shape)}")
-            if settings.replay_views < 1:
-                raise ValueError("--replay_views must be an integer >= 1")
-            if not 1 <= settings.replay_topk <= bundle.num_classes:
-                raise ValueError(f"--replay_topk must be in [1, {bundle.num_classes}] for "
-                                 f"{bundle.num_classes} classes, got {settings.replay_topk}")
+            if settings.replay_topk > bundle.num_classes:
+                raise ConfigError("cache.replay_topk", f"`cache.replay_topk` must be in [1, "
+                                  f"{bundle.num_classes}] for {bundle.num_classes} classes, got "
+                                  f"{settings.replay_topk}")
             return REPLAY
         return None
 
@@ -220,7 +187,8 @@ class TeachingRun:
         if self.cache_mode != REPLAY:
             return None
         settings = self.cache_settings
-        temperature = float(options.get("temperature", 1.0))
+        temperature = float(validation.option(self.method, options, "temperature",
+                                              undeclared=1.0))
         recipe = {"replay_views": settings.replay_views, "replay_topk": settings.replay_topk,
                   "temperature": temperature, "crop_scale": [self.teaching.crop_scale[0],
                                                              self.teaching.crop_scale[1]],

@@ -21,7 +21,7 @@ from tfkd import analysis, calibration, data, export, models, teachers
 from tfkd.data.superclass import superclass_map
 from tfkd.models.introspection import classifier_weights
 from tfkd.experiment import phases
-from tfkd.io import replace, write_text
+from tfkd.atomic import replace, write_text
 
 EXPORT_FORMATS = ("savedmodel", "tflite", "tflite_fp16", "tflite_dynamic", "tflite_int8")
 ANALYSIS_SPLITS = ("train", "validation", "test")

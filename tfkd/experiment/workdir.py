@@ -11,7 +11,7 @@ import os
 import shutil
 
 from tfkd import settings
-from tfkd.io import replace, write_text
+from tfkd.atomic import replace, write_text
 
 RUN_FILE, PHASES_FILE = "run.json", "phases.json"
 

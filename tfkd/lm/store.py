@@ -19,6 +19,8 @@ import shutil
 import numpy as np
 import tensorflow as tf
 
+from tfkd import atomic
+
 ARRAYS = {"teacher_topk_ids": "int32", "teacher_topk_log_probs": "float16",
           "teacher_tail_mass": "float32"}
 RECORD = "store.json"
@@ -121,7 +123,7 @@ class TopKStore:
         # The record is written last: a directory without it is incomplete.
         with open(os.path.join(temporary, RECORD), "w") as handle:
             json.dump(record, handle, indent=1)
-        os.replace(temporary, directory)
+        atomic.replace(temporary, directory)
         return cls(directory, built=True)
 
     @staticmethod

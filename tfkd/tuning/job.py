@@ -15,7 +15,7 @@ from tfkd.experiment import job, phases
 from tfkd.experiment import report as run_report
 from tfkd.experiment.teaching_run import TeachingRun
 from tfkd.experiment.workdir import WorkDir
-from tfkd.io import write_text
+from tfkd.atomic import write_text
 from tfkd.tuning import report, search
 from tfkd.tuning.hypermodel import OBJECTIVE, DistillerHyperModel, finished_results
 from tfkd.tuning.space import parse_search_space, read_search_space

@@ -4,7 +4,7 @@ import io
 import os
 
 from tfkd.experiment.command_line import flagfile_text
-from tfkd.io import write_text
+from tfkd.atomic import write_text
 from tfkd.tuning.hypermodel import OBJECTIVE
 
 

@@ -7,10 +7,12 @@ loads the finished phases and resumes the interrupted one from its last complete
 import os
 import time
 
-from tfkd import data, export, methods, models, teachers
+from tfkd import data, export, methods, teachers
 from tfkd.experiment import phases, report, run_report
+from tfkd.experiment.config import RunConfig
 from tfkd.experiment.teaching_run import TeachingRun
 from tfkd.experiment.workdir import WorkDir, disk_error
+from tfkd.settings import ConfigError
 
 
 def default_output_dir(config):
@@ -25,61 +27,23 @@ def resume_key(config):
 
 
 def check(config):
-    """Raises one ValueError naming the flag for settings that cannot run (before any work)."""
-    for flag, value, registry in (("--method", config.method.name, methods.METHODS),
-                                  ("--student", config.student, models.MODELS)):
-        if value not in registry and value not in models.TEXT_MODELS:
-            raise ValueError(f"{flag}: {value!r} is not a known {registry.kind}; known: "
-                             f"{', '.join(registry.names())}")
+    """What a config cannot know about itself: every teacher file exists and every teacher
+    architecture is known (`RunConfig` refused conflicting options when it was made). Returns
+    the registered Method; ConfigError naming the field."""
     method = methods.METHODS.get(config.method.name)
-    method.resolve(config.method.options, config.method.name)  # unknown names, ranges
-    export.check_formats(config.output.export)
-    if config.teacher.epochs < 1:
-        raise ValueError("--teacher_epochs must be an integer >= 1")
-    if config.calibration.bins < 1:
-        raise ValueError("--calibration_bins must be an integer >= 1")
-    phases.check_curriculum(config, method)
     if method.multi_teacher:
-        specs = list(config.teacher.specs)
-        if not specs:
-            raise ValueError(f"--teachers: method {config.method.name!r} needs a comma list of "
-                             "teachers, each a .keras file, a SavedModel folder or an "
-                             "architecture to train")
-        minimum = method.min_teachers
-        if len(specs) < minimum:
-            raise ValueError(f"--teachers: method {config.method.name!r} needs at least "
-                             f"{minimum} teachers; got {len(specs)} ({','.join(specs)})")
-        for spec in specs:
-            phases.check_teacher_spec(spec, "--teachers")
-    elif method.needs_teacher:
-        phases.check_teacher_spec(config.teacher.spec, "--teacher")
-    carried = config.cache.mode != "none" or config.teaching.mode == "fixed"
-    if method.needs_features and not method.multi_teacher and carried:
-        flag = (f"--teacher_cache={config.cache.mode}" if config.cache.mode != "none"
-                else "--teaching=fixed")
-        raise ValueError(f"{flag} carries only the teacher's logits for single-teacher methods, "
-                         f"but --method={config.method.name} reads the teacher's intermediate "
-                         "features; use --teacher_cache=none")
-    calibration = config.calibration
-    if calibration.enabled:
-        if not method.needs_teacher:
-            raise ValueError(f"--calibrate_teacher: --method={config.method.name} uses no "
-                             "teacher")
-        if method.multi_teacher:
-            raise ValueError("--calibrate_teacher works with single-teacher methods, not "
-                             f"--method={config.method.name}")
-        if calibration.mode == "replace" and "temperature" not in \
-                {option.name for option in method.options}:
-            raise ValueError(f"--calibration_mode=replace sets the distillation temperature, "
-                             f"but --method={config.method.name} has no --temperature option; "
-                             "use --calibration_mode=scale")
-        if config.data.validation_fraction == 0:
-            raise ValueError("--calibrate_teacher fits T* on the validation split, which is "
-                             "empty; set --validation_fraction > 0")
+        specs = [("teacher.specs", spec) for spec in config.teacher.specs]
+    else:
+        specs = [("teacher.spec", config.teacher.spec)] if method.needs_teacher else []
+    for field, spec in specs:
+        try:
+            phases.check_teacher_spec(spec, f"`{field}`")
+        except ValueError as error:
+            raise ConfigError(field, str(error)) from None
     return method
 
 
-def run(config: "RunConfig") -> dict:
+def run(config: RunConfig) -> dict:
     """Runs the whole job; returns the results dictionary (also written as results.json)."""
     method = check(config)
     output_dir = config.output.dir or default_output_dir(config)

@@ -116,6 +116,37 @@ def capacity_cell(guide, methods, student, what):
             + (f"; then {others}" if others else "") + f" | {links} |"), kd_row
 
 
+def low_temperature_cell(guide, methods, what):
+    """The capacity-bound student while the method comparison is incomplete: KD at T = 1 from
+    the converged calibration ladder (3 seeds), and the comparison's runs so far."""
+    ladder = load("calibration/converged/cnn_small_t1_ladder.json")
+    summary = load("calibration/converged/summary.json") or {}
+    alone = summary.get("students", {}).get("cnn_small", {}).get("alone")
+    t4 = guide.row("Calibration, converged", "Without calibration the largest")
+    if not ladder or not alone:
+        return f"| {what} | one | 30 | no | not measured yet | - |"
+    students = "; ".join(
+        f"from {r['teacher']} "
+        + guide.number("cnn_small T1 from " + r["teacher"], 100 * r["student"]["none"]["mean"])
+        + " %" for r in ladder["rows"])
+    text = (f"| {what} | one | 30 | no | **KD at T = 1**: `--method=kd --teacher_cache=memory "
+            f"--temperature=1 --alpha=0.9`. {students}, against "
+            f"{guide.number('cnn_small alone mean (calibration)', 100 * alone['mean'])} % alone "
+            f"({len(alone['values'])} seeds, 5,000 images; at T = 4 every teacher's student is "
+            f"below the student alone, {guide.link(t4)})")
+    data = (methods or {}).get("students", {}).get("cnn_small")
+    if data:
+        runs = ", ".join(
+            f"{a['label']} ({a['setting']}) "
+            f"{guide.number(f'cnn_small {k} mean so far', 100 * a['test_accuracy']['mean'])} % "
+            f"on {len(a['test_accuracy']['values'])} seed(s)"
+            for k, a in sorted(data["arms"].items(),
+                               key=lambda x: -x[1]["test_accuracy"]["mean"]))
+        text += (f". The method comparison has not finished every seed; so far: {runs} "
+                 f"([retests/methods](retests/methods/table.md))")
+    return text + f" | {guide.link(t4)} |"
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     out = argv[argv.index("--out") + 1] if "--out" in argv else HERE
@@ -138,6 +169,8 @@ def main(argv=None):
         cell = capacity_cell(guide, methods, student, what)
         if cell:
             cells.append(cell[0])
+        elif student == "cnn_small":
+            cells.append(low_temperature_cell(guide, methods, what))
         else:
             cells.append(f"| {what} | one | 30 | no | not measured yet: docs/retests/methods/ "
                          f"has no complete {student} arms | - |")

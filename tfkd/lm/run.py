@@ -214,7 +214,8 @@ def run(config):
     results["student"] = {**evaluate(student, data, config.batch_size),
                           "history": history.history}
     student.save(os.path.join(config.output_dir, "student.keras"))
-    results["samples"] = completions(student, data, config.samples, config)
+    if config.samples > 0:
+        results["samples"] = completions(student, data, config.samples, config)
 
     if config.baseline:
         start = time.process_time()

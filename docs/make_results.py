@@ -1506,8 +1506,9 @@ def defaults_section():
             searched = "; ".join(f"{labels.get(k, k)}: {100 * v:.2f}"
                                  + (" (chosen)" if k == chosen else "")
                                  for k, v in sorted(scores.items()))
-            on_test = (f"the chosen setting: {100 * test['mean']:.2f} % "
-                       f"({len(test['values'])} seeds)" if test else "not run on test yet")
+            count = len(test["values"]) if test else 0
+            on_test = (f"the chosen setting: {100 * test['mean']:.2f} % ({count} seed"
+                       f"{'s' if count > 1 else ''})" if test else "not run on test yet")
             lines.append(
                 f"| {found['label']}: {found['tuned']} ({student} student) | "
                 f"{ships.get(arm, '(new option)')} | validation (seed 0, "

@@ -262,8 +262,10 @@ def main(argv=None):
                 donts.append(
                     f"- **{arm['label']} ({arm['setting']}) on {student}**: "
                     f"{guide.number(f'{student} {k} minus alone', 100 * minus['mean'], 2, True)} "
-                    f"points against the student alone on every seed "
-                    f"([retests/methods](retests/methods/table.md)).")
+                    f"points against the student alone, behind on each of the "
+                    f"{len(minus['values'])} seed(s) both have run "
+                    f"([retests/methods](retests/methods/table.md), "
+                    f"{guide.link(guide.row(f'Methods, converged teacher, {student}', arm['label'].split(' +')[0] + ' beats KD'))}).")
     lines += donts or ["Nothing measured yet."]
     lines.append("")
     with open(os.path.join(out, "GUIDE.md"), "w") as f:

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from tfkd import losses
+from tfkd.distillers.base import gather_global_batch
 
 
 def _softmax(z):
@@ -190,9 +191,11 @@ def test_dist_loss_properties():
 
 
 def _dist_and_gradient(student, teacher):
+    # The pure loss reads the batch it is given; the caller gathers the global batch, as
+    # DISTDistiller does.
     with tf.GradientTape() as tape:
         tape.watch(student)
-        value = losses.dist_loss(student, teacher, 2.0)
+        value = losses.dist_loss(gather_global_batch(student), gather_global_batch(teacher), 2.0)
         scaled = losses.replica_scaled(value)
     return value, tape.gradient(scaled, student)
 

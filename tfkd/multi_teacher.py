@@ -1,7 +1,9 @@
 """Multi-teacher distillation as pure functions: per-example teacher weights and losses.
 
-K teachers, a batch of B examples, C classes. Teacher logits are stacked as `[K, B, C]`; weights
-come back as `[B, K]` and sum to 1 over the teachers for every example.
+K teachers, C classes. Teacher logits are stacked as `[K, ..., C]` (`[K, B, C]` for a batch of B
+examples, `[K, B, T, C]` for B sequences of T tokens); weights come back as `[..., K]` and sum to
+1 over the teachers for every element: every weighting is computed per example, or per token
+from per-token labels `[...]`. Below, B stands for the leading shape `...`.
 
 Weightings (`teacher_weights(..., method)`):
   * `aver`   w_k = 1 / K (You et al., 2017).
@@ -12,6 +14,7 @@ Weightings (`teacher_weights(..., method)`):
              closer to the label weighs more (Zhang et al., CA-MKD, Eq. 1-2).
   * `fixed`  user-given relative weights, normalised to sum to 1.
 """
+
 import dataclasses
 from typing import Callable
 
@@ -28,7 +31,7 @@ WEIGHTINGS = Registry("teacher weighting")
 class Weighting:
     """A registered logit weighting.
 
-    weights: `weights(teacher_logits [K, B, C], labels [B], **options) -> [B, K]`.
+    weights: `weights(teacher_logits [K, ..., C], labels [...], **options) -> [..., K]`.
     min_teachers: the smallest K it is defined for (2 where it divides by K - 1).
     official_factor: `count -> factor` the authors' code applies to the weighted KD sum
       (`official_scaling=True`).
@@ -46,10 +49,16 @@ class Weighting:
 
 def register_weighting(name, min_teachers=1, official_factor=None, options=()):
     """Decorator: registers a weights function as the weighting `name`."""
+
     def register(function):
-        WEIGHTINGS.register(name, Weighting(
-            function, min_teachers, official_factor or (lambda count: 1.0), tuple(options)))
+        WEIGHTINGS.register(
+            name,
+            Weighting(
+                function, min_teachers, official_factor or (lambda count: 1.0), tuple(options)
+            ),
+        )
         return function
+
     return register
 
 
@@ -59,14 +68,21 @@ def min_teachers(weighting):
 
 
 def _stack(teacher_logits):
-    """A list of K [B, C] tensors or one [K, B, C] tensor -> float32 [K, B, C]."""
+    """A list of K [..., C] tensors or one [K, ..., C] tensor -> float32 [K, ..., C]."""
     if isinstance(teacher_logits, (list, tuple)):
         teacher_logits = ops.stack([ops.convert_to_tensor(z) for z in teacher_logits], axis=0)
     teacher_logits = ops.cast(ops.convert_to_tensor(teacher_logits), "float32")
-    if len(teacher_logits.shape) != 3:
-        raise ValueError(f"teacher_logits must have shape [teachers, batch, classes]; got "
-                         f"{tuple(teacher_logits.shape)}")
+    if len(teacher_logits.shape) < 3:
+        raise ValueError(
+            f"teacher_logits must have shape [teachers, batch, ..., classes]; got "
+            f"{tuple(teacher_logits.shape)}"
+        )
     return teacher_logits
+
+
+def _teachers_last(per_teacher):
+    """[K, ...] -> [..., K]."""
+    return ops.moveaxis(per_teacher, 0, -1)
 
 
 def _count(teacher_logits, method):
@@ -77,19 +93,21 @@ def _count(teacher_logits, method):
 
 
 def confidence_weights(per_teacher_losses):
-    """CA-MKD's weights from per-teacher losses [K, B] -> [B, K]:
+    """CA-MKD's weights from per-teacher losses [K, ...] -> [..., K]:
     (1 - softmax over the teachers of the losses) / (K - 1). Lower loss, larger weight."""
     count = per_teacher_losses.shape[0]
     weights = (1.0 - ops.softmax(per_teacher_losses, axis=0)) / (count - 1)
-    return ops.transpose(weights)
+    return _teachers_last(weights)
 
 
 # Their CA-MKD divides the weighted sum by B * K instead of B.
 @register_weighting("ca_mkd", min_teachers=2, official_factor=lambda count: 1.0 / count)
 def ca_mkd_weights(teacher_logits, labels):
-    """[K, B, C] logits, [B] labels -> [B, K]; L_k = CE(y, softmax(z_k))."""
-    per_teacher = ops.stack([losses.cross_entropy(labels, teacher_logits[k])
-                             for k in range(teacher_logits.shape[0])], axis=0)
+    """[K, ..., C] logits, [...] labels -> [..., K]; L_k = CE(y, softmax(z_k)) per element."""
+    per_teacher = ops.stack(
+        [losses.cross_entropy(labels, teacher_logits[k]) for k in range(teacher_logits.shape[0])],
+        axis=0,
+    )
     return confidence_weights(per_teacher)
 
 
@@ -104,25 +122,26 @@ def entropy(logits):
 # by B * K: (K - 1) / K times the normalised form.
 @register_weighting("ebkd", min_teachers=2, official_factor=lambda count: (count - 1) / count)
 def ebkd_weights(teacher_logits, labels=None):
-    """[K, B, C] logits -> [B, K]; (1 - H_k / sum_j H_j) / (K - 1). Labels are not used.
+    """[K, ..., C] logits -> [..., K]; (1 - H_k / sum_j H_j) / (K - 1). Labels are not used.
 
     Where every teacher is exactly one-hot (all entropies 0) the ratio is undefined and the
     weights fall back to 1 / K.
     """
     count = teacher_logits.shape[0]
-    entropies = entropy(teacher_logits)  # [K, B]
+    entropies = entropy(teacher_logits)  # [K, ...]
     total = ops.sum(entropies, axis=0, keepdims=True)
     safe_total = ops.where(total > 0, total, ops.ones_like(total))
-    weights = ops.where(total > 0, (1.0 - entropies / safe_total) / (count - 1),
-                        ops.ones_like(entropies) / count)
-    return ops.transpose(weights)
+    weights = ops.where(
+        total > 0, (1.0 - entropies / safe_total) / (count - 1), ops.ones_like(entropies) / count
+    )
+    return _teachers_last(weights)
 
 
 @register_weighting("aver")
 def average_weights(teacher_logits, labels=None):
-    """[K, B, C] logits -> [B, K] of 1 / K."""
+    """[K, ..., C] logits -> [..., K] of 1 / K."""
     count = teacher_logits.shape[0]
-    return ops.ones_like(ops.transpose(teacher_logits[:, :, 0])) / count
+    return ops.ones_like(_teachers_last(teacher_logits[..., 0])) / count
 
 
 def check_fixed_weights(fixed_weights, count):
@@ -131,8 +150,10 @@ def check_fixed_weights(fixed_weights, count):
         raise ValueError("weighting 'fixed' needs fixed_weights, one number per teacher")
     array = np.asarray(fixed_weights, dtype="float32").reshape(-1)
     if count is not None and array.shape[0] != count:
-        raise ValueError(f"fixed_weights must give one weight per teacher: {count} teachers, "
-                         f"{array.shape[0]} weights")
+        raise ValueError(
+            f"fixed_weights must give one weight per teacher: {count} teachers, "
+            f"{array.shape[0]} weights"
+        )
     if np.any(array < 0) or not np.all(np.isfinite(array)) or array.sum() <= 0:
         raise ValueError(f"fixed_weights must be finite, >= 0 and not all 0; got {array.tolist()}")
     return array / array.sum()
@@ -140,22 +161,23 @@ def check_fixed_weights(fixed_weights, count):
 
 @register_weighting("fixed", options=("fixed_weights",))
 def fixed_weights_of(teacher_logits, labels=None, fixed_weights=None):
-    """[K, B, C] logits -> [B, K], every row the normalised `fixed_weights`."""
+    """[K, ..., C] logits -> [..., K], every element's weights the normalised `fixed_weights`."""
     weights = ops.convert_to_tensor(check_fixed_weights(fixed_weights, teacher_logits.shape[0]))
-    return ops.ones_like(ops.transpose(teacher_logits[:, :, 0])) * weights[None, :]
+    return ops.ones_like(_teachers_last(teacher_logits[..., 0])) * weights
 
 
 def teacher_weights(teacher_logits, labels, method, fixed_weights=None):
-    """Per-example teacher weights.
+    """Per-element teacher weights: per example, or per token of a sequence.
 
     Args:
-        teacher_logits: [K, batch, classes] (or a list of K [batch, classes]).
-        labels: integer labels [batch] (only `ca_mkd` reads them).
+        teacher_logits: [K, ..., classes] (or a list of K [..., classes]), e.g. [K, batch,
+          classes] or [K, batch, time, classes].
+        labels: integer labels [...] (only `ca_mkd` reads them; per token for sequences).
         method: `ca_mkd`, `aver`, `ebkd` or `fixed`.
         fixed_weights: for `fixed`, K relative weights (normalised to sum to 1).
 
     Returns:
-        float32 [batch, K], each row summing to 1.
+        float32 [..., K], summing to 1 over the teachers for every element.
     """
     weighting = WEIGHTINGS.get(method)
     teacher_logits = _stack(teacher_logits)
@@ -165,16 +187,24 @@ def teacher_weights(teacher_logits, labels, method, fixed_weights=None):
 
 
 def per_teacher_kl(teacher_logits, student_logits, temperature):
-    """T^2 KL(softmax(z_k / T) || softmax(z_S / T)) per teacher: [K, B, C], [B, C] -> [B, K]."""
-    return ops.stack([losses.distillation_kl(ops.softmax(teacher_logits[k] / temperature, axis=-1),
-                                             student_logits, temperature)
-                      for k in range(teacher_logits.shape[0])], axis=-1)
+    """T^2 KL(softmax(z_k / T) || softmax(z_S / T)) per teacher: [K, ..., C], [..., C] ->
+    [..., K]."""
+    return ops.stack(
+        [
+            losses.distillation_kl(
+                ops.softmax(teacher_logits[k] / temperature, axis=-1), student_logits, temperature
+            )
+            for k in range(teacher_logits.shape[0])
+        ],
+        axis=-1,
+    )
 
 
 def weighted_distillation(weights, teacher_logits, student_logits, temperature):
-    """CA-MKD Eq. 3 per example: sum_k w_k T^2 KL_k. [B, K], [K, B, C], [B, C] -> [B]."""
-    return ops.sum(weights * per_teacher_kl(_stack(teacher_logits), student_logits,
-                                            temperature), axis=-1)
+    """CA-MKD Eq. 3 per element: sum_k w_k T^2 KL_k. [..., K], [K, ..., C], [..., C] -> [...]."""
+    return ops.sum(
+        weights * per_teacher_kl(_stack(teacher_logits), student_logits, temperature), axis=-1
+    )
 
 
 def feature_mse(teacher_features, student_features):

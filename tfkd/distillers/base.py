@@ -1,12 +1,21 @@
 """`Distiller`: a `keras.Model` that trains a student from a frozen teacher with plain `fit`."""
+
 import keras
 import tensorflow as tf
 from keras import ops
 
 from tfkd import losses
 from tfkd import teaching as teaching_modes
-from tfkd.targets import build_target
+from tfkd.methods import Option
+from tfkd.targets import TemperatureSoftmax, build_target, standardize_logits
 from tfkd.teachers import known_output_shape
+
+try:
+    from keras.src.backend.common.masking import set_keras_mask as _set_keras_mask
+except ImportError:  # moved in a later Keras: a graph tensor takes the attribute itself
+
+    def _set_keras_mask(tensor, mask):
+        tensor._keras_mask = mask
 
 
 def num_classes(model):
@@ -22,26 +31,43 @@ def check_class_counts(student, teacher, teacher_name="teacher", student_name="s
     output shape yet (a subclassed model never called) passes here and is checked on the
     logits of the first step (`check_logits`).
     """
-    _compare_shapes(known_output_shape(student), known_output_shape(teacher), student, teacher,
-                    teacher_name, student_name)
+    _compare_shapes(
+        known_output_shape(student),
+        known_output_shape(teacher),
+        student,
+        teacher,
+        teacher_name,
+        student_name,
+    )
 
 
-def check_logits(student_logits, teacher_logits, student, teacher, teacher_name="teacher",
-                 student_name="student"):
+def check_logits(
+    student_logits, teacher_logits, student, teacher, teacher_name="teacher", student_name="student"
+):
     """`check_class_counts` on the static shapes of one step's logits [..., batch, classes]."""
-    _compare_shapes((None, student_logits.shape[-1]), (None, teacher_logits.shape[-1]), student,
-                    teacher, teacher_name, student_name)
+    _compare_shapes(
+        (None, student_logits.shape[-1]),
+        (None, teacher_logits.shape[-1]),
+        student,
+        teacher,
+        teacher_name,
+        student_name,
+    )
 
 
 def _compare_shapes(student_shape, teacher_shape, student, teacher, teacher_name, student_name):
-    if student_shape is None or teacher_shape is None or None in (student_shape[-1],
-                                                                  teacher_shape[-1]):
+    if (
+        student_shape is None
+        or teacher_shape is None
+        or None in (student_shape[-1], teacher_shape[-1])
+    ):
         return
     if student_shape[-1] != teacher_shape[-1]:
         raise ValueError(
             f"{student_name} and {teacher_name} disagree on the number of classes: "
             f"{student_name}{_quoted_name(student)} output shape {student_shape}, "
-            f"{teacher_name}{_quoted_name(teacher)} output shape {teacher_shape}")
+            f"{teacher_name}{_quoted_name(teacher)} output shape {teacher_shape}"
+        )
 
 
 def _quoted_name(model):
@@ -49,17 +75,181 @@ def _quoted_name(model):
     return f" {model.name!r}" if model is not None else ""
 
 
-def global_mean(per_example, sample_weight=None):
-    """Mean over the global batch of a [batch] tensor: per-replica sum / global batch size.
+# ---- reduction over the elements of the global batch -----------------------------------------
+# Labels equal to this are not trained on (Hugging Face's and TRL's convention for sequences).
+IGNORE_LABEL = -100
 
-    Keras sums gradients across replicas, so dividing by the global batch (what
+
+def _global_sum(value):
+    """The sum of a per-replica scalar over the replicas in sync (unchanged outside a replica
+    context with more than one replica). Reads counts of valid elements: no gradient."""
+    value = tf.stop_gradient(value)
+    if tf.distribute.in_cross_replica_context():
+        return value
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
+def gather_global_batch(value):
+    """`value` [local batch, ...] -> [global batch, ...] inside a replica context with more than
+    one replica (gradients flow back to each replica's own slice); unchanged otherwise.
+
+    For batch-level statistics (DIST's per-class correlations), which a distiller computes on
+    the global batch and passes to the pure loss; the loss then enters the objective through
+    `tfkd.losses.replica_scaled`.
+    """
+    if value is None or tf.distribute.in_cross_replica_context():
+        return value
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_gather(value, axis=0)
+
+
+def _to_rank(weights, rank):
+    """`weights` of shape [batch], [batch, 1] or the full leading shape, as a tensor of `rank`
+    axes that broadcasts against it; None if it cannot."""
+    weights = tf.cast(weights, tf.float32)
+    have = len(weights.shape)
+    if have == rank + 1 and weights.shape[-1] == 1:
+        return tf.squeeze(weights, -1)
+    if have > rank:
+        return tf.reshape(weights, [-1]) if rank == 1 else None
+    return (
+        tf.reshape(weights, tf.concat([tf.shape(weights), tf.ones([rank - have], tf.int32)], 0))
+        if have < rank
+        else weights
+    )
+
+
+def _covers(shape, leading):
+    """Whether a weight or mask of `shape` gives one value per element of the `leading` shape
+    (rather than one per example, as [batch] or [batch, 1] do)."""
+    shape = tuple(shape)
+    if len(shape) == len(leading) + 1 and shape[-1] == 1:
+        shape = shape[:-1]
+    return len(shape) == len(leading) and all(
+        a == b or (a is None and b != 1) or (b is None and a != 1) for a, b in zip(shape, leading)
+    )
+
+
+class ElementWeights:
+    """How one batch's per-element terms `[...]` (the leading shape of the student's logits) are
+    reduced to the scalar that is differentiated and reported.
+
+    Two cases, so that classifiers keep Keras's and tfkd's first convention exactly:
+
+    * no mask (a classifier, or a sequence with neither padding nor ignored labels): the
+      weighted sum divided by the global number of elements (`tf.nn.compute_average_loss`),
+      `sample_weight` [batch] scaling each example as Keras's `sum_over_batch_size` does;
+    * a mask (a sequence with `sample_weight` [batch, time], a `padding_mask` input or labels
+      of -100): the weighted sum divided by the global sum of the weights across replicas,
+      i.e. by the global number of valid tokens. A per-example `sample_weight` [batch] still
+      scales its sequence's tokens without entering the divisor.
+
+    Attributes:
+      weights: float [...] per-element weights of the numerator (None: every element 1).
+      mask: float [...] in {0, 1}, the valid elements (None: every element valid).
+      normalizer: float scalar, this replica's divisor (None in the first case).
+      sample_weight: what the compiled metrics receive as `sample_weight`.
+    """
+
+    def __init__(self, weights=None, mask=None, normalizer=None, sample_weight=None):
+        self.weights, self.mask, self.normalizer = weights, mask, normalizer
+        self.sample_weight = sample_weight
+
+    @classmethod
+    def from_batch(cls, inputs, labels, sample_weight, logits):
+        """The weights of one batch; returns (weights, labels made safe for cross-entropy).
+
+        Per-token weights (outputs [batch, time, K], rank >= 2 before the classes) come from, in
+        this order: `sample_weight` of the full leading shape; else the `padding_mask` entry of
+        a dict input (KerasHub's preprocessors); and always from the labels, those equal to -100
+        masked out and replaced by 0 so that cross-entropy and every target can read them.
+        Classifier outputs [batch, K] read `sample_weight` only, as Keras does.
+        """
+        rank = len(logits.shape) - 1
+        if rank < 2:
+            return cls(weights=sample_weight, sample_weight=sample_weight), labels
+        masks = []
+        if (
+            labels is not None
+            and not isinstance(labels, dict)
+            and tf.as_dtype(getattr(labels, "dtype", tf.float32)).is_integer
+        ):
+            labels = losses.leading_labels(labels, logits)
+            if len(labels.shape) == rank:
+                ignored = tf.equal(labels, IGNORE_LABEL)
+                masks.append(1.0 - tf.cast(ignored, tf.float32))
+                labels = tf.where(ignored, tf.zeros_like(labels), labels)
+        per_token = None
+        leading = tuple(logits.shape[:-1])
+        if sample_weight is not None and _covers(sample_weight.shape, leading):
+            per_token = _to_rank(sample_weight, rank)
+        padding = inputs.get("padding_mask") if isinstance(inputs, dict) else None
+        if per_token is None and padding is not None and _covers(padding.shape, leading):
+            masks.append(_to_rank(padding, rank))
+        mask = None
+        for part in masks:
+            mask = part if mask is None else mask * part
+        if per_token is not None:
+            weights = per_token if mask is None else per_token * mask
+            mask = tf.cast(weights > 0, tf.float32)
+            normalizer = tf.reduce_sum(weights)
+        elif mask is not None:
+            weights = mask if sample_weight is None else _to_rank(sample_weight, rank) * mask
+            normalizer = tf.reduce_sum(mask)
+        else:
+            return cls(weights=sample_weight, sample_weight=sample_weight), labels
+        return cls(weights, mask, normalizer, sample_weight=weights), labels
+
+    def _weighted(self, values):
+        values = tf.cast(values, tf.float32)
+        if self.weights is None:
+            return values
+        weights = _to_rank(self.weights, len(values.shape))
+        return values if weights is None else values * weights
+
+    def global_mean(self, values):
+        """The scalar to differentiate from per-element `values` [...]: the weighted sum over
+        this replica divided by the global divisor, so that Keras's sum of the replicas'
+        gradients is the gradient of the global mean (2 replicas take the step 1 replica
+        takes)."""
+        weighted = self._weighted(values)
+        if self.normalizer is None:
+            return tf.nn.compute_average_loss(tf.reshape(weighted, [-1]))
+        return tf.math.divide_no_nan(tf.reduce_sum(weighted), _global_sum(self.normalizer))
+
+    def local_mean(self, values):
+        """(this replica's weighted mean of `values` [...], its weight): what a `Mean` metric
+        updated on every replica and batch turns into the global mean."""
+        weighted = self._weighted(values)
+        if self.normalizer is None:
+            return tf.reduce_mean(weighted), tf.cast(tf.size(weighted), tf.float32)
+        return tf.math.divide_no_nan(tf.reduce_sum(weighted), self.normalizer), self.normalizer
+
+
+def global_mean(per_example, sample_weight=None):
+    """Mean over the global batch of per-element values [batch] or [batch, time]: the weighted
+    sum over this replica divided by the global number of elements (no `sample_weight`, or a
+    per-example one as Keras's `sum_over_batch_size`) or by the global sum of a per-token
+    `sample_weight` [batch, time] (the mask of valid tokens).
+
+    Keras sums gradients across replicas, so dividing by a global quantity (what
     `tf.nn.compute_average_loss` and Keras's own `Loss` objects do) makes 2 replicas take the
     same step as 1 replica on the same global batch.
     """
-    per_example = tf.cast(per_example, tf.float32)
-    if sample_weight is not None:
-        per_example = per_example * tf.cast(tf.reshape(sample_weight, [-1]), tf.float32)
-    return tf.nn.compute_average_loss(per_example)
+    per_example = tf.convert_to_tensor(per_example)
+    if (
+        sample_weight is not None
+        and len(per_example.shape) >= 2
+        and len(sample_weight.shape) >= len(per_example.shape)
+    ):
+        weights = _to_rank(sample_weight, len(per_example.shape))
+        return ElementWeights(weights, normalizer=tf.reduce_sum(weights)).global_mean(per_example)
+    return ElementWeights(weights=sample_weight).global_mean(per_example)
 
 
 def per_worker_logs(logs):
@@ -70,14 +260,25 @@ def per_worker_logs(logs):
     every value gets a length-1 batch axis, which that reduction turns back into the scalar.
     """
     strategy = tf.distribute.get_strategy()
-    if not (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-            and strategy.extended._in_multi_worker_mode()):
+    if not (
+        isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        and strategy.extended._in_multi_worker_mode()
+    ):
         return logs
     return {name: ops.reshape(value, [1]) for name, value in logs.items()}
 
 
 # A key of `compute_terms`' result: a batch-level scalar term added to the objective.
 BATCH_LOSS = "batch_loss"
+
+# The option of every method whose distillation term compares temperature softmaxes of logits.
+LOGIT_STANDARDIZATION = Option(
+    "logit_standardization",
+    False,
+    "kd, dkd, aver, ebkd, ca_mkd: z-score the teacher's and the "
+    "student's logits (each vector minus its mean, over its standard deviation) before the "
+    "temperature softmax of the distillation term (Sun et al. 2024).",
+)
 
 
 class EpochCounter(keras.callbacks.Callback):
@@ -95,14 +296,25 @@ class EpochCounter(keras.callbacks.Callback):
 class Distiller(keras.Model):
     """Knowledge distillation (Hinton et al., 2015) as a `keras.Model`.
 
-    Per example: `(1 - alpha) * CE(y, z_s) + alpha * distance(target(z_t, y), z_s, T)`, with
+    Per element: `(1 - alpha) * CE(y, z_s) + alpha * distance(target(z_t, y), z_s, T)`, with
     `target` a registered teacher-target transform (default: softmax(z_t / T)) and `distance` a
-    registered distance (default: T^2 * KL). Every term is averaged over the global batch.
+    registered distance (default: T^2 * KL); or, with `divergence` "reverse_kl" or "jsd"
+    (`jsd_beta`), `alpha * tfkd.losses.divergence(...)(z_t, z_s, T)` as the distillation term.
+    `logit_standardization=True` z-scores z_t and z_s before the distillation term
+    (`tfkd.targets.standardize_logits`).
+
+    Elements are examples for classifiers ([batch, K] logits) and tokens for sequence models
+    ([batch, time, K]). Every term is averaged over the global batch: divided by the global
+    number of examples for classifiers, by the global number of valid tokens for sequences,
+    the valid tokens given by `sample_weight` [batch, time], a `padding_mask` input or labels
+    of -100 (`ElementWeights`). `fit` and `evaluate` then report token accuracy over valid
+    tokens.
 
     Student and teacher may be functional, Sequential or subclassed Keras models. The distiller
     counts as built once they are, so `fit` takes any standard callback (BackupAndRestore,
     ModelCheckpoint(save_weights_only=True), EarlyStopping(restore_best_weights=True), ...);
-    `sample_weight` follows Keras's convention: the weighted sum over the batch size.
+    A classifier's `sample_weight` [batch] follows Keras's convention: the weighted sum over the
+    batch size.
 
     `call` returns the student's logits, so `evaluate` and `predict` speak of the student;
     `evaluate` also reports the distillation loss, computed exactly as in training.
@@ -116,11 +328,25 @@ class Distiller(keras.Model):
     loss_terms = ("loss", "student_loss", "distillation_loss")
     # True: `self.epoch` (0-based, a non-trainable variable) is set by `fit` at every epoch.
     counts_epochs = False
+    # True: `compute_terms` also receives `mask=` (float [...] in {0, 1}, or None: every element
+    # valid), for batch-level statistics that must leave padding out (DIST).
+    reads_mask = False
 
-    def __init__(self, student: keras.Model, teacher: keras.Model | None = None,
-                 temperature: float = 4.0, alpha: float = 0.9, target: str = "temperature",
-                 distance: str = "kl", target_options: dict | None = None,
-                 teaching: str | None = None, **kwargs):
+    def __init__(
+        self,
+        student: keras.Model,
+        teacher: keras.Model | None = None,
+        temperature: float = 4.0,
+        alpha: float = 0.9,
+        target: str = "temperature",
+        distance: str = "kl",
+        target_options: dict | None = None,
+        teaching: str | None = None,
+        logit_standardization: bool = False,
+        divergence: str = "forward_kl",
+        jsd_beta: float = 0.5,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
@@ -129,9 +355,26 @@ class Distiller(keras.Model):
         self.student = student
         self.temperature = float(temperature)
         self.alpha = float(alpha)
-        self.target = (build_target(target, temperature=temperature, **(target_options or {}))
-                       if isinstance(target, str) else target)
+        self.target = (
+            build_target(target, temperature=temperature, **(target_options or {}))
+            if isinstance(target, str)
+            else target
+        )
         self.distance = losses.DISTANCES.get(distance) if isinstance(distance, str) else distance
+        self.logit_standardization = bool(logit_standardization)
+        # forward_kl is the target + distance path (Hinton's T^2 KL with the default target);
+        # the other divergences read the teacher's logits directly.
+        self.divergence = None
+        if divergence != "forward_kl":
+            if not 0.0 <= jsd_beta <= 1.0:
+                raise ValueError(f"jsd_beta must be in [0, 1], got {jsd_beta}")
+            if not isinstance(self.target, TemperatureSoftmax):
+                raise ValueError(
+                    f"divergence {divergence!r} compares the teacher's and the "
+                    "student's temperature softmaxes; it takes no teacher target "
+                    "but 'temperature'"
+                )
+            self.divergence = losses.divergence(divergence, jsd_beta=jsd_beta)
         self.teacher = teacher
         # target None: the method computes its own terms from its teachers (multi-teacher).
         if self.target is not None and getattr(self.target, "needs_teacher", True):
@@ -168,16 +411,33 @@ class Distiller(keras.Model):
         return x, x, y
 
     def compute_terms(self, x, y, student_logits, teacher_logits, training):
-        """Per-example loss terms, each [batch], or batch-level scalars; must include every name
-        in `loss_terms`. `terms["loss"]` [batch] is averaged over the global batch; a method
-        whose equation is a batch statistic adds it as `terms["batch_loss"]` (computed on the
-        global batch, see `tfkd.losses.dist_loss`). Methods with `needs_features` also receive
-        `features=(student features, teacher features)`."""
+        """Per-element loss terms, each [...] (the leading shape of the logits: [batch], or
+        [batch, time] for sequences), or batch-level scalars; must include every name in
+        `loss_terms`. `terms["loss"]` is averaged over the global batch (`ElementWeights`); a
+        method whose equation is a batch statistic adds it as `terms["batch_loss"]` (computed
+        on the global batch, see `gather_global_batch`). `y` holds the labels of the leading
+        shape, those of -100 replaced by 0 (their terms are masked out). Methods with
+        `needs_features` also receive `features=(student features, teacher features)`, methods
+        with `reads_mask` `mask=` (the valid elements)."""
         student_loss = losses.cross_entropy(y, student_logits)
-        target = self.target(teacher_logits, y)
-        distillation_loss = self.distance(target, student_logits, self.temperature)
+        teacher_logits, distilled_logits = self.distillation_logits(teacher_logits, student_logits)
+        if self.divergence is not None:
+            distillation_loss = self.divergence(teacher_logits, distilled_logits, self.temperature)
+        else:
+            target = self.target(teacher_logits, y)
+            distillation_loss = self.distance(target, distilled_logits, self.temperature)
         loss = (1.0 - self.alpha) * student_loss + self.alpha * distillation_loss
         return {"loss": loss, "student_loss": student_loss, "distillation_loss": distillation_loss}
+
+    def distillation_logits(self, teacher_logits, student_logits):
+        """(teacher logits, student logits) as the distillation term reads them: z-scored over
+        the classes with `logit_standardization` (teacher logits may be [K, ..., C] for several
+        teachers, or None), unchanged otherwise."""
+        if not self.logit_standardization:
+            return teacher_logits, student_logits
+        if teacher_logits is not None:
+            teacher_logits = standardize_logits(teacher_logits)
+        return teacher_logits, standardize_logits(student_logits)
 
     # ---- Keras plumbing ------------------------------------------------------------------------
     def call(self, inputs, training=False):
@@ -221,12 +481,15 @@ class Distiller(keras.Model):
         own = set(map(id, self.trackers.values()))
         return [m for m in super().metrics if m.name != "loss" or id(m) in own]
 
-    def total_loss(self, terms, sample_weight):
-        """The scalar to differentiate: the global-batch mean of `terms["loss"]`, plus
-        `terms["batch_loss"]` (a batch-level scalar already computed on the global batch, e.g.
-        DIST's correlations) and the student's regularisation losses, each of the last two
-        divided by the replica count since Keras sums gradients across replicas."""
-        loss = global_mean(terms["loss"], sample_weight)
+    def total_loss(self, terms, weights):
+        """The scalar to differentiate: the global mean of `terms["loss"]` [...] under `weights`
+        (an `ElementWeights`, or a Keras `sample_weight`), plus `terms["batch_loss"]` (a
+        batch-level scalar already computed on the global batch, e.g. DIST's correlations) and
+        the student's regularisation losses, each of the last two divided by the replica count
+        since Keras sums gradients across replicas."""
+        if not isinstance(weights, ElementWeights):
+            weights = ElementWeights(weights=weights, sample_weight=weights)
+        loss = weights.global_mean(terms["loss"])
         if BATCH_LOSS in terms:
             loss += losses.replica_scaled(terms[BATCH_LOSS])
         if self.student.losses:
@@ -252,13 +515,14 @@ class Distiller(keras.Model):
             student_logits, student_features = self.student_outputs(student_x, training)
             if teacher_logits is not None:  # shapes are static: free after the first trace
                 self.check_step_logits(student_logits, teacher_logits)
-            if student_features is None:
-                terms = self.compute_terms(student_x, y, student_logits, teacher_logits, training)
-            else:
-                terms = self.compute_terms(student_x, y, student_logits, teacher_logits, training,
-                                           features=(student_features, teacher_features))
-            return self.total_loss(terms, sample_weight), (y, student_logits, terms,
-                                                           sample_weight)
+            weights, labels = ElementWeights.from_batch(student_x, y, sample_weight, student_logits)
+            extra = {"mask": weights.mask} if self.reads_mask else {}
+            if student_features is not None:
+                extra["features"] = (student_features, teacher_features)
+            terms = self.compute_terms(
+                student_x, labels, student_logits, teacher_logits, training, **extra
+            )
+            return self.total_loss(terms, weights), (labels, student_logits, terms, weights)
 
         return loss_fn
 
@@ -284,19 +548,28 @@ class Distiller(keras.Model):
     def test_step(self, data):
         return self._report(*self._forward(data, training=False)()[1])
 
-    def _report(self, y, student_logits, terms, sample_weight):
+    def _report(self, y, student_logits, terms, weights):
         batch = ops.cast(ops.shape(student_logits)[0], "float32")
         for name, tracker in self.trackers.items():
             value = terms[name]
-            if sample_weight is not None and len(value.shape):
-                value = value * ops.cast(ops.reshape(sample_weight, [-1]), value.dtype)
-            value = ops.mean(value) if len(value.shape) else value
+            if len(value.shape):
+                # Weighted by this replica's divisor, the metric's aggregate over replicas and
+                # batches is the global mean the loss is (per valid token for sequences).
+                value, weight = weights.local_mean(value)
+            else:
+                weight = batch
             if name == "loss" and BATCH_LOSS in terms:
                 value = value + terms[BATCH_LOSS]
-            # A batch-size weight makes the cross-replica aggregate the global-batch mean.
-            tracker.update_state(value, sample_weight=batch)
-        return per_worker_logs(self.compute_metrics(None, y, student_logits, sample_weight))
+            tracker.update_state(value, sample_weight=weight)
+        if weights.mask is not None:
+            # Sequences: token accuracy and the like over the valid tokens only. Keras gives
+            # `sample_weight` to `weighted_metrics` alone; every compiled metric reads the
+            # prediction's Keras mask.
+            student_logits = tf.identity(student_logits)
+            _set_keras_mask(student_logits, tf.cast(weights.mask, tf.bool))
+        return per_worker_logs(self.compute_metrics(None, y, student_logits, weights.sample_weight))
 
     def get_config(self):
         raise NotImplementedError(
-            "a Distiller is not saved whole; save or export `distiller.student` instead")
+            "a Distiller is not saved whole; save or export `distiller.student` instead"
+        )

@@ -1,6 +1,7 @@
 """`MultiTeacherDistiller`: AVER, EBKD, fixed weights, FitNet-MKD and CA-MKD as one `keras.Model`.
 
-Per example, with K frozen teachers (Zhang et al., "Confidence-Aware Multi-Teacher Knowledge
+Per example (per token for sequence outputs, the weights then computed per token from per-token
+labels), with K frozen teachers (Zhang et al., "Confidence-Aware Multi-Teacher Knowledge
 Distillation", Eq. 1-9, and the authors' code github.com/Rorozhl/CA-MKD):
 
     L = CE(y, z_S) + lambda1 * sum_k w_k T^2 KL(softmax(z_k/T) || softmax(z_S/T))
@@ -18,14 +19,19 @@ lets the gradient flow through w' too, as the authors' code does (it never detac
 the student lower L_inter by making a teacher's head classify its adapted features badly. The
 adapters train with the student and are not part of it.
 """
+
 import keras
 from keras import ops
 
 from tfkd import losses, methods, models, multi_teacher
-from tfkd.distillers.base import Distiller, check_class_counts, check_logits
-from tfkd.distillers.features import (HINT_WEIGHT, ResizeFeatures, build_adapter,  # noqa: F401
-                                     check_graph as _check_graph,
-                                     layer_output as _layer_output)
+from tfkd.distillers.base import LOGIT_STANDARDIZATION, Distiller, check_class_counts, check_logits
+from tfkd.distillers.features import (  # noqa: F401  (ResizeFeatures: re-exported)
+    HINT_WEIGHT,
+    ResizeFeatures,
+    build_adapter,
+    check_graph as _check_graph,
+    layer_output as _layer_output,
+)
 
 FEATURE_WEIGHTINGS = ("ca_mkd", "logits", "aver")
 
@@ -35,12 +41,15 @@ def _teacher_head(teacher, layer_name, role):
     if layer_name == models.FEATURES:
         return models.head(teacher)
     try:
-        return keras.Model(teacher.get_layer(layer_name).output, teacher.output,
-                           name=f"{teacher.name}_head")
+        return keras.Model(
+            teacher.get_layer(layer_name).output, teacher.output, name=f"{teacher.name}_head"
+        )
     except ValueError:
-        raise ValueError(f"feature_layer: {role}'s logits do not follow from layer "
-                         f"{layer_name!r} alone (e.g. a residual connection skips it); "
-                         "feature_weighting='ca_mkd' needs a layer the head starts from") from None
+        raise ValueError(
+            f"feature_layer: {role}'s logits do not follow from layer "
+            f"{layer_name!r} alone (e.g. a residual connection skips it); "
+            "feature_weighting='ca_mkd' needs a layer the head starts from"
+        ) from None
 
 
 def _check_settings(count, weighting, temperature, lambda1, lambda2, feature_weighting):
@@ -51,8 +60,10 @@ def _check_settings(count, weighting, temperature, lambda1, lambda2, feature_wei
     if feature_weighting is None:
         feature_weighting = "ca_mkd" if weighting == "ca_mkd" else "aver"
     if feature_weighting not in FEATURE_WEIGHTINGS:
-        raise ValueError(f"feature_weighting must be one of {', '.join(FEATURE_WEIGHTINGS)}; "
-                         f"got {feature_weighting!r}")
+        raise ValueError(
+            f"feature_weighting must be one of {', '.join(FEATURE_WEIGHTINGS)}; "
+            f"got {feature_weighting!r}"
+        )
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     for name, value in (("lambda1", lambda1), ("lambda2", lambda2)):
@@ -64,8 +75,10 @@ def _check_settings(count, weighting, temperature, lambda1, lambda2, feature_wei
         needs.append(("feature_weighting 'ca_mkd'", 2))
     short = [(what, minimum) for what, minimum in needs if count < minimum]
     if short:
-        raise ValueError(f"{' and '.join(what for what, _ in short)} needs at least "
-                         f"{max(minimum for _, minimum in short)} teachers; got {count}")
+        raise ValueError(
+            f"{' and '.join(what for what, _ in short)} needs at least "
+            f"{max(minimum for _, minimum in short)} teachers; got {count}"
+        )
     return lambda2, feature_weighting
 
 
@@ -101,25 +114,40 @@ class MultiTeacherDistiller(Distiller):
 
     counts_epochs = True  # the feature term sits out the first epoch
 
-    def __init__(self, student, teachers, weighting="ca_mkd", temperature=4.0, lambda1=1.0,
-                 lambda2=None, feature_weighting=None, feature_layer=models.FEATURES,
-                 skip_features_first_epoch=True, official_scaling=False, fixed_weights=None,
-                 feature_weight_gradient=False, **kwargs):
+    def __init__(
+        self,
+        student,
+        teachers,
+        weighting="ca_mkd",
+        temperature=4.0,
+        lambda1=1.0,
+        lambda2=None,
+        feature_weighting=None,
+        feature_layer=models.FEATURES,
+        skip_features_first_epoch=True,
+        official_scaling=False,
+        fixed_weights=None,
+        feature_weight_gradient=False,
+        **kwargs,
+    ):
         if isinstance(teachers, keras.Model) or not teachers:
             raise ValueError("teachers must be a non-empty list of keras.Model")
         teachers = list(teachers)
         count = len(teachers)
-        lambda2, feature_weighting = _check_settings(count, weighting, temperature, lambda1,
-                                                     lambda2, feature_weighting)
-        fixed_weights = (multi_teacher.check_fixed_weights(fixed_weights, count).tolist()
-                         if weighting == "fixed" else None)
+        lambda2, feature_weighting = _check_settings(
+            count, weighting, temperature, lambda1, lambda2, feature_weighting
+        )
+        fixed_weights = (
+            multi_teacher.check_fixed_weights(fixed_weights, count).tolist()
+            if weighting == "fixed"
+            else None
+        )
         for k, teacher in enumerate(teachers):
             check_class_counts(student, teacher, f"teacher {k}")
             teacher.trainable = False
         # No single teacher and no target transform: the terms come from `teachers`; teaching
         # modes are for single-teacher distillers.
-        super().__init__(student, None, temperature=temperature, alpha=1.0, target=None,
-                         **kwargs)
+        super().__init__(student, None, temperature=temperature, alpha=1.0, target=None, **kwargs)
         self.fixed_weights = fixed_weights
         self.teachers = teachers
         self.weighting = weighting
@@ -131,7 +159,9 @@ class MultiTeacherDistiller(Distiller):
         self.feature_weight_gradient = bool(feature_weight_gradient)
         self.kd_factor, self.feature_factor = (
             multi_teacher.official_factors(weighting, feature_weighting, count)
-            if official_scaling else (1.0, 1.0))
+            if official_scaling
+            else (1.0, 1.0)
+        )
         if uses_features:
             self._build_feature_path(feature_layer)
 
@@ -148,23 +178,29 @@ class MultiTeacherDistiller(Distiller):
         for k, teacher in enumerate(self.teachers):
             _check_graph(teacher, f"teacher {k}")
         self.student_view = keras.Model(
-            student.input, [_layer_output(student, layer_name, "the student"), student.output],
-            name=f"{student.name}_features")
+            student.input,
+            [_layer_output(student, layer_name, "the student"), student.output],
+            name=f"{student.name}_features",
+        )
         self.teacher_views, self.adapters, self.teacher_heads = [], [], []
         student_shape = self.student_view.output[0].shape[1:]
         for k, teacher in enumerate(self.teachers):
             role = f"teacher {k}"
-            view = keras.Model(teacher.input, [_layer_output(teacher, layer_name, role),
-                                               teacher.output], name=f"teacher_{k}_features")
+            view = keras.Model(
+                teacher.input,
+                [_layer_output(teacher, layer_name, role), teacher.output],
+                name=f"teacher_{k}_features",
+            )
             self.teacher_views.append(view)
-            self.adapters.append(build_adapter(student_shape, view.output[0].shape[1:],
-                                               f"adapter_{k}"))
+            self.adapters.append(
+                build_adapter(student_shape, view.output[0].shape[1:], f"adapter_{k}")
+            )
             if self.feature_weighting == "ca_mkd":
                 self.teacher_heads.append(_teacher_head(teacher, layer_name, role))
 
     # ---- forward and losses ------------------------------------------------------------------
     def teacher_outputs(self, x):
-        """Frozen teachers in inference mode: (logits [K, B, C], feature maps list or None)."""
+        """Frozen teachers in inference mode: (logits [K, ..., C], feature maps list or None)."""
         if not self.uses_features:
             return self._stack_logits([t(x, training=False) for t in self.teachers]), None
         outputs = [view(x, training=False) for view in self.teacher_views]
@@ -172,21 +208,33 @@ class MultiTeacherDistiller(Distiller):
         return logits, [ops.stop_gradient(feature) for feature, _ in outputs]
 
     def _stack_logits(self, logits):
-        """K x [B, C] -> [K, B, C], after checking that the teachers agree on C."""
+        """K x [..., C] -> [K, ..., C], after checking that the teachers agree on C."""
         for k in range(1, len(logits)):
-            check_logits(logits[0], logits[k], self.teachers[0], self.teachers[k],
-                         f"teacher {k}", "teacher 0")
+            check_logits(
+                logits[0],
+                logits[k],
+                self.teachers[0],
+                self.teachers[k],
+                f"teacher {k}",
+                "teacher 0",
+            )
         return ops.stop_gradient(ops.stack(logits))
 
     def feature_terms(self, y, student_features, teacher_features, logit_weights, training):
         """(L_inter [B], w' [B, K] or None) for the student's feature map [B, ...]."""
         mapped = [adapter(student_features, training=training) for adapter in self.adapters]
-        errors = ops.stack([multi_teacher.feature_mse(f, m)
-                            for f, m in zip(teacher_features, mapped)], axis=-1)  # [B, K]
+        errors = ops.stack(
+            [multi_teacher.feature_mse(f, m) for f, m in zip(teacher_features, mapped)], axis=-1
+        )  # [B, K]
         own_weights = None
         if self.feature_weighting == "ca_mkd":
-            head_losses = ops.stack([losses.cross_entropy(y, head(m, training=False))
-                                     for head, m in zip(self.teacher_heads, mapped)], axis=0)
+            head_losses = ops.stack(
+                [
+                    losses.cross_entropy(y, head(m, training=False))
+                    for head, m in zip(self.teacher_heads, mapped)
+                ],
+                axis=0,
+            )
             if not self.feature_weight_gradient:
                 head_losses = ops.stop_gradient(head_losses)
             weights = own_weights = multi_teacher.confidence_weights(head_losses)
@@ -196,28 +244,41 @@ class MultiTeacherDistiller(Distiller):
             weights = ops.ones_like(errors) / len(self.teachers)
         return self.feature_factor * ops.sum(weights * errors, axis=-1), own_weights
 
-    def multi_teacher_terms(self, y, student_logits, student_features, teacher_logits,
-                            teacher_features, training):
-        """Every per-example term [B], named as in `loss_terms`."""
+    def multi_teacher_terms(
+        self, y, student_logits, student_features, teacher_logits, teacher_features, training
+    ):
+        """Every per-element term [...] ([B], or [B, T] per token of sequence outputs, where the
+        weights are per token), named as in `loss_terms`. With `logit_standardization` the KD
+        term reads z-scored logits; the teacher weights read the raw ones."""
         student_loss = losses.cross_entropy(y, student_logits)
-        weights = multi_teacher.teacher_weights(teacher_logits, y, self.weighting,
-                                                self.fixed_weights)
+        weights = multi_teacher.teacher_weights(
+            teacher_logits, y, self.weighting, self.fixed_weights
+        )
+        distilled_teachers, distilled_student = self.distillation_logits(
+            teacher_logits, student_logits
+        )
         distillation = self.kd_factor * multi_teacher.weighted_distillation(
-            weights, teacher_logits, student_logits, self.temperature)
+            weights, distilled_teachers, distilled_student, self.temperature
+        )
         loss = student_loss + self.lambda1 * distillation
         terms = {"student_loss": student_loss, "distillation_loss": distillation}
         if self.uses_features:
             feature_loss, feature_weights = self.feature_terms(
-                y, student_features, teacher_features, weights, training)
+                y, student_features, teacher_features, weights, training
+            )
             scale = self.lambda2
             if training and self.skip_features_first_epoch:
                 scale = scale * ops.cast(self.epoch.value >= 1, "float32")
             loss = loss + scale * feature_loss
             terms["feature_loss"] = feature_loss
             if feature_weights is not None:
-                terms.update({f"teacher_{k}_feature_weight": feature_weights[:, k]
-                              for k in range(len(self.teachers))})
-        terms.update({f"teacher_{k}_weight": weights[:, k] for k in range(len(self.teachers))})
+                terms.update(
+                    {
+                        f"teacher_{k}_feature_weight": feature_weights[..., k]
+                        for k in range(len(self.teachers))
+                    }
+                )
+        terms.update({f"teacher_{k}_weight": weights[..., k] for k in range(len(self.teachers))})
         terms["loss"] = loss
         return terms
 
@@ -233,8 +294,9 @@ class MultiTeacherDistiller(Distiller):
 
     def compute_terms(self, x, y, student_logits, teacher_logits, training, features=None):
         student_features, teacher_features = features if features is not None else (None, None)
-        return self.multi_teacher_terms(y, student_logits, student_features, teacher_logits,
-                                        teacher_features, training)
+        return self.multi_teacher_terms(
+            y, student_logits, student_features, teacher_logits, teacher_features, training
+        )
 
     def input_models(self):
         return [self.student, *self.teachers]
@@ -245,26 +307,42 @@ class MultiTeacherDistiller(Distiller):
 
 # ---- methods for bin/distill ------------------------------------------------------------------
 LAMBDA1 = methods.Option("lambda1", 1.0, "Multi-teacher methods: weight of the weighted KD term.")
-LAMBDA2 = methods.Option("lambda2", 50.0, "ca_mkd: weight of the intermediate-feature term "
-                                          "L_inter (paper: 50).")
+LAMBDA2 = methods.Option(
+    "lambda2", 50.0, "ca_mkd: weight of the intermediate-feature term L_inter (paper: 50)."
+)
 OFFICIAL_SCALING = methods.Option(
-    "official_scaling", False, "ca_mkd, ebkd: also divide the weighted terms by the number of "
-    "teachers as the authors' code does (changes the effective lambda1 and lambda2).")
+    "official_scaling",
+    False,
+    "ca_mkd, ebkd: also divide the weighted terms by the number of "
+    "teachers as the authors' code does (changes the effective lambda1 and lambda2).",
+)
 SKIP_FIRST_EPOCH = methods.Option(
-    "skip_features_first_epoch", True, "ca_mkd, fitnet_mkd: leave the feature term out "
-    "during the first epoch, as the authors' code does.")
+    "skip_features_first_epoch",
+    True,
+    "ca_mkd, fitnet_mkd: leave the feature term out "
+    "during the first epoch, as the authors' code does.",
+)
 FEATURE_LAYER = methods.Option(
-    "mkd_feature_layer", models.FEATURES, "ca_mkd, fitnet_mkd: the layer matched in the "
-    "student and every teacher.")
+    "mkd_feature_layer",
+    models.FEATURES,
+    "ca_mkd, fitnet_mkd: the layer matched in the student and every teacher.",
+)
 ABLATION = methods.Option(
-    "ca_mkd_ablation", "none", "ca_mkd: the paper's Table 4 ablations: average_weights "
+    "ca_mkd_ablation",
+    "none",
+    "ca_mkd: the paper's Table 4 ablations: average_weights "
     "(w = w' = 1/K), no_features (no L_inter), logit_weights_for_features (w' = w).",
-    choices=("none", "average_weights", "no_features", "logit_weights_for_features"))
+    choices=("none", "average_weights", "no_features", "logit_weights_for_features"),
+)
 WEIGHT_GRADIENT = methods.Option(
-    "ca_mkd_weight_gradient", False, "ca_mkd: let the gradient flow through the feature "
-    "weights w' as the authors' code does, instead of holding w' constant.")
-FIXED_WEIGHTS = methods.Option("fixed_teacher_weights", "",
-                               "fixed_mkd: a comma list of relative per-teacher weights.")
+    "ca_mkd_weight_gradient",
+    False,
+    "ca_mkd: let the gradient flow through the feature "
+    "weights w' as the authors' code does, instead of holding w' constant.",
+)
+FIXED_WEIGHTS = methods.Option(
+    "fixed_teacher_weights", "", "fixed_mkd: a comma list of relative per-teacher weights."
+)
 
 
 def _build(weighting, **fixed):
@@ -274,11 +352,18 @@ def _build(weighting, **fixed):
             if name in options:
                 settings.setdefault(name, options[name])
         return MultiTeacherDistiller(
-            student, teachers, weighting=weighting, temperature=options["temperature"],
+            student,
+            teachers,
+            weighting=weighting,
+            temperature=options["temperature"],
+            logit_standardization=options.get("logit_standardization", False),
             official_scaling=options.get("official_scaling", False),
             skip_features_first_epoch=options.get("skip_features_first_epoch", True),
             feature_layer=options.get("mkd_feature_layer", models.FEATURES),
-            feature_weight_gradient=options.get("ca_mkd_weight_gradient", False), **settings)
+            feature_weight_gradient=options.get("ca_mkd_weight_gradient", False),
+            **settings,
+        )
+
     return build
 
 
@@ -295,7 +380,8 @@ def _build_ca_mkd(student, teachers, data, options):
 
 def _build_fitnet_mkd(student, teachers, data, options):
     return _build("aver", feature_weighting="aver", lambda2=options["hint_weight"])(
-        student, teachers, data, options)
+        student, teachers, data, options
+    )
 
 
 def _build_fixed(student, teachers, data, options):
@@ -310,8 +396,9 @@ def _fixed_weights(options):
     try:
         return [float(w) for w in text.split(",")] if text.strip() else None
     except ValueError:
-        raise ValueError(f"--fixed_teacher_weights must be a comma list of numbers; got "
-                         f"{text!r}") from None
+        raise ValueError(
+            f"--fixed_teacher_weights must be a comma list of numbers; got {text!r}"
+        ) from None
 
 
 def _ca_mkd_weighting(options):
@@ -322,31 +409,71 @@ def _weighting(name):
     return lambda options: (name, None)
 
 
-_T = methods.TEMPERATURE
+_T, _LS = methods.TEMPERATURE, LOGIT_STANDARDIZATION
 for _name, _method in (
-        ("aver", methods.Method(_build("aver", lambda2=0.0), (_T, LAMBDA1), multi_teacher=True,
-                                weighting=_weighting("aver"),
-                                description="You et al. 2017: CE + l1 * mean_k T^2 KL_k")),
-        ("ebkd", methods.Method(_build("ebkd", lambda2=0.0), (_T, LAMBDA1, OFFICIAL_SCALING),
-                                multi_teacher=True, weighting=_weighting("ebkd"),
-                                min_teachers=multi_teacher.min_teachers("ebkd"),
-                                description="Kwon et al. 2020: entropy-weighted teachers")),
-        ("fixed_mkd", methods.Method(_build_fixed, (_T, LAMBDA1, FIXED_WEIGHTS),
-                                     multi_teacher=True,
-                                     weighting=lambda options: ("fixed", _fixed_weights(options)),
-                                     description="Teachers with fixed user-given weights")),
-        ("fitnet_mkd", methods.Method(_build_fitnet_mkd, (_T, LAMBDA1, HINT_WEIGHT,
-                                                          SKIP_FIRST_EPOCH, FEATURE_LAYER),
-                                      multi_teacher=True, needs_features=True,
-                                      weighting=_weighting("aver"),
-                                      description="AVER + mean over teachers of FitNet hints")),
-        ("ca_mkd", methods.Method(_build_ca_mkd, (_T, LAMBDA1, LAMBDA2, OFFICIAL_SCALING,
-                                                  SKIP_FIRST_EPOCH, FEATURE_LAYER, ABLATION,
-                                                  WEIGHT_GRADIENT),
-                                  multi_teacher=True, needs_features=True,
-                                  min_teachers=multi_teacher.min_teachers("ca_mkd"),
-                                  weighting=_ca_mkd_weighting,
-                                  description="Zhang et al. 2022: confidence-aware weights on "
-                                              "logits and features")),
+    (
+        "aver",
+        methods.Method(
+            _build("aver", lambda2=0.0),
+            (_T, LAMBDA1, _LS),
+            multi_teacher=True,
+            weighting=_weighting("aver"),
+            description="You et al. 2017: CE + l1 * mean_k T^2 KL_k",
+        ),
+    ),
+    (
+        "ebkd",
+        methods.Method(
+            _build("ebkd", lambda2=0.0),
+            (_T, LAMBDA1, OFFICIAL_SCALING, _LS),
+            multi_teacher=True,
+            weighting=_weighting("ebkd"),
+            min_teachers=multi_teacher.min_teachers("ebkd"),
+            description="Kwon et al. 2020: entropy-weighted teachers",
+        ),
+    ),
+    (
+        "fixed_mkd",
+        methods.Method(
+            _build_fixed,
+            (_T, LAMBDA1, FIXED_WEIGHTS),
+            multi_teacher=True,
+            weighting=lambda options: ("fixed", _fixed_weights(options)),
+            description="Teachers with fixed user-given weights",
+        ),
+    ),
+    (
+        "fitnet_mkd",
+        methods.Method(
+            _build_fitnet_mkd,
+            (_T, LAMBDA1, HINT_WEIGHT, SKIP_FIRST_EPOCH, FEATURE_LAYER),
+            multi_teacher=True,
+            needs_features=True,
+            weighting=_weighting("aver"),
+            description="AVER + mean over teachers of FitNet hints",
+        ),
+    ),
+    (
+        "ca_mkd",
+        methods.Method(
+            _build_ca_mkd,
+            (
+                _T,
+                LAMBDA1,
+                LAMBDA2,
+                OFFICIAL_SCALING,
+                SKIP_FIRST_EPOCH,
+                FEATURE_LAYER,
+                ABLATION,
+                WEIGHT_GRADIENT,
+                _LS,
+            ),
+            multi_teacher=True,
+            needs_features=True,
+            min_teachers=multi_teacher.min_teachers("ca_mkd"),
+            weighting=_ca_mkd_weighting,
+            description="Zhang et al. 2022: confidence-aware weights on logits and features",
+        ),
+    ),
 ):
     methods.METHODS.register(_name, _method)

@@ -1,12 +1,51 @@
-"""Teacher-target transforms: teacher logits (and labels) -> target distribution [batch, K].
+"""Teacher-target transforms: teacher logits [..., K] (and labels [...]) -> target
+distribution [..., K].
 
 `build_target(name, **options)` builds any registered transform; importing this package
 registers them all (temperature, calibrated, label_smoothing, kd_pt, kd_sim, kd_pt_sim, kd_topk,
-kd_rel). The partial targets' pure functions are `tfkd.partial_targets`.
+kd_rel). The partial targets' pure functions are `tfkd.partial_targets`; `standardize_logits` is
+the logit standardization applied to teacher and student logits alike.
 """
-from tfkd.partial_targets import (kd_pt, kd_pt_sim, kd_rel, kd_sim,  # noqa: F401
-                                  kd_topk, label_smoothing)
-from tfkd.targets.base import TARGETS, TemperatureSoftmax, build_target  # noqa: F401
-from tfkd.targets.calibrated import CALIBRATION_MODES, CalibratedSoftmax  # noqa: F401
-from tfkd.targets.partial import (TARGET_CLASSES, LabelSmoothingTarget,  # noqa: F401
-                                  PtSimTarget, PtTarget, RelTarget, SimTarget, TopkTarget)
+
+from tfkd.partial_targets import (
+    kd_pt,
+    kd_pt_sim,
+    kd_rel,
+    kd_sim,
+    kd_topk,
+    label_smoothing,
+)
+from tfkd.targets.base import TARGETS, TemperatureSoftmax, build_target
+from tfkd.targets.calibrated import CALIBRATION_MODES, CalibratedSoftmax
+from tfkd.targets.partial import (
+    TARGET_CLASSES,
+    LabelSmoothingTarget,
+    PtSimTarget,
+    PtTarget,
+    RelTarget,
+    SimTarget,
+    TopkTarget,
+)
+from tfkd.targets.standardized import standardize_logits
+
+__all__ = [
+    "CALIBRATION_MODES",
+    "TARGETS",
+    "TARGET_CLASSES",
+    "CalibratedSoftmax",
+    "LabelSmoothingTarget",
+    "PtSimTarget",
+    "PtTarget",
+    "RelTarget",
+    "SimTarget",
+    "TemperatureSoftmax",
+    "TopkTarget",
+    "build_target",
+    "kd_pt",
+    "kd_pt_sim",
+    "kd_rel",
+    "kd_sim",
+    "kd_topk",
+    "label_smoothing",
+    "standardize_logits",
+]

@@ -1,9 +1,11 @@
 """The teacher-target registry and Hinton's temperature softmax.
 
-A transform is a callable `transform(teacher_logits, labels) -> probs [batch, K]`, built from
-keyword options by a factory registered in `TARGETS`. `needs_teacher = False` lets a distiller
-skip the teacher's forward pass (label smoothing, KD-sim, KD-rel).
+A transform is a callable `transform(teacher_logits [..., K], labels [...]) -> probs [..., K]`
+(classifiers [batch, K], sequences [batch, time, K]), built from keyword options by a factory
+registered in `TARGETS`. `needs_teacher = False` lets a distiller skip the teacher's forward pass
+(label smoothing, KD-sim, KD-rel).
 """
+
 import inspect
 
 from keras import ops
@@ -43,8 +45,10 @@ def build_target(name, temperature=None, **options):
     parameters = inspect.signature(factory).parameters
     unknown = sorted(set(options) - set(parameters))
     if unknown:
-        raise ValueError(f"teacher target {name!r} takes no option {', '.join(unknown)}; its "
-                         f"options: {', '.join(parameters) or 'none'}")
+        raise ValueError(
+            f"teacher target {name!r} takes no option {', '.join(unknown)}; its "
+            f"options: {', '.join(parameters) or 'none'}"
+        )
     if temperature is not None and "temperature" in parameters:
         options["temperature"] = temperature
     return factory(**options)

@@ -1,5 +1,6 @@
 """Calibrated teacher targets: "Rethinking knowledge distillation from the perspective of
 model calibration" (`--calibrate_teacher`, `tfkd.calibration`)."""
+
 from keras import ops
 
 from tfkd.targets.base import TARGETS
@@ -25,11 +26,14 @@ class CalibratedSoftmax:
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         if not calibration_temperature > 0:
-            raise ValueError(f"calibration_temperature (T*) must be > 0, got "
-                             f"{calibration_temperature}")
+            raise ValueError(
+                f"calibration_temperature (T*) must be > 0, got {calibration_temperature}"
+            )
         if calibration_mode not in CALIBRATION_MODES:
-            raise ValueError(f"calibration_mode must be one of {', '.join(CALIBRATION_MODES)}, "
-                             f"got {calibration_mode!r}")
+            raise ValueError(
+                f"calibration_mode must be one of {', '.join(CALIBRATION_MODES)}, "
+                f"got {calibration_mode!r}"
+            )
         self.temperature = temperature
         self.calibration_temperature = calibration_temperature
         self.calibration_mode = calibration_mode

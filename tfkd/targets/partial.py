@@ -1,6 +1,7 @@
 """Partial-distillation teacher targets (Tang et al., arXiv:2002.03532) as registered transforms
-`transform(teacher_logits, labels) -> [batch, K]`, wrapping the pure functions of
+`transform(teacher_logits, labels) -> [..., K]`, wrapping the pure functions of
 `tfkd.partial_targets`."""
+
 import numpy as np
 from keras import ops
 
@@ -58,28 +59,36 @@ class SimTarget:
 
     def __call__(self, teacher_logits, labels):
         # Recomputing the [K, K] table costs one K x F product per step: nothing next to a model.
-        return partial_targets.kd_sim(self.classifier_weights, labels, self.beta,
-                                      self.sim_temperature)
+        return partial_targets.kd_sim(
+            self.classifier_weights, labels, self.beta, self.sim_temperature
+        )
 
 
 class PtSimTarget(_TeacherProbs):
     """KD-pt+sim: gamma * KD-pt + (1 - gamma) * KD-sim."""
 
-    def __init__(self, classifier_weights, temperature=4.0, gamma=0.5, sim_beta=1.0,
-                 sim_temperature=0.1):
+    def __init__(
+        self, classifier_weights, temperature=4.0, gamma=0.5, sim_beta=1.0, sim_temperature=0.1
+    ):
         super().__init__(temperature)
         classifier_weights = np.asarray(classifier_weights, "float32")
         uniform = np.full((1, len(classifier_weights)), 1.0 / len(classifier_weights), "float32")
         # Checks every argument once, eagerly, rather than at the first training step.
-        partial_targets.kd_pt_sim(uniform, classifier_weights, np.zeros(1, "int32"), gamma,
-                                  sim_beta, sim_temperature)
+        partial_targets.kd_pt_sim(
+            uniform, classifier_weights, np.zeros(1, "int32"), gamma, sim_beta, sim_temperature
+        )
         self.classifier_weights = ops.convert_to_tensor(classifier_weights)
         self.gamma, self.beta, self.sim_temperature = gamma, sim_beta, sim_temperature
 
     def __call__(self, teacher_logits, labels):
-        return partial_targets.kd_pt_sim(self.teacher_probs(teacher_logits),
-                                         self.classifier_weights, labels, self.gamma, self.beta,
-                                         self.sim_temperature)
+        return partial_targets.kd_pt_sim(
+            self.teacher_probs(teacher_logits),
+            self.classifier_weights,
+            labels,
+            self.gamma,
+            self.beta,
+            self.sim_temperature,
+        )
 
 
 class TopkTarget(_TeacherProbs):
@@ -104,12 +113,18 @@ class RelTarget:
         self.p_gt, self.p_same, self.p_other = p_gt, p_same, p_other
 
     def __call__(self, teacher_logits, labels):
-        return partial_targets.kd_rel(labels, self.superclass_of, self.p_gt, self.p_same,
-                                      self.p_other)
+        return partial_targets.kd_rel(
+            labels, self.superclass_of, self.p_gt, self.p_same, self.p_other
+        )
 
 
-TARGET_CLASSES = {"label_smoothing": LabelSmoothingTarget, "kd_pt": PtTarget,
-                  "kd_sim": SimTarget, "kd_pt_sim": PtSimTarget, "kd_topk": TopkTarget,
-                  "kd_rel": RelTarget}
+TARGET_CLASSES = {
+    "label_smoothing": LabelSmoothingTarget,
+    "kd_pt": PtTarget,
+    "kd_sim": SimTarget,
+    "kd_pt_sim": PtSimTarget,
+    "kd_topk": TopkTarget,
+    "kd_rel": RelTarget,
+}
 for _name, _target in TARGET_CLASSES.items():
     TARGETS.register(_name, _target)

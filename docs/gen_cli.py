@@ -1,5 +1,6 @@
 """MkDocs hook: the command-line reference (reference/cli.md), generated at build time from the
 --help texts that `tfkd.cli.help_text` derives from the flag declarations (no TensorFlow)."""
+
 import os
 import re
 import sys
@@ -35,7 +36,7 @@ def parse(text):
     for line in lines[1:]:
         if not line.strip():
             continue
-        if (match := GROUP.match(line)):
+        if match := GROUP.match(line):
             groups.append(((match.group(2) or "").strip() or "flags", []))
         elif (match := FLAG.match(line)) and groups:
             name = f"--[no]{match.group(2)}" if match.group(1) else f"--{match.group(2)}"
@@ -43,7 +44,7 @@ def parse(text):
             groups[-1][1].append(flag)
         elif line.startswith("    ") and flag is not None:
             part = line.strip()
-            if (match := DEFAULT.match(part)):
+            if match := DEFAULT.match(part):
                 flag["default"] = match.group(1)
             elif KIND.match(part):
                 flag["kind"] = part[1:-1]
@@ -64,14 +65,20 @@ def tool_markdown(tool, summary, text):
     usage, groups, rest = parsed
     lines = [summary, "", f"`{usage}`"]
     for group, flags in groups:
-        lines += ["", f"### {tool}: {group}", "", "| flag | default | what it sets |",
-                  "|---|---|---|"]
+        lines += [
+            "",
+            f"### {tool}: {group}",
+            "",
+            "| flag | default | what it sets |",
+            "|---|---|---|",
+        ]
         for flag in flags:
             help_text = " ".join(part for part in flag["help"] if part)
             match = ENUM.match(help_text)
             if match:
-                help_text = f"One of {', '.join(match.group(1).split('|'))}. " + \
-                    help_text[match.end():]
+                help_text = (
+                    f"One of {', '.join(match.group(1).split('|'))}. " + help_text[match.end() :]
+                )
             if flag["kind"]:
                 help_text += f" ({flag['kind']})"
             lines.append(f"| `{flag['name']}` | {_cell(flag['default'])} | {_cell(help_text)} |")
@@ -82,13 +89,19 @@ def tool_markdown(tool, summary, text):
 def markdown():
     """The reference page: every command with its summary and every flag it declares."""
     help_text = _help_text()
-    lines = ["# Command-line reference", "",
-             "Every flag of every `tfkd` command, as `tfkd <command> --help` prints it "
-             "(generated from the flag declarations; `bin/<command>` in a checkout is the same "
-             "command). `distill`, `tune` and `ladder` also take `--config=NAME` (a packaged "
-             "recipe) and `--list_configs`.", ""]
-    lines += [f"- [`tfkd {tool}`](#tfkd-{tool}): {summary}"
-              for tool, (_, summary) in help_text.TOOLS.items()]
+    lines = [
+        "# Command-line reference",
+        "",
+        "Every flag of every `tfkd` command, as `tfkd <command> --help` prints it "
+        "(generated from the flag declarations; `bin/<command>` in a checkout is the same "
+        "command). `distill`, `tune` and `ladder` also take `--config=NAME` (a packaged "
+        "recipe) and `--list_configs`.",
+        "",
+    ]
+    lines += [
+        f"- [`tfkd {tool}`](#tfkd-{tool}): {summary}"
+        for tool, (_, summary) in help_text.TOOLS.items()
+    ]
     for tool, (_, summary) in help_text.TOOLS.items():
         lines += ["", f"## tfkd {tool}", ""]
         lines += tool_markdown(tool, summary, help_text.read(tool))
@@ -97,5 +110,6 @@ def markdown():
 
 def on_files(files, config):
     from mkdocs.structure.files import File
+
     files.append(File.generated(config, PAGE, content=markdown()))
     return files

@@ -1,4 +1,5 @@
 """Running bin/distill's job in-process."""
+
 from tfkd import experiment
 
 
@@ -21,11 +22,16 @@ def kill_during_distillation(args, output_dir, after_epochs=2, timeout=240):
     import sys
     import time
 
-    distill = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bin",
-                           "distill")
+    distill = os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bin", "distill"
+    )
     env = {key: value for key, value in os.environ.items() if key != "TFKD_DEBUG"}
-    process = subprocess.Popen([sys.executable, distill, *args], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, distill, *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     state = os.path.join(f"{output_dir}.partial", "checkpoints", "distill", "state.json")
     deadline = time.time() + timeout
 

@@ -1,4 +1,5 @@
 """Test set-up: two logical CPU devices so that MirroredStrategy tests run on any machine."""
+
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -7,7 +8,8 @@ import tensorflow as tf  # noqa: E402
 
 _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(
-    _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+    _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+)
 
 
 import pytest  # noqa: E402
@@ -38,8 +40,7 @@ def _restore_global_state():
     keras.utils.set_random_seed(0)
     yield
     if tf_config.is_op_determinism_enabled() != determinism:
-        (tf_config.enable_op_determinism if determinism else
-         tf_config.disable_op_determinism)()
+        (tf_config.enable_op_determinism if determinism else tf_config.disable_op_determinism)()
     keras.config.set_floatx(floatx)
     keras.config.set_dtype_policy(policy)
 

@@ -1,5 +1,6 @@
 """NumPy references for the partial-distillation targets, one loop per example, straight from
 the definitions of Tang et al. (arXiv:2002.03532)."""
+
 import numpy as np
 
 
@@ -48,8 +49,12 @@ def ref_kd_topk(probs, k):
 def ref_kd_rel(labels, superclass_of, p_gt, p_same, p_other):
     out = []
     for t in labels:
-        row = np.array([p_gt if j == t else p_same if superclass_of[j] == superclass_of[t]
-                        else p_other for j in range(len(superclass_of))])
+        row = np.array(
+            [
+                p_gt if j == t else p_same if superclass_of[j] == superclass_of[t] else p_other
+                for j in range(len(superclass_of))
+            ]
+        )
         out.append(row / row.sum())
     return np.array(out)
 

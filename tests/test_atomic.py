@@ -1,5 +1,6 @@
 """Atomic writes: a destination is replaced whole or left as it was; nothing half-written or
 temporary stays behind; and the package writes through this one helper."""
+
 import os
 import re
 
@@ -65,8 +66,12 @@ def test_the_package_renames_only_through_the_helper():
         for name in files:
             path = os.path.join(folder, name)
             if name.endswith(".py") and os.path.relpath(path, ROOT) != os.path.join(
-                    "tfkd", "atomic.py"):
+                "tfkd", "atomic.py"
+            ):
                 with open(path) as handle:
-                    found += [f"{os.path.relpath(path, ROOT)}:{number}"
-                              for number, line in enumerate(handle, 1) if calls.search(line)]
+                    found += [
+                        f"{os.path.relpath(path, ROOT)}:{number}"
+                        for number, line in enumerate(handle, 1)
+                        if calls.search(line)
+                    ]
     assert found == []

@@ -1,5 +1,6 @@
 """bin/bench's report: structure, ratios computed from the reported medians, goal verdicts.
 Timing is never asserted."""
+
 import json
 import statistics
 
@@ -9,19 +10,38 @@ from tfkd import bench
 from tfkd.cli import bench as bench_cli
 from tfkd.cli import common
 
-TINY = ["--teacher=cnn_small", "--student=cnn_small", "--batch_size=8", "--steps=2",
-        "--repetitions=2", "--image_size=8", "--num_classes=4", "--rss=none"]
+TINY = [
+    "--teacher=cnn_small",
+    "--student=cnn_small",
+    "--batch_size=8",
+    "--steps=2",
+    "--repetitions=2",
+    "--image_size=8",
+    "--num_classes=4",
+    "--rss=none",
+]
 
 
 def test_report_structure_and_every_ratio_comes_from_the_reported_numbers(tmp_path):
     output = str(tmp_path / "throughput.json")
-    variants = ("plain_fit,teacher_forward,online_kd,cached_kd,multi_teacher_k2_cached,"
-                "cached_kd_mixed_bfloat16")
+    variants = (
+        "plain_fit,teacher_forward,online_kd,cached_kd,multi_teacher_k2_cached,"
+        "cached_kd_mixed_bfloat16"
+    )
     bench_cli.main(["bin/bench", *TINY, f"--variants={variants}", f"--output={output}"])
     with open(output) as handle:
         report = json.load(handle)
-    for section in ("images_per_second", "images_per_cpu_second", "peak_rss_mb", "ratios",
-                    "per_repetition_ratios", "goals", "command", "sizes", "repetitions"):
+    for section in (
+        "images_per_second",
+        "images_per_cpu_second",
+        "peak_rss_mb",
+        "ratios",
+        "per_repetition_ratios",
+        "goals",
+        "command",
+        "sizes",
+        "repetitions",
+    ):
         assert section in report
     assert report["command"].startswith("bin/bench ") and "--steps=2" in report["command"]
     chosen = variants.split(",")
@@ -42,10 +62,15 @@ def test_report_structure_and_every_ratio_comes_from_the_reported_numbers(tmp_pa
             continue
         assert ratio == pytest.approx(medians[numerator] / medians[denominator], rel=1e-12)
         runs = report["repetitions"]
-        per_repetition = [a / b for a, b in zip(runs[numerator]["images_per_cpu_second"],
-                                                runs[denominator]["images_per_cpu_second"])]
+        per_repetition = [
+            a / b
+            for a, b in zip(
+                runs[numerator]["images_per_cpu_second"], runs[denominator]["images_per_cpu_second"]
+            )
+        ]
         assert report["per_repetition_ratios"][label] == pytest.approx(
-            statistics.median(per_repetition), rel=1e-12)
+            statistics.median(per_repetition), rel=1e-12
+        )
     goals = report["goals"]
     assert set(goals) == {goal for goal, *_ in bench.GOALS}
     measured = goals["cached_kd_vs_plain_fit"]
@@ -59,10 +84,13 @@ def test_goal_verdicts_from_given_measurements():
     args = bench_cli.parse(["--batch_size=10", "--steps=3", "--repetitions=3", "--rss=none"])
     images = 30
     # (wall, cpu) seconds per repetition: plain_fit 100 / 100 / 50 images per CPU-second.
-    measurements = {"plain_fit": [(1.0, images / 100), (1.0, images / 100), (1.0, images / 50)],
-                    "cached_kd": [(1.0, images / 95), (1.0, images / 80), (1.0, images / 45)]}
-    report = bench.summarize(args, measurements, {"replay_kd": "ValueError: no storage"}, {},
-                             {}, "bin/bench")
+    measurements = {
+        "plain_fit": [(1.0, images / 100), (1.0, images / 100), (1.0, images / 50)],
+        "cached_kd": [(1.0, images / 95), (1.0, images / 80), (1.0, images / 45)],
+    }
+    report = bench.summarize(
+        args, measurements, {"replay_kd": "ValueError: no storage"}, {}, {}, "bin/bench"
+    )
     # Per-repetition ratios 0.95, 0.80, 0.90: median 0.90 (the quotient of medians is 80 / 100).
     assert report["per_repetition_ratios"]["cached_kd/plain_fit"] == pytest.approx(0.90)
     assert report["ratios"]["cached_kd/plain_fit"] == pytest.approx(80 / 100)

@@ -1,4 +1,5 @@
 """Teacher-output cache: keys, disk entries written atomically, batches, cached == online KD."""
+
 import json
 import os
 
@@ -20,8 +21,10 @@ def _model(seed, name="cnn_small"):
 
 def _data(count=48, seed=0):
     rng = np.random.default_rng(seed)
-    return (rng.integers(0, 256, (count, *SHAPE), dtype=np.uint8),
-            rng.integers(0, CLASSES, count).astype(np.int32))
+    return (
+        rng.integers(0, 256, (count, *SHAPE), dtype=np.uint8),
+        rng.integers(0, CLASSES, count).astype(np.int32),
+    )
 
 
 @pytest.fixture
@@ -35,8 +38,13 @@ def deterministic():
 
 
 def _key(teachers, **changes):
-    identity = dict(dataset_id="npz:/data", split="train", subset=None, seed=0,
-                    preprocessing={"input_scale": 1.0})
+    identity = dict(
+        dataset_id="npz:/data",
+        split="train",
+        subset=None,
+        seed=0,
+        preprocessing={"input_scale": 1.0},
+    )
     identity.update(changes)
     return cache.cache_key(teachers, **identity)
 
@@ -45,10 +53,15 @@ def test_key_names_teachers_weights_data_split_subset_seed_and_preprocessing():
     teacher = _model(1)
     base = _key([teacher])
     assert base == _key([_model(1)])  # an identical teacher built again
-    changed = [_key([_model(2)]), _key([teacher, teacher]),
-               _key([teacher], dataset_id="npz:/other"), _key([teacher], split="validation"),
-               _key([teacher], subset={"train_limit": 100}), _key([teacher], seed=1),
-               _key([teacher], preprocessing={"input_scale": 255.0})]
+    changed = [
+        _key([_model(2)]),
+        _key([teacher, teacher]),
+        _key([teacher], dataset_id="npz:/other"),
+        _key([teacher], split="validation"),
+        _key([teacher], subset={"train_limit": 100}),
+        _key([teacher], seed=1),
+        _key([teacher], preprocessing={"input_scale": 255.0}),
+    ]
     assert len({base, *changed}) == len(changed) + 1
     # One weight changed in its last bit changes the key.
     other = _model(1)
@@ -69,7 +82,8 @@ def test_disk_round_trip_is_exact_and_a_second_call_reads(tmp_path):
     read = disk.outputs(teachers, x, key, batch_size=16, outputs=("logits", "features"))
     assert not read.built and disk.builds == 1 and read.path == built.path
     memory = cache.TeacherCache("memory", verbose=0).outputs(
-        teachers, x, key, batch_size=16, outputs=("logits", "features"), feature_dtype="float32")
+        teachers, x, key, batch_size=16, outputs=("logits", "features"), feature_dtype="float32"
+    )
     for k, teacher in enumerate(teachers):
         assert isinstance(read.logits[k], np.memmap)
         np.testing.assert_array_equal(read.logits[k], memory.logits[k])
@@ -90,8 +104,9 @@ def test_other_teacher_split_subset_or_preprocessing_recomputes(tmp_path):
     a = disk.outputs([first], x, _key([first]), batch_size=16)
     b = disk.outputs([second], x, _key([second]), batch_size=16)
     assert a.built and b.built and a.path != b.path
-    np.testing.assert_allclose(b.logits[0], teaching.teacher_predictions(second, x, 16),
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        b.logits[0], teaching.teacher_predictions(second, x, 16), rtol=1e-6, atol=1e-6
+    )
     for changes in ({"split": "test"}, {"subset": 24}, {"preprocessing": "resize"}):
         assert disk.outputs([first], x, _key([first], **changes), batch_size=16).built
     assert disk.builds == 5
@@ -139,8 +154,9 @@ def test_half_written_or_stale_entries_are_ignored_and_rebuilt(tmp_path, monkeyp
 def test_batches_carry_each_example_with_its_own_outputs():
     x, y = _data()
     teachers = [_model(1), _model(2)]
-    cached = cache.TeacherCache(verbose=0).outputs(teachers, x, _key(teachers), batch_size=16,
-                                                   outputs=("logits", "features"))
+    cached = cache.TeacherCache(verbose=0).outputs(
+        teachers, x, _key(teachers), batch_size=16, outputs=("logits", "features")
+    )
     dataset = cache.cached_dataset(x, y, cached, batch_size=10, shuffle=True, seed=5)
     plain = tfkd.data.as_dataset(x, y, batch_size=10, shuffle=True, seed=5)
     for (inputs, targets), (plain_inputs, plain_labels) in zip(dataset, plain):
@@ -148,16 +164,21 @@ def test_batches_carry_each_example_with_its_own_outputs():
         np.testing.assert_array_equal(targets["labels"], plain_labels)
         np.testing.assert_array_equal(inputs, plain_inputs)
         assert inputs.dtype == tf.float32 and len(targets["teacher_logits"]) == 2
-        rows = [np.flatnonzero(np.all(x == np.round(image * 255).astype(np.uint8),
-                                      axis=(1, 2, 3)))[0] for image in inputs.numpy()]
+        rows = [
+            np.flatnonzero(np.all(x == np.round(image * 255).astype(np.uint8), axis=(1, 2, 3)))[0]
+            for image in inputs.numpy()
+        ]
         for k in range(2):
             np.testing.assert_array_equal(targets["teacher_logits"][k], cached.logits[k][rows])
-            np.testing.assert_array_equal(targets["teacher_features"][k],
-                                          cached.features[k][rows].astype(np.float32))
+            np.testing.assert_array_equal(
+                targets["teacher_features"][k], cached.features[k][rows].astype(np.float32)
+            )
     single = cache.TeacherCache(verbose=0).outputs(teachers[0], x, _key(teachers[:1]))
     _, targets = next(iter(cache.cached_dataset(x, y, single, batch_size=8)))
     assert set(targets) == {"labels", "teacher_logits"} and targets["teacher_logits"].shape == (
-        8, CLASSES)
+        8,
+        CLASSES,
+    )
 
 
 def _fit(distiller, dataset, epochs=2):
@@ -170,13 +191,15 @@ def test_cached_and_online_kd_take_the_same_steps(deterministic):
     x, y = _data()
     teacher = _model(1)
     online = tfkd.Distiller(_model(7), teacher, temperature=4.0, alpha=0.9)
-    online_history, online_weights = _fit(online, tfkd.data.as_dataset(
-        x, y, batch_size=16, shuffle=True, seed=3))
+    online_history, online_weights = _fit(
+        online, tfkd.data.as_dataset(x, y, batch_size=16, shuffle=True, seed=3)
+    )
     cached = cache.TeacherCache(verbose=0).outputs([teacher], x, _key([teacher]), batch_size=16)
     distiller = tfkd.Distiller(_model(7), teacher, temperature=4.0, alpha=0.9)
     distiller.teaching = cache.CachedTeaching()
-    history, weights = _fit(distiller, cache.cached_dataset(x, y, cached, batch_size=16,
-                                                            shuffle=True, seed=3))
+    history, weights = _fit(
+        distiller, cache.cached_dataset(x, y, cached, batch_size=16, shuffle=True, seed=3)
+    )
     for name in ("loss", "student_loss", "distillation_loss"):
         np.testing.assert_allclose(history[name], online_history[name], rtol=1e-6)
     for got, want in zip(weights, online_weights):
@@ -189,14 +212,21 @@ def test_cached_multi_teacher_with_features_takes_the_online_steps(deterministic
 
     def build():
         keras.utils.set_random_seed(0)  # the adapters' initial weights
-        return cache.CachedMultiTeacherDistiller(_model(7), teachers, weighting="aver",
-                                                 lambda2=1.0, skip_features_first_epoch=False)
+        return cache.CachedMultiTeacherDistiller(
+            _model(7), teachers, weighting="aver", lambda2=1.0, skip_features_first_epoch=False
+        )
 
-    online_history, online_weights = _fit(build(), tfkd.data.as_dataset(
-        x, y, batch_size=16, shuffle=True, seed=3))
+    online_history, online_weights = _fit(
+        build(), tfkd.data.as_dataset(x, y, batch_size=16, shuffle=True, seed=3)
+    )
     cached = cache.TeacherCache(verbose=0).outputs(
-        teachers, x, _key(teachers), batch_size=16, outputs=("logits", "features"),
-        feature_dtype="float32")
+        teachers,
+        x,
+        _key(teachers),
+        batch_size=16,
+        outputs=("logits", "features"),
+        feature_dtype="float32",
+    )
     history, weights = _fit(build(), cache.cached_dataset(x, y, cached, 16, True, 3))
     for name in ("loss", "distillation_loss", "feature_loss"):
         np.testing.assert_allclose(history[name], online_history[name], rtol=1e-6)

@@ -1,4 +1,5 @@
 """tfkd.calibration and the `calibrated` target, against NumPy written from the equations."""
+
 import math
 import warnings
 
@@ -106,23 +107,28 @@ def test_classwise_ece_nll_and_brier_match_references(seed):
     logits, labels = _random_case(seed, classes=4)
     probs = _softmax(logits)
     assert calibration.classwise_expected_calibration_error(probs, labels, 15) == pytest.approx(
-        _reference_classwise_ece(probs, labels, 15), abs=1e-12)
+        _reference_classwise_ece(probs, labels, 15), abs=1e-12
+    )
     one_hot = np.eye(4)[labels]
     assert calibration.brier_score(probs, labels) == pytest.approx(
-        np.mean(np.sum((probs - one_hot) ** 2, 1)), abs=1e-12)
+        np.mean(np.sum((probs - one_hot) ** 2, 1)), abs=1e-12
+    )
     for temperature in (0.5, 1.0, 3.0):
         assert calibration.negative_log_likelihood(logits, labels, temperature) == pytest.approx(
-            _reference_nll(logits, labels, temperature), rel=1e-10)
+            _reference_nll(logits, labels, temperature), rel=1e-10
+        )
 
 
 def test_metrics_take_tensors_and_float32():
     logits, labels = _random_case(6)
     as_tensor = tf.constant(logits.astype("float32"))
     assert calibration.negative_log_likelihood(as_tensor, tf.constant(labels)) == pytest.approx(
-        _reference_nll(logits, labels), rel=1e-5)
+        _reference_nll(logits, labels), rel=1e-5
+    )
     probs32 = tf.nn.softmax(as_tensor)
     assert calibration.expected_calibration_error(probs32, labels) == pytest.approx(
-        _reference_ece(_softmax(logits), labels, 15), abs=1e-5)
+        _reference_ece(_softmax(logits), labels, 15), abs=1e-5
+    )
 
 
 def test_nll_of_extreme_logits_stays_finite():
@@ -154,8 +160,9 @@ def test_fit_temperature_reaches_the_true_minimum(seed):
     rng = np.random.default_rng(seed)
     classes = int(rng.integers(2, 12))
     logits = rng.normal(size=(300, classes)) * rng.choice([0.05, 0.5, 3.0, 20.0])
-    labels = np.where(rng.random(300) < rng.uniform(0.2, 0.95), logits.argmax(1),
-                      rng.integers(0, classes, 300))
+    labels = np.where(
+        rng.random(300) < rng.uniform(0.2, 0.95), logits.argmax(1), rng.integers(0, classes, 300)
+    )
     fitted = calibration.fit_temperature(logits, labels)
     grid, values = _grid_minimum(logits, labels, points=2001)
     best = np.argmin(values)
@@ -174,8 +181,10 @@ def test_nll_after_fitting_is_never_above_nll_at_one(seed):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # some cases hit a bound
         fitted = calibration.fit_temperature(logits, labels)
-    assert (calibration.negative_log_likelihood(logits, labels, fitted)
-            <= calibration.negative_log_likelihood(logits, labels, 1.0) + 1e-12)
+    assert (
+        calibration.negative_log_likelihood(logits, labels, fitted)
+        <= calibration.negative_log_likelihood(logits, labels, 1.0) + 1e-12
+    )
 
 
 def test_fit_temperature_at_the_bounds_warns_and_degenerate_logits_give_one():
@@ -199,7 +208,8 @@ def test_fit_scales_logits_not_probabilities_and_keeps_predictions():
     assert summary["ece_after"] < summary["ece_before"]
     assert summary["nll_after"] < summary["nll_before"]
     assert summary["ece_before"] == pytest.approx(
-        _reference_ece(_softmax(logits), labels, 15), abs=1e-12)
+        _reference_ece(_softmax(logits), labels, 15), abs=1e-12
+    )
 
 
 # ---- bad input ----------------------------------------------------------------------------------
@@ -220,9 +230,16 @@ BAD_INPUTS = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
-@pytest.mark.parametrize("function", ["expected_calibration_error", "brier_score",
-                                      "classwise_expected_calibration_error",
-                                      "negative_log_likelihood", "fit_temperature"])
+@pytest.mark.parametrize(
+    "function",
+    [
+        "expected_calibration_error",
+        "brier_score",
+        "classwise_expected_calibration_error",
+        "negative_log_likelihood",
+        "fit_temperature",
+    ],
+)
 def test_bad_input_raises_one_clear_error(case, function):
     values, labels, message = BAD_INPUTS[case]
     probs, good_labels = _probs_and_labels()
@@ -254,9 +271,13 @@ def test_probabilities_are_checked_as_probabilities():
 # ---- Keras layer, model and reliability diagram -------------------------------------------------
 def _mlp(classes=4, inputs=6, seed=0):
     init = keras.initializers.GlorotUniform(seed=seed)
-    return keras.Sequential([keras.Input((inputs,)), keras.layers.Dense(16, "relu",
-                                                                        kernel_initializer=init),
-                             keras.layers.Dense(classes, kernel_initializer=init)])
+    return keras.Sequential(
+        [
+            keras.Input((inputs,)),
+            keras.layers.Dense(16, "relu", kernel_initializer=init),
+            keras.layers.Dense(classes, kernel_initializer=init),
+        ]
+    )
 
 
 def test_calibrated_model_divides_logits_saves_and_exports(tmp_path):
@@ -273,8 +294,9 @@ def test_calibrated_model_divides_logits_saves_and_exports(tmp_path):
     np.testing.assert_allclose(loaded.predict(x, verbose=0), raw / 2.5, rtol=1e-6)
     assert float(loaded.get_layer("temperature_scaling").temperature.numpy()) == 2.5
     export.save_saved_model(loaded, str(tmp_path / "saved_model"))
-    np.testing.assert_allclose(export.saved_model_predict(str(tmp_path / "saved_model"), x),
-                               raw / 2.5, rtol=1e-5)
+    np.testing.assert_allclose(
+        export.saved_model_predict(str(tmp_path / "saved_model"), x), raw / 2.5, rtol=1e-5
+    )
 
 
 def test_reliability_diagram_writes_a_png_of_the_binned_data(tmp_path):
@@ -290,20 +312,24 @@ def test_reliability_diagram_writes_a_png_of_the_binned_data(tmp_path):
 @pytest.mark.parametrize("mode,divisor", [("scale", 1.7 * 3.0), ("replace", 1.7)])
 def test_calibrated_target_equals_manual_scaling(mode, divisor):
     z = np.random.default_rng(9).normal(size=(8, 5)).astype("float32") * 4
-    target = targets.build_target("calibrated", temperature=3.0, calibration_temperature=1.7,
-                                  calibration_mode=mode)
-    np.testing.assert_allclose(np.asarray(target(z, None)), _softmax(z / divisor), rtol=1e-5,
-                               atol=1e-7)
+    target = targets.build_target(
+        "calibrated", temperature=3.0, calibration_temperature=1.7, calibration_mode=mode
+    )
+    np.testing.assert_allclose(
+        np.asarray(target(z, None)), _softmax(z / divisor), rtol=1e-5, atol=1e-7
+    )
     # scale mode = the plain temperature target on a TemperatureScaling-wrapped teacher
     if mode == "scale":
         plain = targets.build_target("temperature", temperature=3.0)
         scaled = TemperatureScaling(1.7)(z)
-        np.testing.assert_allclose(np.asarray(target(z, None)), np.asarray(plain(scaled, None)),
-                                   rtol=1e-6)
+        np.testing.assert_allclose(
+            np.asarray(target(z, None)), np.asarray(plain(scaled, None)), rtol=1e-6
+        )
 
 
-@pytest.mark.parametrize("options", [{"calibration_temperature": 0.0},
-                                     {"calibration_mode": "both"}])
+@pytest.mark.parametrize(
+    "options", [{"calibration_temperature": 0.0}, {"calibration_mode": "both"}]
+)
 def test_calibrated_target_rejects_bad_options(options):
     with pytest.raises(ValueError, match=next(iter(options))):
         targets.build_target("calibrated", temperature=4.0, **options)
@@ -314,10 +340,17 @@ def test_distiller_with_calibrated_target_matches_calibrated_teacher_model():
     x = rng.normal(size=(64, 6)).astype("float32")
     y = rng.integers(0, 4, 64)
     student, teacher = _mlp(seed=1), _mlp(seed=2)
-    by_target = tfkd.Distiller(student, teacher, temperature=3.0, alpha=0.6, target="calibrated",
-                               target_options={"calibration_temperature": 1.7})
-    by_model = tfkd.Distiller(student, calibration.calibrate_model(teacher, 1.7),
-                              temperature=3.0, alpha=0.6)
+    by_target = tfkd.Distiller(
+        student,
+        teacher,
+        temperature=3.0,
+        alpha=0.6,
+        target="calibrated",
+        target_options={"calibration_temperature": 1.7},
+    )
+    by_model = tfkd.Distiller(
+        student, calibration.calibrate_model(teacher, 1.7), temperature=3.0, alpha=0.6
+    )
     results = []
     for distiller in (by_target, by_model):
         distiller.compile(optimizer="sgd", metrics=["accuracy"])
@@ -337,9 +370,14 @@ def _one_step(strategy, x, y, teacher_weights, student_weights):
         teacher, student = _mlp(seed=0), _mlp(seed=0)
         teacher.set_weights(teacher_weights)
         student.set_weights(student_weights)
-        distiller = tfkd.Distiller(student, calibration.calibrate_model(teacher, 0.6),
-                                   temperature=2.0, alpha=0.9, target="calibrated",
-                                   target_options={"calibration_temperature": 1.5})
+        distiller = tfkd.Distiller(
+            student,
+            calibration.calibrate_model(teacher, 0.6),
+            temperature=2.0,
+            alpha=0.9,
+            target="calibrated",
+            target_options={"calibration_temperature": 1.5},
+        )
         distiller.compile(optimizer=keras.optimizers.SGD(0.5), metrics=["accuracy"])
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(len(x))
     history = distiller.fit(dataset, epochs=1, verbose=0)
@@ -353,10 +391,10 @@ def test_calibrated_distillation_two_replicas_take_the_same_step_as_one(mirrored
     teacher_weights, student_weights = _mlp(seed=7).get_weights(), _mlp(seed=8).get_weights()
     devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
     assert len(devices) == 2
-    one, h1 = _one_step(tf.distribute.OneDeviceStrategy(devices[0]), x, y, teacher_weights,
-                        student_weights)
-    two, h2 = _one_step(mirrored, x, y, teacher_weights,
-                        student_weights)
+    one, h1 = _one_step(
+        tf.distribute.OneDeviceStrategy(devices[0]), x, y, teacher_weights, student_weights
+    )
+    two, h2 = _one_step(mirrored, x, y, teacher_weights, student_weights)
     assert max(np.abs(a - b).max() for a, b in zip(one, student_weights)) > 1e-3
     for a, b in zip(one, two):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)

@@ -1,4 +1,5 @@
 """Teacher scoring, the stratified easy-to-hard order, pacing and the per-epoch pipeline."""
+
 import math
 
 import keras
@@ -37,8 +38,9 @@ def test_single_class_order_matches_hand_built_reference():
     got = curriculum.order(correct, confidence, np.zeros(7, int))
     # Correct: 2 (.95), 4 (.7), 0 (.6), 6 (.6, later index); wrong: 5 (.3), 3 (.5), 1 (.9).
     np.testing.assert_array_equal(got, [2, 4, 0, 6, 5, 3, 1])
-    np.testing.assert_array_equal(curriculum.order(correct, confidence, np.zeros(7, int),
-                                                   reverse=True), [1, 3, 5, 6, 0, 4, 2])
+    np.testing.assert_array_equal(
+        curriculum.order(correct, confidence, np.zeros(7, int), reverse=True), [1, 3, 5, 6, 0, 4, 2]
+    )
 
 
 def test_equal_classes_are_a_round_robin_of_per_class_orders():
@@ -48,8 +50,9 @@ def test_equal_classes_are_a_round_robin_of_per_class_orders():
     correct = rng.random(100) < 0.7
     confidence = rng.random(100)
     got = curriculum.order(correct, confidence, labels)
-    per_class = [_reference_class_order(correct, confidence, np.flatnonzero(labels == c))
-                 for c in range(4)]
+    per_class = [
+        _reference_class_order(correct, confidence, np.flatnonzero(labels == c)) for c in range(4)
+    ]
     expected = [per_class[c][i] for i in range(25) for c in range(4)]
     np.testing.assert_array_equal(got, expected)
     assert _window_deviation(labels[got]) <= 1.0
@@ -70,8 +73,9 @@ def test_unequal_classes_keep_per_class_order_and_stay_stratified(seed):
     assert sorted(got) == list(range(len(labels)))
     for c in range(classes):
         members = np.flatnonzero(labels == c)
-        np.testing.assert_array_equal(got[labels[got] == c],
-                                      _reference_class_order(correct, confidence, members))
+        np.testing.assert_array_equal(
+            got[labels[got] == c], _reference_class_order(correct, confidence, members)
+        )
     # Tijdeman's bound on every prefix, hence every window is within 2 of proportional.
     in_order = labels[got]
     share = counts / counts.sum()
@@ -93,26 +97,33 @@ def test_inverse_is_the_exact_reverse():
     correct, confidence = rng.random(50) < 0.6, rng.random(50)
     labels = rng.integers(0, 5, 50)
     forward = curriculum.order(correct, confidence, labels)
-    np.testing.assert_array_equal(curriculum.order(correct, confidence, labels, reverse=True),
-                                  forward[::-1])
     np.testing.assert_array_equal(
-        curriculum.curriculum_order("inverse", (correct, confidence, labels)), forward[::-1])
+        curriculum.order(correct, confidence, labels, reverse=True), forward[::-1]
+    )
+    np.testing.assert_array_equal(
+        curriculum.curriculum_order("inverse", (correct, confidence, labels)), forward[::-1]
+    )
 
 
 def test_random_curriculum_is_a_seeded_permutation_without_scores():
     first = curriculum.curriculum_order("random", num_examples=50, seed=4)
     assert sorted(first) == list(range(50))
-    np.testing.assert_array_equal(first, curriculum.curriculum_order("random", num_examples=50,
-                                                                     seed=4))
-    assert not np.array_equal(first, curriculum.curriculum_order("random", num_examples=50,
-                                                                 seed=5))
+    np.testing.assert_array_equal(
+        first, curriculum.curriculum_order("random", num_examples=50, seed=4)
+    )
+    assert not np.array_equal(first, curriculum.curriculum_order("random", num_examples=50, seed=5))
     with pytest.raises(ValueError, match="curriculum must be one of"):
         curriculum.curriculum_order("hardest", (np.ones(2, bool), np.ones(2), np.zeros(2, int)))
 
 
-@pytest.mark.parametrize("bad", [dict(correct=[], confidence=[], labels=[]),
-                                 dict(correct=[True], confidence=[0.5, 0.2], labels=[0, 1]),
-                                 dict(correct=[True], confidence=[np.nan], labels=[0])])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(correct=[], confidence=[], labels=[]),
+        dict(correct=[True], confidence=[0.5, 0.2], labels=[0, 1]),
+        dict(correct=[True], confidence=[np.nan], labels=[0]),
+    ],
+)
 def test_order_rejects_bad_scores(bad):
     with pytest.raises(ValueError, match="empty|one entry per example|finite"):
         curriculum.order(**bad)
@@ -127,8 +138,9 @@ def test_pacing_prefixes_grow_as_specified_and_reach_the_whole_set(schedule):
         "step": lambda e: start,
         "exponential": lambda e: start * (1 / start) ** (e / growth),
     }[schedule]
-    expected = [math.ceil(round(expected_fraction(e) * n, 6)) if e < growth else n
-                for e in range(epochs)]
+    expected = [
+        math.ceil(round(expected_fraction(e) * n, 6)) if e < growth else n for e in range(epochs)
+    ]
     sizes = curriculum.pacing_sizes(schedule, n, epochs, start, growth)
     np.testing.assert_array_equal(sizes, expected)
     assert sizes[0] == 100 and sizes[growth] == n and np.all(np.diff(sizes) >= 0)
@@ -149,10 +161,15 @@ def test_no_pacing_repeats_the_fixed_order():
     np.testing.assert_array_equal(curriculum.pacing_sizes("none", 4, 2, 0.5, 1), [4, 4])
 
 
-@pytest.mark.parametrize("args,flag", [(("quadratic", 0.2, 2), "--pacing"),
-                                       (("linear", 0.0, 2), "--pacing_start"),
-                                       (("linear", 1.5, 2), "--pacing_start"),
-                                       (("step", 0.2, 0), "--pacing_epochs")])
+@pytest.mark.parametrize(
+    "args,flag",
+    [
+        (("quadratic", 0.2, 2), "--pacing"),
+        (("linear", 0.0, 2), "--pacing_start"),
+        (("linear", 1.5, 2), "--pacing_start"),
+        (("step", 0.2, 0), "--pacing_epochs"),
+    ],
+)
 def test_bad_pacing_names_the_flag(args, flag):
     with pytest.raises(ValueError, match=flag):
         curriculum.pacing_sizes(args[0], 10, 3, *args[1:])
@@ -162,8 +179,9 @@ def test_bad_pacing_names_the_flag(args, flag):
 def test_dataset_lays_out_every_epoch_in_batches_that_do_not_straddle_epochs():
     x = np.arange(11, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32)
     y = np.arange(11) % 3
-    rows = curriculum.epoch_orders(np.random.default_rng(0).permutation(11), 3, "linear",
-                                   0.3, 2, seed=0)
+    rows = curriculum.epoch_orders(
+        np.random.default_rng(0).permutation(11), 3, "linear", 0.3, 2, seed=0
+    )
     dataset, steps = curriculum.curriculum_dataset(x, y, rows, batch_size=4)
     batches = list(dataset)
     assert steps == 3 and len(batches) == 9
@@ -211,17 +229,20 @@ def test_fit_with_steps_per_epoch_reads_epoch_e_from_row_e():
     model.compile(optimizer="sgd")
     sums = []
     record = keras.callbacks.LambdaCallback(
-        on_train_batch_end=lambda b, logs: sums.append(float(model.total.numpy())))
-    model.fit(dataset, epochs=4, steps_per_epoch=steps, verbose=0, shuffle=False,
-              callbacks=[record])
-    expected = [rows[e, s:s + batch].sum() for e in range(4) for s in range(0, n, batch)]
+        on_train_batch_end=lambda b, logs: sums.append(float(model.total.numpy()))
+    )
+    model.fit(
+        dataset, epochs=4, steps_per_epoch=steps, verbose=0, shuffle=False, callbacks=[record]
+    )
+    expected = [rows[e, s : s + batch].sum() for e in range(4) for s in range(0, n, batch)]
     np.testing.assert_allclose(sums, expected)
 
 
 # ---- scoring --------------------------------------------------------------------------------
 def _linear_teacher(weights):
-    teacher = keras.Sequential([keras.Input((weights.shape[0],)),
-                                keras.layers.Dense(weights.shape[1], use_bias=False)])
+    teacher = keras.Sequential(
+        [keras.Input((weights.shape[0],)), keras.layers.Dense(weights.shape[1], use_bias=False)]
+    )
     teacher.layers[0].set_weights([weights.astype("float32")])
     return teacher
 
@@ -231,8 +252,9 @@ def test_score_matches_numpy_softmax():
     weights = rng.normal(size=(5, 3)) * 2
     x = rng.normal(size=(70, 5)).astype("float32")
     y = rng.integers(0, 3, 70)
-    correct, confidence, labels = curriculum.score(_linear_teacher(weights), (x, y),
-                                                   num_classes=3, batch_size=16, verbose=0)
+    correct, confidence, labels = curriculum.score(
+        _linear_teacher(weights), (x, y), num_classes=3, batch_size=16, verbose=0
+    )
     logits = x.astype(np.float64) @ weights
     probabilities = np.exp(logits - logits.max(1, keepdims=True))
     probabilities /= probabilities.sum(1, keepdims=True)
@@ -260,8 +282,9 @@ def test_score_rejects_empty_data_and_a_teacher_with_other_classes():
 def test_confidence_profile_plot_is_a_png(tmp_path):
     rng = np.random.default_rng(0)
     path = tmp_path / "profile.png"
-    curriculum.plot_confidence_profile(rng.random(300) < 0.8, rng.random(300),
-                                       rng.integers(0, 3, 300), path)
+    curriculum.plot_confidence_profile(
+        rng.random(300) < 0.8, rng.random(300), rng.integers(0, 3, 300), path
+    )
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     from matplotlib import image
 

@@ -1,4 +1,5 @@
 """Tests of tfkd.data: synthetic generator, file readers, tfds loading, splits and pipelines."""
+
 import dataclasses
 import gzip
 import os
@@ -8,13 +9,13 @@ import pytest
 import tensorflow as tf
 
 from tfkd import data
-from tfkd.data import DataConfig, DataUnavailableError, load
-from tfkd.data import files, splits, synthetic, tfds_source
+from tfkd.data import DataConfig, DataUnavailableError, files, load, splits, synthetic, tfds_source
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 
 
 # ---------------------------------------------------------------- helpers writing tiny data sets
+
 
 def write_idx(path, array):
     """Writes `array` (uint8) in idx format; gzip-compressed when `path` ends in .gz."""
@@ -46,6 +47,7 @@ def write_png(path, image):
 
 # ---------------------------------------------------------------------------- synthetic data set
 
+
 def test_synthetic_same_seed_same_data_and_different_seed_different_data():
     first = data.make_superclass_dataset(300, 16, 8, 2, 0.5, 3, seed=7)
     again = data.make_superclass_dataset(300, 16, 8, 2, 0.5, 3, seed=7)
@@ -57,8 +59,7 @@ def test_synthetic_same_seed_same_data_and_different_seed_different_data():
 
 
 def test_synthetic_types_shapes_and_superclass_assignment():
-    x, y, class_vectors, superclass_of = data.make_superclass_dataset(
-        500, 12, 6, 3, 0.5, 2, seed=0)
+    x, y, class_vectors, superclass_of = data.make_superclass_dataset(500, 12, 6, 3, 0.5, 2, seed=0)
     assert x.dtype == np.float32 and x.shape == (500, 12)
     assert y.dtype == np.int64 and y.shape == (500,)
     assert class_vectors.dtype == np.float32 and class_vectors.shape == (6, 12)
@@ -98,8 +99,14 @@ def test_synthetic_rejects_classes_not_divisible_by_superclasses():
 
 
 def test_load_synthetic_splits_80_20_then_carves_validation():
-    config = DataConfig("synthetic", synthetic_size=1000, synthetic_dim=10,
-                        synthetic_classes=6, synthetic_superclasses=2, validation_fraction=0.1)
+    config = DataConfig(
+        "synthetic",
+        synthetic_size=1000,
+        synthetic_dim=10,
+        synthetic_classes=6,
+        synthetic_superclasses=2,
+        validation_fraction=0.1,
+    )
     bundle = load(config)
     assert len(bundle.train[1]) + len(bundle.validation[1]) == 800
     assert len(bundle.validation[1]) == 80
@@ -111,6 +118,7 @@ def test_load_synthetic_splits_80_20_then_carves_validation():
 
 
 # ------------------------------------------------------------------------------- file sources
+
 
 @pytest.mark.parametrize("suffix", ["", ".gz"])
 def test_idx_source_reads_images_as_nhwc_uint8(tmp_path, suffix):
@@ -154,8 +162,15 @@ def test_npz_source_round_trips_and_adds_a_channel_axis(tmp_path):
 def test_folder_source_uses_sorted_class_names_and_exact_pixels(tmp_path):
     images = random_images(6, 4, 5, 3, seed=5)
     for index, (split, class_name) in enumerate(
-            [("train", "dog"), ("train", "cat"), ("train", "cat"), ("train", "dog"),
-             ("test", "cat"), ("test", "dog")]):
+        [
+            ("train", "dog"),
+            ("train", "cat"),
+            ("train", "cat"),
+            ("train", "dog"),
+            ("test", "cat"),
+            ("test", "dog"),
+        ]
+    ):
         write_png(tmp_path / split / class_name / f"{index}.png", images[index])
     bundle = load(DataConfig(f"folder:{tmp_path}", validation_fraction=0.0))
     assert bundle.class_names == ["cat", "dog"] and bundle.num_classes == 2
@@ -186,6 +201,7 @@ def test_real_fashion_mnist_idx_folder():
 
 # ------------------------------------------------------------------------ tensorflow-datasets
 
+
 @pytest.fixture
 def online(monkeypatch):
     monkeypatch.setattr(tfds_source, "internet_reachable", lambda *args, **kwargs: True)
@@ -193,6 +209,7 @@ def online(monkeypatch):
 
 def test_tfds_source_through_mock_data(online):
     import tensorflow_datasets as tfds
+
     with tfds.testing.mock_data(num_examples=50):
         bundle = load(DataConfig("mnist", validation_fraction=0.2))
     assert bundle.num_classes == 10 and bundle.input_shape == (28, 28, 1)
@@ -205,6 +222,7 @@ def test_tfds_source_through_mock_data(online):
 
 def test_tfds_cifar100_gets_superclasses_from_coarse_labels(online):
     import tensorflow_datasets as tfds
+
     with tfds.testing.mock_data(num_examples=1000):
         bundle = load(DataConfig("cifar100", validation_fraction=0.0, test_limit=10))
     assert bundle.num_classes == 100 and bundle.input_shape == (32, 32, 3)
@@ -270,8 +288,9 @@ def test_stratified_choice_hits_the_total_when_shares_are_fractional():
 def test_validation_and_limits_through_load(tmp_path):
     x = random_images(200, 2, 2, 1)
     write_npz(tmp_path, (x, IMBALANCED), (x, IMBALANCED))
-    bundle = load(DataConfig(f"npz:{tmp_path}", validation_fraction=0.2, train_limit=80,
-                             test_limit=100))
+    bundle = load(
+        DataConfig(f"npz:{tmp_path}", validation_fraction=0.2, train_limit=80, test_limit=100)
+    )
     np.testing.assert_array_equal(np.bincount(bundle.validation[1]), [20, 10, 6, 4])
     np.testing.assert_array_equal(np.bincount(bundle.train[1]), [40, 20, 12, 8])
     np.testing.assert_array_equal(np.bincount(bundle.test[1]), [50, 25, 15, 10])
@@ -280,8 +299,11 @@ def test_validation_and_limits_through_load(tmp_path):
 
 
 def test_label_outside_range_names_the_data_set_and_value(tmp_path):
-    write_npz(tmp_path, (random_images(4, 2, 2), np.array([0, 1, -3, 1])),
-              (random_images(2, 2, 2), np.array([0, 1])))
+    write_npz(
+        tmp_path,
+        (random_images(4, 2, 2), np.array([0, 1, -3, 1])),
+        (random_images(2, 2, 2), np.array([0, 1])),
+    )
     with pytest.raises(ValueError, match=r"npz:.*label -3"):
         load(DataConfig(f"npz:{tmp_path}"))
     with pytest.raises(ValueError, match="'mnist': label 10 is outside"):
@@ -300,12 +322,19 @@ def test_data_config_is_frozen_and_checks_its_fields():
 
 # ------------------------------------------------------------------ input convention, pipeline
 
+
 def test_to_float_and_stats_follow_the_image_convention():
     x = random_images(10, 3, 3, 2, seed=6)
     np.testing.assert_allclose(data.to_float(x), x.astype(np.float32) / 255.0)
     assert data.to_float(np.array([2.5], np.float64)).dtype == np.float32
-    bundle = data.DataBundle("toy", (x, np.zeros(10, np.int64)), (x[:0], np.zeros(0, np.int64)),
-                             (x, np.zeros(10, np.int64)), 1, (3, 3, 2))
+    bundle = data.DataBundle(
+        "toy",
+        (x, np.zeros(10, np.int64)),
+        (x[:0], np.zeros(0, np.int64)),
+        (x, np.zeros(10, np.int64)),
+        1,
+        (3, 3, 2),
+    )
     mean, variance = bundle.stats(chunk_size=3)
     pixels = (x.astype(np.float64) / 255.0).reshape(-1, 2)
     assert mean.dtype == np.float32 and mean.shape == (2,)
@@ -327,10 +356,8 @@ def test_as_dataset_converts_images_and_labels_in_order():
 def test_as_dataset_shuffle_is_a_seeded_permutation():
     x = np.arange(20, dtype=np.float32)[:, None]
     y = np.arange(20)
-    labels = np.concatenate([b.numpy() for _, b in data.as_dataset(x, y, 8, shuffle=True,
-                                                                    seed=3)])
-    again = np.concatenate([b.numpy() for _, b in data.as_dataset(x, y, 8, shuffle=True,
-                                                                   seed=3)])
+    labels = np.concatenate([b.numpy() for _, b in data.as_dataset(x, y, 8, shuffle=True, seed=3)])
+    again = np.concatenate([b.numpy() for _, b in data.as_dataset(x, y, 8, shuffle=True, seed=3)])
     assert sorted(labels) == list(range(20)) and list(labels) != list(range(20))
     np.testing.assert_array_equal(labels, again)
 

@@ -1,5 +1,6 @@
 """`--method=dist` against a NumPy reference written from Huang et al.'s (2022) equations, on one
 replica and on the global batch of two."""
+
 import keras
 import numpy as np
 import pytest
@@ -35,8 +36,10 @@ def reference_loss(labels, student_logits, teacher_logits, temperature, beta, ga
 
 
 def _models():
-    return (models.build("mlp_small", (6,), CLASSES, seed=0),
-            models.build("mlp", (6,), CLASSES, seed=1))
+    return (
+        models.build("mlp_small", (6,), CLASSES, seed=0),
+        models.build("mlp", (6,), CLASSES, seed=1),
+    )
 
 
 def _batch():
@@ -54,8 +57,15 @@ def _evaluate(strategy):
         distiller = methods.build("dist", student, teacher, **OPTIONS)
         distiller.compile(optimizer="sgd")
     logs = distiller.evaluate(data.as_dataset(x, y, BATCH), return_dict=True, verbose=0)
-    expected = reference_loss(y, student.predict(x, verbose=0).astype("float64"),
-                              teacher.predict(x, verbose=0).astype("float64"), 2.0, 1.5, 0.5, 0.7)
+    expected = reference_loss(
+        y,
+        student.predict(x, verbose=0).astype("float64"),
+        teacher.predict(x, verbose=0).astype("float64"),
+        2.0,
+        1.5,
+        0.5,
+        0.7,
+    )
     return logs, expected
 
 
@@ -70,9 +80,20 @@ def test_two_replicas_compute_the_intra_class_term_on_the_global_batch(mirrored)
     x, y = _batch()
     # The per-replica halves would give another value: the term is a batch statistic.
     student, teacher = _models()
-    halves = np.mean([reference_loss(y[s], student(x[s]).numpy().astype("float64"),
-                                     teacher(x[s]).numpy().astype("float64"), 2.0, 1.5, 0.5,
-                                     0.7)[1] for s in (slice(0, 4), slice(4, 8))])
+    halves = np.mean(
+        [
+            reference_loss(
+                y[s],
+                student(x[s]).numpy().astype("float64"),
+                teacher(x[s]).numpy().astype("float64"),
+                2.0,
+                1.5,
+                0.5,
+                0.7,
+            )[1]
+            for s in (slice(0, 4), slice(4, 8))
+        ]
+    )
     assert abs(halves - relation) > 1e-3
     assert logs["distillation_loss"] == pytest.approx(relation, rel=1e-4)
     assert logs["loss"] == pytest.approx(loss, rel=1e-4)

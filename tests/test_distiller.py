@@ -1,5 +1,5 @@
-import numpy as np
 import keras
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -44,10 +44,12 @@ def test_kd_loss_matches_numpy_reference(temperature, alpha):
     rng = np.random.default_rng(1)
     student, teacher = rng.normal(size=(2, 7, 5)) * 3
     labels = rng.integers(0, 5, size=7)
-    got = losses.kd_loss(labels, student.astype("float32"), teacher.astype("float32"),
-                         temperature, alpha)
-    np.testing.assert_allclose(np.asarray(got), _reference_kd(labels, student, teacher,
-                                                             temperature, alpha), rtol=1e-5)
+    got = losses.kd_loss(
+        labels, student.astype("float32"), teacher.astype("float32"), temperature, alpha
+    )
+    np.testing.assert_allclose(
+        np.asarray(got), _reference_kd(labels, student, teacher, temperature, alpha), rtol=1e-5
+    )
 
 
 def test_distillation_loss_class_matches_reference_and_is_zero_at_equality():
@@ -65,8 +67,9 @@ def test_distiller_reports_the_reference_loss_in_evaluate():
     distiller = tfkd.Distiller(student, teacher, temperature=4.0, alpha=0.7)
     distiller.compile(optimizer="sgd", metrics=["accuracy"])
     result = distiller.evaluate(x, y, batch_size=32, return_dict=True, verbose=0)
-    per_example = _reference_kd(y, student.predict(x, verbose=0), teacher.predict(x, verbose=0),
-                                4.0, 0.7)
+    per_example = _reference_kd(
+        y, student.predict(x, verbose=0), teacher.predict(x, verbose=0), 4.0, 0.7
+    )
     assert result["loss"] == pytest.approx(per_example.mean(), rel=1e-4)
     assert set(result) == {"loss", "student_loss", "distillation_loss", "accuracy"}
     assert result["student_loss"] > 0 and result["distillation_loss"] > 0
@@ -104,9 +107,13 @@ def test_class_mismatch_names_both_shapes():
         tfkd.Distiller(_mlp(classes=3), _mlp(classes=4))
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"alpha": 1.5}, r"alpha must be in \[0, 1\], got 1.5"),
-    ({"temperature": 0.0}, "temperature must be > 0, got 0.0")])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"alpha": 1.5}, r"alpha must be in \[0, 1\], got 1.5"),
+        ({"temperature": 0.0}, "temperature must be > 0, got 0.0"),
+    ],
+)
 def test_bad_hyperparameters(kwargs, message):
     with pytest.raises(ValueError, match=message):
         tfkd.Distiller(_mlp(), _mlp(), **kwargs)
@@ -130,10 +137,10 @@ def test_two_replicas_take_the_same_step_as_one(mirrored):
     student_weights = _mlp(seed=8).get_weights()
     devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
     assert len(devices) == 2
-    one, h1 = _one_step(tf.distribute.OneDeviceStrategy(devices[0]), x, y,
-                        teacher_weights, student_weights)
-    two, h2 = _one_step(mirrored, x, y,
-                        teacher_weights, student_weights)
+    one, h1 = _one_step(
+        tf.distribute.OneDeviceStrategy(devices[0]), x, y, teacher_weights, student_weights
+    )
+    two, h2 = _one_step(mirrored, x, y, teacher_weights, student_weights)
     moved = max(np.abs(a - b).max() for a, b in zip(one, student_weights))
     assert moved > 1e-3  # the step did something
     for a, b in zip(one, two):

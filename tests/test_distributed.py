@@ -1,6 +1,7 @@
 """Scale-out on real processes: two bin/distill workers on 127.0.0.1 equal one (teacher,
 baseline and student trained on the cluster); a preempted, then killed cluster ends with the
 uninterrupted cluster's weights; TPU errors."""
+
 import json
 import os
 import subprocess
@@ -9,17 +10,34 @@ import sys
 import keras
 import numpy as np
 import pytest
-
 from cluster import DISTILL, ROOT, environment, free_ports, run_cluster, run_one
+
 from tfkd import checkpoint, models
 
-DATA = ["--dataset=synthetic", "--synthetic_size=900", "--synthetic_dim=12",
-        "--synthetic_classes=4", "--synthetic_superclasses=2", "--student=mlp_small",
-        "--optimizer=adam", "--learning_rate=0.01", "--verbose=0", "--export=keras",
-        "--deterministic", "--strategy=multiworker"]
+DATA = [
+    "--dataset=synthetic",
+    "--synthetic_size=900",
+    "--synthetic_dim=12",
+    "--synthetic_classes=4",
+    "--synthetic_superclasses=2",
+    "--student=mlp_small",
+    "--optimizer=adam",
+    "--learning_rate=0.01",
+    "--verbose=0",
+    "--export=keras",
+    "--deterministic",
+    "--strategy=multiworker",
+]
 # 900 examples: 720 train, of which 10% validation -> 648 (11 steps of 64); 180 test.
-TRAINED = [*DATA, "--teacher=mlp_small", "--teacher_epochs=2", "--baseline", "--epochs=2",
-           "--batch_size=64", "--output_dir=out"]
+TRAINED = [
+    *DATA,
+    "--teacher=mlp_small",
+    "--teacher_epochs=2",
+    "--baseline",
+    "--epochs=2",
+    "--batch_size=64",
+    "--output_dir=out",
+]
 TEST_EXAMPLES = 180
 # Two workers add their halves of each gradient in an all-reduce, one worker sums the whole
 # batch at once: the same numbers added in another order, so float32 results differ in the last
@@ -45,8 +63,10 @@ def weights(path):
 def relative_difference(first, second):
     """The largest |a - b| over each tensor, divided by the tensor's largest |b|."""
     assert len(first) == len(second)
-    return max(float(np.max(np.abs(a - b))) / max(float(np.max(np.abs(b))), 1e-6)
-               for a, b in zip(first, second))
+    return max(
+        float(np.max(np.abs(a - b))) / max(float(np.max(np.abs(b))), 1e-6)
+        for a, b in zip(first, second)
+    )
 
 
 def test_one_step_on_two_workers_equals_one_and_only_the_chief_writes(teacher, tmp_path):
@@ -62,8 +82,12 @@ def test_one_step_on_two_workers_equals_one_and_only_the_chief_writes(teacher, t
     reference = json.loads((one / "out" / "results.json").read_text())
     results = json.loads((two / "out" / "results.json").read_text())
     assert results["student"]["accuracy"] == reference["student"]["accuracy"]
-    assert relative_difference(weights(two / "out" / "student.keras"),
-                               weights(one / "out" / "student.keras")) <= AFTER_ONE_STEP
+    assert (
+        relative_difference(
+            weights(two / "out" / "student.keras"), weights(one / "out" / "student.keras")
+        )
+        <= AFTER_ONE_STEP
+    )
 
 
 @pytest.fixture(scope="module")
@@ -101,12 +125,12 @@ def test_teacher_baseline_and_student_trained_on_two_workers_equal_one(trained):
 
 
 def test_a_preempted_then_killed_cluster_ends_with_the_uninterrupted_clusters_weights(
-        trained, tmp_path):
+    trained, tmp_path
+):
     _, reference = trained
     state = tmp_path / "out.partial" / "checkpoints" / "distill" / checkpoint.STATE
     # SIGTERM after step 3 of the first epoch: every worker stops after that step.
-    stopped = run_cluster(TRAINED, 2, tmp_path, check=False,
-                          TFKD_FAULT="distill:1:3:TERM")
+    stopped = run_cluster(TRAINED, 2, tmp_path, check=False, TFKD_FAULT="distill:1:3:TERM")
     assert [code for code, _, _ in stopped] == [checkpoint.PREEMPTED] * 2, stopped[0][2][-3000:]
     for _, _, stderr in stopped:
         assert "distill: stopped by SIGTERM after step 3 of epoch 1" in stderr
@@ -135,15 +159,24 @@ def test_a_preempted_then_killed_cluster_ends_with_the_uninterrupted_clusters_we
         assert results[role]["accuracy"] == expected[role]["accuracy"]
 
 
-@pytest.mark.parametrize("tpu,fragment", [
-    ("grpc://127.0.0.1:{port}", "no TPU answers at --tpu=grpc://127.0.0.1"),
-    (None, "no TPU could be reached")])
+@pytest.mark.parametrize(
+    "tpu,fragment",
+    [
+        ("grpc://127.0.0.1:{port}", "no TPU answers at --tpu=grpc://127.0.0.1"),
+        (None, "no TPU could be reached"),
+    ],
+)
 def test_tpu_without_a_tpu_fails_within_seconds_with_one_line(tmp_path, tpu, fragment):
     args = [*DATA[:-1], "--teacher=mlp", "--strategy=tpu", f"--output_dir={tmp_path / 'o'}"]
     if tpu:
         args.append("--tpu=" + tpu.format(port=free_ports(1)[0]))
-    result = subprocess.run([sys.executable, DISTILL, *args], capture_output=True, text=True,
-                            timeout=120, env=environment())
+    result = subprocess.run(
+        [sys.executable, DISTILL, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environment(),
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and fragment in lines[0], result.stderr
@@ -152,17 +185,22 @@ def test_tpu_without_a_tpu_fails_within_seconds_with_one_line(tmp_path, tpu, fra
 def guide_commands():
     """Every bin/distill argument list in docs/distributed.md: shell lines, TFJob and Vertex AI."""
     import re
+
     text = open(os.path.join(ROOT, "docs", "distributed.md")).read()
     commands = []
     for block in re.findall(r"```(\w+)\n(.*?)```", text, flags=re.S):
         language, body = block
         if language == "bash":
             body = body.replace("\\\n", " ")
-            commands += [line.split("bin/distill", 1)[1].split() for line in body.splitlines()
-                         if "bin/distill" in line]
+            commands += [
+                line.split("bin/distill", 1)[1].split()
+                for line in body.splitlines()
+                if "bin/distill" in line
+            ]
         elif language == "yaml":
-            commands += [json.loads(args) for args in re.findall(r"args: (\[.*?\])", body,
-                                                                   flags=re.S)]
+            commands += [
+                json.loads(args) for args in re.findall(r"args: (\[.*?\])", body, flags=re.S)
+            ]
         elif language == "json":
             pools = json.loads(body)["jobSpec"]["workerPoolSpecs"]
             commands += [pool["containerSpec"]["args"] for pool in pools]

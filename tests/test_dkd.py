@@ -1,4 +1,5 @@
 """`--method=dkd` against a NumPy reference written from Zhao et al.'s (2022) equations."""
+
 import keras
 import numpy as np
 import pytest
@@ -19,8 +20,9 @@ def _kl(p, q):
     return np.sum(p * (np.log(p) - np.log(q)), -1)
 
 
-def reference_loss(labels, student_logits, teacher_logits, epoch, temperature=4.0, alpha=1.0,
-                   beta=8.0, warmup=20):
+def reference_loss(
+    labels, student_logits, teacher_logits, epoch, temperature=4.0, alpha=1.0, beta=8.0, warmup=20
+):
     """CE + min(epoch / warmup, 1) T^2 (alpha TCKD + beta NCKD), epoch counted from 1 (Eq. 1-7):
     b = (p_t, 1 - p_t), p^hat = the non-target probabilities renormalised."""
     rows = np.arange(len(labels))
@@ -56,8 +58,9 @@ def test_terms_equal_the_numpy_reference(epoch):
     x, y = _batch()
     zs, zt = student(x).numpy(), teacher(x).numpy()
     terms = distiller.compute_terms(x, y, zs, zt, False)
-    loss, dkd = reference_loss(y, zs.astype("float64"), zt.astype("float64"), epoch + 1,
-                               alpha=0.5, warmup=10)
+    loss, dkd = reference_loss(
+        y, zs.astype("float64"), zt.astype("float64"), epoch + 1, alpha=0.5, warmup=10
+    )
     np.testing.assert_allclose(terms["distillation_loss"], dkd, rtol=1e-4)
     np.testing.assert_allclose(terms["loss"], loss, rtol=1e-4)
     assert float(terms["warmup"]) == pytest.approx(min((epoch + 1) / 10, 1.0))
@@ -80,15 +83,22 @@ def test_fit_warms_up_linearly_from_epoch_one(run_eagerly):
 def test_defaults_are_mdistillers_cifar_settings():
     distiller = methods.build("dkd", *_models())
     assert isinstance(distiller, DecoupledDistiller)
-    assert (distiller.temperature, distiller.tckd_weight, distiller.nckd_weight,
-            distiller.warmup_epochs) == (4.0, 1.0, 8.0, 20)
+    assert (
+        distiller.temperature,
+        distiller.tckd_weight,
+        distiller.nckd_weight,
+        distiller.warmup_epochs,
+    ) == (4.0, 1.0, 8.0, 20)
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"nckd_weight": -1.0}, "--nckd_weight must be >= 0, got -1.0"),
-    ({"dkd_warmup_epochs": 0}, "--dkd_warmup_epochs must be >= 1, got 0"),
-    ({"nckd": 2.0}, "method 'dkd' has no option nckd"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"nckd_weight": -1.0}, "--nckd_weight must be >= 0, got -1.0"),
+        ({"dkd_warmup_epochs": 0}, "--dkd_warmup_epochs must be >= 1, got 0"),
+        ({"nckd": 2.0}, "method 'dkd' has no option nckd"),
+    ],
+)
 def test_bad_options_are_refused_by_name(options, message):
     with pytest.raises(ValueError, match=message):
         methods.build("dkd", *_models(), **options)

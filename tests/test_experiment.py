@@ -1,4 +1,5 @@
 """tfkd.experiment: RunConfig from flags, run() from Python, resume after SIGKILL, determinism."""
+
 import dataclasses
 import json
 import os
@@ -10,25 +11,41 @@ import keras
 import numpy as np
 import pytest
 from absl import flags
+from cluster import run_one
 
 from tfkd import experiment
 from tfkd.experiment import RunConfig
-from cluster import run_one
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DISTILL = os.path.join(ROOT, "bin", "distill")
-TINY = ["--dataset=synthetic", "--synthetic_size=600", "--synthetic_dim=12",
-        "--synthetic_classes=4", "--synthetic_superclasses=2", "--teacher=mlp",
-        "--teacher_epochs=2", "--student=mlp_small", "--epochs=2", "--batch_size=64",
-        "--optimizer=adam", "--learning_rate=0.01", "--verbose=0", "--export=keras",
-        "--deterministic"]
+TINY = [
+    "--dataset=synthetic",
+    "--synthetic_size=600",
+    "--synthetic_dim=12",
+    "--synthetic_classes=4",
+    "--synthetic_superclasses=2",
+    "--teacher=mlp",
+    "--teacher_epochs=2",
+    "--student=mlp_small",
+    "--epochs=2",
+    "--batch_size=64",
+    "--optimizer=adam",
+    "--learning_rate=0.01",
+    "--verbose=0",
+    "--export=keras",
+    "--deterministic",
+]
 
 
 def cli(*args, timeout=300):
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("TFKD_DEBUG", "TF_CPP_MIN_LOG_LEVEL")}  # as in a user's terminal
-    return subprocess.run([sys.executable, DISTILL, *args], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("TFKD_DEBUG", "TF_CPP_MIN_LOG_LEVEL")
+    }  # as in a user's terminal
+    return subprocess.run(
+        [sys.executable, DISTILL, *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def student_weights(folder):
@@ -54,8 +71,16 @@ def test_from_flags_leaves_global_flags_alone_and_can_be_called_again():
 
 
 def test_flags_round_trip_and_replace_derives_variants():
-    config = RunConfig.from_flags(TINY + ["--method=ca_mkd", "--teachers=mlp,mlp_small",
-                                          "--lambda2=5", "--train_limit=100", "--noteaching_flip"])
+    config = RunConfig.from_flags(
+        TINY
+        + [
+            "--method=ca_mkd",
+            "--teachers=mlp,mlp_small",
+            "--lambda2=5",
+            "--train_limit=100",
+            "--noteaching_flip",
+        ]
+    )
     assert RunConfig.from_flags(config.to_flags()) == config
     assert config.teacher.specs == ("mlp", "mlp_small") and config.data.train_limit == 100
     variant = dataclasses.replace(config, student="mlp")
@@ -64,9 +89,15 @@ def test_flags_round_trip_and_replace_derives_variants():
         config.student = "mlp"
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--epochs=two"], "--epochs"), (["--nope=1"], "nope"), (["stray"], "unexpected arguments"),
-    (["--flagfile=/nonexistent/x.flags"], "x.flags")])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--epochs=two"], "--epochs"),
+        (["--nope=1"], "nope"),
+        (["stray"], "unexpected arguments"),
+        (["--flagfile=/nonexistent/x.flags"], "x.flags"),
+    ],
+)
 def test_from_flags_names_the_bad_flag(args, message):
     with pytest.raises(ValueError, match=message):
         RunConfig.from_flags(args)
@@ -100,9 +131,11 @@ def test_run_from_python_equals_bin_distill(python_run, tmp_path):
     assert on_disk["student"]["val_accuracy"] == results["student"]["val_accuracy"]
     assert_same_weights(student_weights(out), student_weights(other))
     # No TensorFlow C++ start-up lines reach the terminal.
-    assert not [line for line in finished.stderr.splitlines()
-                if line.startswith(("I0000", "W0000", "E0000", "WARNING: All log"))], \
-        finished.stderr
+    assert not [
+        line
+        for line in finished.stderr.splitlines()
+        if line.startswith(("I0000", "W0000", "E0000", "WARNING: All log"))
+    ], finished.stderr
 
 
 def test_a_killed_run_resumes_and_equals_an_uninterrupted_one(python_run, tmp_path):
@@ -157,10 +190,20 @@ def test_deterministic_runs_give_identical_weights(python_run, tmp_path):
 def test_a_diverging_run_stops_with_one_line_and_keeps_its_checkpoint(tmp_path, capsys):
     out = tmp_path / "run"
     # SGD at a constant 300 stays finite through epoch 1 and diverges in epoch 2.
-    config = RunConfig.from_flags(TINY + ["--method=ls", "--learning_rate=300", "--optimizer=sgd",
-                                          "--lr_schedule=constant", f"--output_dir={out}"])
-    expected = "distill: the loss became nan at epoch 2, step 4; training stopped; the last " \
-               "good checkpoint is kept"
+    config = RunConfig.from_flags(
+        TINY
+        + [
+            "--method=ls",
+            "--learning_rate=300",
+            "--optimizer=sgd",
+            "--lr_schedule=constant",
+            f"--output_dir={out}",
+        ]
+    )
+    expected = (
+        "distill: the loss became nan at epoch 2, step 4; training stopped; the last "
+        "good checkpoint is kept"
+    )
     with pytest.raises(ValueError, match=expected) as caught:
         experiment.run(config)
     assert "\n" not in str(caught.value) and not out.exists()
@@ -170,8 +213,11 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_its_checkpoint(tmp_path, 
     assert sorted(os.listdir(folder)) == ["epoch-1.weights.h5", "state.json"]
     with h5py.File(folder / "epoch-1.weights.h5") as saved:
         arrays = []
-        saved.visititems(lambda name, item: arrays.append(np.asarray(item))
-                         if isinstance(item, h5py.Dataset) else None)
+        saved.visititems(
+            lambda name, item: (
+                arrays.append(np.asarray(item)) if isinstance(item, h5py.Dataset) else None
+            )
+        )
     assert arrays and all(np.isfinite(array).all() for array in arrays)
     # A re-run resumes from that checkpoint (epoch 2) and meets the same step.
     capsys.readouterr()
@@ -181,20 +227,31 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_its_checkpoint(tmp_path, 
 
 
 def test_help_lists_every_flag_grouped_and_exits_0():
-    result = subprocess.run([sys.executable, DISTILL, "--help"], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, DISTILL, "--help"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     for group in ("data", "models", "method", "training", "output"):
         assert f"bin/distill {group}:" in result.stdout
-    for name in ("--dataset", "--teacher", "--temperature", "--curriculum", "--epochs",
-                 "--[no]deterministic", "--output_dir", "--export", "--topk"):
+    for name in (
+        "--dataset",
+        "--teacher",
+        "--temperature",
+        "--curriculum",
+        "--epochs",
+        "--[no]deterministic",
+        "--output_dir",
+        "--export",
+        "--topk",
+    ):
         assert name in result.stdout
     assert "absl.logging" not in result.stdout and not result.stderr.strip(), result.stderr
 
 
 def test_helpfull_adds_absl_flags_and_exits_0():
-    result = subprocess.run([sys.executable, DISTILL, "--helpfull"], capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, DISTILL, "--helpfull"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert "bin/distill data:" in result.stdout and "absl.logging:" in result.stdout
     assert "--flagfile: Insert flag definitions" in result.stdout

@@ -1,4 +1,5 @@
 """Folded batch norm, bfloat16 teachers and the soft-target check (tfkd.fast_teacher)."""
+
 import keras
 import numpy as np
 import pytest
@@ -13,8 +14,9 @@ def _trained(name, input_shape=(16, 16, 3), classes=5, steps=3, seed=0):
     model = tfkd.models.build(name, input_shape, classes, seed=seed)
     x = rng.uniform(size=(16 * steps, *input_shape)).astype("float32")
     y = rng.integers(0, classes, len(x))
-    model.compile(keras.optimizers.SGD(0.05),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        keras.optimizers.SGD(0.05), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     model.fit(x, y, batch_size=16, epochs=1, verbose=0)
     return model, rng.uniform(size=(8, *input_shape)).astype("float32")
 
@@ -63,11 +65,16 @@ def test_dense_then_batch_norm_folds_to_the_numpy_affine_map():
     rng = np.random.default_rng(1)
     inputs = keras.Input((4,))
     outputs = keras.layers.BatchNormalization(epsilon=1e-3, name="bn")(
-        keras.layers.Dense(3, name="dense")(inputs))
+        keras.layers.Dense(3, name="dense")(inputs)
+    )
     model = keras.Model(inputs, outputs)
     kernel, bias = rng.normal(size=(4, 3)), rng.normal(size=3)
-    gamma, beta, mean, variance = rng.normal(size=3), rng.normal(size=3), rng.normal(size=3), \
-        rng.uniform(0.5, 2, size=3)
+    gamma, beta, mean, variance = (
+        rng.normal(size=3),
+        rng.normal(size=3),
+        rng.normal(size=3),
+        rng.uniform(0.5, 2, size=3),
+    )
     model.get_layer("dense").set_weights([kernel, bias])
     model.get_layer("bn").set_weights([gamma, beta, mean, variance])
     x = rng.normal(size=(5, 4)).astype("float32")
@@ -92,8 +99,9 @@ def test_bfloat16_teacher_is_checked_and_fails_loudly_past_the_tolerance():
     fast = fast_teacher.fast_teacher(model, "bfloat16", check_inputs=x, temperature=4.0)
     assert fast.get_layer("conv0").dtype_policy.name == "bfloat16"
     assert fast.output.dtype == "float32"
-    difference = fast_teacher.soft_target_difference(model.predict(x, verbose=0),
-                                                     fast.predict(x, verbose=0), 4.0)
+    difference = fast_teacher.soft_target_difference(
+        model.predict(x, verbose=0), fast.predict(x, verbose=0), 4.0
+    )
     assert 0 < difference <= fast_teacher.BFLOAT16_TOLERANCE
     with pytest.raises(ValueError, match="exceeds the tolerance 0"):
         fast_teacher.fast_teacher(model, "bfloat16", check_inputs=x, tolerance=0.0)

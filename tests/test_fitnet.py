@@ -1,4 +1,5 @@
 """`--method=fitnet` against a NumPy reference written from Romero et al.'s (2015) hint loss."""
+
 import keras
 import numpy as np
 import pytest
@@ -42,8 +43,9 @@ def _dense_model(name, widths):
 def test_terms_equal_the_numpy_reference_on_feature_maps():
     student = models.build("cnn_small", IMAGE, CLASSES, seed=0)
     teacher = models.build("resnet8", IMAGE, CLASSES, seed=1)
-    distiller = methods.build("fitnet", student, teacher, hint_weight=3.0, alpha=0.5,
-                              temperature=2.0)
+    distiller = methods.build(
+        "fitnet", student, teacher, hint_weight=3.0, alpha=0.5, temperature=2.0
+    )
     x, y = _images()
     student_features = student.get_layer(models.FEATURES).output
     teacher_features = keras.Model(teacher.input, teacher.get_layer(models.FEATURES).output)(x)
@@ -51,10 +53,19 @@ def test_terms_equal_the_numpy_reference_on_feature_maps():
     assert h_s.shape[1:3] != teacher_features.shape[1:3]  # the regressor resizes
     regressed = distiller.adapter(h_s, training=False).numpy()
     zs, zt = student(x).numpy(), teacher(x).numpy()
-    terms = distiller.compute_terms(x, y, zs, zt, False,
-                                    features=(h_s, np.asarray(teacher_features)))
-    loss, hint = reference_terms(y, zs.astype("float64"), zt.astype("float64"),
-                                 np.asarray(teacher_features, "float64"), regressed, 2.0, 0.5, 3.0)
+    terms = distiller.compute_terms(
+        x, y, zs, zt, False, features=(h_s, np.asarray(teacher_features))
+    )
+    loss, hint = reference_terms(
+        y,
+        zs.astype("float64"),
+        zt.astype("float64"),
+        np.asarray(teacher_features, "float64"),
+        regressed,
+        2.0,
+        0.5,
+        3.0,
+    )
     np.testing.assert_allclose(terms["hint_loss"], hint, rtol=1e-4)
     np.testing.assert_allclose(terms["loss"], loss, rtol=1e-4)
 
@@ -63,8 +74,9 @@ def test_terms_equal_the_numpy_reference_on_feature_maps():
 def test_any_functional_model_named_layers_and_only_student_and_regressor_train(run_eagerly):
     student = _dense_model("small", [8, 5])
     teacher = _dense_model("large", [16, 12])
-    distiller = methods.build("fitnet", student, teacher, student_layer="small_hidden1",
-                              teacher_layer="large_hidden0")
+    distiller = methods.build(
+        "fitnet", student, teacher, student_layer="small_hidden1", teacher_layer="large_hidden0"
+    )
     assert distiller.adapter.output.shape[1:] == (16,)
     distiller.compile(optimizer=keras.optimizers.SGD(0.01), run_eagerly=run_eagerly)
     rng = np.random.default_rng(0)
@@ -75,8 +87,9 @@ def test_any_functional_model_named_layers_and_only_student_and_regressor_train(
     history = distiller.fit(data.as_dataset(x, y, 8), epochs=2, verbose=0).history
     assert all(np.isfinite(history[name]).all() for name in distiller.loss_terms)
     assert all(np.array_equal(a, b) for a, b in zip(teacher_before, teacher.get_weights()))
-    assert not all(np.array_equal(a, b)
-                   for a, b in zip(adapter_before, distiller.adapter.get_weights()))
+    assert not all(
+        np.array_equal(a, b) for a, b in zip(adapter_before, distiller.adapter.get_weights())
+    )
     # The regressor is not part of the exported student.
     assert student.count_params() == parameters
     assert not {id(v) for v in distiller.adapter.weights} & {id(v) for v in student.weights}

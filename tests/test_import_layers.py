@@ -1,6 +1,7 @@
 """The architecture contracts of pyproject.toml ([tool.importlinter]) hold, and they bite: a
 library module that imports the command line breaks them. Importing the library defines no
 command-line flag."""
+
 import os
 import shutil
 import subprocess
@@ -15,13 +16,15 @@ def lint_imports(folder):
     script = os.path.join(os.path.dirname(sys.executable), "lint-imports")
     command = [script] if os.path.exists(script) else ["lint-imports"]
     env = {**os.environ, "PYTHONPATH": folder}
-    return subprocess.run([*command, "--no-cache"], cwd=folder, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [*command, "--no-cache"], cwd=folder, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def copy_of_the_package(tmp_path):
-    shutil.copytree(os.path.join(ROOT, "tfkd"), tmp_path / "tfkd",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        os.path.join(ROOT, "tfkd"), tmp_path / "tfkd", ignore=shutil.ignore_patterns("__pycache__")
+    )
     shutil.copy(os.path.join(ROOT, "pyproject.toml"), tmp_path / "pyproject.toml")
     return tmp_path
 
@@ -51,11 +54,19 @@ def test_a_deferred_import_of_the_command_line_breaks_it_too(tmp_path):
 
 
 def test_importing_the_library_loads_no_command_line_module():
-    code = ("import sys, tfkd.experiment, tfkd.tuning\n"
-            "from tfkd.experiment import RunConfig\n"
-            "RunConfig()\n"
-            "loaded = sorted(m for m in sys.modules if m.startswith('tfkd.cli'))\n"
-            "assert not loaded, loaded\n")
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                            text=True, timeout=300, env={**os.environ, "PYTHONPATH": ROOT})
+    code = (
+        "import sys, tfkd.experiment, tfkd.tuning\n"
+        "from tfkd.experiment import RunConfig\n"
+        "RunConfig()\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('tfkd.cli'))\n"
+        "assert not loaded, loaded\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
     assert result.returncode == 0, result.stderr[-2000:]

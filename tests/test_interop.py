@@ -1,14 +1,15 @@
 """tfkd teacher targets inside keras.distillation.Distiller give tfkd.Distiller's numbers."""
+
 import keras
 import numpy as np
+import partial_reference as ref
 import pytest
 import tensorflow as tf
 
 import tfkd
-from tfkd.models.introspection import classifier_weights
 from tfkd.interop import LabelledDistiller, TargetDistillation, needs_labels
+from tfkd.models.introspection import classifier_weights
 from tfkd.targets import build_target
-import partial_reference as ref
 
 CLASSES, INPUTS, BATCH = 4, 5, 16
 
@@ -20,10 +21,13 @@ def _softmax(z):
 
 def _model(seed):
     init = keras.initializers.GlorotUniform(seed=seed)
-    return keras.Sequential([
-        keras.Input((INPUTS,)),
-        keras.layers.Dense(8, activation="relu", kernel_initializer=init),
-        keras.layers.Dense(CLASSES, kernel_initializer=init, name="classifier")])
+    return keras.Sequential(
+        [
+            keras.Input((INPUTS,)),
+            keras.layers.Dense(8, activation="relu", kernel_initializer=init),
+            keras.layers.Dense(CLASSES, kernel_initializer=init, name="classifier"),
+        ]
+    )
 
 
 def _batch(seed=0):
@@ -42,10 +46,10 @@ def test_value_is_hintons_t2_kl_and_keras_default_is_not():
     teacher, student = (rng.normal(size=(2, 8, 6)) * 3).astype("float32")
     p_t, p_s = _softmax(teacher / 4.0), _softmax(student / 4.0)
     hinton = np.mean(16.0 * np.sum(p_t * (np.log(p_t) - np.log(p_s)), -1))
-    assert float(TargetDistillation(temperature=4.0).compute_loss(teacher, student)) == \
-        pytest.approx(hinton, rel=1e-5)
-    keras_default = float(keras.distillation.LogitsDistillation(4.0).compute_loss(teacher,
-                                                                                   student))
+    assert float(
+        TargetDistillation(temperature=4.0).compute_loss(teacher, student)
+    ) == pytest.approx(hinton, rel=1e-5)
+    keras_default = float(keras.distillation.LogitsDistillation(4.0).compute_loss(teacher, student))
     assert keras_default != pytest.approx(hinton, rel=0.1)
 
 
@@ -74,17 +78,23 @@ def test_keras_distiller_takes_tfkd_distillers_step(target, options, reads_label
     keras_student = _model(seed=1)
     keras_student.set_weights(start)
     keras_type = LabelledDistiller if reads_labels else keras.distillation.Distiller
-    keras_distiller = keras_type(teacher, keras_student,
-                                 TargetDistillation(target, temperature=3.0, **options),
-                                 student_loss_weight=0.0)
-    keras_distiller.compile(optimizer=keras.optimizers.SGD(0.5),
-                            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    keras_distiller = keras_type(
+        teacher,
+        keras_student,
+        TargetDistillation(target, temperature=3.0, **options),
+        student_loss_weight=0.0,
+    )
+    keras_distiller.compile(
+        optimizer=keras.optimizers.SGD(0.5),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     keras_value, keras_weights = _one_step(keras_distiller, x, y)
 
     tfkd_student = _model(seed=1)
     tfkd_student.set_weights(start)
-    tfkd_distiller = tfkd.Distiller(tfkd_student, teacher, temperature=3.0, alpha=1.0,
-                                    target=target, target_options=options)
+    tfkd_distiller = tfkd.Distiller(
+        tfkd_student, teacher, temperature=3.0, alpha=1.0, target=target, target_options=options
+    )
     tfkd_distiller.compile(optimizer=keras.optimizers.SGD(0.5))
     tfkd_value, tfkd_weights = _one_step(tfkd_distiller, x, y)
 
@@ -102,12 +112,14 @@ def test_keras_distiller_takes_tfkd_distillers_step(target, options, reads_label
 def _reference_target(target, teacher, x, y, temperature=3.0):
     probs = ref.softmax(teacher(x).numpy().astype(np.float64) / temperature)
     sim = lambda: ref.ref_kd_sim(teacher.get_layer("classifier").kernel.numpy().T, y, 1.0, 0.1)
-    return {"temperature": lambda: probs,
-            "calibrated": lambda: ref.softmax(teacher(x).numpy() / (2.0 * temperature)),
-            "kd_topk": lambda: ref.ref_kd_topk(probs, 2),
-            "kd_pt": lambda: ref.ref_kd_pt(probs, y),
-            "kd_sim": sim,
-            "kd_pt_sim": lambda: 0.3 * ref.ref_kd_pt(probs, y) + 0.7 * sim()}[target]()
+    return {
+        "temperature": lambda: probs,
+        "calibrated": lambda: ref.softmax(teacher(x).numpy() / (2.0 * temperature)),
+        "kd_topk": lambda: ref.ref_kd_topk(probs, 2),
+        "kd_pt": lambda: ref.ref_kd_pt(probs, y),
+        "kd_sim": sim,
+        "kd_pt_sim": lambda: 0.3 * ref.ref_kd_pt(probs, y) + 0.7 * sim(),
+    }[target]()
 
 
 def _reference_step(target, teacher, start, x, y, temperature=3.0, rate=0.5):
@@ -120,22 +132,25 @@ def _reference_step(target, teacher, start, x, y, temperature=3.0, rate=0.5):
     with tf.GradientTape() as tape:
         log_q = tf.nn.log_softmax(student(x) / temperature)
         safe = tf.where(fixed > 0, fixed, 1.0)
-        loss = tf.reduce_mean(temperature**2 * tf.reduce_sum(
-            fixed * (tf.math.log(safe) - log_q), -1))
+        loss = tf.reduce_mean(
+            temperature**2 * tf.reduce_sum(fixed * (tf.math.log(safe) - log_q), -1)
+        )
     gradients = tape.gradient(loss, student.trainable_weights)
     return value, [w - rate * g.numpy() for w, g in zip(start, gradients)]
 
 
 def test_label_reading_target_refuses_keras_distiller_without_labels():
     x, y = _batch()
-    distiller = keras.distillation.Distiller(_model(2), _model(1), TargetDistillation("kd_pt"),
-                                             student_loss_weight=0.5)
+    distiller = keras.distillation.Distiller(
+        _model(2), _model(1), TargetDistillation("kd_pt"), student_loss_weight=0.5
+    )
     distiller.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(True))
     with pytest.raises(ValueError, match="'kd_pt' needs the true labels.*LabelledDistiller"):
         distiller.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
     teacher_logits = np.zeros((2, CLASSES), "float32")
     labelled = TargetDistillation("kd_pt", temperature=2.0).compute_loss(
-        teacher_logits, teacher_logits, labels=np.array([0, 1]))
+        teacher_logits, teacher_logits, labels=np.array([0, 1])
+    )
     # Uniform teacher: kd_pt keeps it uniform, so a uniform student has zero loss.
     assert float(labelled) == pytest.approx(0.0, abs=1e-6)
 
@@ -154,7 +169,8 @@ def test_bad_arguments_and_config_round_trip():
     assert isinstance(again, TargetDistillation) and again.target.calibration_temperature == 1.5
     z = np.random.default_rng(0).normal(size=(3, CLASSES)).astype("float32")
     assert float(again.compute_loss(z, z[::-1])) == pytest.approx(
-        float(loss.compute_loss(z, z[::-1])), rel=1e-7)
+        float(loss.compute_loss(z, z[::-1])), rel=1e-7
+    )
 
 
 def test_two_replicas_take_the_step_of_one(mirrored):
@@ -167,11 +183,16 @@ def test_two_replicas_take_the_step_of_one(mirrored):
             teacher, student = _model(2), _model(1)
             teacher.set_weights(teacher_weights)
             student.set_weights(start)
-            distiller = LabelledDistiller(teacher, student,
-                                          TargetDistillation("kd_pt", temperature=3.0),
-                                          student_loss_weight=0.0)
-            distiller.compile(optimizer=keras.optimizers.SGD(0.5),
-                              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+            distiller = LabelledDistiller(
+                teacher,
+                student,
+                TargetDistillation("kd_pt", temperature=3.0),
+                student_loss_weight=0.0,
+            )
+            distiller.compile(
+                optimizer=keras.optimizers.SGD(0.5),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            )
             distiller.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
         results.append(student.get_weights())
     one, two = results

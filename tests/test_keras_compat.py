@@ -2,6 +2,7 @@
 subclassed students and teachers; BackupAndRestore, ModelCheckpoint, EarlyStopping,
 TensorBoard, CSVLogger, LearningRateScheduler; validation_split, NumPy inputs, sample_weight;
 and the guard that stops training on a non-finite loss."""
+
 import csv
 import glob
 import os
@@ -26,11 +27,17 @@ class SubclassedClassifier(keras.Model):
 
     def __init__(self, classes=CLASSES, seed=0, **kwargs):
         super().__init__(**kwargs)
-        self.hidden = keras.layers.Dense(16, activation="relu", name="features",
-                                         kernel_initializer=keras.initializers.GlorotUniform(seed))
+        self.hidden = keras.layers.Dense(
+            16,
+            activation="relu",
+            name="features",
+            kernel_initializer=keras.initializers.GlorotUniform(seed),
+        )
         self.classifier = keras.layers.Dense(
-            classes, name="classifier",
-            kernel_initializer=keras.initializers.GlorotUniform(seed + 1))
+            classes,
+            name="classifier",
+            kernel_initializer=keras.initializers.GlorotUniform(seed + 1),
+        )
 
     def call(self, inputs, training=False):
         return self.classifier(self.hidden(inputs))
@@ -41,10 +48,19 @@ def _model(kind, classes=CLASSES, seed=0, build=True):
     if kind == "subclassed":
         model = SubclassedClassifier(classes, seed, name=f"subclassed_{seed}")
     else:
-        layers = [keras.layers.Dense(16, activation="relu", name="features",
-                                     kernel_initializer=keras.initializers.GlorotUniform(seed)),
-                  keras.layers.Dense(classes, name="classifier",
-                                     kernel_initializer=keras.initializers.GlorotUniform(seed + 1))]
+        layers = [
+            keras.layers.Dense(
+                16,
+                activation="relu",
+                name="features",
+                kernel_initializer=keras.initializers.GlorotUniform(seed),
+            ),
+            keras.layers.Dense(
+                classes,
+                name="classifier",
+                kernel_initializer=keras.initializers.GlorotUniform(seed + 1),
+            ),
+        ]
         if kind == "functional":
             inputs = keras.Input((FEATURES,))
             return keras.Model(inputs, layers[1](layers[0](inputs)), name=f"functional_{seed}")
@@ -60,12 +76,18 @@ def _data(n=EXAMPLES, seed=0):
     return x, np.argmax(x[:, :CLASSES], axis=1).astype("int32")
 
 
-def _distiller(student_kind="subclassed", teacher_kind="subclassed", student_seed=0,
-               optimizer="adam", cls="Distiller"):
+def _distiller(
+    student_kind="subclassed",
+    teacher_kind="subclassed",
+    student_seed=0,
+    optimizer="adam",
+    cls="Distiller",
+):
     student, teacher = _model(student_kind, seed=student_seed), _model(teacher_kind, seed=100)
     if cls == "MultiTeacherDistiller":
-        distiller = tfkd.MultiTeacherDistiller(student, [teacher, _model(teacher_kind, seed=200)],
-                                               weighting="ebkd")
+        distiller = tfkd.MultiTeacherDistiller(
+            student, [teacher, _model(teacher_kind, seed=200)], weighting="ebkd"
+        )
     else:
         distiller = tfkd.Distiller(student, teacher, temperature=2.0, alpha=0.5)
     distiller.compile(optimizer=optimizer, metrics=["accuracy"])
@@ -93,16 +115,24 @@ def deterministic():
 
 # ---- any model, any distiller ----------------------------------------------------------------
 def _options(name, **overrides):
-    return {**{option.name: option.default for option in methods.METHODS.get(name).options},
-            **overrides}
+    return {
+        **{option.name: option.default for option in methods.METHODS.get(name).options},
+        **overrides,
+    }
 
 
 def _build(method, student, teacher_kind):
     """A distiller for `method` from the registry (or the class itself), teachers of one kind."""
     x, y = _data()
-    bundle = DataBundle(name="toy", train=(x, y), validation=(x[:0], y[:0]), test=(x, y),
-                        num_classes=CLASSES, input_shape=(FEATURES,),
-                        superclass_of=np.array([0, 0, 1]))
+    bundle = DataBundle(
+        name="toy",
+        train=(x, y),
+        validation=(x[:0], y[:0]),
+        test=(x, y),
+        num_classes=CLASSES,
+        input_shape=(FEATURES,),
+        superclass_of=np.array([0, 0, 1]),
+    )
     teachers = [_model(teacher_kind, seed=100), _model(teacher_kind, seed=200)]
     if method == "Distiller":
         return tfkd.Distiller(student, teachers[0])
@@ -113,12 +143,24 @@ def _build(method, student, teacher_kind):
     return entry.build(student, teachers[0], bundle, options)
 
 
-METHODS_TO_TRY = ("Distiller", "kd_pt", "kd_sim", "kd_topk", "kd_rel", "ls", "kd_sr", "aver",
-                  "ebkd", "fixed_mkd")
+METHODS_TO_TRY = (
+    "Distiller",
+    "kd_pt",
+    "kd_sim",
+    "kd_topk",
+    "kd_rel",
+    "ls",
+    "kd_sr",
+    "aver",
+    "ebkd",
+    "fixed_mkd",
+)
 # Eager steps check every pair quickly; the traced cases check that tracing accepts them too
 # (the callback tests below trace Distiller and MultiTeacherDistiller with subclassed models).
-CASES = ([(method, kind, True) for method in METHODS_TO_TRY for kind in KINDS]
-         + [("kd_sr", "subclassed", False), ("kd_sim", "sequential", False)])
+CASES = [(method, kind, True) for method in METHODS_TO_TRY for kind in KINDS] + [
+    ("kd_sr", "subclassed", False),
+    ("kd_sim", "sequential", False),
+]
 
 
 @pytest.mark.parametrize("method,kind,run_eagerly", CASES)
@@ -139,29 +181,42 @@ def test_every_distiller_takes_a_step_with_every_kind_of_model(method, kind, run
 
 def test_feature_methods_refuse_subclassed_models_with_one_clear_error():
     teachers = [_model("functional", seed=100), _model("functional", seed=200)]
-    with pytest.raises(ValueError, match=r"feature_layer: the student .* has no layer graph .*"
-                                         r"\(a subclassed model"):
+    with pytest.raises(
+        ValueError,
+        match=r"feature_layer: the student .* has no layer graph .*"
+        r"\(a subclassed model",
+    ):
         tfkd.MultiTeacherDistiller(_model("subclassed"), teachers, weighting="ca_mkd")
     with pytest.raises(ValueError, match="feature_layer: teacher 1 .* has no layer graph"):
-        tfkd.MultiTeacherDistiller(_model("functional"), [teachers[0], _model("subclassed")],
-                                   weighting="ca_mkd")
+        tfkd.MultiTeacherDistiller(
+            _model("functional"), [teachers[0], _model("subclassed")], weighting="ca_mkd"
+        )
 
 
-@pytest.mark.parametrize("student_kind,teacher_kind", [
-    ("subclassed", "sequential"), ("sequential", "subclassed"), ("subclassed", "subclassed"),
-    ("functional", "subclassed")])
+@pytest.mark.parametrize(
+    "student_kind,teacher_kind",
+    [
+        ("subclassed", "sequential"),
+        ("sequential", "subclassed"),
+        ("subclassed", "subclassed"),
+        ("functional", "subclassed"),
+    ],
+)
 def test_class_count_mismatch_names_student_and_teacher(student_kind, teacher_kind):
     student, teacher = _model(student_kind, seed=1), _model(teacher_kind, classes=4, seed=100)
-    message = (rf"student and teacher disagree on the number of classes: student "
-               rf"'{student.name}' output shape \(None, 3\), teacher '{teacher.name}' output "
-               rf"shape \(None, 4\)")
+    message = (
+        rf"student and teacher disagree on the number of classes: student "
+        rf"'{student.name}' output shape \(None, 3\), teacher '{teacher.name}' output "
+        rf"shape \(None, 4\)"
+    )
     with pytest.raises(ValueError, match=message):
         tfkd.Distiller(student, teacher)
     with pytest.raises(ValueError, match=message):
         SelectiveRelianceDistiller(student, teacher, max_confidence=0.9)
     with pytest.raises(ValueError, match=r"student and teacher 1 disagree .*\(None, 4\)"):
-        tfkd.MultiTeacherDistiller(student, [_model(teacher_kind, seed=200), teacher],
-                                   weighting="aver")
+        tfkd.MultiTeacherDistiller(
+            student, [_model(teacher_kind, seed=200), teacher], weighting="aver"
+        )
 
 
 def test_a_student_that_cannot_report_is_checked_at_the_first_step():
@@ -170,8 +225,11 @@ def test_a_student_that_cannot_report_is_checked_at_the_first_step():
     distiller = tfkd.Distiller(student, _model("subclassed", classes=4, seed=100))
     assert not distiller.built
     distiller.compile(optimizer="sgd")
-    with pytest.raises(ValueError, match=r"student and teacher disagree on the number of "
-                                         r"classes: .*\(None, 3\).*\(None, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"student and teacher disagree on the number of "
+        r"classes: .*\(None, 3\).*\(None, 4\)",
+    ):
         distiller.fit(x, y, batch_size=16, epochs=1, verbose=0)
 
     student = _model("subclassed", seed=1, build=False)
@@ -190,8 +248,9 @@ def test_a_distiller_is_built_once_its_models_are():
     student(x[:1])
     assert distiller.built  # nothing was done to the distiller itself
 
-    distiller = tfkd.Distiller(_model("subclassed", seed=1, build=False),
-                               _model("subclassed", seed=100, build=False))
+    distiller = tfkd.Distiller(
+        _model("subclassed", seed=1, build=False), _model("subclassed", seed=100, build=False)
+    )
     distiller.build((None, FEATURES))  # what fit does under a distribution strategy
     assert distiller.built and distiller.student.built and distiller.teacher.built
     distiller.compile(optimizer="sgd")
@@ -201,17 +260,23 @@ def test_a_distiller_is_built_once_its_models_are():
 def test_unbuilt_models_are_built_and_checked_under_a_strategy(mirrored):
     x, y = _data()
     with mirrored.scope():
-        distiller = tfkd.Distiller(_model("subclassed", seed=1, build=False),
-                                   _model("subclassed", seed=100, build=False))
+        distiller = tfkd.Distiller(
+            _model("subclassed", seed=1, build=False), _model("subclassed", seed=100, build=False)
+        )
         distiller.compile(optimizer="sgd")
     history = distiller.fit(x, y, batch_size=16, epochs=1, verbose=0).history
     assert distiller.teacher.built and np.isfinite(history["loss"][0])
     with mirrored.scope():
-        distiller = tfkd.Distiller(_model("subclassed", seed=1, build=False),
-                                   _model("subclassed", classes=4, seed=100, build=False))
+        distiller = tfkd.Distiller(
+            _model("subclassed", seed=1, build=False),
+            _model("subclassed", classes=4, seed=100, build=False),
+        )
         distiller.compile(optimizer="sgd")
-    with pytest.raises(ValueError, match=r"student and teacher disagree .*\(None, 3\).*"
-                                         r"\(None, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"student and teacher disagree .*\(None, 3\).*"
+        r"\(None, 4\)",
+    ):
         distiller.fit(x, y, batch_size=16, epochs=1, verbose=0)
 
 
@@ -248,8 +313,9 @@ def test_backup_and_restore_resumes_at_the_interrupted_epoch(cls, tmp_path, dete
     backup = str(tmp_path / "backup")
     interrupted = _distiller(cls=cls)
     with pytest.raises(RuntimeError, match="interrupted"):
-        interrupted.fit(x, y, callbacks=[keras.callbacks.BackupAndRestore(backup), _StopAt(2)],
-                        **fit)
+        interrupted.fit(
+            x, y, callbacks=[keras.callbacks.BackupAndRestore(backup), _StopAt(2)], **fit
+        )
     # A fresh process: the same models, the student initialised differently.
     resumed, recorder = _distiller(cls=cls, student_seed=7), _Recorder()
     resumed.fit(x, y, callbacks=[keras.callbacks.BackupAndRestore(backup), recorder], **fit)
@@ -262,8 +328,14 @@ def test_weights_only_checkpoint_reloads_into_a_fresh_distiller(tmp_path):
     x, y = _data()
     path = str(tmp_path / "distiller.weights.h5")
     trained = _distiller()
-    trained.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[
-        keras.callbacks.ModelCheckpoint(path, save_weights_only=True)])
+    trained.fit(
+        x,
+        y,
+        batch_size=8,
+        epochs=2,
+        verbose=0,
+        callbacks=[keras.callbacks.ModelCheckpoint(path, save_weights_only=True)],
+    )
     fresh = _distiller(student_seed=7)
     want = trained.student.predict(x, verbose=0)
     assert not np.allclose(fresh.student.predict(x, verbose=0), want)
@@ -279,10 +351,18 @@ def test_early_stopping_restores_the_student_of_the_best_epoch():
     val_x, val_y = _data(seed=1)
     val_y = (val_y + 1) % CLASSES
     distiller, recorder = _distiller(optimizer=keras.optimizers.Adam(0.05)), _Recorder()
-    stopper = keras.callbacks.EarlyStopping(monitor="val_student_loss", mode="min", patience=2,
-                                            restore_best_weights=True)
-    history = distiller.fit(x, y, validation_data=(val_x, val_y), batch_size=8, epochs=20,
-                            verbose=0, callbacks=[recorder, stopper]).history
+    stopper = keras.callbacks.EarlyStopping(
+        monitor="val_student_loss", mode="min", patience=2, restore_best_weights=True
+    )
+    history = distiller.fit(
+        x,
+        y,
+        validation_data=(val_x, val_y),
+        batch_size=8,
+        epochs=20,
+        verbose=0,
+        callbacks=[recorder, stopper],
+    ).history
     best = int(np.argmin(history["val_student_loss"]))
     assert len(history["loss"]) < 20 and best < len(history["loss"]) - 1
     _assert_same_weights(_weights(distiller.student), recorder.weights[best])
@@ -296,37 +376,55 @@ def _scalars(folder):
         for event in tf.compat.v1.train.summary_iterator(path):
             for value in event.summary.value:
                 if value.metadata.plugin_data.plugin_name == "scalars":
-                    scalars.setdefault(value.tag, []).append(
-                        float(tf.make_ndarray(value.tensor)))
+                    scalars.setdefault(value.tag, []).append(float(tf.make_ndarray(value.tensor)))
     return scalars
 
 
 def _histogram_tags(folder):
-    return {value.tag for path in glob.glob(os.path.join(folder, "events.out.tfevents.*"))
-            for event in tf.compat.v1.train.summary_iterator(path)
-            for value in event.summary.value
-            if value.metadata.plugin_data.plugin_name == "histograms"}
+    return {
+        value.tag
+        for path in glob.glob(os.path.join(folder, "events.out.tfevents.*"))
+        for event in tf.compat.v1.train.summary_iterator(path)
+        for value in event.summary.value
+        if value.metadata.plugin_data.plugin_name == "histograms"
+    }
 
 
 def test_tensorboard_logs_every_loss_term_and_the_weights(tmp_path):
     x, y = _data()
     distiller = _distiller(student_kind="functional")
-    history = distiller.fit(x[:24], y[:24], validation_data=(x[24:], y[24:]), batch_size=8,
-                            epochs=2, verbose=0, callbacks=[keras.callbacks.TensorBoard(
-                                str(tmp_path), histogram_freq=1, write_graph=True)]).history
+    history = distiller.fit(
+        x[:24],
+        y[:24],
+        validation_data=(x[24:], y[24:]),
+        batch_size=8,
+        epochs=2,
+        verbose=0,
+        callbacks=[keras.callbacks.TensorBoard(str(tmp_path), histogram_freq=1, write_graph=True)],
+    ).history
     train, validation = _scalars(str(tmp_path / "train")), _scalars(str(tmp_path / "validation"))
     for name in ("loss", "student_loss", "distillation_loss", "accuracy"):
         np.testing.assert_allclose(train[f"epoch_{name}"], history[name], rtol=1e-6)
-        np.testing.assert_allclose(validation[f"epoch_{name}"], history[f"val_{name}"],
-                                   rtol=1e-6)
+        np.testing.assert_allclose(validation[f"epoch_{name}"], history[f"val_{name}"], rtol=1e-6)
     assert any("classifier" in tag for tag in _histogram_tags(str(tmp_path / "train")))
 
 
 def test_csv_logger_writes_what_fit_reports(tmp_path):
     x, y = _data()
     path = str(tmp_path / "history.csv")
-    history = _distiller().fit(x, y, validation_split=0.25, batch_size=8, epochs=2, verbose=0,
-                               callbacks=[keras.callbacks.CSVLogger(path)]).history
+    history = (
+        _distiller()
+        .fit(
+            x,
+            y,
+            validation_split=0.25,
+            batch_size=8,
+            epochs=2,
+            verbose=0,
+            callbacks=[keras.callbacks.CSVLogger(path)],
+        )
+        .history
+    )
     with open(path) as handle:
         rows = list(csv.DictReader(handle))
     assert [int(row["epoch"]) for row in rows] == [0, 1]
@@ -338,8 +436,9 @@ def test_csv_logger_writes_what_fit_reports(tmp_path):
 def test_validation_split_reports_the_held_out_tail():
     x, y = _data()
     distiller = _distiller()
-    history = distiller.fit(x, y, validation_split=0.25, batch_size=8, epochs=2, shuffle=False,
-                            verbose=0).history
+    history = distiller.fit(
+        x, y, validation_split=0.25, batch_size=8, epochs=2, shuffle=False, verbose=0
+    ).history
     tail = distiller.evaluate(x[24:], y[24:], batch_size=8, verbose=0, return_dict=True)
     head = distiller.evaluate(x[:24], y[:24], batch_size=8, verbose=0, return_dict=True)
     for name in ("loss", "student_loss", "distillation_loss", "accuracy"):
@@ -362,9 +461,16 @@ def _softmax(z):
 
 
 def _linear(seed):
-    return keras.Sequential([keras.Input((FEATURES,)), keras.layers.Dense(
-        CLASSES, kernel_initializer=keras.initializers.GlorotUniform(seed),
-        bias_initializer=keras.initializers.RandomNormal(seed=seed + 1))])
+    return keras.Sequential(
+        [
+            keras.Input((FEATURES,)),
+            keras.layers.Dense(
+                CLASSES,
+                kernel_initializer=keras.initializers.GlorotUniform(seed),
+                bias_initializer=keras.initializers.RandomNormal(seed=seed + 1),
+            ),
+        ]
+    )
 
 
 def test_sample_weight_zero_is_the_step_without_those_examples():
@@ -387,9 +493,11 @@ def test_sample_weight_zero_is_the_step_without_those_examples():
     # NumPy: d/dz [(1-a) CE + a T^2 KL(p_t^T || p_s^T)] = (1-a)(p_s - onehot) + a T (q_s - p_t).
     kernel, bias = _weights(_linear(3))
     student_logits, teacher_logits = x @ kernel + bias, teacher.predict(x, verbose=0)
-    gradient = ((1 - alpha) * (_softmax(student_logits) - np.eye(CLASSES)[y])
-                + alpha * temperature * (_softmax(student_logits / temperature)
-                                         - _softmax(teacher_logits / temperature)))
+    gradient = (1 - alpha) * (
+        _softmax(student_logits) - np.eye(CLASSES)[y]
+    ) + alpha * temperature * (
+        _softmax(student_logits / temperature) - _softmax(teacher_logits / temperature)
+    )
     gradient *= weights[:, None] / len(x)
     np.testing.assert_allclose(weighted[0], kernel - rate * x.T @ gradient, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(weighted[1], bias - rate * gradient.sum(0), rtol=1e-5, atol=1e-6)
@@ -402,8 +510,10 @@ def test_sample_weight_with_alpha_zero_takes_the_step_of_a_plain_keras_model():
     distiller.compile(optimizer=keras.optimizers.SGD(0.5))
     distiller.fit(x, y, sample_weight=weights, batch_size=16, epochs=1, shuffle=False, verbose=0)
     plain = _linear(3)
-    plain.compile(optimizer=keras.optimizers.SGD(0.5),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    plain.compile(
+        optimizer=keras.optimizers.SGD(0.5),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     plain.fit(x, y, sample_weight=weights, batch_size=16, epochs=1, shuffle=False, verbose=0)
     _assert_same_weights(_weights(distiller.student), _weights(plain))
 
@@ -416,11 +526,21 @@ def test_a_nan_loss_stops_training_naming_epoch_and_step():
     distiller.compile(optimizer="sgd")
     batches = []
     counter = keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: batches.append(b))
-    with pytest.raises(callbacks.NonFiniteLossError,
-                       match=r"^distill: the loss became nan at epoch 3, step 3; training "
-                             r"stopped; the last good checkpoint is kept$"):
-        distiller.fit(x, y, batch_size=8, initial_epoch=2, epochs=4, shuffle=False, verbose=0,
-                      callbacks=[counter, callbacks.NonFiniteLossGuard()])
+    with pytest.raises(
+        callbacks.NonFiniteLossError,
+        match=r"^distill: the loss became nan at epoch 3, step 3; training "
+        r"stopped; the last good checkpoint is kept$",
+    ):
+        distiller.fit(
+            x,
+            y,
+            batch_size=8,
+            initial_epoch=2,
+            epochs=4,
+            shuffle=False,
+            verbose=0,
+            callbacks=[counter, callbacks.NonFiniteLossGuard()],
+        )
     assert batches == [0, 1, 2]
     assert issubclass(callbacks.NonFiniteLossError, ValueError)
 
@@ -430,11 +550,24 @@ def test_a_diverging_student_stops_and_the_last_good_checkpoint_is_kept(tmp_path
     path = str(tmp_path / "student.weights.h5")
     distiller, recorder = _distiller(optimizer=keras.optimizers.SGD(0.1)), _Recorder()
     explode = keras.callbacks.LearningRateScheduler(lambda epoch, rate: 1e30 if epoch else rate)
-    with pytest.raises(callbacks.NonFiniteLossError,
-                       match=r"^teacher: the loss became (nan|inf) at epoch 2, step [1-8]; "):
-        distiller.fit(x, y, batch_size=4, epochs=3, shuffle=False, verbose=0, callbacks=[
-            explode, recorder, keras.callbacks.ModelCheckpoint(path, save_weights_only=True),
-            callbacks.NonFiniteLossGuard(phase="teacher")])
+    with pytest.raises(
+        callbacks.NonFiniteLossError,
+        match=r"^teacher: the loss became (nan|inf) at epoch 2, step [1-8]; ",
+    ):
+        distiller.fit(
+            x,
+            y,
+            batch_size=4,
+            epochs=3,
+            shuffle=False,
+            verbose=0,
+            callbacks=[
+                explode,
+                recorder,
+                keras.callbacks.ModelCheckpoint(path, save_weights_only=True),
+                callbacks.NonFiniteLossGuard(phase="teacher"),
+            ],
+        )
     assert recorder.epochs == [0]
     assert not np.isfinite(distiller.student.get_weights()[0]).all()
     distiller.load_weights(path)

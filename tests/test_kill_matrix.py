@@ -6,25 +6,44 @@ TFKD_FAULT (read by `tfkd.checkpoint.fault_point` only) makes the process signal
 point named: `phase[:epoch[:step]][:SIGNAL]`. A chain of faults runs the same command once per
 fault, each attempt resuming what the earlier ones left, then once more to the end.
 """
+
 import json
 import os
 
 import keras
 import numpy as np
 import pytest
-
 from cluster import run_one
+
 from tfkd import checkpoint, models
 
-BASE = ["--dataset=synthetic", "--synthetic_size=600", "--synthetic_dim=12",
-        "--synthetic_classes=4", "--synthetic_superclasses=2", "--student=mlp_small",
-        "--optimizer=adam", "--learning_rate=0.01", "--verbose=0", "--export=keras",
-        "--deterministic", "--epochs=2", "--batch_size=64", "--output_dir=out"]
+BASE = [
+    "--dataset=synthetic",
+    "--synthetic_size=600",
+    "--synthetic_dim=12",
+    "--synthetic_classes=4",
+    "--synthetic_superclasses=2",
+    "--student=mlp_small",
+    "--optimizer=adam",
+    "--learning_rate=0.01",
+    "--verbose=0",
+    "--export=keras",
+    "--deterministic",
+    "--epochs=2",
+    "--batch_size=64",
+    "--output_dir=out",
+]
 # A teacher trained by the run, calibrated, a teacher curriculum with pacing and a baseline:
 # every phase of a run. Cached teacher outputs equal the online teacher's, so the
 # uninterrupted online run is the reference of the cached ones too.
-PHASES = ["--teacher=mlp_small", "--teacher_epochs=2", "--calibrate_teacher",
-          "--curriculum=teacher", "--pacing=linear", "--baseline"]
+PHASES = [
+    "--teacher=mlp_small",
+    "--teacher_epochs=2",
+    "--calibrate_teacher",
+    "--curriculum=teacher",
+    "--pacing=linear",
+    "--baseline",
+]
 pytestmark = pytest.mark.timeout(1800)
 KILLED, TERMINATED = -9, -15
 
@@ -33,8 +52,13 @@ def outcome(folder):
     """What must not depend on interruptions: weights, histories and accuracies."""
     out = folder / "out"
     results = json.loads((out / "results.json").read_text())
-    found = {"accuracies": {role: results[role]["accuracy"]
-                            for role in ("teacher", "student", "baseline") if role in results}}
+    found = {
+        "accuracies": {
+            role: results[role]["accuracy"]
+            for role in ("teacher", "student", "baseline")
+            if role in results
+        }
+    }
     for name in ("student.keras", "teacher.keras"):
         if (out / name).exists():
             found[name] = keras.saving.load_model(out / name).get_weights()
@@ -64,8 +88,11 @@ def run_chain(args, faults, folder):
         # SIGTERM in training checkpoints the step and exits with PREEMPTED; elsewhere it ends
         # the process as SIGKILL does.
         parts = fault.split(":")
-        expected = KILLED if parts[-1] != "TERM" else (
-            checkpoint.PREEMPTED if len(parts) > 2 else TERMINATED)
+        expected = (
+            KILLED
+            if parts[-1] != "TERM"
+            else (checkpoint.PREEMPTED if len(parts) > 2 else TERMINATED)
+        )
         assert attempt.returncode == expected, (fault, attempt.stderr[-3000:])
         assert not (folder / "out").exists(), fault
         attempts.append(attempt)
@@ -90,21 +117,27 @@ def stored(tmp_path_factory):
     (root / "images").mkdir()
     for split, count in (("train", 240), ("test", 60)):
         labels = rng.integers(0, 3, count)
-        x = np.clip((labels * 100)[:, None, None, None] + rng.normal(0, 20, (count, 8, 8, 1)),
-                    0, 255).astype(np.uint8)
+        x = np.clip(
+            (labels * 100)[:, None, None, None] + rng.normal(0, 20, (count, 8, 8, 1)), 0, 255
+        ).astype(np.uint8)
         np.savez(root / "images" / f"{split}.npz", x=x, y=labels)
     models.build("mlp", input_shape=(12,), num_classes=4, seed=0).save(root / "mlp.keras")
-    models.build("cnn_small", input_shape=(8, 8, 1), num_classes=3, seed=0).save(
-        root / "cnn.keras")
+    models.build("cnn_small", input_shape=(8, 8, 1), num_classes=3, seed=0).save(root / "cnn.keras")
     return root
 
 
-def test_a_kill_in_every_phase_with_a_disk_cache_ends_as_the_uninterrupted_run(reference,
-                                                                               tmp_path):
+def test_a_kill_in_every_phase_with_a_disk_cache_ends_as_the_uninterrupted_run(reference, tmp_path):
     cache = tmp_path / "cache"
     args = [*BASE, *PHASES, "--teacher_cache=disk", f"--cache_dir={cache}"]
-    faults = ["teacher:1:3", "calibration", "cache", "distill:1:2:TERM", "distill:2:1",
-              "baseline:1:3", "export"]
+    faults = [
+        "teacher:1:3",
+        "calibration",
+        "cache",
+        "distill:1:2:TERM",
+        "distill:2:1",
+        "baseline:1:3",
+        "export",
+    ]
     attempts = dict(zip(faults + ["end"], run_chain(args, faults, tmp_path)))
     assert "Training teacher mlp_small" in attempts["calibration"].stdout
     assert "Loading teacher mlp_small trained by this run" in attempts["cache"].stdout
@@ -120,24 +153,37 @@ def test_a_kill_in_every_phase_with_a_disk_cache_ends_as_the_uninterrupted_run(r
     assert_same_outcome(outcome(tmp_path), reference)
 
 
-def test_a_sigterm_while_a_memory_cache_is_built_ends_as_the_uninterrupted_run(reference,
-                                                                               tmp_path):
+def test_a_sigterm_while_a_memory_cache_is_built_ends_as_the_uninterrupted_run(reference, tmp_path):
     args = [*BASE, *PHASES, "--teacher_cache=memory"]
     run_chain(args, ["cache:TERM", "distill:2:1"], tmp_path)
     assert_same_outcome(outcome(tmp_path), reference)
 
 
-IMAGES = ["--student=cnn_small", "--epochs=2", "--batch_size=32", "--verbose=0", "--export=keras",
-          "--deterministic", "--output_dir=out"]
+IMAGES = [
+    "--student=cnn_small",
+    "--epochs=2",
+    "--batch_size=32",
+    "--verbose=0",
+    "--export=keras",
+    "--deterministic",
+    "--output_dir=out",
+]
 
 
 @pytest.mark.parametrize("source", ["replay", "fixed"])
 def test_a_kill_during_distillation_from_a_stored_source_ends_as_the_uninterrupted_run(
-        stored, tmp_path, source):
+    stored, tmp_path, source
+):
     if source == "replay":
-        flags = [*IMAGES, f"--dataset=npz:{stored / 'images'}", f"--teacher={stored / 'cnn.keras'}",
-                 "--teaching=consistent", "--teacher_cache=replay", "--replay_views=2",
-                 "--replay_topk=2"]
+        flags = [
+            *IMAGES,
+            f"--dataset=npz:{stored / 'images'}",
+            f"--teacher={stored / 'cnn.keras'}",
+            "--teaching=consistent",
+            "--teacher_cache=replay",
+            "--replay_views=2",
+            "--replay_topk=2",
+        ]
         faults = ["replay", "distill:2:1"]
     else:
         flags = [*BASE, f"--teacher={stored / 'mlp.keras'}", "--teaching=fixed"]

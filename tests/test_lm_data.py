@@ -1,4 +1,5 @@
 """Language-model data: the causal shift, prompt and padding masks, seeded splits, the corpus."""
+
 import json
 
 import numpy as np
@@ -32,14 +33,14 @@ def test_causal_shift_equals_keras_hub_on_the_same_packed_tokens():
         start_token_id, end_token_id, pad_token_id = 256, 257, 0
         special_token_ids = [0, 256, 257]
 
-    preprocessor = keras_hub.models.CausalLMPreprocessor(tokenizer=Tokenizer(),
-                                                         sequence_length=6)
+    preprocessor = keras_hub.models.CausalLMPreprocessor(tokenizer=Tokenizer(), sequence_length=6)
     x, y, weight = preprocessor(["abc"])
     packed = np.array([[256, 97, 98, 99, 257, 0, 0]])
     ours = lm.causal_shift(packed, (packed != 0).astype("int32"))
     np.testing.assert_array_equal(np.asarray(x["token_ids"]), ours[0]["token_ids"])
-    np.testing.assert_array_equal(np.asarray(x["padding_mask"]).astype("int32"),
-                                  ours[0]["padding_mask"])
+    np.testing.assert_array_equal(
+        np.asarray(x["padding_mask"]).astype("int32"), ours[0]["padding_mask"]
+    )
     np.testing.assert_array_equal(np.asarray(y), ours[1])
     np.testing.assert_array_equal(np.asarray(weight).astype("float32"), ours[2])
 
@@ -47,8 +48,9 @@ def test_causal_shift_equals_keras_hub_on_the_same_packed_tokens():
 def test_documents_are_windows_of_start_text_end(tmp_path):
     path = tmp_path / "corpus.txt"
     path.write_text("abcdefg\n\nhi\n\n\nxy\n\nuv\n\nrs\n")
-    data = lm.load_lm(str(path), sequence_length=4, seed=0, validation_fraction=0.2,
-                      test_fraction=0.2)
+    data = lm.load_lm(
+        str(path), sequence_length=4, seed=0, validation_fraction=0.2, test_fraction=0.2
+    )
     rows = {tuple(row) for split in lm.SPLITS for row in data.split(split).token_ids}
     # "abcdefg": [1, a..g, 2] (9 tokens) in windows of 5 with stride 4.
     long = [START] + _ids("abcdefg") + [END]
@@ -65,8 +67,9 @@ def test_splits_are_seeded_and_disjoint_by_document(tmp_path):
 
     def split_texts(seed):
         data = lm.load_lm(str(path), sequence_length=32, seed=seed)
-        return [sorted(data.tokenizer.decode(row) for row in data.split(s).token_ids)
-                for s in lm.SPLITS]
+        return [
+            sorted(data.tokenizer.decode(row) for row in data.split(s).token_ids) for s in lm.SPLITS
+        ]
 
     first = split_texts(0)
     assert first == split_texts(0) and first != split_texts(1)
@@ -78,20 +81,32 @@ def test_block_split_covers_the_stream(tmp_path):
     path = tmp_path / "corpus.txt"
     path.write_text("\n\n".join(["abcdef", "ghijk", "lmnop", "qrstu"]))
     data = lm.load_lm(str(path), sequence_length=3, split_by="block", seed=0)
-    stream = [START] + _ids("abcdef") + [END] + _ids("ghijk") + [END] + _ids("lmnop") + [END] \
-        + _ids("qrstu") + [END]
-    blocks = sorted(tuple(int(t) for t, m in zip(row, mask) if m)
-                    for s in lm.SPLITS for row, mask in zip(data.split(s).token_ids,
-                                                            data.split(s).padding_mask))
-    assert blocks == sorted(tuple(stream[i:i + 4]) for i in range(0, len(stream), 4))
+    stream = (
+        [START]
+        + _ids("abcdef")
+        + [END]
+        + _ids("ghijk")
+        + [END]
+        + _ids("lmnop")
+        + [END]
+        + _ids("qrstu")
+        + [END]
+    )
+    blocks = sorted(
+        tuple(int(t) for t, m in zip(row, mask) if m)
+        for s in lm.SPLITS
+        for row, mask in zip(data.split(s).token_ids, data.split(s).padding_mask)
+    )
+    assert blocks == sorted(tuple(stream[i : i + 4]) for i in range(0, len(stream), 4))
 
 
 def test_prompt_tokens_are_masked_out_of_the_loss(tmp_path):
     path = tmp_path / "pairs.jsonl"
     rows = [{"question": f"q{i}", "answer": "ok"} for i in range(10)]
     path.write_text("\n".join(json.dumps(row) for row in rows))
-    data = lm.load_lm(str(path), sequence_length=7, prompt_column="question",
-                      completion_column="answer")
+    data = lm.load_lm(
+        str(path), sequence_length=7, prompt_column="question", completion_column="answer"
+    )
     assert data.has_prompts
     x, y, weight = data.train.shifted()
     row = list(x["token_ids"][0])
@@ -135,6 +150,7 @@ def test_the_classifier_data_reader_points_lm_data_to_the_lm_run():
 
     from tfkd.data import sources
 
-    with pytest.raises(ValueError, match="is causal-language-model data, which `python -m "
-                                         "tfkd.lm`"):
+    with pytest.raises(
+        ValueError, match="is causal-language-model data, which `python -m tfkd.lm`"
+    ):
         sources.read_source(types.SimpleNamespace(dataset="lm:corpus.txt"))

@@ -1,16 +1,16 @@
 """Token-level causal-LM distillation: the objective against NumPy, masks, replicas."""
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from tiny_lms import TIME, batch, kl, softmax, tiny_lm
+
 from tfkd.lm import CausalLMDistiller
 from tfkd.models import lm as lm_models
 
 
-def _numpy_objective(teacher, student, x, y, weight, divergence, alpha, temperature=1.0,
-                     beta=0.5):
+def _numpy_objective(teacher, student, x, y, weight, divergence, alpha, temperature=1.0, beta=0.5):
     p_t = softmax(teacher(x), temperature)
     p_s = softmax(student(x), temperature)
     if divergence == "forward_kl":
@@ -29,18 +29,21 @@ def _numpy_objective(teacher, student, x, y, weight, divergence, alpha, temperat
     return alpha * divergence_mean + (1 - alpha) * nll_mean, nll_mean, divergence_mean
 
 
-@pytest.mark.parametrize("divergence, alpha, temperature",
-                         [("forward_kl", 0.9, 1.0), ("reverse_kl", 1.0, 2.0), ("jsd", 0.5, 1.0)])
+@pytest.mark.parametrize(
+    "divergence, alpha, temperature",
+    [("forward_kl", 0.9, 1.0), ("reverse_kl", 1.0, 2.0), ("jsd", 0.5, 1.0)],
+)
 def test_evaluation_terms_match_numpy(divergence, alpha, temperature):
     teacher, student = tiny_lm(1, hidden=32), tiny_lm(2)
     x, y, weight = batch()
-    distiller = CausalLMDistiller(student, teacher, divergence=divergence, alpha=alpha,
-                                  temperature=temperature)
+    distiller = CausalLMDistiller(
+        student, teacher, divergence=divergence, alpha=alpha, temperature=temperature
+    )
     distiller.compile(optimizer=keras.optimizers.SGD(0.1))
-    logs = distiller.evaluate(x, y, sample_weight=weight, batch_size=4, verbose=0,
-                              return_dict=True)
-    loss, nll, divergence_mean = _numpy_objective(teacher, student, x, y, weight, divergence,
-                                                  alpha, temperature)
+    logs = distiller.evaluate(x, y, sample_weight=weight, batch_size=4, verbose=0, return_dict=True)
+    loss, nll, divergence_mean = _numpy_objective(
+        teacher, student, x, y, weight, divergence, alpha, temperature
+    )
     assert logs["loss"] == pytest.approx(loss, rel=1e-4)
     assert logs["student_loss"] == pytest.approx(nll, rel=1e-4)
     assert logs["distillation_loss"] == pytest.approx(divergence_mean, rel=1e-4)
@@ -58,8 +61,9 @@ def test_padding_prompt_and_ignored_labels_do_not_count():
     distiller = CausalLMDistiller(student, teacher, alpha=0.5)
     distiller.compile(optimizer="sgd")
     first = distiller.evaluate(x, y, sample_weight=weight, verbose=0, return_dict=True)
-    second = distiller.evaluate(changed, changed_y, sample_weight=weight, verbose=0,
-                                return_dict=True)
+    second = distiller.evaluate(
+        changed, changed_y, sample_weight=weight, verbose=0, return_dict=True
+    )
     assert first["loss"] == pytest.approx(second["loss"], rel=1e-6)
 
 
@@ -94,8 +98,11 @@ def test_two_replicas_with_different_valid_token_counts_take_the_one_replica_ste
 def test_bad_arguments_are_refused_by_name():
     teacher, student = tiny_lm(1), tiny_lm(2)
     other = lm_models.gpt2_causal_lm(30, 1, 16, 2, TIME, name="wide_vocabulary")
-    with pytest.raises(ValueError, match="must share the tokenizer: student 'lm_2_16' has a "
-                                         "vocabulary of 24 tokens, teacher 'wide_vocabulary' 30"):
+    with pytest.raises(
+        ValueError,
+        match="must share the tokenizer: student 'lm_2_16' has a "
+        "vocabulary of 24 tokens, teacher 'wide_vocabulary' 30",
+    ):
         CausalLMDistiller(student, other)
     with pytest.raises(ValueError, match="--divergence must be one of"):
         CausalLMDistiller(student, teacher, divergence="tv")

@@ -1,4 +1,5 @@
 """Per-token divergences against NumPy references written from the papers' equations."""
+
 import numpy as np
 import pytest
 
@@ -22,10 +23,16 @@ def kl(p, q):
 @pytest.mark.parametrize("temperature", [1.0, 2.0])
 def test_forward_and_reverse_kl(temperature):
     p_t, p_s = softmax(TEACHER, temperature), softmax(STUDENT, temperature)
-    np.testing.assert_allclose(objective.forward_kl(TEACHER, STUDENT, temperature),
-                               temperature**2 * kl(p_t, p_s), rtol=1e-5)
-    np.testing.assert_allclose(objective.reverse_kl(TEACHER, STUDENT, temperature),
-                               temperature**2 * kl(p_s, p_t), rtol=1e-5)
+    np.testing.assert_allclose(
+        objective.forward_kl(TEACHER, STUDENT, temperature),
+        temperature**2 * kl(p_t, p_s),
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(
+        objective.reverse_kl(TEACHER, STUDENT, temperature),
+        temperature**2 * kl(p_s, p_t),
+        rtol=1e-5,
+    )
     assert objective.forward_kl(TEACHER, STUDENT, temperature).shape == (2, 3)
 
 
@@ -34,15 +41,20 @@ def test_generalized_jsd(beta):
     p_t, p_s = softmax(TEACHER), softmax(STUDENT)
     mixture = beta * p_t + (1 - beta) * p_s
     expected = beta * kl(p_t, mixture) + (1 - beta) * kl(p_s, mixture)
-    np.testing.assert_allclose(objective.generalized_jsd(TEACHER, STUDENT, 1.0, beta), expected,
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        objective.generalized_jsd(TEACHER, STUDENT, 1.0, beta), expected, rtol=1e-5
+    )
 
 
 def test_jsd_ends_are_forward_and_reverse_kl_exactly():
-    np.testing.assert_array_equal(objective.generalized_jsd(TEACHER, STUDENT, 1.5, 0.0),
-                                  objective.forward_kl(TEACHER, STUDENT, 1.5))
-    np.testing.assert_array_equal(objective.generalized_jsd(TEACHER, STUDENT, 1.5, 1.0),
-                                  objective.reverse_kl(TEACHER, STUDENT, 1.5))
+    np.testing.assert_array_equal(
+        objective.generalized_jsd(TEACHER, STUDENT, 1.5, 0.0),
+        objective.forward_kl(TEACHER, STUDENT, 1.5),
+    )
+    np.testing.assert_array_equal(
+        objective.generalized_jsd(TEACHER, STUDENT, 1.5, 1.0),
+        objective.reverse_kl(TEACHER, STUDENT, 1.5),
+    )
     # Near the ends the formula itself tends to 0, which is why the ends are special cases.
     assert float(np.max(objective.generalized_jsd(TEACHER, STUDENT, 1.0, 1e-6))) < 1e-4
     with pytest.raises(ValueError, match="jsd_beta must be in"):
@@ -64,23 +76,34 @@ def test_sparse_topk_kl_with_tail_bucket(k):
     tail_t, tail_s = 1 - p_t_top.sum(-1), 1 - p_s_top.sum(-1)
     head = (p_t_top * (log_p_t - np.log(p_s_top))).sum(-1)
     expected = 4.0 * (head + tail_t * (np.log(tail_t) - np.log(tail_s)))
-    np.testing.assert_allclose(objective.sparse_topk_kl(log_p_t, ids, STUDENT, 2.0), expected,
-                               rtol=1e-4)
-    np.testing.assert_allclose(objective.sparse_topk_kl(log_p_t, ids, STUDENT, 2.0, tail_t),
-                               expected, rtol=1e-4)
-    np.testing.assert_allclose(objective.sparse_topk_kl(log_p_t, ids, STUDENT, 2.0, False),
-                               4.0 * head, rtol=1e-4)
+    np.testing.assert_allclose(
+        objective.sparse_topk_kl(log_p_t, ids, STUDENT, 2.0), expected, rtol=1e-4
+    )
+    np.testing.assert_allclose(
+        objective.sparse_topk_kl(log_p_t, ids, STUDENT, 2.0, tail_t), expected, rtol=1e-4
+    )
+    np.testing.assert_allclose(
+        objective.sparse_topk_kl(log_p_t, ids, STUDENT, 2.0, False), 4.0 * head, rtol=1e-4
+    )
 
 
 def test_sparse_topk_kl_with_every_token_is_forward_kl():
     log_p_t, ids = _top_k(TEACHER, 7, 2.0)
-    np.testing.assert_allclose(objective.sparse_topk_kl(log_p_t, ids, STUDENT, 2.0),
-                               objective.forward_kl(TEACHER, STUDENT, 2.0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        objective.sparse_topk_kl(log_p_t, ids, STUDENT, 2.0),
+        objective.forward_kl(TEACHER, STUDENT, 2.0),
+        rtol=1e-4,
+        atol=1e-6,
+    )
     # Stored as float16, with the tail mass of the full-precision probabilities.
     np.testing.assert_allclose(
-        objective.sparse_topk_kl(log_p_t.astype("float16"), ids, STUDENT, 2.0,
-                                 np.zeros((2, 3), "float32")),
-        objective.forward_kl(TEACHER, STUDENT, 2.0), rtol=2e-3, atol=2e-3)
+        objective.sparse_topk_kl(
+            log_p_t.astype("float16"), ids, STUDENT, 2.0, np.zeros((2, 3), "float32")
+        ),
+        objective.forward_kl(TEACHER, STUDENT, 2.0),
+        rtol=2e-3,
+        atol=2e-3,
+    )
 
 
 def test_masked_global_mean_is_sum_over_valid_tokens_over_their_count():
@@ -91,6 +114,5 @@ def test_masked_global_mean_is_sum_over_valid_tokens_over_their_count():
 
 
 def test_unknown_divergence_is_refused():
-    with pytest.raises(ValueError, match="--divergence must be one of forward_kl, reverse_kl, "
-                                         "jsd"):
+    with pytest.raises(ValueError, match="--divergence must be one of forward_kl, reverse_kl, jsd"):
         objective.divergence("tvd", TEACHER, STUDENT)

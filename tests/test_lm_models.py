@@ -1,4 +1,5 @@
 """GPT-style causal LMs of the zoo: shapes, parameter counts from GPT-2's equations, seeding."""
+
 import numpy as np
 import pytest
 
@@ -39,15 +40,16 @@ def test_small_model_logits_shape_and_seeding():
     model = lm.gpt2_causal_lm(VOCABULARY, 1, 16, 2, LENGTH, seed=3)
     assert isinstance(model, keras_hub.models.GPT2CausalLM) and model.preprocessor is None
     assert model.count_params() == _count_by_hand(VOCABULARY, 1, 16, LENGTH)
-    inputs = {"token_ids": np.arange(10, dtype="int32").reshape(2, 5),
-              "padding_mask": np.ones((2, 5), "int32")}
+    inputs = {
+        "token_ids": np.arange(10, dtype="int32").reshape(2, 5),
+        "padding_mask": np.ones((2, 5), "int32"),
+    }
     assert tuple(model(inputs).shape) == (2, 5, VOCABULARY)
     same = lm.gpt2_causal_lm(VOCABULARY, 1, 16, 2, LENGTH, seed=3)
     other = lm.gpt2_causal_lm(VOCABULARY, 1, 16, 2, LENGTH, seed=4)
     for a, b in zip(model.get_weights(), same.get_weights()):
         np.testing.assert_array_equal(a, b)
-    assert any(not np.array_equal(a, b) for a, b in zip(model.get_weights(),
-                                                        other.get_weights()))
+    assert any(not np.array_equal(a, b) for a, b in zip(model.get_weights(), other.get_weights()))
     embedding = model.backbone.token_embedding.embeddings.numpy()
     assert abs(embedding.std() - lm.TOKEN_EMBEDDING_STDDEV) < 0.002
 
@@ -70,8 +72,9 @@ def test_keras_file_reloads_and_vocabulary_is_checked(tmp_path):
     reloaded = lm.load_causal_lm(path, vocabulary_size=VOCABULARY)
     inputs = {"token_ids": np.ones((1, 4), "int32"), "padding_mask": np.ones((1, 4), "int32")}
     np.testing.assert_allclose(reloaded(inputs), model(inputs), atol=1e-6)
-    with pytest.raises(ValueError, match="has a vocabulary of 64 tokens; the data's tokenizer "
-                                         "has 259"):
+    with pytest.raises(
+        ValueError, match="has a vocabulary of 64 tokens; the data's tokenizer has 259"
+    ):
         lm.load_causal_lm(path, vocabulary_size=259)
 
 

@@ -1,12 +1,13 @@
 """On-policy distillation (GKD): batches scored on the student's own samples."""
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tiny_lms import TIME, VOCABULARY, batch, kl, softmax, tiny_lm
 
 from tfkd.lm import CausalLMDistiller
 from tfkd.lm.sampling import filter_logits
-from tiny_lms import TIME, VOCABULARY, batch, kl, softmax, tiny_lm
 
 PROMPT_LENGTHS = np.array([2, 3, 1, 4])  # start token included
 NEW_TOKENS = 3
@@ -27,8 +28,9 @@ def greedy_reference(student, teacher, x, end_token_id=None):
     forward KL of the teacher and student at the sampled tokens (up to the first end)."""
     buffer = np.concatenate([x["token_ids"], np.zeros((4, 1), "int32")], axis=1)
     for step in range(NEW_TOKENS):
-        logits = np.asarray(student({"token_ids": buffer[:, :TIME],
-                                     "padding_mask": np.ones((4, TIME), "int32")}))
+        logits = np.asarray(
+            student({"token_ids": buffer[:, :TIME], "padding_mask": np.ones((4, TIME), "int32")})
+        )
         for row, prompt in enumerate(PROMPT_LENGTHS):
             buffer[row, prompt + step] = np.argmax(logits[row, prompt + step - 1])
     mask = np.zeros((4, TIME + 1))
@@ -45,8 +47,7 @@ def greedy_reference(student, teacher, x, end_token_id=None):
 def _train(distiller, data, steps=1, learning_rate=0.0):
     distiller.compile(optimizer=keras.optimizers.SGD(learning_rate))
     dataset = tf.data.Dataset.from_tensor_slices(data).batch(4).repeat()
-    return distiller.fit(dataset, epochs=1, steps_per_epoch=steps, shuffle=False,
-                          verbose=0).history
+    return distiller.fit(dataset, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0).history
 
 
 def test_on_policy_batches_are_scored_on_the_students_samples_up_to_the_end_token():
@@ -58,9 +59,15 @@ def test_on_policy_batches_are_scored_on_the_students_samples_up_to_the_end_toke
     end_token_id = int(buffer[0, PROMPT_LENGTHS[0]])
     expected, _, mask = greedy_reference(student, teacher, x, end_token_id)
     assert mask[0].sum() == 1 and mask.sum() < full_mask.sum()
-    distiller = CausalLMDistiller(student, teacher, alpha=1.0, on_policy_fraction=1.0,
-                                  max_new_tokens=NEW_TOKENS, top_k=1,
-                                  end_token_id=end_token_id)
+    distiller = CausalLMDistiller(
+        student,
+        teacher,
+        alpha=1.0,
+        on_policy_fraction=1.0,
+        max_new_tokens=NEW_TOKENS,
+        top_k=1,
+        end_token_id=end_token_id,
+    )
     history = _train(distiller, (x, y, weight))
     assert history["distillation_loss"][0] == pytest.approx(expected, rel=1e-4)
 
@@ -77,8 +84,10 @@ def _plain_step(data, learning_rate, alpha):
         nll = -tf.gather(log_student, y, batch_dims=2)
         loss = tf.reduce_sum((alpha * divergence + (1 - alpha) * nll) * weight) / weight.sum()
     gradients = tape.gradient(loss, student.trainable_variables)
-    return [v.numpy() - learning_rate * g.numpy()
-            for v, g in zip(student.trainable_variables, gradients)]
+    return [
+        v.numpy() - learning_rate * g.numpy()
+        for v, g in zip(student.trainable_variables, gradients)
+    ]
 
 
 def test_zero_fraction_is_off_policy_distillation():
@@ -86,8 +95,9 @@ def test_zero_fraction_is_off_policy_distillation():
     weights = []
     for fraction in (0.0, 1e-9):
         teacher, student = tiny_lm(1, hidden=32), tiny_lm(2)
-        distiller = CausalLMDistiller(student, teacher, alpha=0.8, on_policy_fraction=fraction,
-                                      seed=5)
+        distiller = CausalLMDistiller(
+            student, teacher, alpha=0.8, on_policy_fraction=fraction, seed=5
+        )
         _train(distiller, data, steps=1, learning_rate=0.5)
         weights.append([v.numpy() for v in student.trainable_variables])
     expected = _plain_step(data, 0.5, 0.8)
@@ -104,20 +114,30 @@ def test_students_own_samples_move_towards_the_teachers_preferred_token():
     token_ids = keras.Input((None,), dtype="int32", name="token_ids")
     padding_mask = keras.Input((None,), dtype="int32", name="padding_mask")
     table = np.where(np.arange(VOCABULARY) == preferred, 6.0, 0.0)
-    logits = keras.layers.Embedding(VOCABULARY, VOCABULARY, trainable=False,
-                                    embeddings_initializer=keras.initializers.Constant(
-                                        np.tile(table, (VOCABULARY, 1))))(token_ids)
-    teacher = keras.Model({"token_ids": token_ids, "padding_mask": padding_mask}, logits,
-                          name="prefers_one_token")
+    logits = keras.layers.Embedding(
+        VOCABULARY,
+        VOCABULARY,
+        trainable=False,
+        embeddings_initializer=keras.initializers.Constant(np.tile(table, (VOCABULARY, 1))),
+    )(token_ids)
+    teacher = keras.Model(
+        {"token_ids": token_ids, "padding_mask": padding_mask}, logits, name="prefers_one_token"
+    )
     student = tiny_lm(2)
     x, y, weight = prompt_batch()
     _, before, mask = greedy_reference(student, teacher, x)
-    distiller = CausalLMDistiller(student, teacher, divergence="reverse_kl", alpha=1.0,
-                                  on_policy_fraction=1.0, max_new_tokens=NEW_TOKENS, seed=0)
+    distiller = CausalLMDistiller(
+        student,
+        teacher,
+        divergence="reverse_kl",
+        alpha=1.0,
+        on_policy_fraction=1.0,
+        max_new_tokens=NEW_TOKENS,
+        seed=0,
+    )
     distiller.compile(optimizer=keras.optimizers.Adam(0.05))
     dataset = tf.data.Dataset.from_tensor_slices((x, y, weight)).batch(4).repeat()
-    history = distiller.fit(dataset, epochs=2, steps_per_epoch=6, shuffle=False,
-                            verbose=0).history
+    history = distiller.fit(dataset, epochs=2, steps_per_epoch=6, shuffle=False, verbose=0).history
     _, after, _ = greedy_reference(student, teacher, x)
     sampled = mask > 0
     assert np.mean(after[sampled] == preferred) > np.mean(before[sampled] == preferred)
@@ -139,9 +159,15 @@ def _greedy_on_policy_step(strategy, weights):
     x, y, weight = prompt_batch()
     with strategy.scope():
         teacher, student = tiny_lm(1, hidden=32), tiny_lm(2)
-        distiller = CausalLMDistiller(student, teacher, divergence="jsd", alpha=0.5,
-                                      on_policy_fraction=1.0, max_new_tokens=NEW_TOKENS,
-                                      top_k=1)
+        distiller = CausalLMDistiller(
+            student,
+            teacher,
+            divergence="jsd",
+            alpha=0.5,
+            on_policy_fraction=1.0,
+            max_new_tokens=NEW_TOKENS,
+            top_k=1,
+        )
         distiller.compile(optimizer=keras.optimizers.SGD(1.0))
     if weights is not None:
         student.set_weights(weights)

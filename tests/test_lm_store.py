@@ -1,15 +1,16 @@
 """Stored teacher top-k for sequences: equal to the online top-k, k = V is full forward KL,
 keyed, rebuilt when half-written, refused above the vocabulary size."""
+
 import os
 
 import keras
 import numpy as np
 import pytest
+from tiny_lms import TIME, VOCABULARY, softmax, tiny_lm
 
 from tfkd.data.lm import TokenSplit
 from tfkd.lm import CausalLMDistiller
 from tfkd.lm.store import TopKStore, bytes_per_token
-from tiny_lms import TIME, VOCABULARY, softmax, tiny_lm
 
 
 def _split(rows=6, seed=0):
@@ -23,17 +24,20 @@ def _split(rows=6, seed=0):
 
 def test_stored_topk_equals_the_online_topk(tmp_path):
     teacher, split = tiny_lm(1), _split()
-    store = TopKStore.open_or_build(str(tmp_path), teacher, split, k=5, temperature=2.0,
-                                    batch_size=4)
+    store = TopKStore.open_or_build(
+        str(tmp_path), teacher, split, k=5, temperature=2.0, batch_size=4
+    )
     x, _, _ = split.shifted()
     log_p = np.log(softmax(np.asarray(teacher(x)), 2.0))
     ids = np.argsort(-log_p, axis=-1, kind="stable")[..., :5]
     np.testing.assert_array_equal(store.arrays["teacher_topk_ids"], ids)
     top = np.take_along_axis(log_p, ids, -1)
-    np.testing.assert_allclose(store.arrays["teacher_topk_log_probs"].astype("float32"), top,
-                               rtol=1e-3, atol=1e-3)
-    np.testing.assert_allclose(store.arrays["teacher_tail_mass"], 1 - np.exp(top).sum(-1),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        store.arrays["teacher_topk_log_probs"].astype("float32"), top, rtol=1e-3, atol=1e-3
+    )
+    np.testing.assert_allclose(
+        store.arrays["teacher_tail_mass"], 1 - np.exp(top).sum(-1), atol=1e-5
+    )
     assert store.arrays["teacher_topk_ids"].dtype == np.int32
     assert store.arrays["teacher_topk_log_probs"].dtype == np.float16
     assert store.bytes_per_token == bytes_per_token(5) == 5 * 4 + 5 * 2 + 4
@@ -46,15 +50,18 @@ def test_distillation_from_all_v_stored_tokens_is_full_forward_kl(tmp_path):
     x, y, weight = split.shifted()
     logs = []
     for source in ("store", "teacher"):
-        distiller = CausalLMDistiller(tiny_lm(2), None if source == "store" else teacher,
-                                      alpha=0.7)
+        distiller = CausalLMDistiller(tiny_lm(2), None if source == "store" else teacher, alpha=0.7)
         distiller.compile(optimizer=keras.optimizers.SGD(0.1))
         if source == "store":
-            logs.append(distiller.evaluate(store.dataset(split, batch_size=6), verbose=0,
-                                           return_dict=True))
+            logs.append(
+                distiller.evaluate(store.dataset(split, batch_size=6), verbose=0, return_dict=True)
+            )
         else:
-            logs.append(distiller.evaluate(x, y, sample_weight=weight, batch_size=6, verbose=0,
-                                           return_dict=True))
+            logs.append(
+                distiller.evaluate(
+                    x, y, sample_weight=weight, batch_size=6, verbose=0, return_dict=True
+                )
+            )
     for name in ("loss", "distillation_loss", "student_loss"):
         assert logs[0][name] == pytest.approx(logs[1][name], rel=2e-3)
 
@@ -67,8 +74,10 @@ def test_store_is_keyed_and_a_half_written_store_is_rebuilt(tmp_path):
     other_k = TopKStore.open_or_build(str(tmp_path), teacher, split, k=4)
     other_data = TopKStore.open_or_build(str(tmp_path), teacher, _split(seed=1), k=3)
     other_teacher = TopKStore.open_or_build(str(tmp_path), tiny_lm(3), split, k=3)
-    assert len({first.directory, other_k.directory, other_data.directory,
-                other_teacher.directory}) == 4
+    assert (
+        len({first.directory, other_k.directory, other_data.directory, other_teacher.directory})
+        == 4
+    )
     expected = np.array(first.arrays["teacher_topk_ids"])
     # An interrupted write: the record missing, an array cut short.
     os.remove(os.path.join(first.directory, "store.json"))
@@ -93,6 +102,7 @@ def test_training_from_the_store_runs_without_a_teacher(tmp_path):
     student = tiny_lm(2)
     distiller = CausalLMDistiller(student, None, alpha=1.0)
     distiller.compile(optimizer=keras.optimizers.Adam(0.01))
-    history = distiller.fit(store.dataset(split, batch_size=3, shuffle=True, seed=0), epochs=3,
-                            shuffle=False, verbose=0).history
+    history = distiller.fit(
+        store.dataset(split, batch_size=3, shuffle=True, seed=0), epochs=3, shuffle=False, verbose=0
+    ).history
     assert history["distillation_loss"][-1] < history["distillation_loss"][0]

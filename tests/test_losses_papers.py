@@ -1,5 +1,6 @@
 """Decoupled KD and DIST against NumPy references written from the papers' equations, the
 official code's formulas re-written in NumPy, properties, and 2 replicas against 1."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -46,15 +47,19 @@ def _mdistiller_dkd(labels, logits_student, logits_teacher, alpha, beta, tempera
     other_mask = 1.0 - gt_mask
 
     def cat_mask(t):
-        return np.concatenate([(t * gt_mask).sum(1, keepdims=True),
-                               (t * other_mask).sum(1, keepdims=True)], 1)
+        return np.concatenate(
+            [(t * gt_mask).sum(1, keepdims=True), (t * other_mask).sum(1, keepdims=True)], 1
+        )
 
     pred_student = cat_mask(_softmax(logits_student / temperature))
     pred_teacher = cat_mask(_softmax(logits_teacher / temperature))
 
     def kl_div_sum(log_input, target):  # F.kl_div: sum of target * (log target - input)
-        return np.sum(np.where(target > 0, target * (np.log(np.where(target > 0, target, 1.0))
-                                                     - log_input), 0.0))
+        return np.sum(
+            np.where(
+                target > 0, target * (np.log(np.where(target > 0, target, 1.0)) - log_input), 0.0
+            )
+        )
 
     tckd = kl_div_sum(np.log(pred_student), pred_teacher) * temperature**2 / len(labels)
     pred_teacher_part2 = _softmax(logits_teacher / temperature - 1000.0 * gt_mask)
@@ -69,18 +74,27 @@ def _logits(seed, batch=6, classes=7, scale=3.0):
     return rng.integers(0, classes, batch), student, teacher
 
 
-@pytest.mark.parametrize("temperature,alpha,beta", [(4.0, 1.0, 8.0), (1.0, 1.0, 1.0),
-                                                    (2.0, 0.5, 2.0), (8.0, 0.0, 3.0)])
+@pytest.mark.parametrize(
+    "temperature,alpha,beta", [(4.0, 1.0, 8.0), (1.0, 1.0, 1.0), (2.0, 0.5, 2.0), (8.0, 0.0, 3.0)]
+)
 def test_decoupled_kd_matches_the_paper_and_mdistiller(temperature, alpha, beta):
     labels, student, teacher = _logits(int(temperature + 10 * beta))
-    got = np.asarray(losses.decoupled_kd(labels, student.astype("float32"),
-                                         teacher.astype("float32"), temperature, alpha, beta))
+    got = np.asarray(
+        losses.decoupled_kd(
+            labels, student.astype("float32"), teacher.astype("float32"), temperature, alpha, beta
+        )
+    )
     assert got.shape == (6,)
-    np.testing.assert_allclose(got, _reference_dkd(labels, student, teacher, temperature, alpha,
-                                                   beta), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        got,
+        _reference_dkd(labels, student, teacher, temperature, alpha, beta),
+        rtol=1e-4,
+        atol=1e-5,
+    )
     # mdistiller's scalar is the batch mean of our per-example values.
-    assert got.mean() == pytest.approx(_mdistiller_dkd(labels, student, teacher, alpha, beta,
-                                                       temperature), rel=1e-4)
+    assert got.mean() == pytest.approx(
+        _mdistiller_dkd(labels, student, teacher, alpha, beta, temperature), rel=1e-4
+    )
 
 
 def test_decoupled_kd_properties():
@@ -99,8 +113,9 @@ def test_decoupled_kd_properties():
     two_s, two_t = student[:, :2], teacher[:, :2]
     two_labels = labels % 2
     hinton = losses.distillation_kl(_softmax(two_t / 3.0), two_s, 3.0)
-    np.testing.assert_allclose(losses.decoupled_kd(two_labels, two_s, two_t, 3.0, 1.0, 8.0),
-                               hinton, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        losses.decoupled_kd(two_labels, two_s, two_t, 3.0, 1.0, 8.0), hinton, rtol=1e-4, atol=1e-6
+    )
 
 
 def test_decoupled_kd_gradients_are_finite_for_confident_logits():
@@ -144,6 +159,7 @@ def _reference_dist(student_logits, teacher_logits, temperature, beta, gamma):
 
 def _official_dist(z_s, z_t, tau, beta, gamma, eps=1e-8):
     """hunto/image_classification_sota lib/models/losses/dist_kd.py `DIST.forward` in NumPy."""
+
     def cosine_similarity(a, b):
         return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + eps)
 
@@ -157,20 +173,27 @@ def _official_dist(z_s, z_t, tau, beta, gamma, eps=1e-8):
         return inter_class_relation(y_s.T, y_t.T)
 
     y_s, y_t = _softmax(z_s / tau), _softmax(z_t / tau)
-    return (beta * tau**2 * inter_class_relation(y_s, y_t)
-            + gamma * tau**2 * intra_class_relation(y_s, y_t))
+    return beta * tau**2 * inter_class_relation(y_s, y_t) + gamma * tau**2 * intra_class_relation(
+        y_s, y_t
+    )
 
 
-@pytest.mark.parametrize("temperature,beta,gamma", [(1.0, 1.0, 1.0), (4.0, 2.0, 2.0),
-                                                    (2.0, 1.0, 0.0), (1.0, 0.0, 1.0)])
+@pytest.mark.parametrize(
+    "temperature,beta,gamma", [(1.0, 1.0, 1.0), (4.0, 2.0, 2.0), (2.0, 1.0, 0.0), (1.0, 0.0, 1.0)]
+)
 def test_dist_loss_matches_the_paper_and_the_official_code(temperature, beta, gamma):
     _, student, teacher = _logits(int(temperature * 7 + beta), batch=9, classes=6)
-    got = float(losses.dist_loss(student.astype("float32"), teacher.astype("float32"),
-                                 temperature, beta, gamma))
-    assert got == pytest.approx(_reference_dist(student, teacher, temperature, beta, gamma),
-                                rel=1e-4, abs=1e-5)
-    assert got == pytest.approx(_official_dist(student, teacher, temperature, beta, gamma),
-                                rel=1e-4, abs=1e-5)
+    got = float(
+        losses.dist_loss(
+            student.astype("float32"), teacher.astype("float32"), temperature, beta, gamma
+        )
+    )
+    assert got == pytest.approx(
+        _reference_dist(student, teacher, temperature, beta, gamma), rel=1e-4, abs=1e-5
+    )
+    assert got == pytest.approx(
+        _official_dist(student, teacher, temperature, beta, gamma), rel=1e-4, abs=1e-5
+    )
 
 
 def test_dist_loss_properties():
@@ -182,8 +205,7 @@ def test_dist_loss_properties():
     assert 0.0 < value <= 2.0 * (1.0 + 1.0) * 2.0**2
     # The intra-class term is a batch statistic: dropping examples changes the loss of the rest.
     half = float(losses.dist_loss(student[:6], teacher[:6], 1.0, 0.0, 1.0))
-    assert half != pytest.approx(float(losses.dist_loss(student, teacher, 1.0, 0.0, 1.0)),
-                                 rel=1e-3)
+    assert half != pytest.approx(float(losses.dist_loss(student, teacher, 1.0, 0.0, 1.0)), rel=1e-3)
     with pytest.raises(ValueError, match="temperature must be > 0"):
         losses.dist_loss(student, teacher, temperature=-1.0)
     with pytest.raises(ValueError, match="inter_weight and intra_weight must be >= 0"):
@@ -210,18 +232,22 @@ def test_dist_loss_on_two_replicas_equals_one_replica(mirrored):
 
     def split(value):
         return mirrored.experimental_distribute_values_from_function(
-            lambda context: value[4 * context.replica_id_in_sync_group:
-                                  4 * (context.replica_id_in_sync_group + 1)])
+            lambda context: value[
+                4 * context.replica_id_in_sync_group : 4 * (context.replica_id_in_sync_group + 1)
+            ]
+        )
 
-    values, gradients = tf.function(lambda: mirrored.run(
-        replica_fn, args=(split(student), split(teacher))))()
+    values, gradients = tf.function(
+        lambda: mirrored.run(replica_fn, args=(split(student), split(teacher)))
+    )()
     values = mirrored.experimental_local_results(values)
     gradients = mirrored.experimental_local_results(gradients)
     assert len(values) == 2
     for value in values:
         assert float(value) == pytest.approx(float(one_value), rel=1e-6)
-    np.testing.assert_allclose(np.concatenate([g.numpy() for g in gradients]),
-                               one_gradient.numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        np.concatenate([g.numpy() for g in gradients]), one_gradient.numpy(), rtol=1e-5, atol=1e-7
+    )
     # Without the gather each replica would see only its own half of the batch.
     local = float(losses.dist_loss(student[:4], teacher[:4], 2.0))
     assert local != pytest.approx(float(one_value), rel=1e-3)

@@ -9,6 +9,7 @@ method is covered without editing this file; tests/test_replicas.py checks 2 rep
   * its flagfile `configs/methods/<name>.flags` parses into a RunConfig that passes the run's
     checks and builds.
 """
+
 import os
 
 import keras
@@ -21,33 +22,50 @@ from tfkd.experiment import job
 from tfkd.methods import METHODS
 
 FEATURES, CLASSES, EXAMPLES = 6, 4, 16
-FLAGFILES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
-                         "methods")
+FLAGFILES = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "methods"
+)
 # Options a method cannot take at its defaults on two tiny teachers.
 OVERRIDES = {"fixed_teacher_weights": "1,3", "skip_features_first_epoch": False}
 
 
 def _bundle():
     rng = np.random.default_rng(0)
-    splits = [(rng.normal(size=(EXAMPLES, FEATURES)).astype("float32"),
-               rng.integers(0, CLASSES, EXAMPLES).astype(np.int64)) for _ in range(3)]
-    return data.DataBundle(name="tiny", train=splits[0], validation=splits[1], test=splits[2],
-                           num_classes=CLASSES, input_shape=(FEATURES,),
-                           superclass_of=np.array([0, 0, 1, 1]))
+    splits = [
+        (
+            rng.normal(size=(EXAMPLES, FEATURES)).astype("float32"),
+            rng.integers(0, CLASSES, EXAMPLES).astype(np.int64),
+        )
+        for _ in range(3)
+    ]
+    return data.DataBundle(
+        name="tiny",
+        train=splits[0],
+        validation=splits[1],
+        test=splits[2],
+        num_classes=CLASSES,
+        input_shape=(FEATURES,),
+        superclass_of=np.array([0, 0, 1, 1]),
+    )
 
 
 def _models(method, teacher_count=2):
     student = models.build("mlp_small", (FEATURES,), CLASSES, seed=0)
-    teachers = [models.build("mlp", (FEATURES,), CLASSES, seed=1 + k)
-                for k in range(teacher_count if method.multi_teacher else 1)]
+    teachers = [
+        models.build("mlp", (FEATURES,), CLASSES, seed=1 + k)
+        for k in range(teacher_count if method.multi_teacher else 1)
+    ]
     if not method.needs_teacher:
         return student, None, teachers
     return student, (teachers if method.multi_teacher else teachers[0]), teachers
 
 
 def _given(method):
-    return {name: value for name, value in OVERRIDES.items()
-            if name in {option.name for option in method.options}}
+    return {
+        name: value
+        for name, value in OVERRIDES.items()
+        if name in {option.name for option in method.options}
+    }
 
 
 @pytest.mark.parametrize("name", METHODS.names())
@@ -64,6 +82,7 @@ def test_declarations_are_consistent(name):
     if method.multi_teacher:
         weighting, _ = method.weighting(method.resolve(_given(method)))
         from tfkd import multi_teacher
+
         assert weighting in multi_teacher.WEIGHTINGS
 
 
@@ -76,16 +95,18 @@ def test_a_few_steps_train_the_student_only_with_finite_terms(name, run_eagerly)
     distiller.compile(optimizer=keras.optimizers.SGD(0.01), run_eagerly=run_eagerly)
     before = [weights for model in teachers for weights in model.get_weights()]
     student_before = student.get_weights()
-    history = distiller.fit(data.as_dataset(*_bundle().train, batch_size=8), epochs=2,
-                            verbose=0).history
+    history = distiller.fit(
+        data.as_dataset(*_bundle().train, batch_size=8), epochs=2, verbose=0
+    ).history
     assert {"loss", "student_loss"} <= set(history)
     for term, values in history.items():
         assert np.all(np.isfinite(values)), (term, values)
     after = [weights for model in teachers for weights in model.get_weights()]
     assert all(np.array_equal(a, b) for a, b in zip(before, after))
     assert not all(np.array_equal(a, b) for a, b in zip(student_before, student.get_weights()))
-    logs = distiller.evaluate(data.as_dataset(*_bundle().test, batch_size=8), return_dict=True,
-                              verbose=0)
+    logs = distiller.evaluate(
+        data.as_dataset(*_bundle().test, batch_size=8), return_dict=True, verbose=0
+    )
     assert all(np.isfinite(value) for value in logs.values()), logs
 
 
@@ -123,13 +144,18 @@ def test_a_miss_names_the_registering_module(tmp_path, monkeypatch):
     package.mkdir()
     (package / "__init__.py").write_text("")
     (package / "holder.py").write_text("")
-    (package / "extra.py").write_text("from late_methods import holder\n"
-                                      "holder.REGISTRY.register('late', 42)\n")
+    (package / "extra.py").write_text(
+        "from late_methods import holder\nholder.REGISTRY.register('late', 42)\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     import late_methods.holder as holder
+
     holder.REGISTRY = Registry("method", package="late_methods")
-    with pytest.raises(ValueError, match="'late' is not registered; it is registered by "
-                                         "late_methods.extra, which was not imported"):
+    with pytest.raises(
+        ValueError,
+        match="'late' is not registered; it is registered by "
+        "late_methods.extra, which was not imported",
+    ):
         holder.REGISTRY.get("late")
     assert holder.REGISTRY.get("late") == 42
     with pytest.raises(ValueError, match="'other' is not registered; known: late$"):
@@ -145,8 +171,9 @@ def test_declared_features_decide_whether_a_logits_cache_is_refused(name):
     for extra in ("--teacher_cache=memory", "--teaching=fixed"):
         config = experiment.RunConfig.from_flags([f"--flagfile={path}", extra])
         if method.needs_features and not method.multi_teacher:
-            with pytest.raises(ValueError, match=f"but --method={name} reads the teacher's "
-                                                 "intermediate features"):
+            with pytest.raises(
+                ValueError, match=f"but --method={name} reads the teacher's intermediate features"
+            ):
                 job.check(config)
         else:
             job.check(config)

@@ -1,4 +1,5 @@
 """Tests for the model zoo: shapes, reference parameter counts, layer names, head, saving."""
+
 import functools
 
 import keras
@@ -32,9 +33,26 @@ REFERENCE_TRAINABLE_PARAMETERS = {
 }
 
 REQUIRED_NAMES = {
-    "resnet8", "resnet14", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110",
-    "resnet8x4", "resnet32x4", "wrn_16_2", "wrn_40_1", "wrn_40_2", "vgg8", "vgg13",
-    "mobilenetv2", "mlp", "mlp_small", "mlp_large", "cnn_small", "cnn_large",
+    "resnet8",
+    "resnet14",
+    "resnet20",
+    "resnet32",
+    "resnet44",
+    "resnet56",
+    "resnet110",
+    "resnet8x4",
+    "resnet32x4",
+    "wrn_16_2",
+    "wrn_40_1",
+    "wrn_40_2",
+    "vgg8",
+    "vgg13",
+    "mobilenetv2",
+    "mlp",
+    "mlp_small",
+    "mlp_large",
+    "cnn_small",
+    "cnn_large",
 }
 
 
@@ -68,7 +86,7 @@ def test_model_layout_and_head_agree_with_logits(name):
     assert isinstance(model.layers[1], keras.layers.Normalization)
     layer_names = [layer.name for layer in model.layers]
     features_index = layer_names.index("features")
-    assert layer_names[features_index + 1:] == ["pooled", "classifier"]
+    assert layer_names[features_index + 1 :] == ["pooled", "classifier"]
     assert isinstance(model.get_layer("classifier"), keras.layers.Dense)
 
     inputs = np.random.default_rng(0).uniform(size=(2, *_example_shape(name))).astype("float32")
@@ -110,8 +128,9 @@ def _wide_resnet(depth, factor):
     for width in (16 * factor, 32 * factor, 64 * factor):
         for _ in range(blocks):
             total += _batch_norm(channels) + _conv(channels, width, 3) + _batch_norm(width)
-            total += _conv(width, width, 3) + (_conv(channels, width, 1) if channels != width
-                                               else 0)
+            total += _conv(width, width, 3) + (
+                _conv(channels, width, 1) if channels != width else 0
+            )
             channels = width
     return total + _batch_norm(channels) + channels * NUM_CLASSES + NUM_CLASSES
 
@@ -129,8 +148,15 @@ def _vgg(stages):
 def _mobile_half(expansion=6):
     """MobileNetV2 at width 0.5: inverted residuals (1x1 expand, 3x3 depthwise, 1x1 project,
     each with BN; the expand conv is kept at t = 1), a 1x1 conv to 1280, one linear layer."""
-    settings = [(1, 16, 1), (expansion, 24, 2), (expansion, 32, 3), (expansion, 64, 4),
-                (expansion, 96, 3), (expansion, 160, 3), (expansion, 320, 1)]
+    settings = [
+        (1, 16, 1),
+        (expansion, 24, 2),
+        (expansion, 32, 3),
+        (expansion, 64, 4),
+        (expansion, 96, 3),
+        (expansion, 160, 3),
+        (expansion, 320, 1),
+    ]
     channels = 16
     total = _conv(3, channels, 3) + _batch_norm(channels)
     for factor, width, repeats in settings:
@@ -144,10 +170,15 @@ def _mobile_half(expansion=6):
 
 
 ARITHMETIC = {
-    "resnet8": _resnet(8), "resnet20": _resnet(20), "resnet56": _resnet(56),
-    "resnet110": _resnet(110), "resnet8x4": _resnet(8, (32, 64, 128, 256)),
-    "resnet32x4": _resnet(32, (32, 64, 128, 256)), "wrn_16_2": _wide_resnet(16, 2),
-    "wrn_40_1": _wide_resnet(40, 1), "wrn_40_2": _wide_resnet(40, 2),
+    "resnet8": _resnet(8),
+    "resnet20": _resnet(20),
+    "resnet56": _resnet(56),
+    "resnet110": _resnet(110),
+    "resnet8x4": _resnet(8, (32, 64, 128, 256)),
+    "resnet32x4": _resnet(32, (32, 64, 128, 256)),
+    "wrn_16_2": _wide_resnet(16, 2),
+    "wrn_40_1": _wide_resnet(40, 1),
+    "wrn_40_2": _wide_resnet(40, 2),
     "vgg8": _vgg([[64], [128], [256], [512], [512]]),
     "vgg13": _vgg([[64, 64], [128, 128], [256, 256], [512, 512], [512, 512]]),
     "mobilenetv2": _mobile_half(),
@@ -198,8 +229,9 @@ def test_save_and_load_round_trip(tmp_path):
     inputs = np.random.default_rng(2).uniform(size=(4, 28, 28, 1)).astype("float32")
     # A few training steps move the BatchNorm statistics away from their initial values, so the
     # comparison also covers non-trainable state.
-    model.compile(optimizer="sgd",
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     model.fit(inputs, np.arange(4) % 10, epochs=2, shuffle=False, verbose=0)
     path = tmp_path / "cnn_small.keras"
     model.save(path)
@@ -214,16 +246,19 @@ def test_save_and_load_round_trip(tmp_path):
 def test_normalization_layer_uses_given_statistics():
     mean = np.array([0.1, 0.2, 0.3], "float32")
     variance = np.array([0.04, 0.25, 1.0], "float32")
-    normalized_model = models.build("cnn_small", IMAGE_SHAPE, 5, mean=mean, variance=variance,
-                                    seed=7)
+    normalized_model = models.build(
+        "cnn_small", IMAGE_SHAPE, 5, mean=mean, variance=variance, seed=7
+    )
     identity_model = models.build("cnn_small", IMAGE_SHAPE, 5, seed=7)
     images = np.random.default_rng(3).uniform(size=(2, *IMAGE_SHAPE)).astype("float32")
     standardized = (images - mean) / np.sqrt(variance)
-    np.testing.assert_allclose(normalized_model.get_layer("normalization")(images), standardized,
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        normalized_model.get_layer("normalization")(images), standardized, rtol=1e-5, atol=1e-5
+    )
     np.testing.assert_allclose(identity_model.get_layer("normalization")(images), images)
-    np.testing.assert_allclose(normalized_model(images), identity_model(standardized),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        normalized_model(images), identity_model(standardized), rtol=1e-4, atol=1e-4
+    )
     assert not np.allclose(normalized_model(images), identity_model(images), atol=1e-3)
 
 
@@ -245,11 +280,14 @@ def test_unknown_name_lists_known_names():
     assert "resnet20" in str(error.value) and "mlp_small" in str(error.value)
 
 
-@pytest.mark.parametrize("name, input_shape, num_classes, argument", [
-    ("resnet8", IMAGE_SHAPE, 1, "num_classes"),
-    ("mlp_small", IMAGE_SHAPE, 10, "input_shape"),
-    ("cnn_small", VECTOR_SHAPE, 10, "input_shape"),
-])
+@pytest.mark.parametrize(
+    "name, input_shape, num_classes, argument",
+    [
+        ("resnet8", IMAGE_SHAPE, 1, "num_classes"),
+        ("mlp_small", IMAGE_SHAPE, 10, "input_shape"),
+        ("cnn_small", VECTOR_SHAPE, 10, "input_shape"),
+    ],
+)
 def test_bad_arguments_raise_value_error(name, input_shape, num_classes, argument):
     with pytest.raises(ValueError, match=argument):
         models.build(name, input_shape, num_classes)
@@ -275,8 +313,10 @@ def test_batch_norm_is_synchronized_exactly_when_built_under_several_replicas(mi
 
 def _one_step(model, weights, x, y):
     model.set_weights(weights)
-    model.compile(optimizer=keras.optimizers.SGD(0.1),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.1),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     model.train_on_batch(x, y)
     return model.get_weights()
 

@@ -1,4 +1,5 @@
 """Multi-teacher weightings and `MultiTeacherDistiller` against NumPy references."""
+
 import keras
 import numpy as np
 import pytest
@@ -46,8 +47,9 @@ def _batch(count=3, batch=6, classes=5, seed=0):
     return logits, rng.integers(0, classes, batch)
 
 
-@pytest.mark.parametrize("method,fixed", [("ca_mkd", None), ("aver", None), ("ebkd", None),
-                                          ("fixed", [1.0, 3.0, 4.0])])
+@pytest.mark.parametrize(
+    "method,fixed", [("ca_mkd", None), ("aver", None), ("ebkd", None), ("fixed", [1.0, 3.0, 4.0])]
+)
 def test_weights_match_reference_and_sum_to_one(method, fixed):
     logits, labels = _batch()
     got = np.asarray(multi_teacher.teacher_weights(logits, labels, method, fixed))
@@ -61,16 +63,17 @@ def test_weights_match_reference_and_sum_to_one(method, fixed):
 
 def test_ca_mkd_prefers_the_right_teacher_and_ebkd_the_sharper_one():
     labels = np.array([0, 1])
-    right_but_soft = np.array([[2.0, 1.0, 0.0], [1.0, 2.0, 0.0]])     # argmax = label
-    wrong_but_sharp = np.array([[0.0, 9.0, 0.0], [0.0, 0.0, 9.0]])    # confident, wrong
+    right_but_soft = np.array([[2.0, 1.0, 0.0], [1.0, 2.0, 0.0]])  # argmax = label
+    wrong_but_sharp = np.array([[0.0, 9.0, 0.0], [0.0, 0.0, 9.0]])  # confident, wrong
     logits = np.stack([right_but_soft, wrong_but_sharp]).astype("float32")
     ca = np.asarray(multi_teacher.teacher_weights(logits, labels, "ca_mkd"))
     eb = np.asarray(multi_teacher.teacher_weights(logits, labels, "ebkd"))
     assert np.all(ca[:, 0] > ca[:, 1]) and np.all(eb[:, 1] > eb[:, 0])
     # Entropies of exactly one-hot teachers are 0 (no NaN) and the weights fall back to 1 / K.
     one_hot = np.stack([np.eye(3)[[0, 1]] * 1e4] * 2).astype("float32")
-    np.testing.assert_allclose(np.asarray(multi_teacher.teacher_weights(one_hot, labels, "ebkd")),
-                               0.5)
+    np.testing.assert_allclose(
+        np.asarray(multi_teacher.teacher_weights(one_hot, labels, "ebkd")), 0.5
+    )
 
 
 @pytest.mark.parametrize("method", ["ca_mkd", "ebkd"])
@@ -84,8 +87,11 @@ def test_bad_weighting_and_fixed_weights():
     logits, labels = _batch()
     with pytest.raises(ValueError, match="known: aver, ca_mkd, ebkd, fixed"):
         multi_teacher.teacher_weights(logits, labels, "median")
-    for fixed, message in (([1.0, 2.0], "one weight per teacher"), ([1.0, -1.0, 1.0], ">= 0"),
-                           (None, "needs fixed_weights")):
+    for fixed, message in (
+        ([1.0, 2.0], "one weight per teacher"),
+        ([1.0, -1.0, 1.0], ">= 0"),
+        (None, "needs fixed_weights"),
+    ):
         with pytest.raises(ValueError, match=message):
             multi_teacher.teacher_weights(logits, labels, "fixed", fixed)
 
@@ -129,8 +135,10 @@ def test_majority_vote_breaks_ties_by_teacher_order():
 
 
 def test_official_factors():
-    assert multi_teacher.official_factors("ca_mkd", "ca_mkd", 3) == (pytest.approx(1 / 3),
-                                                                     pytest.approx(1 / 3))
+    assert multi_teacher.official_factors("ca_mkd", "ca_mkd", 3) == (
+        pytest.approx(1 / 3),
+        pytest.approx(1 / 3),
+    )
     assert multi_teacher.official_factors("ebkd", "aver", 4) == (0.75, 1.0)
     assert multi_teacher.official_factors("aver", "aver", 3) == (1.0, 1.0)
 
@@ -164,8 +172,11 @@ def _images(n=64, seed=0, classes=4):
 
 def _teachers(seed=10):
     # Different depths, spatial sizes (8, 4, 2) and channel counts.
-    return [_conv_model((6,), seed, name="t0"), _conv_model((4, 8), seed + 1, name="t1"),
-            _conv_model((4, 4, 5), seed + 2, name="t2")]
+    return [
+        _conv_model((6,), seed, name="t0"),
+        _conv_model((4, 8), seed + 1, name="t1"),
+        _conv_model((4, 4, 5), seed + 2, name="t2"),
+    ]
 
 
 def _reference_loss(distiller, x, y):
@@ -177,10 +188,12 @@ def _reference_loss(distiller, x, y):
     weights = _reference_weights(logits, y, "ca_mkd")
     kd = sum(weights[:, k] * _kl(logits[k], student, 4.0) for k in range(count))
     mapped = [np.asarray(a(features, training=False)) for a in distiller.adapters]
-    errors = np.stack([((views[k][0] - mapped[k]) ** 2).reshape(len(y), -1).mean(1)
-                       for k in range(count)], 1)
-    head_losses = np.stack([_ce(y, np.asarray(h(m, training=False)))
-                            for h, m in zip(distiller.teacher_heads, mapped)])
+    errors = np.stack(
+        [((views[k][0] - mapped[k]) ** 2).reshape(len(y), -1).mean(1) for k in range(count)], 1
+    )
+    head_losses = np.stack(
+        [_ce(y, np.asarray(h(m, training=False))) for h, m in zip(distiller.teacher_heads, mapped)]
+    )
     feature_weights = ((1 - _softmax(head_losses, axis=0)) / (count - 1)).T
     inter = np.sum(feature_weights * errors, 1)
     return _ce(y, student), kd, inter, weights, feature_weights
@@ -188,8 +201,9 @@ def _reference_loss(distiller, x, y):
 
 def test_ca_mkd_evaluate_matches_reference_with_different_teacher_shapes():
     x, y = _images()
-    distiller = tfkd.MultiTeacherDistiller(_conv_model((4, 6), 1), _teachers(), lambda1=0.7,
-                                           lambda2=3.0)
+    distiller = tfkd.MultiTeacherDistiller(
+        _conv_model((4, 6), 1), _teachers(), lambda1=0.7, lambda2=3.0
+    )
     distiller.compile(optimizer="sgd", metrics=["accuracy"])
     result = distiller.evaluate(x, y, batch_size=16, return_dict=True, verbose=0)
     ce, kd, inter, weights, feature_weights = _reference_loss(distiller, x, y)
@@ -199,7 +213,8 @@ def test_ca_mkd_evaluate_matches_reference_with_different_teacher_shapes():
     for k in range(3):
         assert result[f"teacher_{k}_weight"] == pytest.approx(weights[:, k].mean(), rel=1e-4)
         assert result[f"teacher_{k}_feature_weight"] == pytest.approx(
-            feature_weights[:, k].mean(), rel=1e-4)
+            feature_weights[:, k].mean(), rel=1e-4
+        )
 
 
 def _code_formula(distiller, x, y, method):
@@ -214,9 +229,18 @@ def _code_formula(distiller, x, y, method):
         loss_t = np.stack([_ce(y, t) for t in logit_t_list])
         attention = (1.0 - _softmax(loss_t, axis=0)) / (teacher_num - 1)
         loss_div = np.sum(attention * loss_div) / (1.0 * bsz * teacher_num)
-        loss_kd = np.sum(feature_weights.T * np.stack(
-            [((distiller.teacher_views[k](x)[0] - distiller.adapters[k](features)) ** 2)
-             .numpy().reshape(bsz, -1).mean(-1) for k in range(3)])) / (1.0 * bsz * teacher_num)
+        loss_kd = np.sum(
+            feature_weights.T
+            * np.stack(
+                [
+                    ((distiller.teacher_views[k](x)[0] - distiller.adapters[k](features)) ** 2)
+                    .numpy()
+                    .reshape(bsz, -1)
+                    .mean(-1)
+                    for k in range(3)
+                ]
+            )
+        ) / (1.0 * bsz * teacher_num)
         return loss_div, loss_kd
     probs = [_softmax(t) for t in logit_t_list]
     entropy_list = [(-p * np.log(p)).sum(1) for p in probs]
@@ -228,8 +252,9 @@ def _code_formula(distiller, x, y, method):
 @pytest.mark.parametrize("method", ["ca_mkd", "ebkd"])
 def test_official_scaling_equals_the_authors_formula(method):
     x, y = _images(n=16)
-    distiller = tfkd.MultiTeacherDistiller(_conv_model((4, 6), 1), _teachers(), weighting=method,
-                                           official_scaling=True)
+    distiller = tfkd.MultiTeacherDistiller(
+        _conv_model((4, 6), 1), _teachers(), weighting=method, official_scaling=True
+    )
     distiller.compile(optimizer="sgd")
     result = distiller.evaluate(x, y, batch_size=16, return_dict=True, verbose=0)
     loss_div, loss_kd = _code_formula(distiller, x, y, method)
@@ -241,8 +266,9 @@ def test_official_scaling_equals_the_authors_formula(method):
     plain.compile(optimizer="sgd")
     unscaled = plain.evaluate(x, y, batch_size=16, return_dict=True, verbose=0)
     factor = 1 / 3 if method == "ca_mkd" else 2 / 3
-    assert result["distillation_loss"] == pytest.approx(factor * unscaled["distillation_loss"],
-                                                        rel=1e-4)
+    assert result["distillation_loss"] == pytest.approx(
+        factor * unscaled["distillation_loss"], rel=1e-4
+    )
 
 
 def test_lambda2_zero_is_the_logits_only_loss():
@@ -317,12 +343,13 @@ def test_feature_term_is_left_out_during_the_first_epoch_only():
     for adapter, kernel in zip(distiller.adapters, kernels):
         np.testing.assert_array_equal(adapter.get_layer("conv").kernel.numpy(), kernel)
     h = history.history
-    assert h["loss"][0] == pytest.approx(h["student_loss"][0] + h["distillation_loss"][0],
-                                         rel=1e-5)
+    assert h["loss"][0] == pytest.approx(h["student_loss"][0] + h["distillation_loss"][0], rel=1e-5)
     distiller.fit(x, y, batch_size=32, epochs=2, initial_epoch=1, verbose=0)
     assert int(distiller.epoch.numpy()) == 1
-    assert any(np.abs(a.get_layer("conv").kernel.numpy() - k).max() > 1e-5
-               for a, k in zip(distiller.adapters, kernels))
+    assert any(
+        np.abs(a.get_layer("conv").kernel.numpy() - k).max() > 1e-5
+        for a, k in zip(distiller.adapters, kernels)
+    )
 
 
 def _one_step(strategy, x, y, teacher_weights, student_weights):
@@ -333,8 +360,9 @@ def _one_step(strategy, x, y, teacher_weights, student_weights):
             teacher.set_weights(weights)
         student = _conv_model((4, 6), 1, batchnorm=False)  # per-replica BatchNorm would differ
         student.set_weights(student_weights)
-        distiller = tfkd.MultiTeacherDistiller(student, teachers, lambda2=5.0,
-                                               skip_features_first_epoch=False)
+        distiller = tfkd.MultiTeacherDistiller(
+            student, teachers, lambda2=5.0, skip_features_first_epoch=False
+        )
         distiller.compile(optimizer=keras.optimizers.SGD(0.5), metrics=["accuracy"])
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(len(x))
     history = distiller.fit(dataset, epochs=1, verbose=0)
@@ -348,16 +376,23 @@ def test_two_replicas_take_the_same_step_as_one(mirrored):
     student_weights = _conv_model((4, 6), 2, batchnorm=False).get_weights()
     devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
     assert len(devices) == 2
-    one, h1 = _one_step(tf.distribute.OneDeviceStrategy(devices[0]), x, y,
-                        teacher_weights, student_weights)
-    two, h2 = _one_step(mirrored, x, y,
-                        teacher_weights, student_weights)
+    one, h1 = _one_step(
+        tf.distribute.OneDeviceStrategy(devices[0]), x, y, teacher_weights, student_weights
+    )
+    two, h2 = _one_step(mirrored, x, y, teacher_weights, student_weights)
     moved = max(np.abs(a - b).max() for a, b in zip(one, student_weights))
     assert moved > 1e-3
     for a, b in zip(one, two):  # student, adapter kernels and adapter BatchNorm statistics
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
-    for name in ("loss", "student_loss", "distillation_loss", "feature_loss",
-                 "teacher_0_weight", "teacher_2_feature_weight", "accuracy"):
+    for name in (
+        "loss",
+        "student_loss",
+        "distillation_loss",
+        "feature_loss",
+        "teacher_0_weight",
+        "teacher_2_feature_weight",
+        "accuracy",
+    ):
         assert h2[name][0] == pytest.approx(h1[name][0], rel=1e-5)
 
 
@@ -377,8 +412,11 @@ def test_clear_errors():
     student, teachers = _conv_model((4, 6), 1), _teachers()
     with pytest.raises(ValueError, match="at least 2 teachers; got 1"):
         tfkd.MultiTeacherDistiller(student, teachers[:1], weighting="ca_mkd")
-    with pytest.raises(ValueError, match=r"teacher 1 disagree on the number of classes.*"
-                                         r"\(None, 4\).*\(None, 5\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"teacher 1 disagree on the number of classes.*"
+        r"\(None, 4\).*\(None, 5\)",
+    ):
         tfkd.MultiTeacherDistiller(student, [teachers[0], _conv_model((4,), 3, classes=5)])
     with pytest.raises(ValueError, match="feature_layer: the student .* no layer named 'block9'"):
         tfkd.MultiTeacherDistiller(student, teachers, feature_layer="block9")
@@ -389,22 +427,25 @@ def test_clear_errors():
     vector_features = tfkd.models.build("mlp_small", (64,), 4).get_layer("features").output
     with pytest.raises(ValueError, match="both be feature maps"):
         tfkd.distillers.multi_teacher.build_adapter(
-            student.get_layer("features").output.shape[1:], vector_features.shape[1:],
-            "adapter_0")
+            student.get_layer("features").output.shape[1:], vector_features.shape[1:], "adapter_0"
+        )
     # One teacher is fine for label-free average weights without features.
     tfkd.MultiTeacherDistiller(student, teachers[:1], weighting="aver")
 
 
-@pytest.mark.parametrize("method,extra,expected", [
-    ("aver", {}, ("aver", "aver", 0.0)),
-    ("ebkd", {"official_scaling": True}, ("ebkd", "aver", 0.0)),
-    ("fitnet_mkd", {}, ("aver", "aver", 100.0)),
-    ("ca_mkd", {}, ("ca_mkd", "ca_mkd", 50.0)),
-    ("ca_mkd", {"ca_mkd_ablation": "average_weights"}, ("aver", "aver", 50.0)),
-    ("ca_mkd", {"ca_mkd_ablation": "no_features"}, ("ca_mkd", "ca_mkd", 0.0)),
-    ("ca_mkd", {"ca_mkd_ablation": "logit_weights_for_features"}, ("ca_mkd", "logits", 50.0)),
-    ("fixed_mkd", {"fixed_teacher_weights": "1,1,2"}, ("fixed", "aver", 0.0)),
-])
+@pytest.mark.parametrize(
+    "method,extra,expected",
+    [
+        ("aver", {}, ("aver", "aver", 0.0)),
+        ("ebkd", {"official_scaling": True}, ("ebkd", "aver", 0.0)),
+        ("fitnet_mkd", {}, ("aver", "aver", 100.0)),
+        ("ca_mkd", {}, ("ca_mkd", "ca_mkd", 50.0)),
+        ("ca_mkd", {"ca_mkd_ablation": "average_weights"}, ("aver", "aver", 50.0)),
+        ("ca_mkd", {"ca_mkd_ablation": "no_features"}, ("ca_mkd", "ca_mkd", 0.0)),
+        ("ca_mkd", {"ca_mkd_ablation": "logit_weights_for_features"}, ("ca_mkd", "logits", 50.0)),
+        ("fixed_mkd", {"fixed_teacher_weights": "1,1,2"}, ("fixed", "aver", 0.0)),
+    ],
+)
 def test_registered_methods_build_the_paper_settings(method, extra, expected):
     entry = tfkd.methods.METHODS.get(method)
     assert entry.multi_teacher and entry.needs_teacher
@@ -424,12 +465,12 @@ def test_a_registered_weighting_carries_its_teacher_count_and_official_factor():
         top = ops.max(ops.softmax(teacher_logits, axis=-1), axis=-1)  # [K, B]
         return ops.one_hot(ops.argmax(top, axis=0), teacher_logits.shape[0])  # [B, K]
 
-    entry = multi_teacher.Weighting(sharpest, min_teachers=3,
-                                    official_factor=lambda count: 0.5)
+    entry = multi_teacher.Weighting(sharpest, min_teachers=3, official_factor=lambda count: 0.5)
     with multi_teacher.WEIGHTINGS.temporary("sharpest", entry):
         logits = np.array([[[4.0, 0.0]], [[1.0, 0.0]], [[0.0, 9.0]]], "float32")  # K=3, B=1
-        np.testing.assert_allclose(multi_teacher.teacher_weights(logits, [0], "sharpest"),
-                                   [[0.0, 0.0, 1.0]])
+        np.testing.assert_allclose(
+            multi_teacher.teacher_weights(logits, [0], "sharpest"), [[0.0, 0.0, 1.0]]
+        )
         with pytest.raises(ValueError, match="'sharpest' needs at least 3 teachers; got 2"):
             multi_teacher.teacher_weights(logits[:2], [0], "sharpest")
         assert multi_teacher.official_factors("sharpest", "aver", 3) == (0.5, 1.0)

@@ -1,4 +1,5 @@
 """tfkd.analysis against NumPy and closed forms; bin/analyze and the partial methods end to end."""
+
 import json
 import os
 import subprocess
@@ -7,20 +8,34 @@ import sys
 import keras
 import numpy as np
 import pytest
+from cli_helpers import run_distill
+from partial_reference import softmax
 
 from tfkd import analysis, data, experiment
 from tfkd.cli import analyze, common
 from tfkd.experiment import tools
-from cli_helpers import run_distill
-from partial_reference import softmax
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY_DATA = ["--dataset=synthetic", "--synthetic_size=800", "--synthetic_dim=10",
-             "--synthetic_classes=6", "--synthetic_superclasses=2", "--class_similarity=0.8",
-             "--difficulty=1"]
-TINY = TINY_DATA + ["--teacher=mlp", "--teacher_epochs=2", "--student=mlp_small", "--epochs=1",
-                    "--batch_size=64", "--optimizer=adam", "--learning_rate=0.01",
-                    "--verbose=0", "--export=keras"]
+TINY_DATA = [
+    "--dataset=synthetic",
+    "--synthetic_size=800",
+    "--synthetic_dim=10",
+    "--synthetic_classes=6",
+    "--synthetic_superclasses=2",
+    "--class_similarity=0.8",
+    "--difficulty=1",
+]
+TINY = TINY_DATA + [
+    "--teacher=mlp",
+    "--teacher_epochs=2",
+    "--student=mlp_small",
+    "--epochs=1",
+    "--batch_size=64",
+    "--optimizer=adam",
+    "--learning_rate=0.01",
+    "--verbose=0",
+    "--export=keras",
+]
 
 
 def run_analyze(args):
@@ -35,8 +50,9 @@ def _probs(n=200, k=5, seed=0):
 
 def test_class_correlation_is_numpy_corrcoef_between_class_columns():
     probs = _probs()
-    np.testing.assert_allclose(analysis.class_correlation(probs),
-                               np.corrcoef(probs, rowvar=False), atol=1e-10)
+    np.testing.assert_allclose(
+        analysis.class_correlation(probs), np.corrcoef(probs, rowvar=False), atol=1e-10
+    )
 
 
 def test_class_correlation_of_a_constant_class_is_zero_off_the_diagonal():
@@ -70,12 +86,14 @@ def test_logit_gradients_match_the_closed_form():
     y = np.eye(5)[labels]
     expected_ce = softmax(logits) - y
     expected_kd = (1 - alpha) * expected_ce + alpha * temperature * (
-        softmax(logits / temperature) - p)
+        softmax(logits / temperature) - p
+    )
     np.testing.assert_allclose(ce, expected_ce, atol=1e-5)
     np.testing.assert_allclose(kd, expected_kd, atol=1e-5)
     w, p_true = analysis.gradient_rescaling(logits, teacher_logits, labels, temperature, alpha)
-    np.testing.assert_allclose(w, np.linalg.norm(expected_kd, axis=1)
-                               / np.linalg.norm(expected_ce, axis=1), rtol=1e-4)
+    np.testing.assert_allclose(
+        w, np.linalg.norm(expected_kd, axis=1) / np.linalg.norm(expected_ce, axis=1), rtol=1e-4
+    )
     np.testing.assert_allclose(p_true, p[np.arange(12), labels], rtol=1e-6)
 
 
@@ -84,11 +102,11 @@ def test_binary_rescaling_grows_with_teacher_confidence():
     p_true = np.linspace(0.55, 0.99, 9)
     temperature, alpha = 2.0, 0.5
     teacher_logits = temperature * np.stack([np.log(p_true), np.log(1 - p_true)], axis=1)
-    w, got_p = analysis.gradient_rescaling(np.zeros((9, 2)), teacher_logits, np.zeros(9, int),
-                                           temperature, alpha)
+    w, got_p = analysis.gradient_rescaling(
+        np.zeros((9, 2)), teacher_logits, np.zeros(9, int), temperature, alpha
+    )
     np.testing.assert_allclose(got_p, p_true, rtol=1e-6)
-    np.testing.assert_allclose(w, (1 - alpha) + 2 * alpha * temperature * (p_true - 0.5),
-                               rtol=1e-4)
+    np.testing.assert_allclose(w, (1 - alpha) + 2 * alpha * temperature * (p_true - 0.5), rtol=1e-4)
     assert analysis.pearson(w, got_p) == pytest.approx(1.0)
     assert analysis.spearman(w, got_p) == pytest.approx(1.0)
 
@@ -105,24 +123,45 @@ def test_distill_kd_sim_and_ls_runs(trained_run, tmp_path):
     out, results = trained_run
     assert results["method"] == "kd_sim" and results["flags"]["sim_temperature"] == 0.1
     assert (out / "teacher.keras").exists() and (out / "student.keras").exists()
-    ls_results = run_distill(TINY + ["--method=ls", "--epsilon=0.2",
-                                     f"--output_dir={tmp_path / 'ls'}",
-                                     "--teacher=not_a_model"])  # LS needs no teacher: the bad --teacher is never read
+    ls_results = run_distill(
+        TINY
+        + [
+            "--method=ls",
+            "--epsilon=0.2",
+            f"--output_dir={tmp_path / 'ls'}",
+            "--teacher=not_a_model",
+        ]
+    )  # LS needs no teacher: the bad --teacher is never read
     assert "teacher" not in ls_results and "teacher" not in ls_results["seconds"]
     assert ls_results["flags"]["epsilon"] == 0.2
-    topk = run_distill(TINY + ["--method=kd_topk", "--topk=2", f"--output_dir={tmp_path / 'top'}",
-                               f"--teacher={out / 'teacher.keras'}"])
+    topk = run_distill(
+        TINY
+        + [
+            "--method=kd_topk",
+            "--topk=2",
+            f"--output_dir={tmp_path / 'top'}",
+            f"--teacher={out / 'teacher.keras'}",
+        ]
+    )
     assert topk["teacher"]["accuracy"] == pytest.approx(results["teacher"]["accuracy"])
 
 
 def test_analyze_writes_plots_and_numbers(trained_run, tmp_path):
     out, _ = trained_run
     target = tmp_path / "analysis"
-    results = run_analyze(TINY_DATA + [f"--teacher={out / 'teacher.keras'}",
-                                       f"--student_model={out / 'student.keras'}",
-                                       f"--output_dir={target}", "--analysis_temperatures=1,3",
-                                       "--analysis_split=test", "--temperature=3", "--alpha=0.7",
-                                       "--verbose=0"])
+    results = run_analyze(
+        TINY_DATA
+        + [
+            f"--teacher={out / 'teacher.keras'}",
+            f"--student_model={out / 'student.keras'}",
+            f"--output_dir={target}",
+            "--analysis_temperatures=1,3",
+            "--analysis_split=test",
+            "--temperature=3",
+            "--alpha=0.7",
+            "--verbose=0",
+        ]
+    )
     for name in ("class_relationships.png", "gradient_rescaling.png", "analysis.json"):
         assert (target / name).stat().st_size > 200, name
     assert json.loads((target / "analysis.json").read_text()) == json.loads(json.dumps(results))
@@ -144,26 +183,37 @@ def test_analyze_writes_plots_and_numbers(trained_run, tmp_path):
     unit = weights / np.linalg.norm(weights, axis=1, keepdims=True)
     mask = ~np.eye(6, dtype=bool)
     expected = np.corrcoef(correlation[mask], (unit @ unit.T)[mask])[0, 1]
-    assert relationships["correlation"]["3"]["pearson_with_cosine"] == pytest.approx(expected,
-                                                                                     abs=1e-4)
+    assert relationships["correlation"]["3"]["pearson_with_cosine"] == pytest.approx(
+        expected, abs=1e-4
+    )
     w, p_true = analysis.gradient_rescaling(student_logits, teacher_logits, y, 3.0, 0.7)
     entry = results["gradient_rescaling"]
     assert entry["pearson_w_pt"] == pytest.approx(np.corrcoef(w, p_true)[0, 1], abs=1e-4)
     assert entry["temperature"] == 3.0 and entry["alpha"] == 0.7
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--teacher=/nonexistent.keras"], "--teacher must name a trained teacher"),
-    (["--analysis_temperatures=1,0"], "--analysis_temperatures must be"),
-    (["--student_model=resnet_9000"], "--student_model: 'resnet_9000' is neither"),
-    (["--superclass_map=/nonexistent.json"], "--superclass_map: /nonexistent.json does not"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--teacher=/nonexistent.keras"], "--teacher must name a trained teacher"),
+        (["--analysis_temperatures=1,0"], "--analysis_temperatures must be"),
+        (["--student_model=resnet_9000"], "--student_model: 'resnet_9000' is neither"),
+        (["--superclass_map=/nonexistent.json"], "--superclass_map: /nonexistent.json does not"),
+    ],
+)
 def test_analyze_bad_input(trained_run, tmp_path, extra, message, capsys, monkeypatch):
     out, _ = trained_run
     monkeypatch.delenv("TFKD_DEBUG", raising=False)
     with pytest.raises(SystemExit) as exit_info:
-        run_analyze(TINY_DATA + [f"--teacher={out / 'teacher.keras'}", "--verbose=0",
-                                 f"--output_dir={tmp_path / 'a'}", *extra])
+        run_analyze(
+            TINY_DATA
+            + [
+                f"--teacher={out / 'teacher.keras'}",
+                "--verbose=0",
+                f"--output_dir={tmp_path / 'a'}",
+                *extra,
+            ]
+        )
     assert exit_info.value.code == 2
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"analyze: error: {message}"), lines
@@ -188,18 +238,35 @@ def test_analyze_help_lists_its_flags_and_exits_0(capsys):
         run_analyze(["--help"])
     assert exit_info.value.code == 0
     printed = capsys.readouterr().out
-    for name in ("--teacher", "--student_model", "--analysis_temperatures", "--analysis_split",
-                 "--analysis_examples", "--temperature", "--alpha", "--superclass_map",
-                 "--classifier_layer", "--output_dir", "--dataset"):
+    for name in (
+        "--teacher",
+        "--student_model",
+        "--analysis_temperatures",
+        "--analysis_split",
+        "--analysis_examples",
+        "--temperature",
+        "--alpha",
+        "--superclass_map",
+        "--classifier_layer",
+        "--output_dir",
+        "--dataset",
+    ):
         assert f"  {name}:" in printed, name
     assert "--epochs" not in printed and "--method" not in printed
 
 
 def test_bad_partial_flags_are_one_line_errors(tmp_path):
-    command = [sys.executable, os.path.join(ROOT, "bin", "distill"), *TINY, "--method=kd_rel",
-               "--superclass_map=/nonexistent/map.json", f"--output_dir={tmp_path / 'x'}"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "PYTHONPATH": ROOT})
+    command = [
+        sys.executable,
+        os.path.join(ROOT, "bin", "distill"),
+        *TINY,
+        "--method=kd_rel",
+        "--superclass_map=/nonexistent/map.json",
+        f"--output_dir={tmp_path / 'x'}",
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": ROOT}
+    )
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.startswith("distill: error")]
     assert lines == ["distill: error: --superclass_map: /nonexistent/map.json does not exist"]

@@ -1,4 +1,5 @@
 """--method=ls|kd_pt|kd_sim|kd_pt_sim|kd_topk|kd_rel: losses against NumPy, errors, replicas."""
+
 import json
 import types
 
@@ -6,13 +7,20 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from partial_reference import (
+    ref_kd_pt,
+    ref_kd_rel,
+    ref_kd_sim,
+    ref_kd_topk,
+    ref_kl_distance,
+    ref_label_smoothing,
+    softmax,
+)
 
 from tfkd import models, teachers
 from tfkd.data.superclass import read_superclass_map
-from tfkd.models.introspection import classifier_weights
 from tfkd.methods import METHODS, all_options
-from partial_reference import (ref_kd_pt, ref_kd_rel, ref_kd_sim, ref_kd_topk, ref_kl_distance,
-                               ref_label_smoothing, softmax)
+from tfkd.models.introspection import classifier_weights
 
 K, D = 6, 5
 SUPERCLASS_OF = np.array([0, 0, 1, 1, 2, 2])
@@ -47,18 +55,24 @@ def _reference_target(method, options, teacher, teacher_logits, labels):
         "ls": lambda: ref_label_smoothing(labels, K, options.get("epsilon")),
         "kd_pt": lambda: ref_kd_pt(probs, labels),
         "kd_sim": sim,
-        "kd_pt_sim": lambda: options["gamma"] * ref_kd_pt(probs, labels)
-        + (1 - options["gamma"]) * sim(),
+        "kd_pt_sim": lambda: (
+            options["gamma"] * ref_kd_pt(probs, labels) + (1 - options["gamma"]) * sim()
+        ),
         "kd_topk": lambda: ref_kd_topk(probs, options.get("topk")),
-        "kd_rel": lambda: ref_kd_rel(labels, SUPERCLASS_OF, options["p_gt"], options["p_same"],
-                                     options["p_other"]),
+        "kd_rel": lambda: ref_kd_rel(
+            labels, SUPERCLASS_OF, options["p_gt"], options["p_same"], options["p_other"]
+        ),
     }[method]()
 
 
-OVERRIDES = {"ls": {"epsilon": 0.2}, "kd_pt": {"temperature": 2.0, "alpha": 0.7},
-             "kd_sim": {"temperature": 3.0, "sim_beta": 2.0, "sim_temperature": 0.2},
-             "kd_pt_sim": {"gamma": 0.3, "sim_temperature": 0.3},
-             "kd_topk": {"topk": 2, "temperature": 2.0}, "kd_rel": {"p_same": 0.1}}
+OVERRIDES = {
+    "ls": {"epsilon": 0.2},
+    "kd_pt": {"temperature": 2.0, "alpha": 0.7},
+    "kd_sim": {"temperature": 3.0, "sim_beta": 2.0, "sim_temperature": 0.2},
+    "kd_pt_sim": {"gamma": 0.3, "sim_temperature": 0.3},
+    "kd_topk": {"topk": 2, "temperature": 2.0},
+    "kd_rel": {"p_same": 0.1},
+}
 
 
 @pytest.mark.parametrize("method", sorted(OVERRIDES))
@@ -122,10 +136,13 @@ def test_ls_and_kd_rel_need_no_teacher_and_the_others_do():
 
 # (default, type, minimum, maximum, open minimum) of each option two or more of these methods
 # declare, written out from the papers' settings rather than read from the declarations.
-SHARED = {"temperature": (4.0, float, 0, None, True), "alpha": (0.9, float, 0, 1, False),
-          "sim_beta": (1.0, float, None, None, False),
-          "sim_temperature": (0.1, float, None, None, False),
-          "classifier_layer": ("classifier", str, None, None, False)}
+SHARED = {
+    "temperature": (4.0, float, 0, None, True),
+    "alpha": (0.9, float, 0, 1, False),
+    "sim_beta": (1.0, float, None, None, False),
+    "sim_temperature": (0.1, float, None, None, False),
+    "classifier_layer": ("classifier", str, None, None, False),
+}
 
 
 def test_options_are_flags_that_agree_across_methods():
@@ -133,17 +150,28 @@ def test_options_are_flags_that_agree_across_methods():
     for method in OVERRIDES:
         for option in METHODS.get(method).options:
             if option.name in SHARED:
-                declared = (option.default, type(option.default), option.minimum,
-                            option.maximum, option.open_minimum)
+                declared = (
+                    option.default,
+                    type(option.default),
+                    option.minimum,
+                    option.maximum,
+                    option.open_minimum,
+                )
                 assert declared == SHARED[option.name], (method, option.name)
                 flag = flags[option.name]
-                assert (type(flag.default), flag.minimum, flag.maximum, flag.open_minimum) == \
-                    SHARED[option.name][1:], option.name
+                assert (
+                    type(flag.default),
+                    flag.minimum,
+                    flag.maximum,
+                    flag.open_minimum,
+                ) == SHARED[option.name][1:], option.name
 
 
 @pytest.mark.parametrize("method", ["kd_pt", "kd_sim", "kd_pt_sim", "kd_topk", "kd_rel"])
-@pytest.mark.parametrize("option,value,message", [
-    ("temperature", 0.0, "temperature must be > 0"), ("alpha", 1.5, r"alpha must be in \[0, 1\]")])
+@pytest.mark.parametrize(
+    "option,value,message",
+    [("temperature", 0.0, "temperature must be > 0"), ("alpha", 1.5, r"alpha must be in \[0, 1\]")],
+)
 def test_every_method_refuses_the_same_out_of_range_values(method, option, value, message):
     student, teacher = _models()
     with pytest.raises(ValueError, match=message):
@@ -158,19 +186,22 @@ def test_kd_sim_reads_the_named_layer_even_inside_a_wrapped_teacher():
     hidden = classifier_weights(teacher, "hidden0")
     assert hidden.shape == (256, D)
     with pytest.raises(ValueError, match="--classifier_layer.*has 256 outputs"):
-        METHODS.get("kd_sim").build(student, teacher, _bundle(),
-                                    _options("kd_sim", classifier_layer="hidden0"))
+        METHODS.get("kd_sim").build(
+            student, teacher, _bundle(), _options("kd_sim", classifier_layer="hidden0")
+        )
 
 
 @pytest.mark.parametrize("method", ["kd_sim", "kd_pt_sim"])
 def test_missing_classifier_layer_is_refused(method):
     student, teacher = _models()
     with pytest.raises(ValueError, match="--classifier_layer: the teacher has no layer 'logits'"):
-        METHODS.get(method).build(student, teacher, _bundle(),
-                                  _options(method, classifier_layer="logits"))
+        METHODS.get(method).build(
+            student, teacher, _bundle(), _options(method, classifier_layer="logits")
+        )
     with pytest.raises(ValueError, match="--classifier_layer: layer 'pooled'.*no 2-D kernel"):
-        METHODS.get(method).build(student, teacher, _bundle(),
-                                  _options(method, classifier_layer="pooled"))
+        METHODS.get(method).build(
+            student, teacher, _bundle(), _options(method, classifier_layer="pooled")
+        )
 
 
 @pytest.mark.parametrize("topk", [0, K + 1])
@@ -183,37 +214,39 @@ def test_topk_flag_outside_range_is_refused(topk):
 def test_kd_rel_without_a_superclass_map_is_refused():
     student, _ = _models()
     with pytest.raises(ValueError, match="needs a super-class map.*--superclass_map"):
-        METHODS.get("kd_rel").build(student, None, _bundle(superclass_of=None),
-                                    _options("kd_rel"))
+        METHODS.get("kd_rel").build(student, None, _bundle(superclass_of=None), _options("kd_rel"))
 
 
 def test_superclass_map_files(tmp_path):
     listed = tmp_path / "list.json"
     listed.write_text(json.dumps([2, 2, 0, 0, 1, 1]))
-    np.testing.assert_array_equal(read_superclass_map(str(listed), K),
-                                  [2, 2, 0, 0, 1, 1])
+    np.testing.assert_array_equal(read_superclass_map(str(listed), K), [2, 2, 0, 0, 1, 1])
     names = [f"c{i}" for i in range(K)]
     grouped = tmp_path / "groups.json"
     grouped.write_text(json.dumps({"a": ["c0", 1], "b": [2, "c3"], "c": [4, 5]}))
-    np.testing.assert_array_equal(read_superclass_map(str(grouped), K, names),
-                                  [0, 0, 1, 1, 2, 2])
+    np.testing.assert_array_equal(read_superclass_map(str(grouped), K, names), [0, 0, 1, 1, 2, 2])
     # a file given on the command line wins over the data set's own map
     student, teacher = _models()
     options = _options("kd_rel", superclass_map=str(listed))
     distiller = METHODS.get("kd_rel").build(student, None, _bundle(), options)
     x, y = _toy()
-    np.testing.assert_allclose(distiller.target(None, y),
-                               ref_kd_rel(y, [2, 2, 0, 0, 1, 1], options["p_gt"],
-                                          options["p_same"], options["p_other"]), rtol=1e-6)
+    np.testing.assert_allclose(
+        distiller.target(None, y),
+        ref_kd_rel(y, [2, 2, 0, 0, 1, 1], options["p_gt"], options["p_same"], options["p_other"]),
+        rtol=1e-6,
+    )
 
 
-@pytest.mark.parametrize("content, message", [
-    ("[0, 1]", "must hold a list of 6 integers"),
-    ('{"a": [0, 1, 2], "b": [3, 4]}', r"gives no super-class to classes \[5\]"),
-    ('{"a": [0, 1, 2], "b": [2, 3, 4, 5]}', "class 2 is listed twice"),
-    ('{"a": [0, 1, 2], "b": ["dog", 3, 4, 5]}', "'dog' is not a class index"),
-    ("{not json", "is not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("[0, 1]", "must hold a list of 6 integers"),
+        ('{"a": [0, 1, 2], "b": [3, 4]}', r"gives no super-class to classes \[5\]"),
+        ('{"a": [0, 1, 2], "b": [2, 3, 4, 5]}', "class 2 is listed twice"),
+        ('{"a": [0, 1, 2], "b": ["dog", 3, 4, 5]}', "'dog' is not a class index"),
+        ("{not json", "is not valid JSON"),
+    ],
+)
 def test_bad_superclass_map_files_are_refused(tmp_path, content, message):
     path = tmp_path / "map.json"
     path.write_text(content)
@@ -241,10 +274,10 @@ def test_two_replicas_take_the_same_step_as_one(method, mirrored):
     student, teacher = _models()
     student_weights, teacher_weights = student.get_weights(), teacher.get_weights()
     devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
-    one, h1 = _one_step(tf.distribute.OneDeviceStrategy(devices[0]), method, x, y,
-                        teacher_weights, student_weights)
-    two, h2 = _one_step(mirrored, method, x, y,
-                        teacher_weights, student_weights)
+    one, h1 = _one_step(
+        tf.distribute.OneDeviceStrategy(devices[0]), method, x, y, teacher_weights, student_weights
+    )
+    two, h2 = _one_step(mirrored, method, x, y, teacher_weights, student_weights)
     assert max(np.abs(a - b).max() for a, b in zip(one, student_weights)) > 1e-3
     for a, b in zip(one, two):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)

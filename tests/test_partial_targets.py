@@ -1,11 +1,18 @@
 """Partial-distillation targets (tfkd.targets) against NumPy references written from the paper."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
+from partial_reference import (
+    ref_kd_pt,
+    ref_kd_rel,
+    ref_kd_sim,
+    ref_kd_topk,
+    ref_label_smoothing,
+    softmax,
+)
 
 from tfkd import targets
-from partial_reference import (ref_kd_pt, ref_kd_rel, ref_kd_sim, ref_kd_topk,
-                               ref_label_smoothing, softmax)
 
 K = 6
 
@@ -39,8 +46,7 @@ def test_every_target_matches_its_numpy_reference():
         "label_smoothing": ref_label_smoothing(labels, K, 0.2),
         "kd_pt": ref_kd_pt(probs, labels),
         "kd_sim": ref_kd_sim(weights, labels, 2.0, 0.1),
-        "kd_pt_sim": 0.3 * ref_kd_pt(probs, labels)
-        + 0.7 * ref_kd_sim(weights, labels, 2.0, 0.1),
+        "kd_pt_sim": 0.3 * ref_kd_pt(probs, labels) + 0.7 * ref_kd_sim(weights, labels, 2.0, 0.1),
         "kd_topk": ref_kd_topk(probs, 2),
         "kd_rel": ref_kd_rel(labels, SUPERCLASS_OF, 0.6, 0.1, 0.01),
     }
@@ -114,8 +120,9 @@ def test_kd_sim_orders_classes_by_cosine_similarity():
     row = np.asarray(targets.kd_sim(weights, [0], 1.0, 0.2))[0]
     assert row[0] > row[1] > row[2] > row[3]
     # scaling a class's weight row does not change its target (only directions count)
-    np.testing.assert_allclose(targets.kd_sim(weights * [[3.0], [0.5], [2.0], [1.0]], [0], 1.0,
-                                              0.2)[0], row, rtol=1e-6)
+    np.testing.assert_allclose(
+        targets.kd_sim(weights * [[3.0], [0.5], [2.0], [1.0]], [0], 1.0, 0.2)[0], row, rtol=1e-6
+    )
 
 
 def test_label_smoothing_with_zero_epsilon_is_one_hot():
@@ -140,34 +147,59 @@ def test_missing_superclass_map_is_refused():
         targets.kd_rel([0, 1], None, 0.7, 0.1, 0.01)
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda p, y, w: targets.kd_pt(p, y[:-1]), "disagree on the batch size"),
-    (lambda p, y, w: targets.kd_pt(p[0], y), r"teacher_probs must have shape \[batch, "),
-    (lambda p, y, w: targets.kd_pt(p, y[:, None, None]), "labels must have shape"),
-    (lambda p, y, w: targets.kd_pt_sim(p, w[:-1], y, 0.5, 1.0, 0.1),
-     "teacher_probs has 6 classes but classifier_weights has 5"),
-    (lambda p, y, w: targets.kd_sim(w[0], y, 1.0, 0.1), "classifier_weights must have shape"),
-    (lambda p, y, w: targets.kd_rel(y, SUPERCLASS_OF[None], 0.7, 0.1, 0.0),
-     "superclass_of must have shape"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda p, y, w: targets.kd_pt(p, y[:-1]), "disagree on the batch size"),
+        (lambda p, y, w: targets.kd_pt(p[0], y), r"teacher_probs must have shape \[batch, "),
+        (lambda p, y, w: targets.kd_pt(p, y[:, None, None]), "labels must have shape"),
+        (
+            lambda p, y, w: targets.kd_pt_sim(p, w[:-1], y, 0.5, 1.0, 0.1),
+            "teacher_probs has 6 classes but classifier_weights has 5",
+        ),
+        (lambda p, y, w: targets.kd_sim(w[0], y, 1.0, 0.1), "classifier_weights must have shape"),
+        (
+            lambda p, y, w: targets.kd_rel(y, SUPERCLASS_OF[None], 0.7, 0.1, 0.0),
+            "superclass_of must have shape",
+        ),
+    ],
+)
 def test_mismatched_shapes_are_refused(call, message):
     probs, labels, weights = _batch()
     with pytest.raises(ValueError, match=message):
         call(probs, labels, weights)
 
 
-@pytest.mark.parametrize("call,message", [
-    (lambda: targets.label_smoothing([0], K, 1.5),
-     r"epsilon \(label smoothing\) must be in \[0, 1\], got 1.5"),
-    (lambda: targets.label_smoothing([0], 1, 0.1), "num_classes must be an integer >= 2, got 1"),
-    (lambda: targets.kd_sim(np.eye(K), [0], 0.0, 0.1),
-     r"beta \(KD-sim similarity power\) must be > 0"),
-    (lambda: targets.kd_sim(np.eye(K), [0], 1.0, 0.0), r"temperature \(KD-sim\) must be > 0"),
-    (lambda: targets.kd_pt_sim(np.eye(K), np.eye(K), [0], 1.5, 1.0, 0.1),
-     r"gamma \(KD-pt\+sim mixing weight\) must be in \[0, 1\], got 1.5"),
-    (lambda: targets.kd_rel([0], SUPERCLASS_OF, 0.0, 0.1, 0.1), "kd_rel masses .* got p_gt=0.0,"),
-    (lambda: targets.kd_rel([0], SUPERCLASS_OF, 0.7, -0.1, 0.1), "kd_rel masses .* p_same=-0.1,"),
-])
+@pytest.mark.parametrize(
+    "call,message",
+    [
+        (
+            lambda: targets.label_smoothing([0], K, 1.5),
+            r"epsilon \(label smoothing\) must be in \[0, 1\], got 1.5",
+        ),
+        (
+            lambda: targets.label_smoothing([0], 1, 0.1),
+            "num_classes must be an integer >= 2, got 1",
+        ),
+        (
+            lambda: targets.kd_sim(np.eye(K), [0], 0.0, 0.1),
+            r"beta \(KD-sim similarity power\) must be > 0",
+        ),
+        (lambda: targets.kd_sim(np.eye(K), [0], 1.0, 0.0), r"temperature \(KD-sim\) must be > 0"),
+        (
+            lambda: targets.kd_pt_sim(np.eye(K), np.eye(K), [0], 1.5, 1.0, 0.1),
+            r"gamma \(KD-pt\+sim mixing weight\) must be in \[0, 1\], got 1.5",
+        ),
+        (
+            lambda: targets.kd_rel([0], SUPERCLASS_OF, 0.0, 0.1, 0.1),
+            "kd_rel masses .* got p_gt=0.0,",
+        ),
+        (
+            lambda: targets.kd_rel([0], SUPERCLASS_OF, 0.7, -0.1, 0.1),
+            "kd_rel masses .* p_same=-0.1,",
+        ),
+    ],
+)
 def test_bad_hyperparameters_are_refused(call, message):
     with pytest.raises(ValueError, match=message):
         call()

@@ -1,21 +1,34 @@
 """--precision=mixed_bfloat16: bfloat16 compute for the trained models, float32 weights, logits,
 saved and exported students."""
+
 import os
 
 import keras
 import numpy as np
 import pytest
+from cli_helpers import run_distill
 
 import tfkd
 from tfkd import training
 from tfkd.experiment import RunConfig, phases
-from cli_helpers import run_distill
 
-TINY = ["--dataset=synthetic", "--synthetic_size=600", "--synthetic_dim=12",
-        "--synthetic_classes=4", "--synthetic_superclasses=2", "--teacher=mlp",
-        "--teacher_epochs=2", "--student=mlp_small", "--epochs=3", "--batch_size=64",
-        "--optimizer=adam", "--learning_rate=0.01", "--verbose=0", "--export=keras",
-        "--deterministic"]
+TINY = [
+    "--dataset=synthetic",
+    "--synthetic_size=600",
+    "--synthetic_dim=12",
+    "--synthetic_classes=4",
+    "--synthetic_superclasses=2",
+    "--teacher=mlp",
+    "--teacher_epochs=2",
+    "--student=mlp_small",
+    "--epochs=3",
+    "--batch_size=64",
+    "--optimizer=adam",
+    "--learning_rate=0.01",
+    "--verbose=0",
+    "--export=keras",
+    "--deterministic",
+]
 MIXED_TOLERANCE = 0.5
 
 
@@ -55,8 +68,9 @@ def test_a_mixed_kd_step_follows_the_float32_step():
 
 
 def _relative_difference(first, second):
-    return max(float(np.max(np.abs(a - b))) / float(np.max(np.abs(b)))
-               for a, b in zip(first, second))
+    return max(
+        float(np.max(np.abs(a - b))) / float(np.max(np.abs(b))) for a, b in zip(first, second)
+    )
 
 
 def test_run_with_mixed_precision_saves_a_float32_student(tmp_path, monkeypatch):
@@ -69,18 +83,21 @@ def test_run_with_mixed_precision_saves_a_float32_student(tmp_path, monkeypatch)
 
     monkeypatch.setattr(phases, "build_model", recording)
     out = str(tmp_path / "mixed")
-    results = run_distill([*TINY, "--precision=mixed_bfloat16", f"--output_dir={out}",
-                           "--baseline"])
+    results = run_distill(
+        [*TINY, "--precision=mixed_bfloat16", f"--output_dir={out}", "--baseline"]
+    )
     # The teacher, the student and the baseline were trained by models computing in bfloat16.
     mixed = [(arch, model) for arch, precision, model in built if precision == "mixed_bfloat16"]
     assert [arch for arch, _ in mixed].count("mlp") == 1
     assert [arch for arch, _ in mixed].count("mlp_small") >= 3  # dry build, student, baseline
-    assert all(model.get_layer(tfkd.models.FEATURES).compute_dtype == "bfloat16"
-               for _, model in mixed)
+    assert all(
+        model.get_layer(tfkd.models.FEATURES).compute_dtype == "bfloat16" for _, model in mixed
+    )
     student = keras.saving.load_model(os.path.join(out, "student.keras"))
-    assert any(all(np.array_equal(a, b) for a, b in zip(model.get_weights(),
-                                                        student.get_weights()))
-               for _, model in mixed)  # the saved student is one of them, converted
+    assert any(
+        all(np.array_equal(a, b) for a, b in zip(model.get_weights(), student.get_weights()))
+        for _, model in mixed
+    )  # the saved student is one of them, converted
     assert student.dtype_policy.name == "float32"
     assert all(layer.compute_dtype == "float32" for layer in student.layers)
     assert results["flags"]["precision"] == "mixed_bfloat16"

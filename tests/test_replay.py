@@ -1,4 +1,5 @@
 """Augmentation replay (FKD): stored views, compressed targets, round trips, the replay pipeline."""
+
 import os
 
 import keras
@@ -14,8 +15,10 @@ SHAPE, CLASSES = (10, 12, 3), 6
 
 def _data(count=20, seed=0):
     rng = np.random.default_rng(seed)
-    return (rng.integers(0, 256, (count, *SHAPE), dtype=np.uint8),
-            rng.integers(0, CLASSES, count).astype(np.int32))
+    return (
+        rng.integers(0, 256, (count, *SHAPE), dtype=np.uint8),
+        rng.integers(0, CLASSES, count).astype(np.int32),
+    )
 
 
 def _teacher():
@@ -50,8 +53,9 @@ def _reference_view(x, storage, example, view):
 
 def test_storage_round_trips_exactly_and_reports_its_size(tmp_path):
     x, _ = _data()
-    storage = replay.build_replay(_teacher(), x, views=3, topk=2, mixup_alpha=1.0, batch_size=8,
-                                  seed=4, verbose=0)
+    storage = replay.build_replay(
+        _teacher(), x, views=3, topk=2, mixup_alpha=1.0, batch_size=8, seed=4, verbose=0
+    )
     path = str(tmp_path / "replay.npz")
     storage.save(path)
     loaded = replay.ReplayStorage.load(path)
@@ -59,15 +63,19 @@ def test_storage_round_trips_exactly_and_reports_its_size(tmp_path):
         np.testing.assert_array_equal(getattr(loaded, name), getattr(storage, name))
         assert getattr(loaded, name).dtype == getattr(storage, name).dtype
     assert (loaded.num_classes, loaded.temperature, loaded.settings) == (
-        storage.num_classes, storage.temperature, storage.settings)
+        storage.num_classes,
+        storage.temperature,
+        storage.settings,
+    )
     # Per view: box 4 x f16, flip 1, partner int32 4, weight f16 2, k uint8 + k f16 = 21 bytes.
     assert storage.bytes_per_view == 8 + 1 + 4 + 2 + 2 * (1 + 2)
     assert storage.bytes_per_image == 3 * storage.bytes_per_view
     without_mixup = replay.build_replay(_teacher(), x, views=2, topk=2, verbose=0)
     assert without_mixup.partners is None and without_mixup.bytes_per_view == 8 + 1 + 6
     # Views differ from each other and the seed reproduces them.
-    again = replay.build_replay(_teacher(), x, views=3, topk=2, mixup_alpha=1.0, batch_size=5,
-                                seed=4, verbose=0)
+    again = replay.build_replay(
+        _teacher(), x, views=3, topk=2, mixup_alpha=1.0, batch_size=5, seed=4, verbose=0
+    )
     np.testing.assert_array_equal(again.boxes, storage.boxes)
     np.testing.assert_array_equal(again.topk_indices, storage.topk_indices)
     assert not np.array_equal(storage.boxes[:, 0], storage.boxes[:, 1])
@@ -75,16 +83,28 @@ def test_storage_round_trips_exactly_and_reports_its_size(tmp_path):
     assert np.all((storage.mix_weights >= 0.5) & (storage.mix_weights <= 1))
 
 
-@pytest.mark.parametrize("mixup_alpha, probability_dtype, tolerance", [
-    (None, "float32", 1e-6), (0.5, "float32", 1e-6), (1.0, "float16", 2e-3)])
-def test_replayed_views_are_the_stored_ones_and_targets_are_kd_topk(mixup_alpha,
-                                                                    probability_dtype, tolerance):
+@pytest.mark.parametrize(
+    "mixup_alpha, probability_dtype, tolerance",
+    [(None, "float32", 1e-6), (0.5, "float32", 1e-6), (1.0, "float16", 2e-3)],
+)
+def test_replayed_views_are_the_stored_ones_and_targets_are_kd_topk(
+    mixup_alpha, probability_dtype, tolerance
+):
     x, y = _data()
     teacher = _teacher()
     temperature, topk = 2.0, 3
-    storage = replay.build_replay(teacher, x, views=4, topk=topk, temperature=temperature,
-                                  mixup_alpha=mixup_alpha, batch_size=8, seed=1,
-                                  probability_dtype=probability_dtype, verbose=0)
+    storage = replay.build_replay(
+        teacher,
+        x,
+        views=4,
+        topk=topk,
+        temperature=temperature,
+        mixup_alpha=mixup_alpha,
+        batch_size=8,
+        seed=1,
+        probability_dtype=probability_dtype,
+        verbose=0,
+    )
     dataset = replay.replay_dataset(storage, x, y, batch_size=7, seed=3, return_view_ids=True)
     seen_views = set()
     for views, targets in dataset:
@@ -93,11 +113,13 @@ def test_replayed_views_are_the_stored_ones_and_targets_are_kd_topk(mixup_alpha,
         seen_views.update(chosen.tolist())
         np.testing.assert_array_equal(targets["labels"], y[examples])
         for row, (example, view) in enumerate(zip(examples, chosen)):
-            np.testing.assert_allclose(views[row], _reference_view(x, storage, example, view),
-                                       atol=2e-5)
+            np.testing.assert_allclose(
+                views[row], _reference_view(x, storage, example, view), atol=2e-5
+            )
         # The teacher on the replayed view gives back the stored compressed distribution.
         expected = partial_targets.kd_topk(
-            tf.nn.softmax(teacher(views, training=False) / temperature), topk).numpy()
+            tf.nn.softmax(teacher(views, training=False) / temperature), topk
+        ).numpy()
         carried = tf.nn.softmax(targets["teacher_logits"] / temperature).numpy()
         np.testing.assert_allclose(carried, expected, atol=tolerance, rtol=tolerance)
         np.testing.assert_allclose(carried, storage.targets(examples, chosen), atol=1e-6)
@@ -131,13 +153,17 @@ def test_replay_trains_a_distiller_without_running_the_teacher():
         def compute_output_shape(self, input_shape):
             return (input_shape[0], CLASSES)
 
-    distiller = tfkd.Distiller(tfkd.models.build("cnn_small", SHAPE, CLASSES, seed=2),
-                               teacher, temperature=storage.temperature)
+    distiller = tfkd.Distiller(
+        tfkd.models.build("cnn_small", SHAPE, CLASSES, seed=2),
+        teacher,
+        temperature=storage.temperature,
+    )
     distiller.teacher = Refuses(teacher)
     distiller.teaching = cache.CachedTeaching()
     distiller.compile(optimizer="sgd")
-    history = distiller.fit(replay.replay_dataset(storage, x, y, batch_size=8), epochs=2,
-                            verbose=0).history
+    history = distiller.fit(
+        replay.replay_dataset(storage, x, y, batch_size=8), epochs=2, verbose=0
+    ).history
     assert np.all(np.isfinite(history["loss"])) and history["distillation_loss"][0] > 0
 
 
@@ -167,20 +193,20 @@ def test_epoch_stream_replays_stored_views_and_resumes_exactly():
     for epoch in range(3):
         for step in range(steps):
             views, targets = batches[epoch * steps + step]
-            examples = orders[epoch][step * 8:(step + 1) * 8]
+            examples = orders[epoch][step * 8 : (step + 1) * 8]
             np.testing.assert_array_equal(targets["labels"], y[examples])
             for row, example in enumerate(examples):
                 view = chosen[epoch, example]
                 # The student sees exactly the stored view, and its stored target.
-                np.testing.assert_allclose(views[row], _reference_view(x, storage, example, view),
-                                           atol=2e-5)
+                np.testing.assert_allclose(
+                    views[row], _reference_view(x, storage, example, view), atol=2e-5
+                )
             carried = tf.nn.softmax(targets["teacher_logits"] / 2.0).numpy()
-            np.testing.assert_allclose(carried, storage.targets(examples, chosen[epoch,
-                                                                                 examples]),
-                                       atol=1e-6)
+            np.testing.assert_allclose(
+                carried, storage.targets(examples, chosen[epoch, examples]), atol=1e-6
+            )
     assert len(set(chosen.ravel().tolist())) == 3
-    resumed, _ = replay.replay_epochs_dataset(storage, x, y, orders[1:], 8, seed=5,
-                                              first_epoch=1)
+    resumed, _ = replay.replay_epochs_dataset(storage, x, y, orders[1:], 8, seed=5, first_epoch=1)
     for (va, ta), (vb, tb) in zip(batches[steps:], resumed.as_numpy_iterator(), strict=True):
         np.testing.assert_array_equal(va, vb)
         np.testing.assert_array_equal(ta["teacher_logits"], tb["teacher_logits"])
@@ -189,14 +215,17 @@ def test_epoch_stream_replays_stored_views_and_resumes_exactly():
 def test_cached_replay_is_built_once_and_a_broken_entry_is_rebuilt(tmp_path):
     x, _ = _data(8)
     teacher = _teacher()
-    first, path, built = replay.cached_replay(teacher, x, "k" * 32, str(tmp_path), views=2,
-                                              topk=2, verbose=0)
-    again, same_path, built_again = replay.cached_replay(teacher, x, "k" * 32, str(tmp_path),
-                                                         views=2, topk=2, verbose=0)
+    first, path, built = replay.cached_replay(
+        teacher, x, "k" * 32, str(tmp_path), views=2, topk=2, verbose=0
+    )
+    again, same_path, built_again = replay.cached_replay(
+        teacher, x, "k" * 32, str(tmp_path), views=2, topk=2, verbose=0
+    )
     assert built and not built_again and path == same_path
     np.testing.assert_array_equal(again.topk_probabilities, first.topk_probabilities)
     with open(path, "r+b") as handle:
         handle.truncate(100)
-    _, _, rebuilt = replay.cached_replay(teacher, x, "k" * 32, str(tmp_path), views=2, topk=2,
-                                         verbose=0)
+    _, _, rebuilt = replay.cached_replay(
+        teacher, x, "k" * 32, str(tmp_path), views=2, topk=2, verbose=0
+    )
     assert rebuilt and os.listdir(tmp_path) == [os.path.basename(path)]

@@ -1,6 +1,7 @@
 """Two replicas take the step one replica takes on the same global batch, for every registered
 method and every teaching mode: student weights, adapter weights and BatchNorm moving
 statistics after one step agree to a relative 1e-5."""
+
 import keras
 import numpy as np
 import pytest
@@ -21,11 +22,22 @@ OPTION_OVERRIDES = {"fixed_teacher_weights": "1,3", "skip_features_first_epoch":
 
 def _bundle():
     rng = np.random.default_rng(0)
-    splits = [(rng.integers(0, 256, (n, *IMAGE)).astype(np.uint8),
-               rng.integers(0, CLASSES, n).astype(np.int64)) for n in (BATCH, BATCH, BATCH)]
-    return data.DataBundle(name="tiny", train=splits[0], validation=splits[1], test=splits[2],
-                           num_classes=CLASSES, input_shape=IMAGE,
-                           superclass_of=np.array([0, 0, 1, 1]))
+    splits = [
+        (
+            rng.integers(0, 256, (n, *IMAGE)).astype(np.uint8),
+            rng.integers(0, CLASSES, n).astype(np.int64),
+        )
+        for n in (BATCH, BATCH, BATCH)
+    ]
+    return data.DataBundle(
+        name="tiny",
+        train=splits[0],
+        validation=splits[1],
+        test=splits[2],
+        num_classes=CLASSES,
+        input_shape=IMAGE,
+        superclass_of=np.array([0, 0, 1, 1]),
+    )
 
 
 def _options(name):
@@ -45,10 +57,13 @@ def _build(strategy, name, mode, initial):
     method = METHODS.get(name)
     with strategy.scope():
         student = models.build("resnet8", IMAGE, CLASSES, seed=0)
-        teachers = [models.build(TEACHER, IMAGE, CLASSES, seed=10 + k)
-                    for k in range(TEACHERS if method.multi_teacher else 1)]
-        distiller = method.build(student, teachers if method.multi_teacher else teachers[0],
-                                 _bundle(), _options(name))
+        teachers = [
+            models.build(TEACHER, IMAGE, CLASSES, seed=10 + k)
+            for k in range(TEACHERS if method.multi_teacher else 1)
+        ]
+        distiller = method.build(
+            student, teachers if method.multi_teacher else teachers[0], _bundle(), _options(name)
+        )
         if mode is not None:
             distiller.teaching = teaching.Teaching(mode, seed=1)
         distiller.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
@@ -72,8 +87,9 @@ def _one_step(strategy, name, mode, initial=None, teacher_logits=None):
     start = [variable.numpy() for variable in distiller.student.trainable_weights]
     if mode == "fixed" and teacher_logits is None:
         teacher_logits = teaching.teacher_predictions(distiller.teacher, _bundle().train[0])
-    history = distiller.fit(_dataset(mode, teacher_logits), epochs=1, steps_per_epoch=1,
-                            shuffle=False, verbose=0)
+    history = distiller.fit(
+        _dataset(mode, teacher_logits), epochs=1, steps_per_epoch=1, shuffle=False, verbose=0
+    )
     weights = [weight for model in _trained_models(distiller) for weight in model.get_weights()]
     moved = _moved(start, [variable.numpy() for variable in distiller.student.trainable_weights])
     return weights, history.history, initial, teacher_logits, moved
@@ -81,8 +97,9 @@ def _one_step(strategy, name, mode, initial=None, teacher_logits=None):
 
 def relative_difference(first, second):
     """Largest over variables of max |a - b| / max |a|: [weights], [weights] -> float."""
-    return max(float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-12))
-               for a, b in zip(first, second))
+    return max(
+        float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-12)) for a, b in zip(first, second)
+    )
 
 
 def _moved(start, end):
@@ -92,17 +109,33 @@ def _moved(start, end):
 
 # Written out, not read from the registries: a method or mode registered later fails
 # test_case_list_covers_every_method_and_teaching_mode until it is added here.
-METHOD_NAMES = ("aver", "ca_mkd", "dist", "dkd", "ebkd", "fitnet", "fitnet_mkd", "fixed_mkd", "kd",
-                "kd_pt", "kd_pt_sim", "kd_rel", "kd_sim", "kd_sr", "kd_topk", "ls")
+METHOD_NAMES = (
+    "aver",
+    "ca_mkd",
+    "dist",
+    "dkd",
+    "ebkd",
+    "fitnet",
+    "fitnet_mkd",
+    "fixed_mkd",
+    "kd",
+    "kd_pt",
+    "kd_pt_sim",
+    "kd_rel",
+    "kd_sim",
+    "kd_sr",
+    "kd_topk",
+    "ls",
+)
 TEACHING_MODES = ("fixed", "independent", "consistent", "function_matching")
 CASES = [(name, None) for name in METHOD_NAMES] + [("kd", mode) for mode in TEACHING_MODES]
 
 
-@pytest.mark.parametrize("name, mode", CASES,
-                         ids=[name if mode is None else f"kd-{mode}" for name, mode in CASES])
+@pytest.mark.parametrize(
+    "name, mode", CASES, ids=[name if mode is None else f"kd-{mode}" for name, mode in CASES]
+)
 def test_two_replicas_take_the_step_one_replica_takes(mirrored, name, mode):
-    one, history_one, initial, logits, moved = _one_step(tf.distribute.get_strategy(), name,
-                                                         mode)
+    one, history_one, initial, logits, moved = _one_step(tf.distribute.get_strategy(), name, mode)
     two, history_two, _, _, _ = _one_step(mirrored, name, mode, initial, logits)
     # The step is far larger than the tolerance, so a per-replica statistic would show.
     assert moved > 1e3 * TOLERANCE
@@ -130,8 +163,10 @@ def _classifier_step(strategy, model_weights, synchronized=None):
                     layer["config"]["synchronized"] = synchronized
             model = keras.Model.from_config(config)
         model.set_weights(model_weights)
-        model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.compile(
+            optimizer=keras.optimizers.SGD(LEARNING_RATE),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
     model.fit(data.as_dataset(x, y, BATCH), epochs=1, shuffle=False, verbose=0)
     return model.get_weights()
 
@@ -144,7 +179,9 @@ def test_resnet_classifier_takes_the_same_step_on_two_replicas_only_when_synchro
     # give another step: what the synchronised layers prevent.
     per_replica = _classifier_step(mirrored, initial, synchronized=False)
     synchronized, unsynchronized = (relative_difference(one, other) for other in (two, per_replica))
-    print(f"resnet8 classifier: max relative weight difference {synchronized:.2e} synchronized, "
-          f"{unsynchronized:.2e} per-replica")
+    print(
+        f"resnet8 classifier: max relative weight difference {synchronized:.2e} synchronized, "
+        f"{unsynchronized:.2e} per-replica"
+    )
     assert synchronized <= TOLERANCE
     assert unsynchronized > 1e-3

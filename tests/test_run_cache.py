@@ -1,6 +1,7 @@
 """--teacher_cache, --teacher_precision through `tfkd.experiment.run`: cached and online
 distillation agree exactly, disk entries are keyed and reused, half-written ones rebuilt, fixed
 teaching is the cache, replay runs end to end and a killed cached run resumes exactly."""
+
 import json
 import os
 import re
@@ -11,18 +12,29 @@ import sys
 import keras
 import numpy as np
 import pytest
+from cli_helpers import kill_during_distillation
 
 from tfkd import experiment, fast_teacher
 from tfkd.data import pipeline
 from tfkd.experiment import RunConfig
-from cli_helpers import kill_during_distillation
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DISTILL = os.path.join(ROOT, "bin", "distill")
-TINY = ["--dataset=synthetic", "--synthetic_size=600", "--synthetic_dim=12",
-        "--synthetic_classes=4", "--synthetic_superclasses=2", "--student=mlp_small",
-        "--epochs=2", "--batch_size=64", "--optimizer=adam", "--learning_rate=0.01",
-        "--verbose=0", "--export=keras", "--deterministic"]
+TINY = [
+    "--dataset=synthetic",
+    "--synthetic_size=600",
+    "--synthetic_dim=12",
+    "--synthetic_classes=4",
+    "--synthetic_superclasses=2",
+    "--student=mlp_small",
+    "--epochs=2",
+    "--batch_size=64",
+    "--optimizer=adam",
+    "--learning_rate=0.01",
+    "--verbose=0",
+    "--export=keras",
+    "--deterministic",
+]
 
 
 def run(args, out):
@@ -65,12 +77,17 @@ def test_cached_and_online_kd_give_identical_students_and_losses(teachers, tmp_p
         assert (record["path"] is None) == (mode == "memory")
     # The training and validation entries; memory leaves none.
     assert sorted(os.listdir(cache_dir)) == sorted(
-        os.path.basename(record[name]) for name in ("path", "validation_path"))
+        os.path.basename(record[name]) for name in ("path", "validation_path")
+    )
 
 
 def test_multi_teacher_cache_equals_online_and_carries_features(teachers, tmp_path):
-    common = [*TINY, "--method=aver", f"--teachers={teachers['a']},{teachers['b']}",
-              f"--cache_dir={tmp_path / 'cache'}"]
+    common = [
+        *TINY,
+        "--method=aver",
+        f"--teachers={teachers['a']},{teachers['b']}",
+        f"--cache_dir={tmp_path / 'cache'}",
+    ]
     online = run([*common, "--teacher_cache=none"], tmp_path / "none")
     cached = run([*common, "--teacher_cache=memory"], tmp_path / "memory")
     assert_same_student(tmp_path / "none", tmp_path / "memory")
@@ -91,9 +108,11 @@ def test_disk_cache_is_reused_only_for_the_same_teacher_subset_and_seed(teachers
     assert (again["key"], again["path"]) == (first["key"], first["path"])
     assert_same_student(tmp_path / "first", tmp_path / "again")
     keys = {first["key"]}
-    for name, extra in (("teacher", [f"--teacher={teachers['b']}"]),
-                        ("subset", [f"--teacher={teachers['a']}", "--train_limit=300"]),
-                        ("seed", [f"--teacher={teachers['a']}", "--seed=1"])):
+    for name, extra in (
+        ("teacher", [f"--teacher={teachers['b']}"]),
+        ("subset", [f"--teacher={teachers['a']}", "--train_limit=300"]),
+        ("seed", [f"--teacher={teachers['a']}", "--seed=1"]),
+    ):
         other = run([*common, *extra], tmp_path / name)["teacher_cache"]
         assert other["built"], name
         keys.add(other["key"])
@@ -101,8 +120,12 @@ def test_disk_cache_is_reused_only_for_the_same_teacher_subset_and_seed(teachers
 
 
 def test_a_half_written_cache_entry_is_rebuilt(teachers, tmp_path):
-    common = [*TINY, f"--teacher={teachers['a']}", "--teacher_cache=disk",
-              f"--cache_dir={tmp_path / 'cache'}"]
+    common = [
+        *TINY,
+        f"--teacher={teachers['a']}",
+        "--teacher_cache=disk",
+        f"--cache_dir={tmp_path / 'cache'}",
+    ]
     first = run(common, tmp_path / "first")["teacher_cache"]
     entry = first["path"]
     os.remove(os.path.join(entry, "manifest.json"))  # the manifest is written last
@@ -126,22 +149,30 @@ def test_fixed_teaching_is_the_memory_cache_and_shares_the_disk_entry(teachers, 
     plain = run([*common, "--teacher_cache=disk"], tmp_path / "plain")["teacher_cache"]
     shared = run([*common, "--teaching=fixed", "--teacher_cache=disk"], tmp_path / "shared")
     assert plain["key"] == fixed["teacher_cache"]["key"]
-    assert shared["teacher_cache"]["built"] is False and shared["teacher_cache"]["path"] == \
-        plain["path"]
+    assert (
+        shared["teacher_cache"]["built"] is False
+        and shared["teacher_cache"]["path"] == plain["path"]
+    )
     assert_same_student(tmp_path / "fixed", tmp_path / "shared")
 
 
-@pytest.mark.parametrize("args,fragments", [
-    (["--teacher_cache=memory", "--augment"], ["--teacher_cache=memory", "--augment",
-                                               "--teacher_cache=replay"]),
-    (["--teacher_cache=disk", "--teaching=consistent"], ["--teaching=consistent",
-                                                         "--teacher_cache=replay"]),
-    (["--teacher_cache=replay"], ["--teaching=consistent or function_matching"]),
-    (["--teacher_cache=replay", "--teaching=fixed"], ["--teaching=fixed"]),
-    (["--teacher_cache=memory", "--method=ls"], ["uses no teacher"]),
-])
-def test_a_cache_that_cannot_hold_is_refused_with_one_line(teachers, tmp_path, args,
-                                                           fragments):
+@pytest.mark.parametrize(
+    "args,fragments",
+    [
+        (
+            ["--teacher_cache=memory", "--augment"],
+            ["--teacher_cache=memory", "--augment", "--teacher_cache=replay"],
+        ),
+        (
+            ["--teacher_cache=disk", "--teaching=consistent"],
+            ["--teaching=consistent", "--teacher_cache=replay"],
+        ),
+        (["--teacher_cache=replay"], ["--teaching=consistent or function_matching"]),
+        (["--teacher_cache=replay", "--teaching=fixed"], ["--teaching=fixed"]),
+        (["--teacher_cache=memory", "--method=ls"], ["uses no teacher"]),
+    ],
+)
+def test_a_cache_that_cannot_hold_is_refused_with_one_line(teachers, tmp_path, args, fragments):
     with pytest.raises(ValueError, match=re.escape(fragments[0])) as caught:
         run([*TINY, f"--teacher={teachers['a']}", *args], tmp_path / "run")
     message = str(caught.value)
@@ -162,10 +193,21 @@ def _npz(root, n_train=240, n_test=60, classes=3):
 
 def test_replay_runs_end_to_end_and_is_reused(tmp_path):
     images = _npz(tmp_path / "images")
-    common = [f"--dataset={images}", "--teacher=cnn_small", "--teacher_epochs=1",
-              "--student=cnn_small", "--epochs=2", "--batch_size=32", "--verbose=0",
-              "--export=keras", "--deterministic", "--teacher_cache=replay",
-              "--replay_views=2", "--replay_topk=2", f"--cache_dir={tmp_path / 'cache'}"]
+    common = [
+        f"--dataset={images}",
+        "--teacher=cnn_small",
+        "--teacher_epochs=1",
+        "--student=cnn_small",
+        "--epochs=2",
+        "--batch_size=32",
+        "--verbose=0",
+        "--export=keras",
+        "--deterministic",
+        "--teacher_cache=replay",
+        "--replay_views=2",
+        "--replay_topk=2",
+        f"--cache_dir={tmp_path / 'cache'}",
+    ]
     for mode in ("consistent", "function_matching"):
         first = run([*common, f"--teaching={mode}"], tmp_path / mode)
         record = first["teacher_cache"]
@@ -180,19 +222,32 @@ def test_replay_runs_end_to_end_and_is_reused(tmp_path):
 
 def test_bfloat16_teacher_is_checked_and_a_failed_check_stops_the_run(tmp_path, monkeypatch):
     images = _npz(tmp_path / "images")
-    common = [f"--dataset={images}", "--teacher=cnn_small", "--teacher_epochs=1",
-              "--student=cnn_small", "--epochs=1", "--batch_size=32", "--verbose=0",
-              "--export=keras", "--deterministic", "--teacher_precision=bfloat16"]
+    common = [
+        f"--dataset={images}",
+        "--teacher=cnn_small",
+        "--teacher_epochs=1",
+        "--student=cnn_small",
+        "--epochs=1",
+        "--batch_size=32",
+        "--verbose=0",
+        "--export=keras",
+        "--deterministic",
+        "--teacher_precision=bfloat16",
+    ]
     served = run(common, tmp_path / "bf16")["teacher_serving"]
     assert served["precision"] == "bfloat16" and served["batch_norms_folded"] == 2
     assert 0 < served["soft_target_difference"] <= fast_teacher.TOLERANCES["bfloat16"]
     monkeypatch.setitem(fast_teacher.TOLERANCES, "bfloat16", 1e-9)
-    with pytest.raises(ValueError, match=r"^--teacher_precision=bfloat16:.*exceeds the tolerance") \
-            as caught:
+    with pytest.raises(
+        ValueError, match=r"^--teacher_precision=bfloat16:.*exceeds the tolerance"
+    ) as caught:
         run(common, tmp_path / "strict")
     message = str(caught.value)
-    assert message.startswith("--teacher_precision=bfloat16:") and "exceeds the tolerance" in \
-        message and "\n" not in message
+    assert (
+        message.startswith("--teacher_precision=bfloat16:")
+        and "exceeds the tolerance" in message
+        and "\n" not in message
+    )
     assert not (tmp_path / "strict").exists()
 
 
@@ -205,8 +260,9 @@ def test_memory_mapped_extras_equal_in_memory_ones(tmp_path):
     orders = pipeline.shuffled_orders(50, 2, seed=3)
     batches = {}
     for name, value in (("memory", logits), ("mapped", mapped)):
-        dataset, steps = pipeline.epochs_dataset(x, y, orders, 16, extras={
-            "teacher_logits": value, "pair": (value, value)})
+        dataset, steps = pipeline.epochs_dataset(
+            x, y, orders, 16, extras={"teacher_logits": value, "pair": (value, value)}
+        )
         batches[name] = list(dataset.take(2 * steps).as_numpy_iterator())
     for (xa, ya), (xb, yb) in zip(batches["memory"], batches["mapped"], strict=True):
         np.testing.assert_array_equal(xa, xb)
@@ -219,12 +275,20 @@ def test_memory_mapped_extras_equal_in_memory_ones(tmp_path):
 
 def test_a_killed_cached_run_resumes_and_equals_an_uninterrupted_one(teachers, tmp_path):
     out = tmp_path / "run"
-    args = [*TINY, f"--teacher={teachers['a']}", "--synthetic_size=4000", "--epochs=10",
-            "--batch_size=32", "--teacher_cache=memory", f"--output_dir={out}"]
+    args = [
+        *TINY,
+        f"--teacher={teachers['a']}",
+        "--synthetic_size=4000",
+        "--epochs=10",
+        "--batch_size=32",
+        "--teacher_cache=memory",
+        f"--output_dir={out}",
+    ]
     killed_at = kill_during_distillation(args, out)
     assert 2 <= killed_at < 10
-    resumed = subprocess.run([sys.executable, DISTILL, *args], capture_output=True,
-                             text=True, timeout=300)
+    resumed = subprocess.run(
+        [sys.executable, DISTILL, *args], capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert f"Resuming distill at epoch {killed_at + 1} of 10" in resumed.stdout
     results = json.loads((out / "results.json").read_text())
@@ -266,6 +330,7 @@ def test_validation_batches_carry_the_cached_outputs_and_the_teacher_does_not_ru
     def softmax(z):
         e = np.exp(z - z.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
+
     p_t, p_s = softmax(carried / 4.0), softmax(student.predict(x, verbose=0) / 4.0)
     want = 16.0 * np.mean(np.sum(p_t * (np.log(p_t) - np.log(p_s)), axis=1))
     np.testing.assert_allclose(logs["distillation_loss"], want, rtol=1e-5)

@@ -1,5 +1,6 @@
 """report.md: written beside results.json by every run, with the accuracies of results.json and
 links to files that exist."""
+
 import json
 import os
 import re
@@ -8,11 +9,25 @@ from cli_helpers import run_distill
 
 from tfkd.experiment import run_report
 
-TINY = ["--dataset=synthetic", "--synthetic_size=400", "--synthetic_dim=8",
-        "--synthetic_classes=4", "--synthetic_superclasses=2", "--teacher=mlp_small",
-        "--teacher_epochs=1", "--student=mlp_small", "--epochs=2", "--batch_size=64",
-        "--optimizer=adam", "--learning_rate=0.01", "--verbose=0", "--export=keras",
-        "--baseline", "--calibrate_teacher", "--deterministic"]
+TINY = [
+    "--dataset=synthetic",
+    "--synthetic_size=400",
+    "--synthetic_dim=8",
+    "--synthetic_classes=4",
+    "--synthetic_superclasses=2",
+    "--teacher=mlp_small",
+    "--teacher_epochs=1",
+    "--student=mlp_small",
+    "--epochs=2",
+    "--batch_size=64",
+    "--optimizer=adam",
+    "--learning_rate=0.01",
+    "--verbose=0",
+    "--export=keras",
+    "--baseline",
+    "--calibrate_teacher",
+    "--deterministic",
+]
 
 
 def test_a_run_writes_a_report_with_its_accuracies_and_existing_links(tmp_path, capsys):
@@ -21,9 +36,14 @@ def test_a_run_writes_a_report_with_its_accuracies_and_existing_links(tmp_path, 
     with open(out / "results.json") as handle:
         results = json.load(handle)
     text = (out / "report.md").read_text()
-    accuracies = {role: results[key]["accuracy"] for role, key in
-                  (("teacher", "teacher"), ("distilled student", "student"),
-                   ("student alone", "baseline"))}
+    accuracies = {
+        role: results[key]["accuracy"]
+        for role, key in (
+            ("teacher", "teacher"),
+            ("distilled student", "student"),
+            ("student alone", "baseline"),
+        )
+    }
     for role, accuracy in accuracies.items():
         assert re.search(rf"^\| {role} \|.*\| {accuracy:.4f} \|", text, re.MULTILINE), role
     links = re.findall(r"\]\(([^)]+)\)", text)
@@ -40,28 +60,43 @@ def test_a_run_writes_a_report_with_its_accuracies_and_existing_links(tmp_path, 
 
 
 def test_the_summary_line_keeps_its_columns_apart_for_any_path():
-    results = {"teacher": {"accuracy": 0.75851}, "student": {"accuracy": 0.7},
-               "baseline": {"accuracy": 0.69}}
+    results = {
+        "teacher": {"accuracy": 0.75851},
+        "student": {"accuracy": 0.7},
+        "baseline": {"accuracy": 0.69},
+    }
     long_path = "/" + "/".join(["a_rather_long_folder_name"] * 8)
     line = run_report.summary_line(results, long_path)
-    assert re.fullmatch(r"  teacher 0\.7585 +student 0\.7000 +student alone 0\.6900 +report "
-                        + re.escape(long_path + "/report.md"), line)
+    assert re.fullmatch(
+        r"  teacher 0\.7585 +student 0\.7000 +student alone 0\.6900 +report "
+        + re.escape(long_path + "/report.md"),
+        line,
+    )
 
 
 def test_the_command_line_names_the_command_as_typed():
-    assert run_report.command_line(["/venv/bin/tfkd", "distill", "--config=synthetic"]) == \
-        "tfkd distill --config=synthetic"
-    assert run_report.command_line(["bin/distill", "--output_dir=a b"]) == \
-        "bin/distill '--output_dir=a b'"
+    assert (
+        run_report.command_line(["/venv/bin/tfkd", "distill", "--config=synthetic"])
+        == "tfkd distill --config=synthetic"
+    )
+    assert (
+        run_report.command_line(["bin/distill", "--output_dir=a b"])
+        == "bin/distill '--output_dir=a b'"
+    )
 
 
 def test_a_multi_teacher_report_lists_every_teacher_and_its_weight_plot(tmp_path):
-    results = {"method": "ca_mkd", "dataset": "synthetic",
-               "teachers": [{"arch": "mlp", "accuracy": 0.61, "params": 10},
-                            {"arch": "runs/a/teacher.keras", "accuracy": 0.64, "params": 20}],
-               "ensemble": {"accuracy": 0.66}, "student": {"arch": "mlp_small", "accuracy": 0.6,
-                                                           "val_accuracy": 0.58, "params": 5},
-               "seconds": {"teacher_0": 1.25, "distill": 2.5}}
+    results = {
+        "method": "ca_mkd",
+        "dataset": "synthetic",
+        "teachers": [
+            {"arch": "mlp", "accuracy": 0.61, "params": 10},
+            {"arch": "runs/a/teacher.keras", "accuracy": 0.64, "params": 20},
+        ],
+        "ensemble": {"accuracy": 0.66},
+        "student": {"arch": "mlp_small", "accuracy": 0.6, "val_accuracy": 0.58, "params": 5},
+        "seconds": {"teacher_0": 1.25, "distill": 2.5},
+    }
     (tmp_path / "teacher_weights.png").write_bytes(b"")
     text = run_report.markdown(results, str(tmp_path), versions_={"tfkd": "0"})
     assert "| teacher 0 | mlp | 0.6100 |" in text

@@ -1,4 +1,5 @@
 """kd_sr: the lambda formula, its per-batch use in the loss, replicas, and the method build."""
+
 import keras
 import numpy as np
 import pytest
@@ -31,13 +32,15 @@ def _reference_loss(labels, student_logits, teacher_logits, temperature, weight)
     return (1 - weight) * ce + weight * temperature**2 * kl
 
 
-@pytest.mark.parametrize("confidence,maximum,shift", [(0.9, 1.0, 0.0), (0.6, 0.98, 0.05),
-                                                      (0.99, 0.99, 0.1), (0.0, 0.5, 0.0),
-                                                      (0.3, 0.8, 0.2)])
+@pytest.mark.parametrize(
+    "confidence,maximum,shift",
+    [(0.9, 1.0, 0.0), (0.6, 0.98, 0.05), (0.99, 0.99, 0.1), (0.0, 0.5, 0.0), (0.3, 0.8, 0.2)],
+)
 def test_lambda_formula_and_clipping(confidence, maximum, shift):
     expected = _reference_lambda(confidence, maximum, shift)
     assert curriculum.selective_reliance_lambda(confidence, maximum, shift) == pytest.approx(
-        expected)
+        expected
+    )
     tensor = curriculum.selective_reliance_lambda(tf.constant(confidence), maximum, shift)
     assert float(tensor) == pytest.approx(expected, abs=1e-6)
     assert 0.0 <= expected <= 1.0
@@ -53,17 +56,23 @@ def test_lambda_clips_both_ends_and_rejects_a_bad_maximum():
 
 def _identity_teacher(scale=1.0):
     """Logits = scale * x, so a batch's teacher confidence is set by its inputs."""
-    teacher = keras.Sequential([keras.Input((CLASSES,)),
-                                keras.layers.Dense(CLASSES, use_bias=False)])
+    teacher = keras.Sequential(
+        [keras.Input((CLASSES,)), keras.layers.Dense(CLASSES, use_bias=False)]
+    )
     teacher.layers[0].set_weights([np.eye(CLASSES, dtype="float32") * scale])
     return teacher
 
 
 def _student(seed=0):
     init = keras.initializers.GlorotUniform(seed=seed)
-    return keras.Sequential([keras.Input((CLASSES,)),
-                             keras.layers.Dense(8, kernel_initializer=init), keras.layers.ReLU(),
-                             keras.layers.Dense(CLASSES, kernel_initializer=init)])
+    return keras.Sequential(
+        [
+            keras.Input((CLASSES,)),
+            keras.layers.Dense(8, kernel_initializer=init),
+            keras.layers.ReLU(),
+            keras.layers.Dense(CLASSES, kernel_initializer=init),
+        ]
+    )
 
 
 def _batch(margin, n=16, seed=0):
@@ -78,14 +87,14 @@ def _batch(margin, n=16, seed=0):
 def test_evaluate_reports_the_reference_loss_with_the_batch_lambda():
     x, y = _batch(margin=1.0)
     teacher, student = _identity_teacher(), _student()
-    distiller = SelectiveRelianceDistiller(student, teacher, max_confidence=0.95,
-                                           temperature=3.0, reliance_shift=0.05)
+    distiller = SelectiveRelianceDistiller(
+        student, teacher, max_confidence=0.95, temperature=3.0, reliance_shift=0.05
+    )
     distiller.compile(optimizer="sgd")
     result = distiller.evaluate(x, y, batch_size=len(x), return_dict=True, verbose=0)
     weight = _reference_lambda(_softmax(x.astype(np.float64)).max(1).mean(), 0.95, 0.05)
     assert 0.1 < weight < 0.9  # an interior value, so both terms matter
-    expected = _reference_loss(y, student.predict(x, verbose=0).astype(np.float64), x, 3.0,
-                               weight)
+    expected = _reference_loss(y, student.predict(x, verbose=0).astype(np.float64), x, 3.0, weight)
     assert result["reliance"] == pytest.approx(weight, rel=1e-5)
     assert result["loss"] == pytest.approx(expected.mean(), rel=1e-5)
 
@@ -121,13 +130,12 @@ def test_confident_batches_pull_the_student_less_toward_the_teacher():
         teacher_class = (y + 1) % CLASSES
         x_teacher = np.roll(x, 1, axis=1)  # teacher's favourite becomes class y + 1
         student = _student(seed=2)
-        before = _softmax(student.predict(x_teacher, verbose=0))[np.arange(len(y)),
-                                                                   teacher_class]
-        distiller = SelectiveRelianceDistiller(student, _identity_teacher(), max_confidence=1.0,
-                                               temperature=2.0)
+        before = _softmax(student.predict(x_teacher, verbose=0))[np.arange(len(y)), teacher_class]
+        distiller = SelectiveRelianceDistiller(
+            student, _identity_teacher(), max_confidence=1.0, temperature=2.0
+        )
         _, history = _step(distiller, x_teacher, y, learning_rate=0.2)
-        after = _softmax(student.predict(x_teacher, verbose=0))[np.arange(len(y)),
-                                                                  teacher_class]
+        after = _softmax(student.predict(x_teacher, verbose=0))[np.arange(len(y)), teacher_class]
         moves[name] = (np.mean(after - before), history["reliance"][0])
     assert moves["confident"][1] < 0.05 < 0.4 < moves["unsure"][1]
     assert moves["confident"][0] < moves["unsure"][0]
@@ -137,8 +145,9 @@ def _replica_step(strategy, x, y, start, global_mean=None):
     with strategy.scope():
         student = _student()
         student.set_weights(start)
-        distiller = SelectiveRelianceDistiller(student, _identity_teacher(), max_confidence=0.9,
-                                               temperature=4.0, reliance_shift=0.02)
+        distiller = SelectiveRelianceDistiller(
+            student, _identity_teacher(), max_confidence=0.9, temperature=4.0, reliance_shift=0.02
+        )
         distiller.compile(optimizer=keras.optimizers.SGD(0.5), metrics=["accuracy"])
     rows = np.arange(len(x))[None]
     dataset, steps = curriculum.curriculum_dataset(x, y, rows, batch_size=len(x))
@@ -151,7 +160,8 @@ def _mirrored(devices):
     # instances per process, so a second collective-op MirroredStrategy in the same test
     # process (another test file's) would meet the first one's instance shapes and abort.
     return tf.distribute.MirroredStrategy(
-        devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
+        devices, cross_device_ops=tf.distribute.ReductionToOneDevice()
+    )
 
 
 def test_two_replicas_use_the_global_batch_confidence_and_match_one(monkeypatch):
@@ -168,30 +178,39 @@ def test_two_replicas_use_the_global_batch_confidence_and_match_one(monkeypatch)
     expected = _reference_lambda(_softmax(x.astype(np.float64)).max(1).mean(), 0.9, 0.02)
     assert h1["reliance"][0] == pytest.approx(expected, rel=1e-5)
     assert h2["reliance"][0] == pytest.approx(expected, rel=1e-5)
-    assert last1 == pytest.approx(expected, rel=1e-5) and last2 == pytest.approx(expected,
-                                                                                 rel=1e-5)
+    assert last1 == pytest.approx(expected, rel=1e-5) and last2 == pytest.approx(expected, rel=1e-5)
     for a, b in zip(one, two):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
     for name in ("loss", "student_loss", "distillation_loss", "accuracy"):
         assert h2[name][0] == pytest.approx(h1[name][0], rel=1e-5)
     # The same run with a per-replica mean takes a different step: the test can fail.
-    monkeypatch.setattr(selective_reliance, "global_batch_mean",
-                        lambda values: tf.reduce_mean(tf.cast(values, tf.float32)))
+    monkeypatch.setattr(
+        selective_reliance,
+        "global_batch_mean",
+        lambda values: tf.reduce_mean(tf.cast(values, tf.float32)),
+    )
     local, _, _ = _replica_step(_mirrored(devices), x, y, start)
     assert max(np.abs(a - b).max() for a, b in zip(local, one)) > 1e-4
 
 
 def _bundle(x, y, classes=CLASSES):
-    return DataBundle(name="toy", train=(x, y), validation=(x[:0], y[:0]), test=(x, y),
-                      num_classes=classes, input_shape=x.shape[1:])
+    return DataBundle(
+        name="toy",
+        train=(x, y),
+        validation=(x[:0], y[:0]),
+        test=(x, y),
+        num_classes=classes,
+        input_shape=x.shape[1:],
+    )
 
 
 def test_method_build_scores_the_teacher_once_for_the_maximum_confidence(monkeypatch):
     x, y = _batch(2.0, n=40, seed=7)
     calls = []
     original = curriculum.score
-    monkeypatch.setattr(curriculum, "score",
-                        lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs))
+    monkeypatch.setattr(
+        curriculum, "score", lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs)
+    )
     teacher, bundle = _identity_teacher(), _bundle(x, y)
     method = methods.METHODS.get("kd_sr")
     assert {o.name for o in method.options} == {"temperature", "reliance_shift"}
@@ -206,8 +225,9 @@ def test_clear_errors_for_other_class_counts_and_bad_maximum():
     x, y = _batch(1.0, n=8)
     four = keras.Sequential([keras.Input((CLASSES,)), keras.layers.Dense(4)])
     with pytest.raises(ValueError, match="teacher predicts 4 classes but the data set has 3"):
-        methods.METHODS.get("kd_sr").build(_student(), four, _bundle(x, y),
-                                           {"temperature": 4.0, "reliance_shift": 0.0})
+        methods.METHODS.get("kd_sr").build(
+            _student(), four, _bundle(x, y), {"temperature": 4.0, "reliance_shift": 0.0}
+        )
     with pytest.raises(ValueError, match="disagree on the number of classes"):
         SelectiveRelianceDistiller(_student(), four, max_confidence=0.9)
     with pytest.raises(ValueError, match="max_confidence"):

@@ -7,8 +7,13 @@ from tfkd import export, models, teachers
 
 @pytest.fixture(scope="module")
 def model():
-    return models.build("mlp_small", input_shape=(6,), num_classes=3,
-                        mean=np.full(6, 0.5, np.float32), variance=np.full(6, 2.0, np.float32))
+    return models.build(
+        "mlp_small",
+        input_shape=(6,),
+        num_classes=3,
+        mean=np.full(6, 0.5, np.float32),
+        variance=np.full(6, 2.0, np.float32),
+    )
 
 
 def test_keras_file_and_saved_model_folder_load_as_the_same_function(model, tmp_path):
@@ -25,12 +30,14 @@ def test_keras_file_and_saved_model_folder_load_as_the_same_function(model, tmp_
 def test_rescale_inputs_multiplies_before_the_model(model):
     x = np.random.default_rng(1).random((4, 6)).astype("float32")
     scaled = teachers.rescale_inputs(model, 255.0)
-    np.testing.assert_allclose(scaled.predict(x, verbose=0), model.predict(x * 255, verbose=0),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        scaled.predict(x, verbose=0), model.predict(x * 255, verbose=0), rtol=1e-5
+    )
 
 
-@pytest.mark.parametrize("name,content", [("missing.keras", None), ("text.keras", "hello"),
-                                          ("folder", "dir")])
+@pytest.mark.parametrize(
+    "name,content", [("missing.keras", None), ("text.keras", "hello"), ("folder", "dir")]
+)
 def test_not_a_model_is_one_clear_error(tmp_path, name, content):
     path = tmp_path / name
     if content == "dir":
@@ -58,7 +65,8 @@ def test_a_file_needing_unsafe_deserialization_is_refused_with_one_line(tmp_path
     assert message == (
         f"--teachers: {path} needs unsafe deserialization (a Lambda layer runs arbitrary code); "
         "tfkd loads .keras files with safe_mode=True. Re-save it without Lambda layers, or load "
-        f"it yourself with keras.saving.load_model('{path}', safe_mode=False) and pass the model")
+        f"it yourself with keras.saving.load_model('{path}', safe_mode=False) and pass the model"
+    )
     # The way out the message gives works.
     assert keras.saving.load_model(path, safe_mode=False, compile=False).output_shape == (None, 3)
 
@@ -78,14 +86,19 @@ def test_one_model_per_family_covers_every_family():
 def test_zoo_models_load_in_safe_mode(name, tmp_path):
     rank = models.MODELS.get(name).input_rank
     shape = (32, 32, 3) if rank == 3 else (6,)
-    model = models.build(name, shape, 5, mean=np.full(shape[-1], 0.4, np.float32),
-                         variance=np.full(shape[-1], 2.0, np.float32), seed=0)
+    model = models.build(
+        name,
+        shape,
+        5,
+        mean=np.full(shape[-1], 0.4, np.float32),
+        variance=np.full(shape[-1], 2.0, np.float32),
+        seed=0,
+    )
     path = str(tmp_path / f"{name}.keras")
     export.save_keras(model, path)
     loaded = teachers.load_model(path)
     x = np.random.default_rng(2).random((2, *shape)).astype("float32")
-    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), rtol=1e-5, atol=1e-6)
     assert loaded.get_layer(models.NORMALIZATION).get_config()["mean"] is not None
 
 
@@ -106,12 +119,16 @@ def _built(model):
     return model
 
 
-@pytest.mark.parametrize("make", [
-    lambda: keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)]),
-    lambda: _built(keras.Sequential([keras.layers.Dense(3)])),
-    lambda: _built(SubclassedDense()),
-    lambda: _built(SubclassedDense(eager_only=True)),
-], ids=["sequential", "sequential_without_input", "subclassed", "subclassed_eager_only"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)]),
+        lambda: _built(keras.Sequential([keras.layers.Dense(3)])),
+        lambda: _built(SubclassedDense()),
+        lambda: _built(SubclassedDense(eager_only=True)),
+    ],
+    ids=["sequential", "sequential_without_input", "subclassed", "subclassed_eager_only"],
+)
 def test_every_kind_of_built_model_reports_its_shapes(make):
     model = make()
     assert teachers.known_input_shape(model) == (None, 6)
@@ -127,5 +144,6 @@ def test_rescale_inputs_wraps_subclassed_models():
     x = np.random.default_rng(1).random((4, 6)).astype("float32")
     for model in (_built(SubclassedDense()), SubclassedDense()):
         scaled = teachers.rescale_inputs(model, 255.0)
-        np.testing.assert_allclose(scaled.predict(x, verbose=0), model.predict(x * 255, verbose=0),
-                                   rtol=1e-5)
+        np.testing.assert_allclose(
+            scaled.predict(x, verbose=0), model.predict(x * 255, verbose=0), rtol=1e-5
+        )

@@ -1,5 +1,6 @@
 """Teaching modes (fixed, independent, consistent, function matching), in-graph augmentation,
 out-of-domain distillation and the bin/distill flags for them."""
+
 import json
 
 import keras
@@ -81,8 +82,9 @@ def test_mixup_matches_the_equation_and_partners_differ(batch):
     pairs_used_twice = []
     partners_seen = set()
     for value in range(20):
-        mixed, weight, partner = (t.numpy() for t in augment.mixup(tf.constant(x), _seed(value),
-                                                                   alpha=0.5))
+        mixed, weight, partner = (
+            t.numpy() for t in augment.mixup(tf.constant(x), _seed(value), alpha=0.5)
+        )
         assert np.all((weight >= 0.5) & (weight <= 1.0))
         assert sorted(partner) == list(range(batch)) and np.all(partner != np.arange(batch))
         w = weight[:, None, None, None]
@@ -104,13 +106,16 @@ def test_mixup_weight_distribution_is_the_folded_beta():
 
 
 def test_bad_teaching_arguments_name_the_argument():
-    for kwargs, name in (({"mode": "nope"}, "teaching"), ({"mode": "consistent",
-                                                          "mixup_alpha": 0}, "mixup_alpha"),
-                         ({"mode": "consistent", "crop_scale": (0.5, 0.2)}, "crop_scale")):
+    for kwargs, name in (
+        ({"mode": "nope"}, "teaching"),
+        ({"mode": "consistent", "mixup_alpha": 0}, "mixup_alpha"),
+        ({"mode": "consistent", "crop_scale": (0.5, 0.2)}, "crop_scale"),
+    ):
         with pytest.raises(ValueError, match=name):
             teaching.Teaching(**kwargs)
     with pytest.raises(ValueError, match="partners"):
         augment.mixup_partners(4, _seed(0), "reverse")
+
 
 # ---- teaching modes inside a Distiller ----------------------------------------------------------
 
@@ -137,10 +142,17 @@ def _conv(seed, recorder=None, scale=1.0):
     """A BatchNorm-free conv net, so training and inference mode compute the same function;
     `scale` multiplies the logits (far from uniform, views that differ give a clear KL)."""
     init = keras.initializers.GlorotUniform(seed=seed)
-    layers = [keras.Input(IMAGE)] + ([recorder] if recorder is not None else []) + [
-        keras.layers.Conv2D(4, 3, kernel_initializer=init), keras.layers.ReLU(),
-        keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(CLASSES, kernel_initializer=init),
-        keras.layers.Rescaling(scale)]
+    layers = (
+        [keras.Input(IMAGE)]
+        + ([recorder] if recorder is not None else [])
+        + [
+            keras.layers.Conv2D(4, 3, kernel_initializer=init),
+            keras.layers.ReLU(),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(CLASSES, kernel_initializer=init),
+            keras.layers.Rescaling(scale),
+        ]
+    )
     return keras.Sequential(layers)
 
 
@@ -161,8 +173,9 @@ def _fit_once(mode, x, y):
 def test_teacher_and_student_see_bit_identical_inputs_only_when_consistent():
     x, y = _images()
     clean = data.to_float(x)
-    seen = {mode: _fit_once(mode, x, y)
-            for mode in ("consistent", "function_matching", "independent")}
+    seen = {
+        mode: _fit_once(mode, x, y) for mode in ("consistent", "function_matching", "independent")
+    }
     for mode in ("consistent", "function_matching"):
         student_x, teacher_x = seen[mode]
         np.testing.assert_array_equal(student_x, teacher_x)
@@ -207,8 +220,9 @@ def test_fixed_never_calls_the_teacher_and_learns_from_the_carried_logits():
     assert np.isfinite(history.history["loss"]).all()
     # Evaluation on carried targets uses them (made-up logits here), not the teacher.
     made_up = np.random.default_rng(4).normal(size=logits.shape).astype(np.float32) * 3
-    result = distiller.evaluate(teaching.fixed_dataset(x, y, made_up, BATCH), verbose=0,
-                                return_dict=True)
+    result = distiller.evaluate(
+        teaching.fixed_dataset(x, y, made_up, BATCH), verbose=0, return_dict=True
+    )
     assert recorder.calls.numpy() == 0
     z = student.predict(data.to_float(x), verbose=0)
     p, log_q = _softmax(made_up / 2.0), np.log(_softmax(z / 2.0))
@@ -253,8 +267,9 @@ def _twin_step(strategy, mode, x, y):
 def test_teaching_modes_under_mirrored_strategy(mirrored):
     strategy = mirrored
     x, y = _images(n=32)
-    losses = {mode: _twin_step(strategy, mode, x, y)["distillation_loss"][0]
-              for mode in teaching.MODES}
+    losses = {
+        mode: _twin_step(strategy, mode, x, y)["distillation_loss"][0] for mode in teaching.MODES
+    }
     assert losses["consistent"] < 1e-5 and losses["function_matching"] < 1e-5
     assert losses["independent"] > 1e-2  # the two views differ on both replicas
     assert losses["fixed"] > 1e-2 and np.isfinite(losses["fixed"])  # crops vs clean targets
@@ -281,26 +296,36 @@ def test_every_replica_draws_the_seed_of_the_step(mirrored):
 
 
 @pytest.mark.parametrize("global_batch", [8, 9])  # 9 splits unevenly: 5 + 4
-def test_replicas_augment_their_rows_of_the_global_batch_as_one_replica_would(mirrored,
-                                                                              global_batch):
+def test_replicas_augment_their_rows_of_the_global_batch_as_one_replica_would(
+    mirrored, global_batch
+):
     strategy = mirrored
     x = data.to_float(_images(n=global_batch)[0])
     seed = tf.constant([3, 11], tf.int64)
-    batch = next(iter(strategy.experimental_distribute_dataset(
-        tf.data.Dataset.from_tensor_slices(x).batch(global_batch))))
+    batch = next(
+        iter(
+            strategy.experimental_distribute_dataset(
+                tf.data.Dataset.from_tensor_slices(x).batch(global_batch)
+            )
+        )
+    )
     for mode in teaching.MODES:
         mode_teaching = teaching.Teaching(mode)
 
         @tf.function
         def views(local_x):
-            return strategy.run(lambda v: mode_teaching.augment_replica_batch(v, seed),
-                                args=(local_x,))
+            return strategy.run(
+                lambda v: mode_teaching.augment_replica_batch(v, seed), args=(local_x,)
+            )
 
         replica_views = [strategy.experimental_local_results(v) for v in views(batch)]
-        assert [len(part) for part in replica_views[0]] == [(global_batch + 1) // 2,
-                                                           global_batch // 2]
-        student_x, teacher_x = (np.concatenate([part.numpy() for part in view])
-                                for view in replica_views)
+        assert [len(part) for part in replica_views[0]] == [
+            (global_batch + 1) // 2,
+            global_batch // 2,
+        ]
+        student_x, teacher_x = (
+            np.concatenate([part.numpy() for part in view]) for view in replica_views
+        )
         parameters = mode_teaching.parameters(global_batch, seed, IMAGE[:2])
         expected_student, expected_teacher = mode_teaching.apply(tf.constant(x), parameters)
         np.testing.assert_array_equal(student_x, expected_student.numpy())
@@ -320,12 +345,16 @@ def test_apply_follows_given_parameters():
     rng = np.random.default_rng(6)
     x = rng.uniform(size=(3, 4, 4, 1)).astype(np.float32)
     full = np.tile(np.array([[0.0, 0.0, 1.0, 1.0]], np.float32), (3, 1))
-    given = {"student_crop_box": full, "student_flip": np.array([False, True, False]),
-             "teacher_crop_box": np.array([[0, 0, 1, 1], [0, 0, 1, 1], [0.0, 0.0, 1 / 3, 1 / 3]],
-                                          np.float32),
-             "teacher_flip": np.array([True, False, False]),
-             "mixup_partner": np.array([2, 0, 1], np.int32),
-             "mixup_weight": np.array([0.5, 0.75, 1.0], np.float32)}
+    given = {
+        "student_crop_box": full,
+        "student_flip": np.array([False, True, False]),
+        "teacher_crop_box": np.array(
+            [[0, 0, 1, 1], [0, 0, 1, 1], [0.0, 0.0, 1 / 3, 1 / 3]], np.float32
+        ),
+        "teacher_flip": np.array([True, False, False]),
+        "mixup_partner": np.array([2, 0, 1], np.int32),
+        "mixup_weight": np.array([0.5, 0.75, 1.0], np.float32),
+    }
     given = {name: tf.constant(value) for name, value in given.items()}
     flipped = np.where(np.array([False, True, False])[:, None, None, None], x[:, :, ::-1], x)
     student_x, teacher_x = teaching.Teaching("independent").apply(tf.constant(x), given)
@@ -335,8 +364,9 @@ def test_apply_follows_given_parameters():
     # The top-left 1/3 x 1/3 window of a 4 x 4 image spans pixels 0..1: bilinear in between.
     grid = np.arange(4) / 3.0
     rows = [np.interp(grid, [0, 1], x[2, r, :2, 0]) for r in range(2)]
-    expected = np.array([np.interp(g, [0, 1], [rows[0][c], rows[1][c]]) for g in grid
-                         for c in range(4)]).reshape(4, 4)
+    expected = np.array(
+        [np.interp(g, [0, 1], [rows[0][c], rows[1][c]]) for g in grid for c in range(4)]
+    ).reshape(4, 4)
     np.testing.assert_allclose(teacher_x[2, :, :, 0], expected, atol=1e-5)
     mixed, mixed_teacher = teaching.Teaching("function_matching").apply(tf.constant(x), given)
     w = np.array([0.5, 0.75, 1.0])[:, None, None, None]
@@ -349,8 +379,9 @@ def test_apply_follows_given_parameters():
 
 def test_parameters_name_what_each_mode_draws_and_vectors_get_mixup_only():
     seed = tf.constant([1, 2], tf.int64)
-    keys = {mode: set(teaching.Teaching(mode).parameters(6, seed, (8, 8))) for mode in
-            teaching.MODES}
+    keys = {
+        mode: set(teaching.Teaching(mode).parameters(6, seed, (8, 8))) for mode in teaching.MODES
+    }
     view = {"student_crop_box", "student_flip"}
     assert keys["fixed"] == keys["consistent"] == view
     assert keys["independent"] == view | {"teacher_crop_box", "teacher_flip"}
@@ -373,8 +404,9 @@ def test_parameters_replay_what_training_fed_the_models(mode):
     student_x, teacher_x = _fit_once(mode, x, y)  # one step: optimizer step 0, seed 0
     mode_teaching = teaching.Teaching(mode)
     parameters = mode_teaching.parameters(BATCH, tf.constant([0, 0], tf.int64), IMAGE[:2])
-    replayed_student, replayed_teacher = mode_teaching.apply(tf.constant(data.to_float(x)),
-                                                             parameters)
+    replayed_student, replayed_teacher = mode_teaching.apply(
+        tf.constant(data.to_float(x)), parameters
+    )
     np.testing.assert_array_equal(student_x, replayed_student.numpy())
     np.testing.assert_array_equal(teacher_x, replayed_teacher.numpy())
 
@@ -395,6 +427,7 @@ def test_match_input_shape_resizes_and_converts_channels():
     with pytest.raises(ValueError, match="channels"):
         teaching.match_input_shape(np.zeros((2, 4, 4, 2), np.uint8), (4, 4, 3))
 
+
 # ---- bin/distill --------------------------------------------------------------------------------
 
 
@@ -413,20 +446,42 @@ def _npz(root, shape, classes, n_train, n_test, seed):
 @pytest.fixture(scope="module")
 def image_sets(tmp_path_factory):
     root = tmp_path_factory.mktemp("teaching")
-    return {"a": _npz(root / "a", (8, 8, 1), 3, 300, 90, seed=0),
-            "b": _npz(root / "b", (10, 10, 3), 7, 170, 20, seed=1), "root": root}
+    return {
+        "a": _npz(root / "a", (8, 8, 1), 3, 300, 90, seed=0),
+        "b": _npz(root / "b", (10, 10, 3), 7, 170, 20, seed=1),
+        "root": root,
+    }
 
 
 def _cli(args, out):
-    return run_distill(["--teacher=cnn_small", "--teacher_epochs=2", "--student=cnn_small",
-                        "--epochs=2", "--batch_size=32", "--optimizer=adam",
-                        "--learning_rate=0.01", "--verbose=0", "--export=keras",
-                        "--validation_fraction=0.2", f"--output_dir={out}", *args])
+    return run_distill(
+        [
+            "--teacher=cnn_small",
+            "--teacher_epochs=2",
+            "--student=cnn_small",
+            "--epochs=2",
+            "--batch_size=32",
+            "--optimizer=adam",
+            "--learning_rate=0.01",
+            "--verbose=0",
+            "--export=keras",
+            "--validation_fraction=0.2",
+            f"--output_dir={out}",
+            *args,
+        ]
+    )
 
 
 def test_cli_function_matching_is_kl_only_unless_alpha_is_given(image_sets, tmp_path):
-    results = _cli([f"--dataset={image_sets['a']}", "--teaching=function_matching",
-                    "--test_every=1", "--mixup_alpha=0.4"], tmp_path / "fm")
+    results = _cli(
+        [
+            f"--dataset={image_sets['a']}",
+            "--teaching=function_matching",
+            "--test_every=1",
+            "--mixup_alpha=0.4",
+        ],
+        tmp_path / "fm",
+    )
     assert results["teaching"]["teaching"] == "function_matching"
     assert results["teaching"]["options"]["alpha"] == 1.0
     assert results["teaching"]["augmentation"]["mixup_alpha"] == 0.4
@@ -434,41 +489,67 @@ def test_cli_function_matching_is_kl_only_unless_alpha_is_given(image_sets, tmp_
     column = rows[0].split(",").index("test_accuracy")
     recorded = [float(row.split(",")[column]) for row in rows[1:]]
     assert recorded[-1] == pytest.approx(results["student"]["accuracy"])
-    agreement = [float(row.split(",")[rows[0].split(",").index("test_agreement")])
-                 for row in rows[1:]]
+    agreement = [
+        float(row.split(",")[rows[0].split(",").index("test_agreement")]) for row in rows[1:]
+    ]
     assert 0 <= agreement[-1] <= 1
-    given = _cli([f"--dataset={image_sets['a']}", "--teaching=function_matching", "--alpha=0.5",
-                  f"--teacher={tmp_path / 'fm' / 'teacher.keras'}"], tmp_path / "given")
+    given = _cli(
+        [
+            f"--dataset={image_sets['a']}",
+            "--teaching=function_matching",
+            "--alpha=0.5",
+            f"--teacher={tmp_path / 'fm' / 'teacher.keras'}",
+        ],
+        tmp_path / "given",
+    )
     assert given["teaching"]["options"]["alpha"] == 0.5
-    fixed = _cli([f"--dataset={image_sets['a']}", "--teaching=fixed",
-                  f"--teacher={tmp_path / 'fm' / 'teacher.keras'}"], tmp_path / "fixed")
+    fixed = _cli(
+        [
+            f"--dataset={image_sets['a']}",
+            "--teaching=fixed",
+            f"--teacher={tmp_path / 'fm' / 'teacher.keras'}",
+        ],
+        tmp_path / "fixed",
+    )
     assert fixed["teaching"]["options"]["alpha"] == 0.9  # labels are used: default alpha
     assert 0 <= fixed["student"]["accuracy"] <= 1
 
 
 def test_cli_out_of_domain_learns_from_b_and_evaluates_on_a(image_sets, tmp_path):
     out = tmp_path / "ood"
-    results = _cli([f"--dataset={image_sets['a']}", f"--distill_dataset={image_sets['b']}",
-                    "--teaching=consistent"], out)
+    results = _cli(
+        [
+            f"--dataset={image_sets['a']}",
+            f"--distill_dataset={image_sets['b']}",
+            "--teaching=consistent",
+        ],
+        out,
+    )
     assert results["teaching"]["distill_dataset"] == image_sets["b"]
     assert results["teaching"]["distill_examples"] == 170  # all of B's train images
     assert results["teaching"]["options"]["alpha"] == 1.0  # B's labels mean nothing to A
     bundle_a = data.load(data.DataConfig(image_sets["a"], validation_fraction=0.2))
     student = keras.saving.load_model(out / "student.keras")
-    accuracy = np.mean(np.argmax(student.predict(data.to_float(bundle_a.test[0]), verbose=0), -1)
-                       == bundle_a.test[1])
+    accuracy = np.mean(
+        np.argmax(student.predict(data.to_float(bundle_a.test[0]), verbose=0), -1)
+        == bundle_a.test[1]
+    )
     assert results["student"]["accuracy"] == pytest.approx(accuracy)
-    assert json.loads((out / "results.json").read_text())["teacher"]["accuracy"] == \
-        pytest.approx(results["teacher"]["accuracy"])
+    assert json.loads((out / "results.json").read_text())["teacher"]["accuracy"] == pytest.approx(
+        results["teacher"]["accuracy"]
+    )
     header = (out / "history.csv").read_text().splitlines()[0].split(",")
     assert "val_accuracy" in header  # validated on A's validation split
 
 
-@pytest.mark.parametrize("args,fragment", [
-    (["--teaching=consistent", "--augment"], "--augment"),
-    (["--distill_dataset=synthetic", "--synthetic_size=200"], "--distill_dataset"),
-    (["--test_every=-1"], "--test_every"),
-])
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["--teaching=consistent", "--augment"], "--augment"),
+        (["--distill_dataset=synthetic", "--synthetic_size=200"], "--distill_dataset"),
+        (["--test_every=-1"], "--test_every"),
+    ],
+)
 def test_cli_bad_teaching_flags_are_one_clear_error(image_sets, tmp_path, args, fragment):
     with pytest.raises(ValueError, match=fragment):
         _cli([f"--dataset={image_sets['a']}", *args], tmp_path / "bad")
@@ -477,6 +558,7 @@ def test_cli_bad_teaching_flags_are_one_clear_error(image_sets, tmp_path, args, 
 
 def test_test_monitor_measures_accuracy_agreement_and_kl_against_numpy():
     from tfkd.callbacks import TestMonitor
+
     x, y = _images(n=40)
     student, teacher = _conv(1, scale=5.0), _conv(2, scale=5.0)
     values = TestMonitor(student, (x, y), every=1, teacher=teacher).measure()
@@ -493,8 +575,10 @@ def test_test_monitor_measures_accuracy_agreement_and_kl_against_numpy():
 def test_long_cosine_schedule_with_warmup_follows_the_formula(optimizer):
     """Patience needs long schedules: 1000 epochs x 40 steps with a 10-epoch linear warm-up."""
     from tfkd import training
-    config = training.TrainConfig(epochs=1000, optimizer=optimizer, learning_rate=0.1,
-                                  lr_schedule="cosine", warmup_epochs=10)
+
+    config = training.TrainConfig(
+        epochs=1000, optimizer=optimizer, learning_rate=0.1, lr_schedule="cosine", warmup_epochs=10
+    )
     steps, warmup, peak = 40, 400, 0.1
     total = 1000 * steps
     assert type(training.make_optimizer(config, steps)).__name__.lower() == optimizer

@@ -1,5 +1,6 @@
 """Text data: text: folders, csv: tables, tensorflow-datasets text sets, the generated corpus,
 and tokenization with a vocabulary fitted on the training split only."""
+
 import dataclasses
 import json
 import os
@@ -41,8 +42,11 @@ def test_text_folder_reads_classes_in_sorted_order(text_folder):
 
 
 def test_vocabulary_is_fitted_on_the_training_split_only(text_folder):
-    bundle = load(DataConfig(f"text:{text_folder}", validation_fraction=0.0, sequence_length=12,
-                             vocabulary_size=200))
+    bundle = load(
+        DataConfig(
+            f"text:{text_folder}", validation_fraction=0.0, sequence_length=12, vocabulary_size=200
+        )
+    )
     vocabulary = bundle.tokenizer.vocabulary
     assert vocabulary[:5] == tokenizers.RESERVED_TOKENS
     assert all(word in vocabulary for words in WORDS.values() for word in words)
@@ -63,8 +67,9 @@ def test_byte_tokenizer_gives_utf8_bytes_and_padding_masks(tmp_path):
     table.mkdir()
     for split in ("train", "test"):
         (table / f"{split}.csv").write_text("text,label\nhé,0\nab cd efgh ij,1\n", "utf-8")
-    bundle = load(DataConfig(f"csv:{table}", validation_fraction=0.0, tokenizer="byte",
-                             sequence_length=6))
+    bundle = load(
+        DataConfig(f"csv:{table}", validation_fraction=0.0, tokenizer="byte", sequence_length=6)
+    )
     expected = [list("hé".encode()) + [0] * 3, list(b"ab cd ")]
     np.testing.assert_array_equal(bundle.train[0], expected)
     inputs = data.to_float(bundle.train[0])
@@ -77,17 +82,22 @@ def test_byte_tokenizer_gives_utf8_bytes_and_padding_masks(tmp_path):
 
 @pytest.mark.parametrize("extension", ["csv", "tsv", "jsonl"])
 def test_tables_with_named_columns_and_label_names(tmp_path, extension):
-    rows = {"train": [("good film", "pos"), ("bad film", "neg"), ("great", "pos")],
-            "test": [("awful", "neg")]}
+    rows = {
+        "train": [("good film", "pos"), ("bad film", "neg"), ("great", "pos")],
+        "test": [("awful", "neg")],
+    }
     for split, examples in rows.items():
         path = tmp_path / f"{split}.{extension}"
         if extension == "jsonl":
-            path.write_text("".join(json.dumps({"review": t, "sentiment": s}) + "\n"
-                                    for t, s in examples))
+            path.write_text(
+                "".join(json.dumps({"review": t, "sentiment": s}) + "\n" for t, s in examples)
+            )
         else:
             separator = "\t" if extension == "tsv" else ","
-            path.write_text(f"review{separator}sentiment\n" + "".join(
-                f"{t}{separator}{s}\n" for t, s in examples))
+            path.write_text(
+                f"review{separator}sentiment\n"
+                + "".join(f"{t}{separator}{s}\n" for t, s in examples)
+            )
     source = text.read_csv(str(tmp_path), "review", "sentiment")
     assert source.class_names == ["neg", "pos"]
     assert source.train[1].tolist() == [1, 0, 1] and source.test[1].tolist() == [0]
@@ -104,9 +114,16 @@ def test_one_table_file_holds_out_a_stratified_fifth(tmp_path):
 
 
 def test_subsets_and_validation_split_are_stratified_and_seeded():
-    config = DataConfig("text_synthetic", synthetic_size=200, synthetic_classes=4,
-                        validation_fraction=0.25, train_limit=40, sequence_length=8,
-                        vocabulary_size=100, seed=5)
+    config = DataConfig(
+        "text_synthetic",
+        synthetic_size=200,
+        synthetic_classes=4,
+        validation_fraction=0.25,
+        train_limit=40,
+        sequence_length=8,
+        vocabulary_size=100,
+        seed=5,
+    )
     bundle = load(config)
     whole = load(dataclasses.replace(config, train_limit=None))
     # Each class keeps its share of the training split, to within one example.
@@ -179,10 +196,14 @@ def test_lead_words_carry_the_class_and_the_rest_another_class():
 
 def test_tfds_text_sets_through_mock_data(monkeypatch):
     import tensorflow_datasets as tfds
+
     monkeypatch.setattr(tfds_source, "internet_reachable", lambda *args, **kwargs: True)
     with tfds.testing.mock_data(num_examples=12):
-        bundle = load(DataConfig("imdb_reviews", validation_fraction=0.25, tokenizer="byte",
-                                 sequence_length=16))
+        bundle = load(
+            DataConfig(
+                "imdb_reviews", validation_fraction=0.25, tokenizer="byte", sequence_length=16
+            )
+        )
     assert bundle.num_classes == 2 and bundle.class_names == ["neg", "pos"]
     assert bundle.train[0].shape == (9, 16) and bundle.test[0].shape == (12, 16)
     assert bundle.train[0].dtype == np.int32
@@ -190,6 +211,7 @@ def test_tfds_text_sets_through_mock_data(monkeypatch):
 
 def test_glue_sst2_reads_its_validation_split_as_test(monkeypatch):
     import tensorflow_datasets as tfds
+
     monkeypatch.setattr(tfds_source, "internet_reachable", lambda *args, **kwargs: True)
     with tfds.testing.mock_data(num_examples=10):
         source = text.read_tfds_text("glue/sst2")
@@ -199,6 +221,7 @@ def test_glue_sst2_reads_its_validation_split_as_test(monkeypatch):
 
 # ------------------------------------------------------------------------------- bad input
 
+
 def _table(tmp_path, train_rows, test_rows, header="text,label"):
     for split, rows in (("train", train_rows), ("test", test_rows)):
         (tmp_path / f"{split}.csv").write_text(header + "\n" + "".join(r + "\n" for r in rows))
@@ -207,8 +230,11 @@ def _table(tmp_path, train_rows, test_rows, header="text,label"):
 
 def test_missing_text_column_names_the_flag(tmp_path):
     dataset = _table(tmp_path, ["a,0", "b,1"], ["c,0"], header="body,label")
-    with pytest.raises(ValueError, match=r"^--text_column: 'text' is not a column of .*train"
-                                         r"\.csv; columns: body, label$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^--text_column: 'text' is not a column of .*train"
+        r"\.csv; columns: body, label$",
+    ):
         load(DataConfig(dataset))
 
 
@@ -226,8 +252,11 @@ def test_empty_text_names_the_flag(tmp_path):
 
 def test_labels_out_of_range_name_the_flag(tmp_path):
     dataset = _table(tmp_path, ["a,0", "b,1"], ["c,2"])
-    with pytest.raises(ValueError, match=r"^--label_column: label 2 in .*test\.csv is outside "
-                                         r"\[0, 2\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"^--label_column: label 2 in .*test\.csv is outside "
+        r"\[0, 2\)",
+    ):
         load(DataConfig(dataset))
     dataset = _table(tmp_path, ["a,0", "b,-1"], ["c,0"])
     with pytest.raises(ValueError, match=r"^--label_column: label -1 in .*train\.csv"):
@@ -244,7 +273,10 @@ def test_sequence_length_below_two_names_the_flag():
 def test_text_folder_with_one_class_is_refused(tmp_path):
     for split in ("train", "test"):
         text.write_text_folder(str(tmp_path), ["some text"], [0], ["only"], split)
-    with pytest.raises(ValueError, match=r"^--dataset text:.*: train/ has 1 class folder\(s\) "
-                                         r"\['only'\]; a classifier needs at least 2$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^--dataset text:.*: train/ has 1 class folder\(s\) "
+        r"\['only'\]; a classifier needs at least 2$",
+    ):
         load(DataConfig(f"text:{tmp_path}"))
     assert os.path.isdir(tmp_path / "train" / "only")

@@ -1,4 +1,5 @@
 """The text zoo: compact BERTs and the text CNN, built from configurations with no download."""
+
 import numpy as np
 import pytest
 
@@ -25,14 +26,16 @@ def bert_parameters(vocabulary, length, classes, layers, hidden):
 def inputs(batch=2, seed=0, length=LENGTH):
     rng = np.random.default_rng(seed)
     token_ids = rng.integers(1, VOCABULARY, (batch, length)).astype("int32")
-    token_ids[:, length - 3:] = 0
-    return {"token_ids": token_ids, "padding_mask": (token_ids != 0).astype("int32"),
-            "segment_ids": np.zeros_like(token_ids)}
+    token_ids[:, length - 3 :] = 0
+    return {
+        "token_ids": token_ids,
+        "padding_mask": (token_ids != 0).astype("int32"),
+        "segment_ids": np.zeros_like(token_ids),
+    }
 
 
 def test_text_models_are_registered_apart_from_the_image_zoo():
-    assert set(models.TEXT_MODELS.names()) == {"bert_tiny", "bert_mini", "bert_small",
-                                               "text_cnn"}
+    assert set(models.TEXT_MODELS.names()) == {"bert_tiny", "bert_mini", "bert_small", "text_cnn"}
     assert not set(models.TEXT_MODELS.names()) & set(models.names())
 
 
@@ -42,8 +45,12 @@ def test_bert_sizes_match_hand_counted_parameters(name):
     model = models.build(name, (LENGTH,), CLASSES, vocabulary_size=VOCABULARY)
     assert model.count_params() == bert_parameters(VOCABULARY, LENGTH, CLASSES, layers, hidden)
     backbone = model.backbone
-    assert (backbone.num_layers, backbone.hidden_dim, backbone.num_heads,
-            backbone.intermediate_dim) == (layers, hidden, hidden // 64, 4 * hidden)
+    assert (
+        backbone.num_layers,
+        backbone.hidden_dim,
+        backbone.num_heads,
+        backbone.intermediate_dim,
+    ) == (layers, hidden, hidden // 64, 4 * hidden)
     assert model.preprocessor is None
     assert models.is_text_model(model)
 
@@ -57,8 +64,14 @@ def test_bert_tiny_has_4_4_million_parameters_with_bert_vocabulary():
 def test_text_cnn_parameters_and_padding_invariance():
     model = models.build("text_cnn", (LENGTH,), CLASSES, vocabulary_size=VOCABULARY, seed=0)
     embedding, filters, kernel = 64, 128, 3
-    expected = (VOCABULARY * embedding + 2 * embedding + kernel * embedding * filters + filters
-                + filters * CLASSES + CLASSES)
+    expected = (
+        VOCABULARY * embedding
+        + 2 * embedding
+        + kernel * embedding * filters
+        + filters
+        + filters * CLASSES
+        + CLASSES
+    )
     assert model.count_params() == expected
     batch = inputs()
     logits = np.asarray(model(batch))
@@ -86,8 +99,9 @@ def test_text_models_round_trip_through_keras_files(name, tmp_path):
     export.save_keras(model, path)
     loaded = teachers.load_model(path)
     batch = inputs(seed=3)
-    np.testing.assert_allclose(np.asarray(loaded(batch)), np.asarray(model(batch)), rtol=1e-5,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(loaded(batch)), np.asarray(model(batch)), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_bad_text_model_arguments_are_refused():

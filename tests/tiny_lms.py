@@ -1,4 +1,5 @@
 """Tiny causal LMs and batches shared by the language-model tests."""
+
 import numpy as np
 
 from tfkd.models import lm
@@ -9,8 +10,9 @@ VOCABULARY, TIME = 24, 8
 def tiny_lm(seed, hidden=16, layers=1):
     """A seeded GPT-2 whose token embeddings are scaled up so that its next-token
     distributions are far from uniform (logits of standard deviation ~2)."""
-    model = lm.gpt2_causal_lm(VOCABULARY, layers, hidden, 2, TIME, seed=seed,
-                              name=f"lm_{seed}_{hidden}")
+    model = lm.gpt2_causal_lm(
+        VOCABULARY, layers, hidden, 2, TIME, seed=seed, name=f"lm_{seed}_{hidden}"
+    )
     embeddings = model.backbone.token_embedding.embeddings
     embeddings.assign(embeddings * 50.0)
     return model

@@ -5,15 +5,29 @@ use, so that `tfkd --version` and `tfkd <tool> --help` answer without importing 
 Registries import the modules that fill them (`tfkd.registry`), so the order in which tfkd
 modules are first imported does not matter.
 """
+
 import importlib
 import importlib.util
 
 __version__ = "0.1.0"
-__all__ = ["Distiller", "MultiTeacherDistiller", "callbacks", "calibration", "data", "experiment",
-           "export", "losses", "methods", "models", "targets"]
+__all__ = [
+    "Distiller",
+    "MultiTeacherDistiller",
+    "callbacks",
+    "calibration",
+    "data",
+    "experiment",
+    "export",
+    "losses",
+    "methods",
+    "models",
+    "targets",
+]
 
-_CLASSES = {"Distiller": "tfkd.distillers",
-            "MultiTeacherDistiller": "tfkd.distillers.multi_teacher"}
+_CLASSES = {
+    "Distiller": "tfkd.distillers",
+    "MultiTeacherDistiller": "tfkd.distillers.multi_teacher",
+}
 
 
 def __getattr__(name):

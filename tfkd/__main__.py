@@ -1,4 +1,5 @@
 """`python -m tfkd <tool> [flags]`: the same as the `tfkd` command."""
+
 import sys
 
 from tfkd.cli.main import main

@@ -4,6 +4,7 @@ how it rescales the student's per-example gradients (Fig. 2).
 
 Numbers come from pure functions on NumPy arrays; the `plot_*` functions draw them as PNGs.
 """
+
 import numpy as np
 import tensorflow as tf
 
@@ -33,7 +34,7 @@ def class_correlation(probs):
     if probs.ndim != 2 or len(probs) < 2:
         raise ValueError(f"probs must have shape [examples >= 2, classes], got {probs.shape}")
     centred = probs - probs.mean(axis=0)
-    norms = np.sqrt((centred ** 2).sum(axis=0))
+    norms = np.sqrt((centred**2).sum(axis=0))
     safe = np.where(norms > 0, norms, 1.0)
     correlation = (centred.T @ centred) / np.outer(safe, safe)
     correlation[norms == 0, :] = 0.0
@@ -64,8 +65,9 @@ def block_contrast(matrix, superclass_of):
     off_diagonal = ~np.eye(len(matrix), dtype=bool)
     within, across = matrix[same & off_diagonal], matrix[~same]
     if within.size == 0 or across.size == 0:
-        raise ValueError("block_contrast needs a super-class with two classes and two "
-                         "super-classes")
+        raise ValueError(
+            "block_contrast needs a super-class with two classes and two super-classes"
+        )
     return float(within.mean() - across.mean())
 
 
@@ -77,14 +79,15 @@ def off_diagonal_pearson(a, b):
 
 def spearman(a, b):
     """Rank correlation: Pearson of the ranks (ties broken by order), robust to outliers."""
-    return pearson(np.argsort(np.argsort(a, kind="stable")),
-                   np.argsort(np.argsort(b, kind="stable")))
+    return pearson(
+        np.argsort(np.argsort(a, kind="stable")), np.argsort(np.argsort(b, kind="stable"))
+    )
 
 
 def pearson(a, b):
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     a, b = a - a.mean(), b - b.mean()
-    denominator = np.sqrt((a ** 2).sum() * (b ** 2).sum())
+    denominator = np.sqrt((a**2).sum() * (b**2).sum())
     return float((a * b).sum() / denominator) if denominator > 0 else 0.0
 
 
@@ -103,8 +106,7 @@ def logit_gradients(student_logits, labels, target_probs, temperature, alpha):
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(logits)
         ce = losses.cross_entropy(labels, logits)
-        kd = ((1.0 - alpha) * ce
-              + alpha * losses.distillation_kl(targets, logits, temperature))
+        kd = (1.0 - alpha) * ce + alpha * losses.distillation_kl(targets, logits, temperature)
         # Each example's loss depends on its own logits only, so the gradient of the sum holds
         # every per-example gradient in its own row.
         ce_total, kd_total = tf.reduce_sum(ce), tf.reduce_sum(kd)
@@ -122,8 +124,9 @@ def gradient_rescaling(student_logits, teacher_logits, labels, temperature, alph
       (w [N], p_t [N]) with p_t = softmax(teacher_logits / T)[i, t_i].
     """
     teacher_probs = softmax(teacher_logits, temperature)
-    ce_gradients, kd_gradients = logit_gradients(student_logits, labels, teacher_probs,
-                                                 temperature, alpha)
+    ce_gradients, kd_gradients = logit_gradients(
+        student_logits, labels, teacher_probs, temperature, alpha
+    )
     ce_norm = np.linalg.norm(ce_gradients, axis=-1)
     kd_norm = np.linalg.norm(kd_gradients, axis=-1)
     weights = kd_norm / np.maximum(ce_norm, 1e-12)
@@ -134,8 +137,10 @@ def gradient_rescaling(student_logits, teacher_logits, labels, temperature, alph
 # ---- plots ---------------------------------------------------------------------------------
 def _pyplot():
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     return plt
 
 
@@ -167,8 +172,7 @@ def plot_class_relationships(correlations, cosine, superclass_of, path, title=""
     panels = [(f"teacher correlation, T = {t:g}", m) for t, m in correlations.items()]
     if cosine is not None:
         panels.append(("classifier-weight cosine", cosine))
-    figure, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.6),
-                                squeeze=False)
+    figure, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.6), squeeze=False)
     for axis, (name, matrix) in zip(axes[0], panels):
         matrix = np.asarray(matrix)[np.ix_(order, order)]
         image = _heatmap(axis, matrix, name, boundaries, low=min(-0.2, matrix.min()))
@@ -189,8 +193,11 @@ def plot_gradient_rescaling(weights, p_true, path, title=""):
     axis.set_ylabel("w_i = |grad KD| / |grad CE|  (log scale)")
     # w_i spans decades (CE's gradient vanishes on examples the student already fits).
     axis.set_yscale("log")
-    axis.set_title(f"{title} Pearson r = {pearson(weights, p_true):.3f}, Spearman "
-                   f"{spearman(weights, p_true):.3f}".strip(), fontsize=9)
+    axis.set_title(
+        f"{title} Pearson r = {pearson(weights, p_true):.3f}, Spearman "
+        f"{spearman(weights, p_true):.3f}".strip(),
+        fontsize=9,
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

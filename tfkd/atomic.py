@@ -12,6 +12,7 @@ leaves the earlier destination (or none), never half a file; at worst a hidden t
         numpy.savez(handle, ...)
     write_text("out/results.json", text)
 """
+
 import contextlib
 import os
 import shutil

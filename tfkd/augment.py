@@ -8,6 +8,7 @@ bit for bit, a teacher and a student handed the output of one call see identical
 the parameters can be stored and applied again later. `random_resized_crop`, `random_flip` and
 `mixup` draw and apply in one call.
 """
+
 import math
 
 import tensorflow as tf
@@ -51,8 +52,9 @@ def crop_boxes(batch_size, seed, height, width, scale=(0.08, 1.0), ratio=(3 / 4,
     """
     scale_seed, ratio_seed, offset_seed = split_seed(seed, 3)
     area = tf.random.stateless_uniform([batch_size], scale_seed, scale[0], scale[1])
-    log_ratio = tf.random.stateless_uniform([batch_size], ratio_seed, math.log(ratio[0]),
-                                            math.log(ratio[1]))
+    log_ratio = tf.random.stateless_uniform(
+        [batch_size], ratio_seed, math.log(ratio[0]), math.log(ratio[1])
+    )
     aspect = tf.exp(log_ratio)
     image_ratio = tf.cast(height, tf.float32) / tf.cast(width, tf.float32)
     box_height = tf.minimum(tf.sqrt(area / (aspect * image_ratio)), 1.0)
@@ -73,8 +75,9 @@ def crop_and_resize(images, boxes):
       float32 [batch, H, W, C].
     """
     batch, height, width = tf.shape(images)[0], _size(images, 1), _size(images, 2)
-    return tf.image.crop_and_resize(tf.cast(images, tf.float32), boxes, tf.range(batch),
-                                    tf.stack([height, width]))
+    return tf.image.crop_and_resize(
+        tf.cast(images, tf.float32), boxes, tf.range(batch), tf.stack([height, width])
+    )
 
 
 def random_resized_crop(images, seed, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):

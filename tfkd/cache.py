@@ -25,6 +25,7 @@ manifest written last and then renamed into place, so a folder without a manifes
 died half way) is never read: it is rebuilt. Random augmentation cannot be cached (every epoch
 sees new views): use `tfkd.replay` for that.
 """
+
 import dataclasses
 import hashlib
 import json
@@ -97,8 +98,13 @@ def cache_key(teachers, dataset_id, split, subset=None, seed=None, preprocessing
             value = np.ascontiguousarray(ops.convert_to_numpy(weight))
             digest.update(f"{weight.path}:{value.dtype}:{value.shape}".encode())
             digest.update(value.tobytes())
-    identity = {"dataset": dataset_id, "split": split, "subset": subset, "seed": seed,
-                "preprocessing": preprocessing}
+    identity = {
+        "dataset": dataset_id,
+        "split": split,
+        "subset": subset,
+        "seed": seed,
+        "preprocessing": preprocessing,
+    }
     digest.update(json.dumps(identity, sort_keys=True, default=repr).encode())
     return digest.hexdigest()[:32]
 
@@ -161,9 +167,18 @@ class TeacherCache:
         self.builds = 0  # how many times outputs were computed rather than read
 
     # ---- public ---------------------------------------------------------------------------------
-    def outputs(self, teachers, x, key, batch_size=256, outputs=("logits",),
-                feature_layer=FEATURES, dtype="float32", feature_dtype="float16",
-                feature_tolerance=FEATURE_TOLERANCE):
+    def outputs(
+        self,
+        teachers,
+        x,
+        key,
+        batch_size=256,
+        outputs=("logits",),
+        feature_layer=FEATURES,
+        dtype="float32",
+        feature_dtype="float16",
+        feature_tolerance=FEATURE_TOLERANCE,
+    ):
         """The teachers' outputs on `x`, read from the cache or computed once and stored.
 
         Args:
@@ -184,26 +199,35 @@ class TeacherCache:
         teachers = _teacher_list(teachers)
         outputs = tuple(outputs)
         if outputs not in (("logits",), ("logits", "features")):
-            raise ValueError(f"outputs must be ('logits',) or ('logits', 'features'), got "
-                             f"{outputs!r}")
+            raise ValueError(
+                f"outputs must be ('logits',) or ('logits', 'features'), got {outputs!r}"
+            )
         for name, value in (("dtype", dtype), ("feature_dtype", feature_dtype)):
             if value not in ("float16", "float32"):
                 raise ValueError(f"{name} must be 'float16' or 'float32', got {value!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         x = np.asarray(x)
-        spec = {"format": FORMAT_VERSION, "key": key, "teachers": len(teachers),
-                "outputs": list(outputs), "feature_layer": feature_layer if "features" in outputs
-                else None, "dtype": dtype, "feature_dtype": feature_dtype,
-                "examples": int(len(x)), "inputs": inputs_fingerprint(x)}
+        spec = {
+            "format": FORMAT_VERSION,
+            "key": key,
+            "teachers": len(teachers),
+            "outputs": list(outputs),
+            "feature_layer": feature_layer if "features" in outputs else None,
+            "dtype": dtype,
+            "feature_dtype": feature_dtype,
+            "examples": int(len(x)),
+            "inputs": inputs_fingerprint(x),
+        }
         entry = self._entry_name(spec)
         found = self._read(entry, spec)
         if found is not None:
             return found
         views = [self._view(teacher, spec["feature_layer"]) for teacher in teachers]
         if self.mode == "memory":
-            arrays = self._allocate(views, x, spec, lambda name, shape, dtype: np.empty(
-                shape, dtype))
+            arrays = self._allocate(
+                views, x, spec, lambda name, shape, dtype: np.empty(shape, dtype)
+            )
             self._compute(views, x, arrays, spec, batch_size, feature_tolerance)
             self._memory[entry] = (spec, arrays)
             result = self._wrap(spec, arrays, None)
@@ -242,8 +266,10 @@ class TeacherCache:
         if any(stored_spec.get(k) != v for k, v in spec.items() if k != "inputs"):
             return None  # another key or layout under this name: never read
         self._check_same_inputs(stored_spec, spec, path)
-        arrays = {name: np.load(os.path.join(path, f"{name}.npy"), mmap_mode="r")
-                  for name in manifest["arrays"]}
+        arrays = {
+            name: np.load(os.path.join(path, f"{name}.npy"), mmap_mode="r")
+            for name in manifest["arrays"]
+        }
         return self._wrap(stored_spec, arrays, path)
 
     @staticmethod
@@ -252,16 +278,22 @@ class TeacherCache:
             raise ValueError(
                 f"key {spec['key']}: the cache at {where} holds outputs for other inputs than "
                 "the x passed (same number of examples, different values); the key's "
-                "dataset_id / split / subset / seed / preprocessing do not identify x")
+                "dataset_id / split / subset / seed / preprocessing do not identify x"
+            )
 
     def _write(self, entry, views, x, spec, batch_size, feature_tolerance):
         os.makedirs(self.cache_dir, exist_ok=True)
         final = os.path.join(self.cache_dir, entry)
         temporary = tempfile.mkdtemp(prefix=f".{entry}-", dir=self.cache_dir)
         try:
-            arrays = self._allocate(views, x, spec, lambda name, shape, dtype: (
-                np.lib.format.open_memmap(os.path.join(temporary, f"{name}.npy"), mode="w+",
-                                          dtype=dtype, shape=shape)))
+            arrays = self._allocate(
+                views,
+                x,
+                spec,
+                lambda name, shape, dtype: np.lib.format.open_memmap(
+                    os.path.join(temporary, f"{name}.npy"), mode="w+", dtype=dtype, shape=shape
+                ),
+            )
             self._compute(views, x, arrays, spec, batch_size, feature_tolerance)
             for array in arrays.values():
                 array.flush()
@@ -294,8 +326,9 @@ class TeacherCache:
             try:
                 features = teacher.get_layer(feature_layer).output
             except ValueError:
-                raise ValueError(f"feature_layer: teacher {teacher.name} has no layer named "
-                                 f"{feature_layer!r}") from None
+                raise ValueError(
+                    f"feature_layer: teacher {teacher.name} has no layer named {feature_layer!r}"
+                ) from None
             model = keras.Model(teacher.input, [teacher.output, features])
 
         @tf.function(reduce_retracing=True)
@@ -312,17 +345,18 @@ class TeacherCache:
         for k, (forward, _) in enumerate(views):
             results = forward(probe)
             arrays[f"teacher_{k}_logits"] = allocate(
-                f"teacher_{k}_logits", (len(x), *results[0].shape[1:]), spec["dtype"])
+                f"teacher_{k}_logits", (len(x), *results[0].shape[1:]), spec["dtype"]
+            )
             if len(results) > 1:
                 arrays[f"teacher_{k}_features"] = allocate(
-                    f"teacher_{k}_features", (len(x), *results[1].shape[1:]),
-                    spec["feature_dtype"])
+                    f"teacher_{k}_features", (len(x), *results[1].shape[1:]), spec["feature_dtype"]
+                )
         return arrays
 
     def _compute(self, views, x, arrays, spec, batch_size, feature_tolerance):
         progress = keras.utils.Progbar(len(x), verbose=self.verbose, unit_name="example")
         for start in range(0, len(x), batch_size):
-            chunk = tf.nest.map_structure(tf.constant, to_float(x[start:start + batch_size]))
+            chunk = tf.nest.map_structure(tf.constant, to_float(x[start : start + batch_size]))
             stop = min(start + batch_size, len(x))
             for k, (forward, _) in enumerate(views):
                 results = forward(chunk)
@@ -337,7 +371,8 @@ class TeacherCache:
                             f"feature_dtype={spec['feature_dtype']!r} loses too much on teacher "
                             f"{k}'s features: max |stored - exact| = {error:.3g} > "
                             f"{feature_tolerance:g} x max |exact| = {scale:.3g}; use "
-                            "feature_dtype='float32'")
+                            "feature_dtype='float32'"
+                        )
                     arrays[f"teacher_{k}_features"][start:stop] = stored
             progress.update(stop)
 
@@ -346,9 +381,13 @@ class TeacherCache:
         features = None
         if "features" in spec["outputs"]:
             features = [arrays[f"teacher_{k}_features"] for k in range(count)]
-        return CachedOutputs(key=spec["key"],
-                             logits=[arrays[f"teacher_{k}_logits"] for k in range(count)],
-                             features=features, feature_layer=spec["feature_layer"], path=path)
+        return CachedOutputs(
+            key=spec["key"],
+            logits=[arrays[f"teacher_{k}_logits"] for k in range(count)],
+            features=features,
+            feature_layer=spec["feature_layer"],
+            path=path,
+        )
 
 
 # ---- the training pipeline -------------------------------------------------------------------
@@ -373,8 +412,10 @@ def cached_dataset(x, y, cached, batch_size, shuffle=False, seed=0, drop_remaind
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     y = np.asarray(y).astype(np.int32)
     if not len(x) == len(y) == len(cached):
-        raise ValueError(f"x, y and the cached outputs disagree on the number of examples: "
-                         f"{len(x)}, {len(y)}, {len(cached)}")
+        raise ValueError(
+            f"x, y and the cached outputs disagree on the number of examples: "
+            f"{len(x)}, {len(y)}, {len(cached)}"
+        )
     sources = [x, y] + list(cached.logits) + list(cached.features or [])
     # uint8 images travel as uint8 (4x less to copy) and become float32 in the graph; int32
     # token ids become the text models' dict inputs there.
@@ -384,22 +425,24 @@ def cached_dataset(x, y, cached, batch_size, shuffle=False, seed=0, drop_remaind
 
     def gather(indices):
         indices = np.asarray(indices)
-        return tuple(np.asarray(source[indices]).astype(kind, copy=False)
-                     for source, kind in zip(sources, kinds))
+        return tuple(
+            np.asarray(source[indices]).astype(kind, copy=False)
+            for source, kind in zip(sources, kinds)
+        )
 
     shapes = [(None, *np.shape(source)[1:]) for source in sources]
 
     def load(indices):
-        values = tf.numpy_function(gather, [indices], [tf.as_dtype(k) for k in kinds],
-                                   stateful=False)
+        values = tf.numpy_function(
+            gather, [indices], [tf.as_dtype(k) for k in kinds], stateful=False
+        )
         values = [tf.ensure_shape(value, shape) for value, shape in zip(values, shapes)]
         inputs = convert(values[0])
         count = cached.count
-        logits = values[2:2 + count]
-        targets = {LABELS: values[1],
-                   TEACHER_LOGITS: logits[0] if count == 1 else tuple(logits)}
+        logits = values[2 : 2 + count]
+        targets = {LABELS: values[1], TEACHER_LOGITS: logits[0] if count == 1 else tuple(logits)}
         if cached.features is not None:
-            features = values[2 + count:]
+            features = values[2 + count :]
             targets[TEACHER_FEATURES] = features[0] if count == 1 else tuple(features)
         return inputs, targets
 
@@ -426,8 +469,10 @@ class CachedTeaching:
             return x, x, labels
         teaching_modes.check_logit_based(distiller)
         if isinstance(carried, (tuple, list)):
-            raise ValueError(f"the batches carry {len(carried)} teachers' logits; a single-"
-                             "teacher Distiller takes one (use CachedMultiTeacherDistiller)")
+            raise ValueError(
+                f"the batches carry {len(carried)} teachers' logits; a single-"
+                "teacher Distiller takes one (use CachedMultiTeacherDistiller)"
+            )
         return x, teaching_modes.PrecomputedLogits(carried), labels
 
 
@@ -436,8 +481,7 @@ class CachedTeacherOutputs(tuple):
     None)."""
 
     def __new__(cls, logits, features=None):
-        return super().__new__(cls, (tuple(logits), None if features is None else
-                                     tuple(features)))
+        return super().__new__(cls, (tuple(logits), None if features is None else tuple(features)))
 
     @property
     def logits(self):
@@ -466,8 +510,10 @@ class CachedMultiTeacherDistiller(MultiTeacherDistiller):
             if features is not None and not isinstance(features, (tuple, list)):
                 features = [features]
             if len(logits) != len(self.teachers):
-                raise ValueError(f"the batches carry {len(logits)} teachers' logits but the "
-                                 f"distiller has {len(self.teachers)} teachers")
+                raise ValueError(
+                    f"the batches carry {len(logits)} teachers' logits but the "
+                    f"distiller has {len(self.teachers)} teachers"
+                )
             return x, CachedTeacherOutputs(logits, features), y[LABELS]
         return super().prepare_batch(x, y, training)
 
@@ -478,8 +524,10 @@ class CachedMultiTeacherDistiller(MultiTeacherDistiller):
         if not self.uses_features:
             return logits, None
         if x.features is None:
-            raise ValueError("this distiller uses teacher features but the cache holds logits "
-                             "only; build it with outputs=('logits', 'features')")
+            raise ValueError(
+                "this distiller uses teacher features but the cache holds logits "
+                "only; build it with outputs=('logits', 'features')"
+            )
         return logits, [ops.stop_gradient(ops.cast(f, "float32")) for f in x.features]
 
 
@@ -492,6 +540,7 @@ def read_cached_outputs(distiller):
     if type(distiller) is MultiTeacherDistiller:
         distiller.__class__ = CachedMultiTeacherDistiller
     elif not isinstance(distiller, CachedMultiTeacherDistiller):
-        raise ValueError(f"read_cached_outputs takes a MultiTeacherDistiller, got "
-                         f"{type(distiller).__name__}")
+        raise ValueError(
+            f"read_cached_outputs takes a MultiTeacherDistiller, got {type(distiller).__name__}"
+        )
     return distiller

@@ -12,6 +12,7 @@ fitted by minimising the NLL on held-out data, which changes confidences but nev
 The metric functions are NumPy (float64) on whole arrays; they accept anything `np.asarray`
 accepts, including eager tensors.
 """
+
 import math
 import warnings
 
@@ -26,8 +27,9 @@ DEFAULT_BOUNDS = (1e-2, 1e2)
 def _as_matrix(values, name, caller):
     values = np.asarray(values)
     if values.ndim != 2:
-        raise ValueError(f"{caller}: {name} must be a 2-D array [examples, classes], got shape "
-                         f"{values.shape}")
+        raise ValueError(
+            f"{caller}: {name} must be a 2-D array [examples, classes], got shape {values.shape}"
+        )
     if values.shape[0] == 0:
         raise ValueError(f"{caller}: {name} is empty (0 examples)")
     if values.shape[1] < 2:
@@ -46,19 +48,24 @@ def _as_labels(labels, rows, classes, caller):
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
     if labels.ndim != 1:
-        raise ValueError(f"{caller}: labels must be a 1-D array of class indices, got shape "
-                         f"{labels.shape}")
+        raise ValueError(
+            f"{caller}: labels must be a 1-D array of class indices, got shape {labels.shape}"
+        )
     if len(labels) != rows:
-        raise ValueError(f"{caller}: {rows} rows of predictions but {len(labels)} labels; they "
-                         "must have the same length")
+        raise ValueError(
+            f"{caller}: {rows} rows of predictions but {len(labels)} labels; they "
+            "must have the same length"
+        )
     if not np.issubdtype(labels.dtype, np.number) or not np.all(np.isfinite(labels)):
         raise ValueError(f"{caller}: labels must be finite class indices")
     if np.any(labels != np.round(labels)):
         raise ValueError(f"{caller}: labels must be integer class indices")
     labels = labels.astype(np.int64)
     if labels.min() < 0 or labels.max() >= classes:
-        raise ValueError(f"{caller}: labels must be in [0, {classes}) for {classes} classes, got "
-                         f"values in [{labels.min()}, {labels.max()}]")
+        raise ValueError(
+            f"{caller}: labels must be in [0, {classes}) for {classes} classes, got "
+            f"values in [{labels.min()}, {labels.max()}]"
+        )
     return labels
 
 
@@ -70,12 +77,16 @@ def _check_logits(logits, labels, caller):
 def _check_probs(probs, labels, caller):
     probs = _as_matrix(probs, "probs", caller)
     if probs.min() < 0 or probs.max() > 1:
-        raise ValueError(f"{caller}: probs must be probabilities in [0, 1], got values in "
-                         f"[{probs.min():.4g}, {probs.max():.4g}] (pass softmax(logits))")
+        raise ValueError(
+            f"{caller}: probs must be probabilities in [0, 1], got values in "
+            f"[{probs.min():.4g}, {probs.max():.4g}] (pass softmax(logits))"
+        )
     sums = probs.sum(axis=1)
     if np.max(np.abs(sums - 1.0)) > 1e-3:
-        raise ValueError(f"{caller}: each row of probs must sum to 1, got sums in "
-                         f"[{sums.min():.4g}, {sums.max():.4g}] (pass softmax(logits))")
+        raise ValueError(
+            f"{caller}: each row of probs must sum to 1, got sums in "
+            f"[{sums.min():.4g}, {sums.max():.4g}] (pass softmax(logits))"
+        )
     return probs, _as_labels(labels, *probs.shape, caller)
 
 
@@ -98,8 +109,9 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return np.exp(log_softmax(logits, temperature))
 
 
-def negative_log_likelihood(logits: np.ndarray, labels: np.ndarray,
-                            temperature: float = 1.0) -> float:
+def negative_log_likelihood(
+    logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0
+) -> float:
     """Mean over examples of -log softmax(logits / T)[label] (Guo et al.'s NLL, the paper's Eq. 1).
 
     Args:
@@ -145,12 +157,18 @@ def calibration_bins(probs, labels, num_bins=DEFAULT_BINS, caller="calibration_b
     accuracy = np.bincount(index, weights=correct, minlength=num_bins) / filled
     mean_confidence = np.bincount(index, weights=confidence, minlength=num_bins) / filled
     ece = float(np.sum(counts / len(labels) * np.abs(accuracy - mean_confidence)))
-    return {"edges": edges, "counts": counts.astype(np.int64), "accuracy": accuracy,
-            "confidence": mean_confidence, "ece": ece}
+    return {
+        "edges": edges,
+        "counts": counts.astype(np.int64),
+        "accuracy": accuracy,
+        "confidence": mean_confidence,
+        "ece": ece,
+    }
 
 
-def expected_calibration_error(probs: np.ndarray, labels: np.ndarray,
-                               num_bins: int = DEFAULT_BINS) -> float:
+def expected_calibration_error(
+    probs: np.ndarray, labels: np.ndarray, num_bins: int = DEFAULT_BINS
+) -> float:
     """ECE = sum_m |B_m| / n * |acc(B_m) - conf(B_m)| over equal-width bins of the top-1
     probability (Guo et al. 2017; the paper's Eq. 4).
 
@@ -164,8 +182,9 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray,
     return calibration_bins(probs, labels, num_bins, "expected_calibration_error")["ece"]
 
 
-def classwise_expected_calibration_error(probs: np.ndarray, labels: np.ndarray,
-                                         num_bins: int = DEFAULT_BINS) -> float:
+def classwise_expected_calibration_error(
+    probs: np.ndarray, labels: np.ndarray, num_bins: int = DEFAULT_BINS
+) -> float:
     """Classwise ECE (Kull et al. 2019): the mean over classes k of the binned gap between
     P(label = k) and p_k, over equal-width bins of p_k for every example.
 
@@ -183,8 +202,10 @@ def classwise_expected_calibration_error(probs: np.ndarray, labels: np.ndarray,
         p = probs[:, k]
         hit = (labels == k).astype(np.float64)
         index = np.clip(np.searchsorted(edges, p, side="left") - 1, 0, num_bins - 1)
-        gap = np.abs(np.bincount(index, weights=hit, minlength=num_bins)
-                     - np.bincount(index, weights=p, minlength=num_bins))
+        gap = np.abs(
+            np.bincount(index, weights=hit, minlength=num_bins)
+            - np.bincount(index, weights=p, minlength=num_bins)
+        )
         # |B_m| / n * |mean hit - mean p| = |sum hit - sum p| / n
         total += float(np.sum(gap)) / len(labels)
     return total / probs.shape[1]
@@ -210,9 +231,13 @@ def _nll_derivatives(logits, labels, log_temperature):
     return value, -beta * first_beta, beta * beta * second_beta + beta * first_beta
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray,
-                    bounds: tuple[float, float] = DEFAULT_BOUNDS, tolerance: float = 1e-10,
-                    max_steps: int = 200) -> float:
+def fit_temperature(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    bounds: tuple[float, float] = DEFAULT_BOUNDS,
+    tolerance: float = 1e-10,
+    max_steps: int = 200,
+) -> float:
     """The T > 0 minimising the NLL of softmax(logits / T) (temperature scaling, Eq. 1).
 
     The NLL is convex in 1/T, so its derivative in u = log T changes sign once: the search keeps
@@ -233,8 +258,9 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray,
     logits, labels = _check_logits(logits, labels, "fit_temperature")
     low_t, high_t = bounds
     if not 0 < low_t < 1 < high_t or not math.isfinite(high_t):
-        raise ValueError(f"fit_temperature: bounds must satisfy 0 < T_min < 1 < T_max, got "
-                         f"{bounds}")
+        raise ValueError(
+            f"fit_temperature: bounds must satisfy 0 < T_min < 1 < T_max, got {bounds}"
+        )
     if np.all(np.ptp(logits, axis=1) == 0):
         return 1.0  # constant logits: every T gives the same NLL (log K)
     lo, hi = math.log(low_t), math.log(high_t)
@@ -242,8 +268,10 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray,
         warnings.warn(f"fit_temperature: the NLL minimum is at or below T = {low_t}; returning it")
         return float(low_t)
     if _nll_derivatives(logits, labels, hi)[1] <= 0:
-        warnings.warn(f"fit_temperature: the NLL minimum is at or above T = {high_t}; returning "
-                      "it (the logits carry almost no information about the labels)")
+        warnings.warn(
+            f"fit_temperature: the NLL minimum is at or above T = {high_t}; returning "
+            "it (the logits carry almost no information about the labels)"
+        )
         return float(high_t)
     u = 0.0
     for _ in range(max_steps):
@@ -265,9 +293,14 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray,
     return float(math.exp(u))
 
 
-def calibration_summary(fit_logits: np.ndarray, fit_labels: np.ndarray,
-                        eval_logits: np.ndarray, eval_labels: np.ndarray,
-                        num_bins: int = DEFAULT_BINS, temperature: float | None = None) -> dict:
+def calibration_summary(
+    fit_logits: np.ndarray,
+    fit_labels: np.ndarray,
+    eval_logits: np.ndarray,
+    eval_labels: np.ndarray,
+    num_bins: int = DEFAULT_BINS,
+    temperature: float | None = None,
+) -> dict:
     """Fits T* on (`fit_logits`, `fit_labels`) (unless `temperature` is given) and measures the
     calibration of (`eval_logits`, `eval_labels`) before (T = 1) and after (T = T*).
 
@@ -278,15 +311,18 @@ def calibration_summary(fit_logits: np.ndarray, fit_labels: np.ndarray,
     if temperature is None:
         temperature = fit_temperature(fit_logits, fit_labels)
     eval_logits, eval_labels = _check_logits(eval_logits, eval_labels, "calibration_summary")
-    summary = {"temperature": float(temperature),
-               "accuracy": float(np.mean(eval_logits.argmax(axis=1) == eval_labels))}
+    summary = {
+        "temperature": float(temperature),
+        "accuracy": float(np.mean(eval_logits.argmax(axis=1) == eval_labels)),
+    }
     for when, t in (("before", 1.0), ("after", temperature)):
         probs = softmax(eval_logits, t)
         summary[f"ece_{when}"] = expected_calibration_error(probs, eval_labels, num_bins)
         summary[f"nll_{when}"] = negative_log_likelihood(eval_logits, eval_labels, t)
         summary[f"brier_{when}"] = brier_score(probs, eval_labels)
         summary[f"classwise_ece_{when}"] = classwise_expected_calibration_error(
-            probs, eval_labels, num_bins)
+            probs, eval_labels, num_bins
+        )
     summary["num_bins"] = int(num_bins)
     return summary
 
@@ -299,11 +335,15 @@ class TemperatureScaling(keras.layers.Layer):
         super().__init__(**kwargs)
         temperature = float(temperature)
         if not temperature > 0 or not math.isfinite(temperature):
-            raise ValueError(f"TemperatureScaling: temperature must be a finite number > 0, got "
-                             f"{temperature}")
+            raise ValueError(
+                f"TemperatureScaling: temperature must be a finite number > 0, got {temperature}"
+            )
         self.temperature = self.add_weight(
-            name="temperature", shape=(),
-            initializer=keras.initializers.Constant(temperature), trainable=False)
+            name="temperature",
+            shape=(),
+            initializer=keras.initializers.Constant(temperature),
+            trainable=False,
+        )
 
     def call(self, logits):
         return logits / keras.ops.cast(self.temperature, logits.dtype)
@@ -315,13 +355,14 @@ class TemperatureScaling(keras.layers.Layer):
         return {**super().get_config(), "temperature": float(self.temperature.numpy())}
 
 
-def calibrate_model(model: keras.Model, temperature: float,
-                    name: str | None = None) -> keras.Model:
+def calibrate_model(model: keras.Model, temperature: float, name: str | None = None) -> keras.Model:
     """`model` (inputs -> logits) followed by TemperatureScaling(T): a Keras model giving the
     calibrated logits, with the same predictions. Build it inside the strategy scope."""
     if isinstance(getattr(model, "input", None), dict):  # text models: token ids and masks
-        inputs = {key: keras.Input(shape=tuple(tensor.shape[1:]), dtype=tensor.dtype, name=key)
-                  for key, tensor in model.input.items()}
+        inputs = {
+            key: keras.Input(shape=tuple(tensor.shape[1:]), dtype=tensor.dtype, name=key)
+            for key, tensor in model.input.items()
+        }
     else:
         inputs = keras.Input(shape=tuple(model.input_shape[1:]), name="inputs")
     outputs = TemperatureScaling(temperature, name="temperature_scaling")(model(inputs))
@@ -329,8 +370,13 @@ def calibrate_model(model: keras.Model, temperature: float,
 
 
 # ---- reliability diagram ------------------------------------------------------------------------
-def reliability_diagram(probs: np.ndarray, labels: np.ndarray, path: str,
-                        num_bins: int = DEFAULT_BINS, title: str | None = None):
+def reliability_diagram(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    path: str,
+    num_bins: int = DEFAULT_BINS,
+    title: str | None = None,
+):
     """Writes a PNG reliability diagram: per-bin accuracy bars against the diagonal, the gap to the
     mean confidence shaded, the bin counts below, ECE in the title.
 
@@ -342,6 +388,7 @@ def reliability_diagram(probs: np.ndarray, labels: np.ndarray, path: str,
       the `calibration_bins` dictionary that was drawn.
     """
     import matplotlib
+
     matplotlib.use("Agg")
     from matplotlib import pyplot
 
@@ -351,13 +398,31 @@ def reliability_diagram(probs: np.ndarray, labels: np.ndarray, path: str,
     centers = edges[:-1] + width / 2
     filled = counts > 0
     figure, (top, bottom) = pyplot.subplots(
-        2, 1, figsize=(5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    top.bar(centers[filled], bins["accuracy"][filled], width=width, color="#1f77b4",
-            edgecolor="black", linewidth=0.6, label="accuracy")
+        2, 1, figsize=(5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    top.bar(
+        centers[filled],
+        bins["accuracy"][filled],
+        width=width,
+        color="#1f77b4",
+        edgecolor="black",
+        linewidth=0.6,
+        label="accuracy",
+    )
     low = np.minimum(bins["accuracy"], bins["confidence"])[filled]
     gap = np.abs(bins["accuracy"] - bins["confidence"])[filled]
-    top.bar(centers[filled], gap, bottom=low, width=width, color="#d62728", alpha=0.35,
-            edgecolor="#d62728", hatch="//", linewidth=0.6, label="gap to confidence")
+    top.bar(
+        centers[filled],
+        gap,
+        bottom=low,
+        width=width,
+        color="#d62728",
+        alpha=0.35,
+        edgecolor="#d62728",
+        hatch="//",
+        linewidth=0.6,
+        label="gap to confidence",
+    )
     top.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
     top.set_ylim(0, 1)
     top.set_ylabel("accuracy")

@@ -1,4 +1,5 @@
 """Keras callbacks the run uses; each works in any `fit` of a tfkd distiller."""
+
 import csv
 import os
 
@@ -29,8 +30,9 @@ class TestMonitor(keras.callbacks.Callback):
         logits = self.student.predict(self.x, batch_size=self.batch_size, verbose=0)
         values = {"test_accuracy": float(np.mean(np.argmax(logits, -1) == self.y))}
         if self.teacher_probs is not None:
-            values["test_agreement"] = float(np.mean(
-                np.argmax(logits, -1) == np.argmax(self.teacher_probs, -1)))
+            values["test_agreement"] = float(
+                np.mean(np.argmax(logits, -1) == np.argmax(self.teacher_probs, -1))
+            )
             kl = losses.kl_divergence(self.teacher_probs, logits)
             values["test_teacher_kl"] = float(np.mean(keras.ops.convert_to_numpy(kl)))
         return values
@@ -63,8 +65,10 @@ class BatchValueRecorder(keras.callbacks.Callback):
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        values = [float(keras.ops.convert_to_numpy(getattr(self.model, name)))
-                  for name in self.model.batch_values]
+        values = [
+            float(keras.ops.convert_to_numpy(getattr(self.model, name)))
+            for name in self.model.batch_values
+        ]
         self.rows.append((self.epoch, batch, *values))
 
     def values(self, name):
@@ -81,8 +85,12 @@ class BatchValueRecorder(keras.callbacks.Callback):
             writer.writerows(self.rows)
         steps = max(row[1] for row in self.rows) + 1
         for name in names:
-            curriculum.plot_batch_values(self.values(name), os.path.splitext(self.path)[0]
-                                         + f"_{name}.png", steps, ylabel=name)
+            curriculum.plot_batch_values(
+                self.values(name),
+                os.path.splitext(self.path)[0] + f"_{name}.png",
+                steps,
+                ylabel=name,
+            )
 
 
 class NonFiniteLossError(ValueError):
@@ -114,4 +122,5 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
         if not np.isfinite(loss):
             raise NonFiniteLossError(
                 f"{self.phase}: the loss became {loss} at epoch {self.epoch + 1}, step "
-                f"{batch + 1}; training stopped; the last good checkpoint is kept")
+                f"{batch + 1}; training stopped; the last good checkpoint is kept"
+            )

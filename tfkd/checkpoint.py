@@ -17,6 +17,7 @@ per step, so every worker stops after the same step; the chief writes.
 `fault_point(...)` is the test-only fault-injection hook: the TFKD_FAULT environment variable
 (read there and nowhere else) names a point at which the process signals itself.
 """
+
 import contextlib
 import dataclasses
 import glob
@@ -61,7 +62,7 @@ def fault_point(phase, epoch=0, step=0):
     name = "KILL"
     if parts[-1].isalpha() and len(parts) > 1:
         name = parts.pop()
-    if parts[0] != phase or [int(p) for p in parts[1:]] != [epoch, step][:len(parts) - 1]:
+    if parts[0] != phase or [int(p) for p in parts[1:]] != [epoch, step][: len(parts) - 1]:
         return
     sys.stdout.flush()
     sys.stderr.flush()
@@ -122,8 +123,9 @@ def resume(model, folder):
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
         model.load_weights(os.path.join(folder, state["weights"]))
-    return Resumed(int(state["epoch"]), int(state.get("step", 0)), state["history"],
-                   state.get("metrics"))
+    return Resumed(
+        int(state["epoch"]), int(state.get("step", 0)), state["history"], state.get("metrics")
+    )
 
 
 def _number(value):
@@ -171,8 +173,9 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.offset, self.metrics = 0, None
-        self.history.append({"epoch": epoch, **{name: _number(value)
-                                                for name, value in (logs or {}).items()}})
+        self.history.append(
+            {"epoch": epoch, **{name: _number(value) for name, value in (logs or {}).items()}}
+        )
         if self.save:
             self._write(f"epoch-{epoch + 1}.weights.h5", {"epoch": epoch + 1})
         fault_point(self.phase, epoch + 1, 0)
@@ -187,19 +190,27 @@ class EpochCheckpoint(keras.callbacks.Callback):
         # After an epoch's last step, its validation and epoch checkpoint come first.
         if batch + 1 == self.params.get("steps") or not self._stop_requested():
             return
-        metrics = {v.path: np.asarray(keras.ops.convert_to_numpy(v)).tolist()
-                   for v in self.model.metrics_variables}
+        metrics = {
+            v.path: np.asarray(keras.ops.convert_to_numpy(v)).tolist()
+            for v in self.model.metrics_variables
+        }
         if self.save:
-            self._write(f"epoch-{self.epoch}-step-{step}.weights.h5",
-                        {"epoch": self.epoch, "step": step, "metrics": metrics})
+            self._write(
+                f"epoch-{self.epoch}-step-{step}.weights.h5",
+                {"epoch": self.epoch, "step": step, "metrics": metrics},
+            )
         self._leave(f"after step {step} of epoch {self.epoch + 1}")
 
     def _leave(self, where):
         if self._agree is not None:
             self._agree(True)  # every worker leaves after the chief has written
-        print(f"{self.phase}: stopped by {_stop['signal'] or 'a preemption'} {where}; the "
-              f"state is saved in {self.folder}; exit status {PREEMPTED}; to resume, run the "
-              f"same command again: {shlex.join(sys.argv)}", file=sys.stderr, flush=True)
+        print(
+            f"{self.phase}: stopped by {_stop['signal'] or 'a preemption'} {where}; the "
+            f"state is saved in {self.folder}; exit status {PREEMPTED}; to resume, run the "
+            f"same command again: {shlex.join(sys.argv)}",
+            file=sys.stderr,
+            flush=True,
+        )
         raise Preempted()
 
     def _stop_requested(self):
@@ -212,6 +223,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
             def agree(flag):
                 value = strategy.run(lambda: tf.constant(1.0 if flag else 0.0))
                 return float(strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)) > 0
+
             self._agree = agree
         return self._agree(requested)
 
@@ -219,8 +231,10 @@ class EpochCheckpoint(keras.callbacks.Callback):
         os.makedirs(self.folder, exist_ok=True)
         with atomic_path(os.path.join(self.folder, name)) as temporary:
             self.model.save_weights(temporary, overwrite=True)
-        write_text(os.path.join(self.folder, STATE), json.dumps(
-            {**fields, "weights": name, "history": self.history}))
+        write_text(
+            os.path.join(self.folder, STATE),
+            json.dumps({**fields, "weights": name, "history": self.history}),
+        )
         for old in glob.glob(os.path.join(self.folder, "*.weights.h5")):
             if os.path.basename(old) != name:
                 os.remove(old)

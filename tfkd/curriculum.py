@@ -9,6 +9,7 @@ restricts early epochs to the easiest prefix of the order.
 Every function here works on NumPy arrays except `score` (runs the teacher) and
 `curriculum_dataset` (builds the tf.data pipeline any `fit` can use).
 """
+
 import math
 import weakref
 
@@ -44,20 +45,22 @@ def score(teacher, dataset, num_classes=None, batch_size=256, verbose=1):
         x, y = dataset
         dataset = pipeline.as_dataset(x, y, batch_size)
     steps = int(dataset.cardinality())
-    progress = keras.utils.Progbar(steps if steps > 0 else None, verbose=verbose,
-                                   unit_name="batch")
+    progress = keras.utils.Progbar(steps if steps > 0 else None, verbose=verbose, unit_name="batch")
     predict = tf.function(lambda inputs: teacher(inputs, training=False), reduce_retracing=True)
     correct, confidence, labels = [], [], []
     for step, (inputs, batch_labels) in enumerate(dataset):
         logits = predict(inputs)
         classes = int(logits.shape[-1])
         if num_classes is not None and classes != num_classes:
-            raise ValueError(f"teacher predicts {classes} classes but the data set has "
-                             f"{num_classes}")
+            raise ValueError(
+                f"teacher predicts {classes} classes but the data set has {num_classes}"
+            )
         batch_labels = np.asarray(batch_labels).astype(np.int64).reshape(-1)
         if batch_labels.size and batch_labels.max() >= classes:
-            raise ValueError(f"teacher predicts {classes} classes but the data set has label "
-                             f"{int(batch_labels.max())}")
+            raise ValueError(
+                f"teacher predicts {classes} classes but the data set has label "
+                f"{int(batch_labels.max())}"
+            )
         probabilities = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1).numpy()
         correct.append(np.argmax(probabilities, axis=-1) == batch_labels)
         confidence.append(probabilities.max(axis=-1))
@@ -81,8 +84,9 @@ def training_scores(teacher, bundle, batch_size=256, verbose=1):
     for teacher_ref, x_ref, y_ref, scores in _SCORE_CACHE:
         if teacher_ref() is teacher and x_ref() is x and y_ref() is y:
             return scores
-    scores = score(teacher, (x, y), num_classes=bundle.num_classes, batch_size=batch_size,
-                   verbose=verbose)
+    scores = score(
+        teacher, (x, y), num_classes=bundle.num_classes, batch_size=batch_size, verbose=verbose
+    )
     _SCORE_CACHE[:] = [(weakref.ref(teacher), weakref.ref(x), weakref.ref(y), scores)]
     return scores
 
@@ -154,8 +158,10 @@ def order(correct, confidence, labels, reverse=False):
     if not len(labels):
         raise ValueError("cannot order an empty data set: it has no examples")
     if not len(correct) == len(confidence) == len(labels):
-        raise ValueError(f"correct, confidence and labels must have one entry per example, got "
-                         f"lengths {len(correct)}, {len(confidence)}, {len(labels)}")
+        raise ValueError(
+            f"correct, confidence and labels must have one entry per example, got "
+            f"lengths {len(correct)}, {len(confidence)}, {len(labels)}"
+        )
     if not np.all(np.isfinite(confidence)):
         raise ValueError("confidence must be finite")
     labels = labels.astype(np.int64)
@@ -216,8 +222,10 @@ def check_pacing(schedule, start, growth_epochs):
 
 def pacing_sizes(schedule, num_examples, epochs, start, growth_epochs):
     """Prefix size per epoch: ceil(fraction * N), at least 1. Returns int64 [epochs]."""
-    sizes = [math.ceil(pacing_fraction(schedule, epoch, start, growth_epochs) * num_examples
-                       - 1e-9) for epoch in range(epochs)]
+    sizes = [
+        math.ceil(pacing_fraction(schedule, epoch, start, growth_epochs) * num_examples - 1e-9)
+        for epoch in range(epochs)
+    ]
     return np.clip(np.asarray(sizes, np.int64), 1, num_examples)
 
 
@@ -254,8 +262,9 @@ def curriculum_dataset(x, y, orders, batch_size, augment=False, seed=0, first_ep
     Returns:
       (dataset of (x [B, ...] float32, y [B] int32), steps_per_epoch).
     """
-    return pipeline.epochs_dataset(x, y, np.asarray(orders)[first_epoch:], batch_size, augment,
-                                   seed, first_epoch)
+    return pipeline.epochs_dataset(
+        x, y, np.asarray(orders)[first_epoch:], batch_size, augment, seed, first_epoch
+    )
 
 
 # ---- selective reliance -------------------------------------------------------------------------
@@ -281,23 +290,38 @@ def selective_reliance_lambda(batch_confidence, max_confidence, shift):
 def plot_confidence_profile(correct, confidence, labels, path):
     """The paper's Fig. 1: teacher confidence along the training order, normal and inverse."""
     import matplotlib
+
     matplotlib.use("Agg")
     from matplotlib import pyplot
 
     correct, confidence = np.asarray(correct, bool), np.asarray(confidence)
     figure, axes = pyplot.subplots(1, 2, figsize=(11, 3.6), sharey=True)
     window = max(1, len(confidence) // 100)
-    for axis, reverse, title in ((axes[0], False, "teacher curriculum (easy to hard)"),
-                                 (axes[1], True, "inverse curriculum (hard to easy)")):
+    for axis, reverse, title in (
+        (axes[0], False, "teacher curriculum (easy to hard)"),
+        (axes[1], True, "inverse curriculum (hard to easy)"),
+    ):
         indices = order(correct, confidence, labels, reverse=reverse)
         position = np.arange(len(indices))
         right = correct[indices]
-        axis.scatter(position[right], confidence[indices][right], s=1, c="tab:blue",
-                     label="teacher correct", rasterized=True)
-        axis.scatter(position[~right], confidence[indices][~right], s=2, c="tab:red",
-                     label="teacher wrong", rasterized=True)
+        axis.scatter(
+            position[right],
+            confidence[indices][right],
+            s=1,
+            c="tab:blue",
+            label="teacher correct",
+            rasterized=True,
+        )
+        axis.scatter(
+            position[~right],
+            confidence[indices][~right],
+            s=2,
+            c="tab:red",
+            label="teacher wrong",
+            rasterized=True,
+        )
         smooth = np.convolve(confidence[indices], np.ones(window) / window, mode="valid")
-        axis.plot(position[window - 1:], smooth, c="black", lw=1, label=f"mean of {window}")
+        axis.plot(position[window - 1 :], smooth, c="black", lw=1, label=f"mean of {window}")
         axis.set(title=title, xlabel="position in training order")
     axes[0].set_ylabel("teacher confidence (top-1 probability)")
     axes[1].legend(loc="lower left", markerscale=4, fontsize=8)
@@ -309,6 +333,7 @@ def plot_confidence_profile(correct, confidence, labels, path):
 def plot_batch_values(values, path, steps_per_epoch=None, ylabel="lambda"):
     """A per-batch training scalar (selective reliance's lambda) against the training step."""
     import matplotlib
+
     matplotlib.use("Agg")
     from matplotlib import pyplot
 

@@ -15,6 +15,7 @@ Every TFLite file is converted from the SavedModel's `serve` signature: converti
 model's concrete functions directly has produced models that output NaN. TFLite files run with
 the LiteRT interpreter (`ai_edge_litert`).
 """
+
 import os
 import shutil
 import tempfile
@@ -23,11 +24,31 @@ import keras
 
 from tfkd import checkpoint, export_report
 from tfkd.export_formats import (  # noqa: F401 - the public names of tfkd.export
-    DEFAULT_FORMATS, FILE_NAMES, FORMATS, INPUT_NAME, INT8_IO, OUTPUT_NAME,
-    REPRESENTATIVE_SAMPLES, SERVE, SERVE_UINT8, TFLITE_FORMATS, UINT8_INPUT_NAME, check_formats,
-    convert_tflite, dequantize, example_shape, has_uint8_signature, load_saved_model_fn,
-    quantize, representative_dataset, save_keras, save_saved_model, saved_model_predict,
-    tflite_converter, tflite_predict)
+    DEFAULT_FORMATS,
+    FILE_NAMES,
+    FORMATS,
+    INPUT_NAME,
+    INT8_IO,
+    OUTPUT_NAME,
+    REPRESENTATIVE_SAMPLES,
+    SERVE,
+    SERVE_UINT8,
+    TFLITE_FORMATS,
+    UINT8_INPUT_NAME,
+    check_formats,
+    convert_tflite,
+    dequantize,
+    example_shape,
+    has_uint8_signature,
+    load_saved_model_fn,
+    quantize,
+    representative_dataset,
+    save_keras,
+    save_saved_model,
+    saved_model_predict,
+    tflite_converter,
+    tflite_predict,
+)
 
 
 def _check_targets(output_dir, formats, overwrite):
@@ -37,9 +58,20 @@ def _check_targets(output_dir, formats, overwrite):
             raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
 
 
-def export_student(student, output_dir, formats=DEFAULT_FORMATS, test_data=None, verbose=True,
-                   train_images=None, int8_io="int8", representative_samples=REPRESENTATIVE_SAMPLES,
-                   seed=0, overwrite=False, report_options=None, tokenizer=None):
+def export_student(
+    student,
+    output_dir,
+    formats=DEFAULT_FORMATS,
+    test_data=None,
+    verbose=True,
+    train_images=None,
+    int8_io="int8",
+    representative_samples=REPRESENTATIVE_SAMPLES,
+    seed=0,
+    overwrite=False,
+    report_options=None,
+    tokenizer=None,
+):
     """Writes the student in each of `formats` under `output_dir`, each file atomically.
 
     Args:
@@ -70,15 +102,19 @@ def export_student(student, output_dir, formats=DEFAULT_FORMATS, test_data=None,
     formats = check_formats(formats)
     if isinstance(getattr(student, "input", None), dict):
         from tfkd import export_text
-        return export_text.export_text_student(student, output_dir, formats, test_data,
-                                               tokenizer, verbose=verbose, overwrite=overwrite)
+
+        return export_text.export_text_student(
+            student, output_dir, formats, test_data, tokenizer, verbose=verbose, overwrite=overwrite
+        )
     example_shape(student, "student")
     if int8_io not in INT8_IO:
-        raise ValueError(f"int8_io (--int8_io) must be one of {', '.join(INT8_IO)}, "
-                         f"got {int8_io!r}")
+        raise ValueError(
+            f"int8_io (--int8_io) must be one of {', '.join(INT8_IO)}, got {int8_io!r}"
+        )
     if "tflite_int8" in formats and train_images is None:
-        raise ValueError("tflite_int8 needs train_images: its calibration examples come from "
-                         "the training split")
+        raise ValueError(
+            "tflite_int8 needs train_images: its calibration examples come from the training split"
+        )
     os.makedirs(output_dir, exist_ok=True)
     _check_targets(output_dir, formats, overwrite)
     tflite_formats = [name for name in TFLITE_FORMATS if name in formats]
@@ -104,10 +140,10 @@ def export_student(student, output_dir, formats=DEFAULT_FORMATS, test_data=None,
         for name in tflite_formats:
             representative = None
             if name == "tflite_int8":
-                representative = representative_dataset(train_images, representative_samples,
-                                                         seed)
-            convert_tflite(source, os.path.join(output_dir, FILE_NAMES[name]), name,
-                           representative, int8_io)
+                representative = representative_dataset(train_images, representative_samples, seed)
+            convert_tflite(
+                source, os.path.join(output_dir, FILE_NAMES[name]), name, representative, int8_io
+            )
             exports[name] = FILE_NAMES[name]
             progress.add(1)
     finally:
@@ -115,9 +151,16 @@ def export_student(student, output_dir, formats=DEFAULT_FORMATS, test_data=None,
             shutil.rmtree(scratch, ignore_errors=True)
     if test_data is not None:
         report = export_report.build_report(
-            student, output_dir, exports, test_data, verbose=verbose,
+            student,
+            output_dir,
+            exports,
+            test_data,
+            verbose=verbose,
             settings={"int8_io": int8_io, "representative_samples": representative_samples}
-            if "tflite_int8" in formats else {}, **(report_options or {}))
+            if "tflite_int8" in formats
+            else {},
+            **(report_options or {}),
+        )
         exports["report"] = export_report.write_report(report, output_dir)
         if "tflite" in report["formats"]:
             exports["tflite_accuracy"] = report["formats"]["tflite"]["accuracy"]

@@ -5,6 +5,7 @@ The lower layer of `tfkd.export`: `tfkd.export_report` measures with these funct
 importer. Formats, file names and the SavedModel / TFLite conventions are described in
 `tfkd.export`.
 """
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -14,9 +15,14 @@ from tfkd.atomic import atomic_path
 
 FORMATS = ("keras", "savedmodel", "tflite", "tflite_fp16", "tflite_dynamic", "tflite_int8")
 DEFAULT_FORMATS = ("keras", "savedmodel", "tflite")
-FILE_NAMES = {"keras": "student.keras", "savedmodel": "saved_model", "tflite": "student.tflite",
-              "tflite_fp16": "student_fp16.tflite", "tflite_dynamic": "student_dynamic.tflite",
-              "tflite_int8": "student_int8.tflite"}
+FILE_NAMES = {
+    "keras": "student.keras",
+    "savedmodel": "saved_model",
+    "tflite": "student.tflite",
+    "tflite_fp16": "student_fp16.tflite",
+    "tflite_dynamic": "student_dynamic.tflite",
+    "tflite_int8": "student_int8.tflite",
+}
 TFLITE_FORMATS = ("tflite", "tflite_fp16", "tflite_dynamic", "tflite_int8")
 INT8_IO = ("int8", "float")
 SERVE, SERVE_UINT8 = "serve", "serve_uint8"
@@ -31,8 +37,9 @@ def check_formats(formats, flag="--export"):
     formats = tuple(formats)
     unknown = [name for name in formats if name not in FORMATS]
     if unknown:
-        raise ValueError(f"{flag}: unknown format(s) {', '.join(unknown)}; known: "
-                         f"{', '.join(FORMATS)}")
+        raise ValueError(
+            f"{flag}: unknown format(s) {', '.join(unknown)}; known: {', '.join(FORMATS)}"
+        )
     if len(set(formats)) != len(formats):
         raise ValueError(f"{flag}: a format is listed twice in {', '.join(formats)}")
     return formats
@@ -41,13 +48,16 @@ def check_formats(formats, flag="--export"):
 def example_shape(model, argument="model"):
     """The shape of one input example of a single-input model, every dimension known."""
     if len(model.inputs) != 1:
-        raise ValueError(f"{argument}: export needs a model with one input; this one has "
-                         f"{len(model.inputs)}")
+        raise ValueError(
+            f"{argument}: export needs a model with one input; this one has {len(model.inputs)}"
+        )
     shape = tuple(model.inputs[0].shape[1:])
     if not shape or any(dimension is None for dimension in shape):
-        raise ValueError(f"{argument}: the input shape {tuple(model.inputs[0].shape)} is not "
-                         "fixed; export needs every dimension but the batch known, "
-                         "e.g. (None, 28, 28, 1)")
+        raise ValueError(
+            f"{argument}: the input shape {tuple(model.inputs[0].shape)} is not "
+            "fixed; export needs every dimension but the batch known, "
+            "e.g. (None, 28, 28, 1)"
+        )
     return shape
 
 
@@ -77,11 +87,15 @@ def save_saved_model(model, path, uint8_signature=None):
 
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint(SERVE, serve, input_signature=[
-        tf.TensorSpec([None, *shape], tf.float32, name=INPUT_NAME)])
+    archive.add_endpoint(
+        SERVE, serve, input_signature=[tf.TensorSpec([None, *shape], tf.float32, name=INPUT_NAME)]
+    )
     if uint8_signature:
-        archive.add_endpoint(SERVE_UINT8, serve_uint8, input_signature=[
-            tf.TensorSpec([None, *shape], tf.uint8, name=UINT8_INPUT_NAME)])
+        archive.add_endpoint(
+            SERVE_UINT8,
+            serve_uint8,
+            input_signature=[tf.TensorSpec([None, *shape], tf.uint8, name=UINT8_INPUT_NAME)],
+        )
     with atomic_path(path) as temporary:
         archive.write_out(temporary, verbose=False)
 
@@ -101,12 +115,14 @@ def representative_dataset(train_images, samples=REPRESENTATIVE_SAMPLES, seed=0)
         raise ValueError(f"representative samples must be >= 1, got {samples}")
     if len(train_images) == 0:
         raise ValueError("representative data: the training split is empty")
-    chosen = np.random.default_rng(seed).choice(len(train_images), min(samples, len(train_images)),
-                                                replace=False)
+    chosen = np.random.default_rng(seed).choice(
+        len(train_images), min(samples, len(train_images)), replace=False
+    )
 
     def generate():
         for index in np.sort(chosen):
-            yield [data.to_float(train_images[index:index + 1])]
+            yield [data.to_float(train_images[index : index + 1])]
+
     return generate
 
 
@@ -129,13 +145,15 @@ def tflite_converter(saved_model_dir, format_name, representative=None, int8_io=
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
     elif format_name != "tflite_dynamic":
-        raise ValueError(f"{format_name!r} is not a TFLite format; known: "
-                         f"{', '.join(TFLITE_FORMATS)}")
+        raise ValueError(
+            f"{format_name!r} is not a TFLite format; known: {', '.join(TFLITE_FORMATS)}"
+        )
     return converter
 
 
-def convert_tflite(saved_model_dir, path, format_name="tflite", representative=None,
-                   int8_io="int8"):
+def convert_tflite(
+    saved_model_dir, path, format_name="tflite", representative=None, int8_io="int8"
+):
     """Converts the SavedModel's `serve` signature to a TFLite file at `path`."""
     flatbuffer = tflite_converter(saved_model_dir, format_name, representative, int8_io).convert()
     with atomic_path(path) as temporary:
@@ -152,7 +170,7 @@ def saved_model_predict(path, x, batch_size=256, signature=SERVE):
     serve = load_saved_model_fn(path, signature)
     outputs = []
     for start in range(0, len(x), batch_size):
-        result = serve(tf.constant(x[start:start + batch_size]))
+        result = serve(tf.constant(x[start : start + batch_size]))
         outputs.append(next(iter(result.values())).numpy())
     return np.concatenate(outputs)
 
@@ -164,8 +182,9 @@ def quantize(x, detail):
     if scale == 0 or not np.issubdtype(dtype, np.integer):
         return np.asarray(x, dtype=dtype)
     limits = np.iinfo(dtype)
-    return np.clip(np.round(np.asarray(x, np.float32) / scale) + zero_point,
-                   limits.min, limits.max).astype(dtype)
+    return np.clip(
+        np.round(np.asarray(x, np.float32) / scale) + zero_point, limits.min, limits.max
+    ).astype(dtype)
 
 
 def dequantize(values, detail):
@@ -188,7 +207,7 @@ def tflite_predict(path, x, batch_size=256, num_threads=None):
     output_detail = interpreter.get_output_details()[0]
     outputs, allocated = [], None
     for start in range(0, len(x), batch_size):
-        batch = quantize(x[start:start + batch_size], input_detail)
+        batch = quantize(x[start : start + batch_size], input_detail)
         if allocated != len(batch):
             interpreter.resize_tensor_input(input_detail["index"], [len(batch), *batch.shape[1:]])
             interpreter.allocate_tensors()

@@ -12,6 +12,7 @@ written as `export_report.json`:
 
 and as `export_report.md` (the same numbers as tables, with each format's input dtype/shape).
 """
+
 import importlib.metadata
 import json
 import os
@@ -37,8 +38,10 @@ class KerasRunner:
 
     def __init__(self, model):
         shape = export.example_shape(model)
-        self._call = tf.function(lambda x: model(x, training=False), input_signature=[
-            tf.TensorSpec([None, *shape], tf.float32)])
+        self._call = tf.function(
+            lambda x: model(x, training=False),
+            input_signature=[tf.TensorSpec([None, *shape], tf.float32)],
+        )
         self.input = {"dtype": "float32", "shape": [None, *shape]}
 
     def prepare(self, x):
@@ -55,10 +58,14 @@ class SavedModelRunner:
 
     def __init__(self, path, signature=export.SERVE):
         self._function = tf.saved_model.load(path).signatures[signature]
-        (self._input_name, spec), = self._function.structured_input_signature[1].items()
+        ((self._input_name, spec),) = self._function.structured_input_signature[1].items()
         self._dtype = spec.dtype
-        self.input = {"signature": signature, "name": self._input_name,
-                      "dtype": spec.dtype.name, "shape": list(spec.shape)}
+        self.input = {
+            "signature": signature,
+            "name": self._input_name,
+            "dtype": spec.dtype.name,
+            "shape": list(spec.shape),
+        }
 
     def prepare(self, x):
         return tf.constant(x, self._dtype)
@@ -108,8 +115,11 @@ class TFLiteRunner:
 
 def describe(detail):
     """A LiteRT tensor detail -> {name, dtype, shape, [scale, zero_point]} for the report."""
-    entry = {"name": detail["name"], "dtype": np.dtype(detail["dtype"]).name,
-             "shape": [None, *(int(d) for d in detail["shape"][1:])]}
+    entry = {
+        "name": detail["name"],
+        "dtype": np.dtype(detail["dtype"]).name,
+        "shape": [None, *(int(d) for d in detail["shape"][1:])],
+    }
     scale, zero_point = detail["quantization"]
     if scale:
         entry.update(scale=float(scale), zero_point=int(zero_point))
@@ -118,8 +128,12 @@ def describe(detail):
 
 def predict(runner, x, batch_size):
     """Float inputs [N, ...] -> float32 logits [N, classes], batch by batch."""
-    return np.concatenate([runner.run(runner.prepare(x[start:start + batch_size]))
-                           for start in range(0, len(x), batch_size)])
+    return np.concatenate(
+        [
+            runner.run(runner.prepare(x[start : start + batch_size]))
+            for start in range(0, len(x), batch_size)
+        ]
+    )
 
 
 def median_latency_ms(call, calls, warmup):
@@ -151,26 +165,35 @@ def throughput_per_s(call, batch, seconds):
 
 def size_bytes(path):
     if os.path.isdir(path):
-        return sum(os.path.getsize(os.path.join(folder, name))
-                   for folder, _, names in os.walk(path) for name in names)
+        return sum(
+            os.path.getsize(os.path.join(folder, name))
+            for folder, _, names in os.walk(path)
+            for name in names
+        )
     return os.path.getsize(path)
 
 
 def compare(logits, reference_logits, labels):
     """Parity of `logits` [N, C] with the Keras student's [N, C] on labels [N]."""
     predicted = np.argmax(logits, axis=-1)
-    return {"accuracy": float(np.mean(predicted == labels)),
-            "agreement": float(np.mean(predicted == np.argmax(reference_logits, axis=-1))),
-            "max_abs_logit_diff": float(np.max(np.abs(logits - reference_logits))),
-            "mean_abs_logit_diff": float(np.mean(np.abs(logits - reference_logits)))}
+    return {
+        "accuracy": float(np.mean(predicted == labels)),
+        "agreement": float(np.mean(predicted == np.argmax(reference_logits, axis=-1))),
+        "max_abs_logit_diff": float(np.max(np.abs(logits - reference_logits))),
+        "mean_abs_logit_diff": float(np.mean(np.abs(logits - reference_logits))),
+    }
 
 
 def timing(runner, x, latency_calls, batch_size, throughput_seconds):
     one, batch = runner.prepare(x[:1]), runner.prepare(x[:batch_size])
-    return {"latency_ms_median": median_latency_ms(lambda: runner.run(one), latency_calls,
-                                                   max(10, latency_calls // 10)),
-            "throughput_per_s": throughput_per_s(lambda: runner.run(batch), len(x[:batch_size]),
-                                                 throughput_seconds)}
+    return {
+        "latency_ms_median": median_latency_ms(
+            lambda: runner.run(one), latency_calls, max(10, latency_calls // 10)
+        ),
+        "throughput_per_s": throughput_per_s(
+            lambda: runner.run(batch), len(x[:batch_size]), throughput_seconds
+        ),
+    }
 
 
 def runner_for(name, path, num_threads):
@@ -180,14 +203,28 @@ def runner_for(name, path, num_threads):
 
 
 def versions():
-    return {"tensorflow": tf.__version__, "keras": keras.__version__,
-            "ai_edge_litert": importlib.metadata.version("ai-edge-litert"),
-            "python": platform.python_version(), "machine": platform.machine(),
-            "cpu_count": os.cpu_count()}
+    return {
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "ai_edge_litert": importlib.metadata.version("ai-edge-litert"),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }
 
 
-def build_report(student, output_dir, exports, test_data, latency_calls=200, batch_size=256,
-                 num_threads=1, throughput_seconds=1.0, verbose=True, settings=None):
+def build_report(
+    student,
+    output_dir,
+    exports,
+    test_data,
+    latency_calls=200,
+    batch_size=256,
+    num_threads=1,
+    throughput_seconds=1.0,
+    verbose=True,
+    settings=None,
+):
     """Measures the Keras student and every exported format in `exports` on `test_data`.
 
     Args:
@@ -205,33 +242,39 @@ def build_report(student, output_dir, exports, test_data, latency_calls=200, bat
       The report dictionary described in the module docstring.
     """
     if latency_calls < 1 or batch_size < 1:
-        raise ValueError(f"latency_calls and batch_size must be >= 1, got {latency_calls} "
-                         f"and {batch_size}")
+        raise ValueError(
+            f"latency_calls and batch_size must be >= 1, got {latency_calls} and {batch_size}"
+        )
     raw_x, labels = np.asarray(test_data[0]), np.asarray(test_data[1])
     if len(raw_x) == 0:
         raise ValueError("the test split is empty: nothing to measure the exports on")
     x = data.to_float(raw_x)
     names = [name for name in export.FORMATS if name in exports and name != "keras"]
-    progress = keras.utils.Progbar(len(names) + 1, verbose=int(bool(verbose)),
-                                   unit_name="measured")
+    progress = keras.utils.Progbar(len(names) + 1, verbose=int(bool(verbose)), unit_name="measured")
     keras_runner = KerasRunner(student)
     reference = predict(keras_runner, x, batch_size)
-    keras_entry = {"accuracy": compare(reference, reference, labels)["accuracy"],
-                   **timing(keras_runner, x, latency_calls, batch_size, throughput_seconds),
-                   "input": keras_runner.input}
+    keras_entry = {
+        "accuracy": compare(reference, reference, labels)["accuracy"],
+        **timing(keras_runner, x, latency_calls, batch_size, throughput_seconds),
+        "input": keras_runner.input,
+    }
     if "keras" in exports:
-        keras_entry.update(file=exports["keras"],
-                           size_bytes=size_bytes(os.path.join(output_dir, exports["keras"])))
+        keras_entry.update(
+            file=exports["keras"], size_bytes=size_bytes(os.path.join(output_dir, exports["keras"]))
+        )
     progress.add(1)
     formats = {}
     for name in names:
         path = os.path.join(output_dir, exports[name])
         runner = runner_for(name, path, num_threads)
         logits = predict(runner, x, runner.evaluation_batch or batch_size)
-        entry = {"file": exports[name], **compare(logits, reference, labels),
-                 "size_bytes": size_bytes(path),
-                 **timing(runner, x, latency_calls, batch_size, throughput_seconds),
-                 "input": runner.input}
+        entry = {
+            "file": exports[name],
+            **compare(logits, reference, labels),
+            "size_bytes": size_bytes(path),
+            **timing(runner, x, latency_calls, batch_size, throughput_seconds),
+            "input": runner.input,
+        }
         if name == "savedmodel":
             entry.update(savedmodel_signatures(path, raw_x, reference, labels, batch_size))
         else:
@@ -241,11 +284,19 @@ def build_report(student, output_dir, exports, test_data, latency_calls=200, bat
     if "tflite" in formats:
         for entry in (formats[name] for name in export.TFLITE_FORMATS if name in formats):
             entry["size_ratio"] = entry["size_bytes"] / formats["tflite"]["size_bytes"]
-    return {"test_examples": int(len(labels)),
-            "settings": {"latency_calls": latency_calls, "batch_size": batch_size,
-                         "num_threads": num_threads, **(settings or {})},
-            "versions": versions(), "keras": keras_entry, "formats": formats,
-            "goals": goals(keras_entry, formats)}
+    return {
+        "test_examples": int(len(labels)),
+        "settings": {
+            "latency_calls": latency_calls,
+            "batch_size": batch_size,
+            "num_threads": num_threads,
+            **(settings or {}),
+        },
+        "versions": versions(),
+        "keras": keras_entry,
+        "formats": formats,
+        "goals": goals(keras_entry, formats),
+    }
 
 
 def savedmodel_signatures(path, raw_x, reference, labels, batch_size):
@@ -266,18 +317,25 @@ def goals(keras_entry, formats):
     result = {}
     if "tflite" in formats:
         value = formats["tflite"]["agreement"]
-        result["float32_agreement"] = {"target": f">= {GOALS['float32_agreement']}",
-                                       "value": value,
-                                       "met": value >= GOALS["float32_agreement"]}
+        result["float32_agreement"] = {
+            "target": f">= {GOALS['float32_agreement']}",
+            "value": value,
+            "met": value >= GOALS["float32_agreement"],
+        }
     if "tflite_int8" in formats:
         drop = keras_entry["accuracy"] - formats["tflite_int8"]["accuracy"]
         result["int8_accuracy_drop"] = {
-            "target": f"within {GOALS['int8_accuracy_drop']} of keras", "value": drop,
-            "met": abs(drop) <= GOALS["int8_accuracy_drop"] + 1e-12}
+            "target": f"within {GOALS['int8_accuracy_drop']} of keras",
+            "value": drop,
+            "met": abs(drop) <= GOALS["int8_accuracy_drop"] + 1e-12,
+        }
     if "tflite_int8" in formats and "tflite" in formats:
         ratio = formats["tflite_int8"]["size_ratio"]
-        result["int8_size_ratio"] = {"target": f"<= {GOALS['int8_size_ratio']}",
-                                     "value": ratio, "met": ratio <= GOALS["int8_size_ratio"]}
+        result["int8_size_ratio"] = {
+            "target": f"<= {GOALS['int8_size_ratio']}",
+            "value": ratio,
+            "met": ratio <= GOALS["int8_size_ratio"],
+        }
     return result
 
 
@@ -296,54 +354,78 @@ def to_markdown(report):
     """The report as Markdown: parity and speed table, inputs table, goals."""
     keras_entry, formats = report["keras"], report["formats"]
     settings = report["settings"]
-    lines = ["# Export parity and latency report", "",
-             f"{report['test_examples']} test examples. Latency: median of "
-             f"{settings['latency_calls']} single-example calls after a warm-up; throughput: "
-             f"batch of {settings['batch_size']} / median time of one batch call. LiteRT "
-             f"interpreter with {settings['num_threads']} thread(s); Keras and SavedModel use "
-             "TensorFlow's thread pools. TFLite accuracy comes from single-example calls.", ""]
+    lines = [
+        "# Export parity and latency report",
+        "",
+        f"{report['test_examples']} test examples. Latency: median of "
+        f"{settings['latency_calls']} single-example calls after a warm-up; throughput: "
+        f"batch of {settings['batch_size']} / median time of one batch call. LiteRT "
+        f"interpreter with {settings['num_threads']} thread(s); Keras and SavedModel use "
+        "TensorFlow's thread pools. TFLite accuracy comes from single-example calls.",
+        "",
+    ]
     if "int8_io" in settings:
-        lines += [f"tflite_int8: {settings['representative_samples']} calibration examples "
-                  f"from the training split, {settings['int8_io']} input/output.", ""]
-    lines += ["| format | file | size (bytes) | size / tflite | accuracy | agreement | "
-              "max / mean abs logit diff | latency (ms) | throughput (/s) |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|",
-              f"| keras | {keras_entry.get('file', '(in memory)')} | "
-              f"{keras_entry.get('size_bytes', '')} | | {keras_entry['accuracy']:.4f} | 1.0000 | "
-              f"0 | {keras_entry['latency_ms_median']:.3f} | "
-              f"{keras_entry['throughput_per_s']:.0f} |"]
+        lines += [
+            f"tflite_int8: {settings['representative_samples']} calibration examples "
+            f"from the training split, {settings['int8_io']} input/output.",
+            "",
+        ]
+    lines += [
+        "| format | file | size (bytes) | size / tflite | accuracy | agreement | "
+        "max / mean abs logit diff | latency (ms) | throughput (/s) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        f"| keras | {keras_entry.get('file', '(in memory)')} | "
+        f"{keras_entry.get('size_bytes', '')} | | {keras_entry['accuracy']:.4f} | 1.0000 | "
+        f"0 | {keras_entry['latency_ms_median']:.3f} | "
+        f"{keras_entry['throughput_per_s']:.0f} |",
+    ]
     for name, entry in formats.items():
         ratio = f"{entry['size_ratio']:.3f}" if "size_ratio" in entry else ""
-        lines.append(f"| {name} | {entry['file']} | {entry['size_bytes']} | {ratio} | "
-                     f"{entry['accuracy']:.4f} | {entry['agreement']:.4f} | "
-                     f"{entry['max_abs_logit_diff']:.3g} / {entry['mean_abs_logit_diff']:.2g} | "
-                     f"{entry['latency_ms_median']:.3f} | "
-                     f"{entry['throughput_per_s']:.0f} |")
-    lines += ["", "## Inputs and outputs", "",
-              "Float inputs are images scaled to [0, 1] (pixels / 255) or the raw feature "
-              "vectors; the models normalise them themselves. Outputs are logits. Quantised "
-              "tensors hold q = round(x / scale) + zero point, so x = (q - zero point) * scale.",
-              "",
-              "| format | input | output |", "|---|---|---|",
-              f"| keras | {_input_text(keras_entry['input'])} | float32 logits |"]
+        lines.append(
+            f"| {name} | {entry['file']} | {entry['size_bytes']} | {ratio} | "
+            f"{entry['accuracy']:.4f} | {entry['agreement']:.4f} | "
+            f"{entry['max_abs_logit_diff']:.3g} / {entry['mean_abs_logit_diff']:.2g} | "
+            f"{entry['latency_ms_median']:.3f} | "
+            f"{entry['throughput_per_s']:.0f} |"
+        )
+    lines += [
+        "",
+        "## Inputs and outputs",
+        "",
+        "Float inputs are images scaled to [0, 1] (pixels / 255) or the raw feature "
+        "vectors; the models normalise them themselves. Outputs are logits. Quantised "
+        "tensors hold q = round(x / scale) + zero point, so x = (q - zero point) * scale.",
+        "",
+        "| format | input | output |",
+        "|---|---|---|",
+        f"| keras | {_input_text(keras_entry['input'])} | float32 logits |",
+    ]
     for name, entry in formats.items():
         if name == "savedmodel":
             for signature, description in entry["signatures"].items():
-                lines.append(f"| savedmodel `{signature}` | `{description['name']}`: "
-                             f"{_input_text(description)} | `{export.OUTPUT_NAME}`: float32 |")
+                lines.append(
+                    f"| savedmodel `{signature}` | `{description['name']}`: "
+                    f"{_input_text(description)} | `{export.OUTPUT_NAME}`: float32 |"
+                )
         else:
-            lines.append(f"| {name} | {_input_text(entry['input'])} | "
-                         f"{_input_text(entry['output'])} |")
+            lines.append(
+                f"| {name} | {_input_text(entry['input'])} | {_input_text(entry['output'])} |"
+            )
     if "uint8" in formats.get("savedmodel", {}):
         parity = formats["savedmodel"]["uint8"]
-        lines += ["", f"`serve_uint8` on the raw test pixels: accuracy {parity['accuracy']:.4f}, "
-                  f"agreement {parity['agreement']:.4f}, max abs logit diff "
-                  f"{parity['max_abs_logit_diff']:.3g}."]
+        lines += [
+            "",
+            f"`serve_uint8` on the raw test pixels: accuracy {parity['accuracy']:.4f}, "
+            f"agreement {parity['agreement']:.4f}, max abs logit diff "
+            f"{parity['max_abs_logit_diff']:.3g}.",
+        ]
     if report["goals"]:
         lines += ["", "## Goals", "", "| goal | target | measured | met |", "|---|---|---:|---|"]
         for name, goal in report["goals"].items():
-            lines.append(f"| {name} | {goal['target']} | {goal['value']:.4f} | "
-                         f"{'yes' if goal['met'] else 'no'} |")
+            lines.append(
+                f"| {name} | {goal['target']} | {goal['value']:.4f} | "
+                f"{'yes' if goal['met'] else 'no'} |"
+            )
     versions_text = ", ".join(f"{key} {value}" for key, value in report["versions"].items())
     lines += ["", f"Environment: {versions_text}.", ""]
     return "\n".join(lines)

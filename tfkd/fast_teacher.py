@@ -15,6 +15,7 @@ softmax at the distillation temperature and raises when the largest absolute dif
 probability exceeds the tolerance (default `BFLOAT16_TOLERANCE`, chosen from the measurement in
 docs/benchmarks/teacher_precision.json).
 """
+
 import keras
 import numpy as np
 from keras import ops
@@ -35,8 +36,11 @@ FLOAT32_LAYERS = (keras.layers.Normalization, keras.layers.InputLayer)
 
 
 def _is_functional(model):
-    return isinstance(model, keras.Model) and hasattr(model, "_nodes") and hasattr(
-        model, "_operations")
+    return (
+        isinstance(model, keras.Model)
+        and hasattr(model, "_nodes")
+        and hasattr(model, "_operations")
+    )
 
 
 def is_functional(model):
@@ -46,8 +50,12 @@ def is_functional(model):
 
 def count_batch_norms(model):
     """BatchNormalization layers in `model`, nested models included."""
-    return sum(count_batch_norms(layer) if isinstance(layer, keras.Model) else
-               int(isinstance(layer, keras.layers.BatchNormalization)) for layer in model.layers)
+    return sum(
+        count_batch_norms(layer)
+        if isinstance(layer, keras.Model)
+        else int(isinstance(layer, keras.layers.BatchNormalization))
+        for layer in model.layers
+    )
 
 
 def _producer(tensor):
@@ -99,8 +107,10 @@ def foldable_pairs(model):
             continue
         if getattr(previous, "data_format", "channels_last") != "channels_last":
             continue
-        if keras.activations.serialize(previous.activation) not in ("linear", None) and \
-                previous.activation is not keras.activations.linear:
+        if (
+            keras.activations.serialize(previous.activation) not in ("linear", None)
+            and previous.activation is not keras.activations.linear
+        ):
             continue
         if consumers.get(id(previous), 0) != 1 or id(previous) in outputs:
             continue
@@ -111,20 +121,33 @@ def foldable_pairs(model):
 def _folded_weights(layer, batch_norm):
     """(kernel, bias) of `layer` with `batch_norm` (inference mode) folded in, float32."""
     kernel = ops.convert_to_numpy(layer.kernel).astype(np.float64)
-    channels = kernel.shape[-2] * kernel.shape[-1] if isinstance(
-        layer, keras.layers.DepthwiseConv2D) else kernel.shape[-1]
-    bias = (ops.convert_to_numpy(layer.bias).astype(np.float64) if layer.use_bias
-            else np.zeros(channels))
+    channels = (
+        kernel.shape[-2] * kernel.shape[-1]
+        if isinstance(layer, keras.layers.DepthwiseConv2D)
+        else kernel.shape[-1]
+    )
+    bias = (
+        ops.convert_to_numpy(layer.bias).astype(np.float64)
+        if layer.use_bias
+        else np.zeros(channels)
+    )
     mean = ops.convert_to_numpy(batch_norm.moving_mean).astype(np.float64)
     variance = ops.convert_to_numpy(batch_norm.moving_variance).astype(np.float64)
-    gamma = (ops.convert_to_numpy(batch_norm.gamma).astype(np.float64) if batch_norm.scale
-             else np.ones(channels))
-    beta = (ops.convert_to_numpy(batch_norm.beta).astype(np.float64) if batch_norm.center
-            else np.zeros(channels))
+    gamma = (
+        ops.convert_to_numpy(batch_norm.gamma).astype(np.float64)
+        if batch_norm.scale
+        else np.ones(channels)
+    )
+    beta = (
+        ops.convert_to_numpy(batch_norm.beta).astype(np.float64)
+        if batch_norm.center
+        else np.zeros(channels)
+    )
     scale = gamma / np.sqrt(variance + batch_norm.epsilon)
     # A depthwise kernel is [h, w, in, multiplier]; output channel c * multiplier + m.
-    kernel = kernel * scale.reshape(kernel.shape[-2:] if isinstance(
-        layer, keras.layers.DepthwiseConv2D) else (-1,))
+    kernel = kernel * scale.reshape(
+        kernel.shape[-2:] if isinstance(layer, keras.layers.DepthwiseConv2D) else (-1,)
+    )
     return kernel.astype(np.float32), ((bias - mean) * scale + beta).astype(np.float32)
 
 
@@ -145,8 +168,12 @@ def fold_batch_norm(model):
     if not _is_functional(model):
         raise ValueError(f"model must be a functional keras.Model, got {type(model).__name__}")
     pairs = foldable_pairs(model)
-    batch_norm_of = {id(layer): batch_norm for batch_norm in model.layers
-                     for layer in [pairs.get(id(batch_norm))] if layer is not None}
+    batch_norm_of = {
+        id(layer): batch_norm
+        for batch_norm in model.layers
+        for layer in [pairs.get(id(batch_norm))]
+        if layer is not None
+    }
     clones, original_of = [], {}
 
     def clone(layer):
@@ -237,12 +264,15 @@ def soft_target_difference(reference_logits, fast_logits, temperature):
     """
     reference_logits, fast_logits = np.asarray(reference_logits), np.asarray(fast_logits)
     if reference_logits.shape != fast_logits.shape or reference_logits.ndim != 2:
-        raise ValueError(f"reference_logits and fast_logits must both be [batch, K] of one "
-                         f"shape, got {reference_logits.shape} and {fast_logits.shape}")
+        raise ValueError(
+            f"reference_logits and fast_logits must both be [batch, K] of one "
+            f"shape, got {reference_logits.shape} and {fast_logits.shape}"
+        )
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    difference = np.abs(_softmax(reference_logits, temperature) - _softmax(fast_logits,
-                                                                           temperature))
+    difference = np.abs(
+        _softmax(reference_logits, temperature) - _softmax(fast_logits, temperature)
+    )
     return float(difference.max()) if difference.size else 0.0
 
 
@@ -263,12 +293,14 @@ def check_soft_targets(reference_logits, fast_logits, temperature, tolerance):
             f"the fast teacher's soft targets differ from the reference teacher's: max |softmax("
             f"reference / T) - softmax(fast / T)| = {difference:.3g} at T = {temperature} "
             f"exceeds the tolerance {tolerance:.3g}; use precision='float32' or a larger "
-            "tolerance")
+            "tolerance"
+        )
     return difference
 
 
-def fast_teacher(model, precision="float32", check_inputs=None, temperature=4.0,
-                 tolerance=None, batch_size=256):
+def fast_teacher(
+    model, precision="float32", check_inputs=None, temperature=4.0, tolerance=None, batch_size=256
+):
     """`cast_teacher(fold_batch_norm(model), precision)`, checked against `model`.
 
     Args:
@@ -291,6 +323,10 @@ def fast_teacher(model, precision="float32", check_inputs=None, temperature=4.0,
     if check_inputs is not None:
         reference = model.predict(check_inputs, batch_size=batch_size, verbose=0)
         candidate = fast.predict(check_inputs, batch_size=batch_size, verbose=0)
-        check_soft_targets(reference, candidate, temperature,
-                           TOLERANCES[precision] if tolerance is None else tolerance)
+        check_soft_targets(
+            reference,
+            candidate,
+            temperature,
+            TOLERANCES[precision] if tolerance is None else tolerance,
+        )
     return fast

@@ -9,6 +9,7 @@ distillation loss no labels. Targets that read the labels (kd_pt, kd_sim, kd_pt_
 label_smoothing) therefore refuse to run there with a clear error; `LabelledDistiller`, a
 `keras.distillation.Distiller` that passes each batch's labels on, runs them all.
 """
+
 import threading
 
 import keras
@@ -17,8 +18,8 @@ from keras import ops
 
 from tfkd import losses
 from tfkd.distillers import global_mean
-from tfkd.targets.partial import TopkTarget
 from tfkd.targets import TARGETS, CalibratedSoftmax, TemperatureSoftmax, build_target
+from tfkd.targets.partial import TopkTarget
 
 # Transforms known to ignore their `labels` argument; any other target must declare
 # `needs_labels = False` to run without labels.
@@ -62,12 +63,16 @@ class TargetDistillation(keras.distillation.DistillationLoss):
             self.target = build_target(target, temperature=temperature, **target_options)
         elif callable(target):
             if target_options:
-                raise ValueError("target_options apply to a target given by name; got a built "
-                                 f"target and options {sorted(target_options)}")
+                raise ValueError(
+                    "target_options apply to a target given by name; got a built "
+                    f"target and options {sorted(target_options)}"
+                )
             self.target_name, self.target = None, target
         else:
-            raise ValueError(f"target must be a registered name ({', '.join(TARGETS.names())}) "
-                             f"or a transform(teacher_logits, labels), got {target!r}")
+            raise ValueError(
+                f"target must be a registered name ({', '.join(TARGETS.names())}) "
+                f"or a transform(teacher_logits, labels), got {target!r}"
+            )
         self.distance_name = distance if isinstance(distance, str) else None
         self.distance = losses.DISTANCES.get(distance) if isinstance(distance, str) else distance
         self.temperature = float(temperature)
@@ -81,8 +86,10 @@ class TargetDistillation(keras.distillation.DistillationLoss):
         super().validate_outputs(teacher_outputs, student_outputs)
         for name, outputs in (("teacher", teacher_outputs), ("student", student_outputs)):
             if isinstance(outputs, (list, tuple, dict)) or len(outputs.shape) != 2:
-                raise ValueError(f"TargetDistillation needs one {name} output of logits "
-                                 f"[batch, classes], got {outputs!r}")
+                raise ValueError(
+                    f"TargetDistillation needs one {name} output of logits "
+                    f"[batch, classes], got {outputs!r}"
+                )
 
     def compute_loss(self, teacher_outputs, student_outputs, labels=None, **kwargs):
         """Scalar: the global-batch mean of the per-example distillation term.
@@ -98,7 +105,8 @@ class TargetDistillation(keras.distillation.DistillationLoss):
             raise ValueError(
                 f"target {self.target_name or type(self.target).__name__!r} needs the true "
                 "labels, and keras.distillation.Distiller passes none to a distillation loss; "
-                "train with tfkd.interop.LabelledDistiller (same arguments) or tfkd.Distiller")
+                "train with tfkd.interop.LabelledDistiller (same arguments) or tfkd.Distiller"
+            )
         teacher_logits = ops.cast(teacher_outputs, "float32")
         student_logits = ops.cast(student_outputs, "float32")
         target = self.target(teacher_logits, labels)
@@ -106,12 +114,20 @@ class TargetDistillation(keras.distillation.DistillationLoss):
 
     def get_config(self):
         if self.target_name is None or self.distance_name is None:
-            raise NotImplementedError("a TargetDistillation built from a transform or a distance "
-                                      "function has no config; build it from names to save it")
-        options = {name: value.tolist() if isinstance(value, np.ndarray) else value
-                   for name, value in self.target_options.items()}
-        return {"target": self.target_name, "temperature": self.temperature,
-                "distance": self.distance_name, **options}
+            raise NotImplementedError(
+                "a TargetDistillation built from a transform or a distance "
+                "function has no config; build it from names to save it"
+            )
+        options = {
+            name: value.tolist() if isinstance(value, np.ndarray) else value
+            for name, value in self.target_options.items()
+        }
+        return {
+            "target": self.target_name,
+            "temperature": self.temperature,
+            "distance": self.distance_name,
+            **options,
+        }
 
     @classmethod
     def from_config(cls, config):
@@ -129,8 +145,9 @@ class LabelledDistiller(keras.distillation.Distiller):
         for loss in own:
             loss._batch.labels = y
         try:
-            return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
-                                        training=training)
+            return super().compute_loss(
+                x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
+            )
         finally:
             for loss in own:
                 loss._batch.labels = None

@@ -10,6 +10,7 @@ here; nothing else changes.
 `build(name, student, teacher, data=None, **options)` is the way to get any registered
 distiller in Python.
 """
+
 import dataclasses
 import math
 from typing import TYPE_CHECKING, Any, Callable
@@ -54,14 +55,18 @@ class Option:
     def check(self, value):
         """Raises ValueError naming --<name> when `value` is outside the declared range."""
         if self.choices and value not in self.choices:
-            raise ValueError(f"--{self.name} must be one of {', '.join(map(str, self.choices))}, "
-                             f"got {value!r}")
+            raise ValueError(
+                f"--{self.name} must be one of {', '.join(map(str, self.choices))}, got {value!r}"
+            )
         if self.minimum is None and self.maximum is None:
             return
         if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
             raise ValueError(f"--{self.name} must be a number {self.range_text()}, got {value!r}")
-        low_ok = (self.minimum is None or value > self.minimum if self.open_minimum
-                  else self.minimum is None or value >= self.minimum)
+        low_ok = (
+            self.minimum is None or value > self.minimum
+            if self.open_minimum
+            else self.minimum is None or value >= self.minimum
+        )
         if not low_ok or (self.maximum is not None and value > self.maximum):
             raise ValueError(f"--{self.name} must be {self.range_text()}, got {value}")
 
@@ -95,8 +100,7 @@ class Method:
     @property
     def search_space(self):
         """The default `bin/tune` space of the method's own options: {flag: entry}."""
-        return {option.name: option.search for option in self.options
-                if option.search is not None}
+        return {option.name: option.search for option in self.options if option.search is not None}
 
     def option(self, name):
         for option in self.options:
@@ -113,8 +117,10 @@ class Method:
         declared = {option.name: option for option in self.options}
         unknown = sorted(set(given) - set(declared))
         if unknown:
-            raise ValueError(f"method {method_name!r} has no option {', '.join(unknown)}; its "
-                             f"options: {', '.join(declared) or 'none'}")
+            raise ValueError(
+                f"method {method_name!r} has no option {', '.join(unknown)}; its "
+                f"options: {', '.join(declared) or 'none'}"
+            )
         options = {name: option.default for name, option in declared.items()}
         options.update(given)
         for name, option in declared.items():
@@ -122,14 +128,31 @@ class Method:
         return options
 
 
-TEMPERATURE = Option("temperature", 4.0, "Distillation temperature T (> 0).",
-                     search=[1.0, 2.0, 4.0, 8.0], minimum=0, open_minimum=True)
-ALPHA = Option("alpha", 0.9, "Weight of the distillation term; 1 - alpha weighs cross-entropy.",
-               search={"min": 0.1, "max": 0.99}, minimum=0, maximum=1)
+TEMPERATURE = Option(
+    "temperature",
+    4.0,
+    "Distillation temperature T (> 0).",
+    search=[1.0, 2.0, 4.0, 8.0],
+    minimum=0,
+    open_minimum=True,
+)
+ALPHA = Option(
+    "alpha",
+    0.9,
+    "Weight of the distillation term; 1 - alpha weighs cross-entropy.",
+    search={"min": 0.1, "max": 0.99},
+    minimum=0,
+    maximum=1,
+)
 
 
-def build(name: str, student: "keras.Model", teacher: "keras.Model | list | None",
-          data: Any = None, **options: Any) -> "keras.Model":
+def build(
+    name: str,
+    student: "keras.Model",
+    teacher: "keras.Model | list | None",
+    data: Any = None,
+    **options: Any,
+) -> "keras.Model":
     """The registered distiller `name` for `student` and `teacher` (a list for multi-teacher
     methods, None for methods without one), options not given at their declared defaults.
 
@@ -153,15 +176,27 @@ def all_options():
     for name in METHODS.names():
         for option in METHODS.get(name).options:
             first = options.setdefault(option.name, option)
-            if (type(first.default), first.choices, first.minimum, first.maximum,
-                    first.open_minimum) != (type(option.default), option.choices, option.minimum,
-                                            option.maximum, option.open_minimum):
+            if (
+                type(first.default),
+                first.choices,
+                first.minimum,
+                first.maximum,
+                first.open_minimum,
+            ) != (
+                type(option.default),
+                option.choices,
+                option.minimum,
+                option.maximum,
+                option.open_minimum,
+            ):
                 raise ValueError(f"option --{option.name} is declared differently by two methods")
             if option.default != first.default:
                 defaults.setdefault(option.name, {}).setdefault(option.default, []).append(name)
     for option_name, others in defaults.items():
-        extra = "; ".join(f"default {value} for {', '.join(names)}"
-                          for value, names in others.items())
+        extra = "; ".join(
+            f"default {value} for {', '.join(names)}" for value, names in others.items()
+        )
         options[option_name] = dataclasses.replace(
-            options[option_name], help=f"{options[option_name].help} ({extra})")
+            options[option_name], help=f"{options[option_name].help} ({extra})"
+        )
     return options

@@ -1,4 +1,5 @@
 """Name -> object registries that refuse duplicates and list known names on a miss."""
+
 import contextlib
 import importlib
 import pkgutil
@@ -41,10 +42,15 @@ class Registry:
             return self._entries[name]
         except KeyError:
             home = self._home(name)
-            where = (f"; it is registered by {home}, which was not imported (import {home})"
-                     if home else "")
-            raise ValueError(f"{self.kind} {name!r} is not registered{where}; known: "
-                             f"{', '.join(sorted(self._entries))}") from None
+            where = (
+                f"; it is registered by {home}, which was not imported (import {home})"
+                if home
+                else ""
+            )
+            raise ValueError(
+                f"{self.kind} {name!r} is not registered{where}; known: "
+                f"{', '.join(sorted(self._entries))}"
+            ) from None
 
     def _home(self, name):
         """The module of `package` that registers `name` when imported, or None."""

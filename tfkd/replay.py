@@ -28,6 +28,7 @@ other classes.
 `tfkd.augment` draws crop boxes, flips and mixup weights from a seed but applies them in the
 same call; `apply_view` here applies explicit (stored) parameters.
 """
+
 import dataclasses
 import json
 import os
@@ -63,11 +64,13 @@ def apply_view(images, boxes, flips, partner_images=None, weights=None):
         weight = tf.reshape(tf.cast(weights, tf.float32), [-1, 1, 1, 1])
         images = weight * images + (1.0 - weight) * tf.cast(partner_images, tf.float32)
     size = tf.shape(images)[1:3]
-    views = tf.image.crop_and_resize(images, tf.cast(boxes, tf.float32),
-                                     tf.range(tf.shape(images)[0]), size)
+    views = tf.image.crop_and_resize(
+        images, tf.cast(boxes, tf.float32), tf.range(tf.shape(images)[0]), size
+    )
     views = tf.ensure_shape(views, images.shape)
-    return tf.where(tf.reshape(tf.cast(flips, tf.bool), [-1, 1, 1, 1]),
-                    tf.reverse(views, axis=[2]), views)
+    return tf.where(
+        tf.reshape(tf.cast(flips, tf.bool), [-1, 1, 1, 1]), tf.reverse(views, axis=[2]), views
+    )
 
 
 def expand_targets(indices, probabilities, num_classes):
@@ -81,8 +84,9 @@ def expand_targets(indices, probabilities, num_classes):
     probabilities = tf.cast(probabilities, tf.float32)
     k = indices.shape[-1]
     kept = tf.reduce_sum(tf.one_hot(indices, num_classes, dtype=tf.float32), axis=-2)
-    scattered = tf.reduce_sum(tf.one_hot(indices, num_classes, dtype=tf.float32)
-                              * probabilities[..., None], axis=-2)
+    scattered = tf.reduce_sum(
+        tf.one_hot(indices, num_classes, dtype=tf.float32) * probabilities[..., None], axis=-2
+    )
     rows = kept * scattered - (1.0 - kept)
     return partial_targets.kd_topk(rows, k)
 
@@ -128,14 +132,16 @@ class ReplayStorage:
         return self.topk_indices.shape[-1]
 
     def _arrays(self):
-        return {name: getattr(self, name) for name in self.ARRAYS
-                if getattr(self, name) is not None}
+        return {
+            name: getattr(self, name) for name in self.ARRAYS if getattr(self, name) is not None
+        }
 
     @property
     def bytes_per_view(self):
         """Bytes stored per view: parameters plus the compressed teacher output."""
         return sum(array.nbytes for array in self._arrays().values()) // max(
-            self.images * self.views, 1)
+            self.images * self.views, 1
+        )
 
     @property
     def bytes_per_image(self):
@@ -143,24 +149,32 @@ class ReplayStorage:
 
     def targets(self, example_indices, view_indices):
         """float32 [B, K] stored target distributions of the given (example, view) pairs."""
-        return expand_targets(self.topk_indices[example_indices, view_indices],
-                              self.topk_probabilities[example_indices, view_indices],
-                              self.num_classes).numpy()
+        return expand_targets(
+            self.topk_indices[example_indices, view_indices],
+            self.topk_probabilities[example_indices, view_indices],
+            self.num_classes,
+        ).numpy()
 
     def save(self, path):
         """Writes every array and the metadata to one uncompressed .npz file."""
-        metadata = {"num_classes": int(self.num_classes), "temperature": float(self.temperature),
-                    "settings": self.settings}
+        metadata = {
+            "num_classes": int(self.num_classes),
+            "temperature": float(self.temperature),
+            "settings": self.settings,
+        }
         np.savez(path, metadata=np.array(json.dumps(metadata)), **self._arrays())
 
     @classmethod
     def load(cls, path):
         with np.load(path, allow_pickle=False) as stored:
             metadata = json.loads(str(stored["metadata"]))
-            arrays = {name: (stored[name] if name in stored.files else None)
-                      for name in cls.ARRAYS}
-        return cls(num_classes=metadata["num_classes"], temperature=metadata["temperature"],
-                   settings=metadata["settings"], **arrays)
+            arrays = {name: (stored[name] if name in stored.files else None) for name in cls.ARRAYS}
+        return cls(
+            num_classes=metadata["num_classes"],
+            temperature=metadata["temperature"],
+            settings=metadata["settings"],
+            **arrays,
+        )
 
 
 def _index_dtype(num_classes):
@@ -169,22 +183,27 @@ def _index_dtype(num_classes):
     return np.uint16 if num_classes <= 65536 else np.int32
 
 
-def _draw_parameters(count, views, height, width, crop_scale, crop_ratio, flip, mixup_alpha,
-                     seed):
+def _draw_parameters(count, views, height, width, crop_scale, crop_ratio, flip, mixup_alpha, seed):
     """Every view's parameters, already rounded to their storage dtypes."""
     boxes, flips, partners, weights = [], [], [], []
     for view in range(views):
-        view_seed = tf.random.experimental.stateless_fold_in(
-            tf.constant([seed, 0], tf.int64), view)
+        view_seed = tf.random.experimental.stateless_fold_in(tf.constant([seed, 0], tf.int64), view)
         crop_seed, flip_seed, partner_seed, weight_seed = augment.split_seed(view_seed, 4)
-        boxes.append(augment.crop_boxes(count, crop_seed, height, width, crop_scale,
-                                        crop_ratio).numpy().astype(np.float16))
-        flips.append(tf.random.stateless_uniform([count], flip_seed).numpy() < 0.5 if flip
-                     else np.zeros(count, bool))
+        boxes.append(
+            augment.crop_boxes(count, crop_seed, height, width, crop_scale, crop_ratio)
+            .numpy()
+            .astype(np.float16)
+        )
+        flips.append(
+            tf.random.stateless_uniform([count], flip_seed).numpy() < 0.5
+            if flip
+            else np.zeros(count, bool)
+        )
         if mixup_alpha is not None:
             # j = i + 1 + s (mod N), s uniform in [0, N - 2]: uniform over the other images.
-            shift = tf.random.stateless_uniform([count], partner_seed, 0, count - 1,
-                                                dtype=tf.int64).numpy()
+            shift = tf.random.stateless_uniform(
+                [count], partner_seed, 0, count - 1, dtype=tf.int64
+            ).numpy()
             partners.append(((np.arange(count) + 1 + shift) % count).astype(np.int32))
             weight = augment.sample_beta([count], weight_seed, mixup_alpha).numpy()
             weights.append(np.maximum(weight, 1.0 - weight).astype(np.float16))
@@ -192,9 +211,21 @@ def _draw_parameters(count, views, height, width, crop_scale, crop_ratio, flip, 
     return stack(boxes), stack(flips), stack(partners), stack(weights)
 
 
-def build_replay(teacher, x, views=4, topk=5, temperature=4.0, crop_scale=(0.08, 1.0),
-                 crop_ratio=(3 / 4, 4 / 3), flip=True, mixup_alpha=None, batch_size=256, seed=0,
-                 probability_dtype="float16", verbose=1):
+def build_replay(
+    teacher,
+    x,
+    views=4,
+    topk=5,
+    temperature=4.0,
+    crop_scale=(0.08, 1.0),
+    crop_ratio=(3 / 4, 4 / 3),
+    flip=True,
+    mixup_alpha=None,
+    batch_size=256,
+    seed=0,
+    probability_dtype="float16",
+    verbose=1,
+):
     """Draws `views` views of every image and stores the teacher's top-k output on each.
 
     Args:
@@ -221,18 +252,22 @@ def build_replay(teacher, x, views=4, topk=5, temperature=4.0, crop_scale=(0.08,
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if probability_dtype not in PROBABILITY_DTYPES:
-        raise ValueError(f"probability_dtype must be one of {', '.join(PROBABILITY_DTYPES)}, "
-                         f"got {probability_dtype!r}")
+        raise ValueError(
+            f"probability_dtype must be one of {', '.join(PROBABILITY_DTYPES)}, "
+            f"got {probability_dtype!r}"
+        )
     if mixup_alpha is not None and (not mixup_alpha > 0 or len(x) < 2):
-        raise ValueError(f"mixup_alpha must be None or > 0 with at least 2 images, got "
-                         f"{mixup_alpha!r} with {len(x)} images")
+        raise ValueError(
+            f"mixup_alpha must be None or > 0 with at least 2 images, got "
+            f"{mixup_alpha!r} with {len(x)} images"
+        )
     count, height, width = x.shape[:3]
     num_classes = int(teacher.output_shape[-1])
     if not isinstance(topk, (int, np.integer)) or not 1 <= topk <= num_classes:
         raise ValueError(f"topk must be an integer in [1, {num_classes}], got {topk!r}")
     boxes, flips, partners, weights = _draw_parameters(
-        count, views, height, width, tuple(crop_scale), tuple(crop_ratio), flip, mixup_alpha,
-        seed)
+        count, views, height, width, tuple(crop_scale), tuple(crop_ratio), flip, mixup_alpha, seed
+    )
     indices = np.zeros((count, views, topk), _index_dtype(num_classes))
     probabilities = np.zeros((count, views, topk), probability_dtype)
 
@@ -252,23 +287,43 @@ def build_replay(teacher, x, views=4, topk=5, temperature=4.0, crop_scale=(0.08,
                 partner_images = convert(tf.constant(x[partners[rows, view]]))
                 mix = tf.constant(weights[rows, view].astype(np.float32))
             values, classes = top_probabilities(
-                images, tf.constant(boxes[rows, view].astype(np.float32)),
-                tf.constant(flips[rows, view]), partner_images, mix)
+                images,
+                tf.constant(boxes[rows, view].astype(np.float32)),
+                tf.constant(flips[rows, view]),
+                partner_images,
+                mix,
+            )
             indices[rows, view] = classes.numpy()
             probabilities[rows, view] = values.numpy()
             progress.add(len(rows))
-    settings = {"crop_scale": list(crop_scale), "crop_ratio": list(crop_ratio),
-                "flip": bool(flip), "mixup_alpha": mixup_alpha, "seed": int(seed)}
-    return ReplayStorage(boxes, flips, partners, weights, indices, probabilities, num_classes,
-                         float(temperature), settings)
+    settings = {
+        "crop_scale": list(crop_scale),
+        "crop_ratio": list(crop_ratio),
+        "flip": bool(flip),
+        "mixup_alpha": mixup_alpha,
+        "seed": int(seed),
+    }
+    return ReplayStorage(
+        boxes,
+        flips,
+        partners,
+        weights,
+        indices,
+        probabilities,
+        num_classes,
+        float(temperature),
+        settings,
+    )
 
 
 def _check_replay_arrays(storage, x, y, batch_size):
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if not len(x) == len(y) == storage.images:
-        raise ValueError(f"x, y and the replay storage disagree on the number of images: "
-                         f"{len(x)}, {len(y)}, {storage.images}")
+        raise ValueError(
+            f"x, y and the replay storage disagree on the number of images: "
+            f"{len(x)}, {len(y)}, {storage.images}"
+        )
 
 
 def _replay_batch(storage, x, y, temperature, return_view_ids=False):
@@ -291,13 +346,21 @@ def _replay_batch(storage, x, y, temperature, return_view_ids=False):
         if mixing:
             partner_images = convert(tf.gather(images, tf.gather_nd(partners, pairs)))
             mix = tf.gather_nd(weights, pairs)
-        views = apply_view(convert(tf.gather(images, example)), tf.gather_nd(boxes, pairs),
-                           tf.gather_nd(flips, pairs), partner_images, mix)
-        target = expand_targets(tf.gather_nd(indices, pairs), tf.gather_nd(probabilities, pairs),
-                                storage.num_classes)
+        views = apply_view(
+            convert(tf.gather(images, example)),
+            tf.gather_nd(boxes, pairs),
+            tf.gather_nd(flips, pairs),
+            partner_images,
+            mix,
+        )
+        target = expand_targets(
+            tf.gather_nd(indices, pairs), tf.gather_nd(probabilities, pairs), storage.num_classes
+        )
         tiny = np.finfo(np.float32).tiny  # a zero probability becomes a finite logit
-        result = {LABELS: tf.gather(labels, example),
-                  TEACHER_LOGITS: temperature * tf.math.log(tf.maximum(target, tiny))}
+        result = {
+            LABELS: tf.gather(labels, example),
+            TEACHER_LOGITS: temperature * tf.math.log(tf.maximum(target, tiny)),
+        }
         if return_view_ids:
             result.update(example_index=tf.cast(example, tf.int32), view_index=view)
         return views, result
@@ -305,8 +368,17 @@ def _replay_batch(storage, x, y, temperature, return_view_ids=False):
     return load
 
 
-def replay_dataset(storage, x, y, batch_size, seed=0, shuffle=True, drop_remainder=False,
-                   temperature=None, return_view_ids=False):
+def replay_dataset(
+    storage,
+    x,
+    y,
+    batch_size,
+    seed=0,
+    shuffle=True,
+    drop_remainder=False,
+    temperature=None,
+    return_view_ids=False,
+):
     """Training batches that replay one stored view of each image, drawn afresh every epoch.
 
     Args:
@@ -325,8 +397,9 @@ def replay_dataset(storage, x, y, batch_size, seed=0, shuffle=True, drop_remaind
     load = _replay_batch(storage, x, y, temperature, return_view_ids)
 
     def draw(example, batch_seed):
-        view = tf.random.stateless_uniform(tf.shape(example), batch_seed, 0, storage.views,
-                                           dtype=tf.int32)
+        view = tf.random.stateless_uniform(
+            tf.shape(example), batch_seed, 0, storage.views, dtype=tf.int32
+        )
         return load(example, view)
 
     examples = tf.data.Dataset.range(storage.images)
@@ -334,8 +407,11 @@ def replay_dataset(storage, x, y, batch_size, seed=0, shuffle=True, drop_remaind
         examples = examples.shuffle(storage.images, seed=seed, reshuffle_each_iteration=True)
     examples = examples.batch(batch_size, drop_remainder=drop_remainder)
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-    return tf.data.Dataset.zip((examples, seeds)).map(
-        draw, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return (
+        tf.data.Dataset.zip((examples, seeds))
+        .map(draw, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
 
 
 def epoch_views(num_examples, num_views, epochs, seed=0, first_epoch=0):
@@ -345,12 +421,17 @@ def epoch_views(num_examples, num_views, epochs, seed=0, first_epoch=0):
       int32 [epochs - first_epoch, num_examples]: row e, column i is example i's view in epoch
       first_epoch + e.
     """
-    return np.stack([np.random.default_rng([seed, epoch, 1]).integers(0, num_views, num_examples)
-                     for epoch in range(first_epoch, epochs)]).astype(np.int32)
+    return np.stack(
+        [
+            np.random.default_rng([seed, epoch, 1]).integers(0, num_views, num_examples)
+            for epoch in range(first_epoch, epochs)
+        ]
+    ).astype(np.int32)
 
 
-def replay_epochs_dataset(storage, x, y, orders, batch_size, seed=0, first_epoch=0,
-                          temperature=None):
+def replay_epochs_dataset(
+    storage, x, y, orders, batch_size, seed=0, first_epoch=0, temperature=None
+):
     """Replay batches for several epochs, resumable like `tfkd.data.pipeline.epochs_dataset`.
 
     Row e of `orders` lists the examples of epoch first_epoch + e; each example replays the view
@@ -370,8 +451,9 @@ def replay_epochs_dataset(storage, x, y, orders, batch_size, seed=0, first_epoch
     if orders.ndim != 2 or orders.shape[1] != storage.images:
         raise ValueError(f"orders must be [epochs, {storage.images}], got shape {orders.shape}")
     load = _replay_batch(storage, x, y, temperature)
-    chosen = epoch_views(storage.images, storage.views, first_epoch + len(orders), seed,
-                         first_epoch)
+    chosen = epoch_views(
+        storage.images, storage.views, first_epoch + len(orders), seed, first_epoch
+    )
     views = np.take_along_axis(chosen, orders, axis=1)  # the view of each position's example
 
     def one_epoch(row, row_views):

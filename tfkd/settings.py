@@ -17,6 +17,7 @@ Errors name fields, not flags: `ConfigError.field` is the field's dotted path in
 `str()` shows them as paths and `render(name)` as whatever `name(path)` says (the command line
 shows `--temperature`, `--teacher_cache`).
 """
+
 import dataclasses
 import math
 import re
@@ -25,8 +26,8 @@ from typing import Any, Optional
 # What a field changes, which decides the resume keys (`tfkd.experiment.RunConfig.settings`).
 TEACHER = "teacher"  # the teachers trained by a run (and so everything after them)
 STUDENT = "student"  # the distillation only
-OUTPUT = "output"    # only what a finished run writes (export formats, the baseline)
-REPORT = "report"    # only how a run reports or where it writes: never blocks a resume
+OUTPUT = "output"  # only what a finished run writes (export formats, the baseline)
+REPORT = "report"  # only how a run reports or where it writes: never blocks a resume
 ROLES = (TEACHER, STUDENT, OUTPUT, REPORT)
 
 METADATA_KEY = "tfkd.setting"
@@ -36,6 +37,7 @@ FIELD_REFERENCE = re.compile(r"`([A-Za-z_][\w.]*)`")
 @dataclasses.dataclass(frozen=True)
 class Setting:
     """What a config field declares about itself (see `setting`)."""
+
     group: str
     help: str
     flag: Optional[str] = None
@@ -52,8 +54,9 @@ class Setting:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, got {self.role!r}")
 
 
-def setting(default=dataclasses.MISSING, *, group, help, default_factory=dataclasses.MISSING,
-            **declared):
+def setting(
+    default=dataclasses.MISSING, *, group, help, default_factory=dataclasses.MISSING, **declared
+):
     """A dataclass field that declares its command-line flag.
 
     Args:
@@ -64,8 +67,11 @@ def setting(default=dataclasses.MISSING, *, group, help, default_factory=datacla
         maximum, open_minimum, open_maximum, zero_is_none (an integer whose None, "all", is 0
         on the command line) and role (TEACHER, STUDENT, OUTPUT or REPORT; default STUDENT).
     """
-    return dataclasses.field(default=default, default_factory=default_factory,
-                             metadata={METADATA_KEY: Setting(group, help, **declared)})
+    return dataclasses.field(
+        default=default,
+        default_factory=default_factory,
+        metadata={METADATA_KEY: Setting(group, help, **declared)},
+    )
 
 
 def declaration(field):
@@ -76,6 +82,7 @@ def declaration(field):
 @dataclasses.dataclass(frozen=True)
 class Declared:
     """A declared field of a config class: its dotted path, flag name, Setting and type."""
+
     path: str
     flag: str
     setting: Setting
@@ -116,9 +123,11 @@ class ConfigError(ValueError):
     def render(self, name=None):
         """The message with every `path` written as `name(path)` (the path itself when `name`
         is None or returns None)."""
+
         def spell(match):
             path = match.group(1)
             return (name(path) if name is not None else None) or path
+
         return FIELD_REFERENCE.sub(spell, self.message)
 
     def named(self, name):
@@ -145,10 +154,11 @@ def changed(before, now):
 
 
 def range_text(minimum=None, maximum=None, open_minimum=False, open_maximum=False):
-    """"in [0, 1)", "> 0", "<= 5" or "" for the given bounds."""
+    """ "in [0, 1)", "> 0", "<= 5" or "" for the given bounds."""
     if minimum is not None and maximum is not None:
-        return (f"in {'(' if open_minimum else '['}{minimum}, {maximum}"
-                f"{')' if open_maximum else ']'}")
+        return (
+            f"in {'(' if open_minimum else '['}{minimum}, {maximum}{')' if open_maximum else ']'}"
+        )
     if minimum is not None:
         return f"{'>' if open_minimum else '>='} {minimum}"
     if maximum is not None:
@@ -156,8 +166,16 @@ def range_text(minimum=None, maximum=None, open_minimum=False, open_maximum=Fals
     return ""
 
 
-def check_value(value, choices=(), minimum=None, maximum=None, open_minimum=False,
-                open_maximum=False, integer=False, noun=True):
+def check_value(
+    value,
+    choices=(),
+    minimum=None,
+    maximum=None,
+    open_minimum=False,
+    open_maximum=False,
+    integer=False,
+    noun=True,
+):
     """What is wrong with `value` for the declared choices and range ("must be ..."), or None.
 
     `noun` adds "an integer" / "a number" before a one-sided range ("must be an integer >= 1")."""
@@ -170,8 +188,11 @@ def check_value(value, choices=(), minimum=None, maximum=None, open_minimum=Fals
     kind = "an integer" if integer else "a number"
     expected = f"{kind} {bounds}" if noun and one_sided else bounds
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not number or (isinstance(value, float) and math.isnan(value)) or (
-            integer and not isinstance(value, int)):
+    if (
+        not number
+        or (isinstance(value, float) and math.isnan(value))
+        or (integer and not isinstance(value, int))
+    ):
         return f"must be {kind} {bounds}, got {value!r}"
     low_ok = minimum is None or (value > minimum if open_minimum else value >= minimum)
     high_ok = maximum is None or (value < maximum if open_maximum else value <= maximum)
@@ -193,8 +214,15 @@ def check(config):
         value = getattr(config, field.name)
         if value is None and field.type != strip_optional(field.type):
             continue
-        reason = check_value(value, found.choices, found.minimum, found.maximum,
-                             found.open_minimum, found.open_maximum, _is_integer(field.type))
+        reason = check_value(
+            value,
+            found.choices,
+            found.minimum,
+            found.maximum,
+            found.open_minimum,
+            found.open_maximum,
+            _is_integer(field.type),
+        )
         if reason is not None:
             raise ConfigError(field.name, f"`{field.name}` {reason}")
 

@@ -1,11 +1,11 @@
 """Loading trained classifiers (teachers, models to calibrate or export) from disk, and the
 shapes any Keras classifier (functional, Sequential or subclassed) can report."""
+
 import os
 
 import keras
 import numpy as np
 import tensorflow as tf
-
 
 PRESET = "preset:"
 
@@ -19,7 +19,7 @@ def load_model(path, flag="--teacher"):
     code stored in it (a Lambda layer holding a Python lambda) is refused with one line.
     """
     if path.startswith(PRESET):
-        return _load_preset(path[len(PRESET):], flag)
+        return _load_preset(path[len(PRESET) :], flag)
     if os.path.isfile(path) and path.endswith((".keras", ".h5")):
         try:
             return keras.saving.load_model(path, compile=False, safe_mode=True)
@@ -30,38 +30,51 @@ def load_model(path, flag="--teacher"):
                     "code); tfkd loads .keras files with safe_mode=True. Re-save it without "
                     "Lambda layers, or load it yourself with "
                     f"keras.saving.load_model({path!r}, safe_mode=False) and pass the model"
-                    ) from None
-            raise ValueError(f"{flag}: {path} is not a loadable Keras model "
-                             f"({type(error).__name__}: {str(error).splitlines()[0][:200]})")
+                ) from None
+            raise ValueError(
+                f"{flag}: {path} is not a loadable Keras model "
+                f"({type(error).__name__}: {str(error).splitlines()[0][:200]})"
+            )
     if os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb")):
         return _wrap_saved_model(path, flag)
     if os.path.exists(path):
-        raise ValueError(f"{flag}: {path} is not a model: expected a .keras file or a "
-                         "SavedModel folder (with saved_model.pb)")
+        raise ValueError(
+            f"{flag}: {path} is not a model: expected a .keras file or a "
+            "SavedModel folder (with saved_model.pb)"
+        )
     raise ValueError(f"{flag}: {path} does not exist")
 
 
 def _load_preset(directory, flag):
     if not os.path.isfile(os.path.join(directory, "config.json")):
-        raise ValueError(f"{flag}: preset:{directory} is not a KerasHub preset folder (no "
-                         "config.json); write one with model.save_to_preset(DIR)")
+        raise ValueError(
+            f"{flag}: preset:{directory} is not a KerasHub preset folder (no "
+            "config.json); write one with model.save_to_preset(DIR)"
+        )
     import keras_hub
+
     try:
         return keras_hub.models.TextClassifier.from_preset(directory, preprocessor=None)
     except Exception as error:  # noqa: BLE001 - any failure means "not a classifier preset"
-        raise ValueError(f"{flag}: preset:{directory} is not a KerasHub text classifier preset "
-                         f"({type(error).__name__}: {str(error).splitlines()[0][:200]})"
-                         ) from None
+        raise ValueError(
+            f"{flag}: preset:{directory} is not a KerasHub text classifier preset "
+            f"({type(error).__name__}: {str(error).splitlines()[0][:200]})"
+        ) from None
 
 
 def vocabulary_beside(spec):
     """The WordPiece vocabulary a text model was trained with: vocabulary.txt in the folder
     of a .keras file or SavedModel, or in a preset folder (or its tokenizer assets); None."""
-    path = spec[len(PRESET):] if spec.startswith(PRESET) else spec
-    folder = path if os.path.isdir(path) and spec.startswith(PRESET) else \
-        os.path.dirname(os.path.normpath(path))
-    for candidate in (os.path.join(folder, "vocabulary.txt"),
-                      os.path.join(folder, "assets", "tokenizer", "vocabulary.txt")):
+    path = spec[len(PRESET) :] if spec.startswith(PRESET) else spec
+    folder = (
+        path
+        if os.path.isdir(path) and spec.startswith(PRESET)
+        else os.path.dirname(os.path.normpath(path))
+    )
+    for candidate in (
+        os.path.join(folder, "vocabulary.txt"),
+        os.path.join(folder, "assets", "tokenizer", "vocabulary.txt"),
+    ):
         if os.path.isfile(candidate):
             return candidate
     return None
@@ -82,6 +95,7 @@ def check_vocabulary(model, spec, tokenizer, flag="--teacher"):
     """Refuses, in one line naming both vocabularies, a teacher whose token ids mean other
     tokens than the student's (`tokenizer`, a `tfkd.data.tokenizers.TextTokenizer`)."""
     from tfkd.data import tokenizers
+
     path = vocabulary_beside(spec)
     size = embedding_size(model)
     if path is not None:
@@ -95,16 +109,17 @@ def check_vocabulary(model, spec, tokenizer, flag="--teacher"):
         return
     described = teacher.describe() if teacher else f"a vocabulary of {size} tokens"
     hint = f"; pass --vocabulary={path}" if path else ""
-    raise ValueError(f"{flag} {spec}: teacher and student must share the tokenizer, but the "
-                     f"teacher uses the {described} and the student the "
-                     f"{tokenizer.describe()}{hint}")
+    raise ValueError(
+        f"{flag} {spec}: teacher and student must share the tokenizer, but the "
+        f"teacher uses the {described} and the student the "
+        f"{tokenizer.describe()}{hint}"
+    )
 
 
 def _wrap_saved_model(path, flag):
     loaded = tf.saved_model.load(path)
     if "serve" not in loaded.signatures and "serving_default" not in loaded.signatures:
-        raise ValueError(f"{flag}: SavedModel {path} has no 'serve' or 'serving_default' "
-                         "signature")
+        raise ValueError(f"{flag}: SavedModel {path} has no 'serve' or 'serving_default' signature")
     endpoint = "serve" if "serve" in loaded.signatures else "serving_default"
     spec = next(iter(loaded.signatures[endpoint].structured_input_signature[1].values()))
     inputs = keras.Input(shape=tuple(spec.shape[1:]), dtype=spec.dtype.name)

@@ -31,6 +31,7 @@ be stored and replayed.
 `fixed` needs batches `(x, {"labels": y, "teacher_logits": z})`: build them with
 `fixed_dataset(x, y, teacher_predictions(teacher, x), batch_size)`.
 """
+
 import dataclasses
 from typing import NamedTuple
 
@@ -80,12 +81,24 @@ class Teaching:
         checks = [
             ("teaching", self.mode, self.mode in MODES, f"one of {', '.join(MODES)}"),
             ("mixup_alpha", self.mixup_alpha, self.mixup_alpha > 0, "a number > 0"),
-            ("mixup_partners", self.mixup_partners, self.mixup_partners in augment.PARTNERS,
-             f"one of {', '.join(augment.PARTNERS)}"),
-            ("crop_scale", scale, len(scale) == 2 and 0 < scale[0] <= scale[1] <= 1,
-             "(min, max) with 0 < min <= max <= 1"),
-            ("crop_ratio", ratio, len(ratio) == 2 and 0 < ratio[0] <= ratio[1],
-             "(min, max) with 0 < min <= max"),
+            (
+                "mixup_partners",
+                self.mixup_partners,
+                self.mixup_partners in augment.PARTNERS,
+                f"one of {', '.join(augment.PARTNERS)}",
+            ),
+            (
+                "crop_scale",
+                scale,
+                len(scale) == 2 and 0 < scale[0] <= scale[1] <= 1,
+                "(min, max) with 0 < min <= max <= 1",
+            ),
+            (
+                "crop_ratio",
+                ratio,
+                len(ratio) == 2 and 0 < ratio[0] <= ratio[1],
+                "(min, max) with 0 < min <= max",
+            ),
         ]
         for name, value, ok, expected in checks:
             if not ok:
@@ -106,7 +119,8 @@ class Teaching:
                 if training:
                     raise ValueError(
                         "teaching='fixed' trains on batches (x, {'labels': y, 'teacher_logits': "
-                        "z}); build them with tfkd.teaching.fixed_dataset")
+                        "z}); build them with tfkd.teaching.fixed_dataset"
+                    )
                 return x, x, labels
             teacher_x = PrecomputedLogits(carried)
         if not training:
@@ -142,15 +156,21 @@ class Teaching:
             for role, view_seed in views:
                 crop_seed, flip_seed = augment.split_seed(view_seed, 2)
                 parameters[f"{role}_crop_box"] = augment.crop_boxes(
-                    batch_size, crop_seed, height, width, self.crop_scale, self.crop_ratio)
-                parameters[f"{role}_flip"] = (augment.flips(batch_size, flip_seed) if self.flip
-                                              else tf.zeros([batch_size], tf.bool))
+                    batch_size, crop_seed, height, width, self.crop_scale, self.crop_ratio
+                )
+                parameters[f"{role}_flip"] = (
+                    augment.flips(batch_size, flip_seed)
+                    if self.flip
+                    else tf.zeros([batch_size], tf.bool)
+                )
         if self.mode == "function_matching":
             weight_seed, partner_seed = augment.split_seed(mixup_seed, 2)
-            parameters["mixup_weight"] = augment.mixup_weights(batch_size, weight_seed,
-                                                               self.mixup_alpha)
-            parameters["mixup_partner"] = augment.mixup_partners(batch_size, partner_seed,
-                                                                 self.mixup_partners)
+            parameters["mixup_weight"] = augment.mixup_weights(
+                batch_size, weight_seed, self.mixup_alpha
+            )
+            parameters["mixup_partner"] = augment.mixup_partners(
+                batch_size, partner_seed, self.mixup_partners
+            )
         return parameters
 
     def apply(self, x, parameters):
@@ -173,7 +193,7 @@ class Teaching:
         offset, global_size = replica_rows(local_size)
         image_size = augment.image_size(x) if x.shape.rank == 4 else None
         parameters = self.parameters(global_size, seed, image_size)
-        own = {name: value[offset:offset + local_size] for name, value in parameters.items()}
+        own = {name: value[offset : offset + local_size] for name, value in parameters.items()}
         return self._views(x, own, gather_batch=gather_global_batch)
 
     def _views(self, x, parameters, gather_batch):
@@ -237,8 +257,10 @@ def build(teaching):
         return teaching
     if isinstance(teaching, str):
         return Teaching(teaching)
-    raise ValueError(f"teaching must be None, one of {', '.join(MODES)} or a "
-                     f"tfkd.teaching.Teaching, got {teaching!r}")
+    raise ValueError(
+        f"teaching must be None, one of {', '.join(MODES)} or a "
+        f"tfkd.teaching.Teaching, got {teaching!r}"
+    )
 
 
 def unpack_labels(y):
@@ -259,7 +281,8 @@ def check_logit_based(distiller):
         raise ValueError(
             f"teaching='fixed' carries only the teacher's logits, but {type(distiller).__name__} "
             "overrides teacher_logits (it needs more from the teacher); use independent, "
-            "consistent or function_matching")
+            "consistent or function_matching"
+        )
 
 
 # ---- data for fixed teaching and out-of-domain distillation --------------------------------------
@@ -276,21 +299,23 @@ def teacher_predictions(teacher, x, batch_size=256, verbose=0):
     return np.asarray(teacher.predict(inputs, verbose=verbose), np.float32)
 
 
-def fixed_dataset(x, y, teacher_logits, batch_size, shuffle=False, seed=0,
-                  drop_remainder=False):
+def fixed_dataset(x, y, teacher_logits, batch_size, shuffle=False, seed=0, drop_remainder=False):
     """Batches for fixed teaching: (x float32 [B, ...], {"labels": int32 [B],
     "teacher_logits": float32 [B, K]}), each example keeping its own precomputed logits."""
     y = np.asarray(y).astype(np.int32)
     teacher_logits = np.asarray(teacher_logits, np.float32)
     if not len(x) == len(y) == len(teacher_logits):
-        raise ValueError(f"x, y and teacher_logits disagree on the number of examples: "
-                         f"{len(x)}, {len(y)}, {len(teacher_logits)}")
+        raise ValueError(
+            f"x, y and teacher_logits disagree on the number of examples: "
+            f"{len(x)}, {len(y)}, {len(teacher_logits)}"
+        )
     dataset = tf.data.Dataset.from_tensor_slices((x, {LABELS: y, TEACHER_LOGITS: teacher_logits}))
     if shuffle:
         dataset = dataset.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
-    return dataset.map(lambda inputs, targets: (convert(inputs), targets),
-                       num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return dataset.map(
+        lambda inputs, targets: (convert(inputs), targets), num_parallel_calls=tf.data.AUTOTUNE
+    ).prefetch(tf.data.AUTOTUNE)
 
 
 def match_input_shape(x, input_shape, name="--distill_dataset", chunk_size=2048):
@@ -312,15 +337,19 @@ def match_input_shape(x, input_shape, name="--distill_dataset", chunk_size=2048)
     if x.shape[1:] == input_shape:
         return x
     if x.ndim != 4 or len(input_shape) != 3:
-        raise ValueError(f"{name}: inputs of shape {x.shape[1:]} cannot be brought to the "
-                         f"teacher's input shape {input_shape}; only images can be resized")
+        raise ValueError(
+            f"{name}: inputs of shape {x.shape[1:]} cannot be brought to the "
+            f"teacher's input shape {input_shape}; only images can be resized"
+        )
     channels, target = x.shape[-1], input_shape[-1]
     if channels != target and {channels, target} != {1, 3}:
-        raise ValueError(f"{name}: cannot convert {channels}-channel images to {target} channels "
-                         "(only grey-scale <-> RGB)")
+        raise ValueError(
+            f"{name}: cannot convert {channels}-channel images to {target} channels "
+            "(only grey-scale <-> RGB)"
+        )
     converted = []
     for start in range(0, len(x), chunk_size):
-        chunk = tf.convert_to_tensor(to_float(x[start:start + chunk_size]))
+        chunk = tf.convert_to_tensor(to_float(x[start : start + chunk_size]))
         chunk = tf.image.resize(chunk, input_shape[:2], antialias=True)
         if channels == 3 and target == 1:
             chunk = tf.image.rgb_to_grayscale(chunk)
@@ -331,4 +360,3 @@ def match_input_shape(x, input_shape, name="--distill_dataset", chunk_size=2048)
     if x.dtype == np.uint8:
         return np.clip(np.round(images * 255.0), 0, 255).astype(np.uint8)
     return images.astype(np.float32)
-

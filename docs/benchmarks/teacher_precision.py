@@ -7,6 +7,7 @@ folded float32 and the folded bfloat16 teacher, at T = 1 and T = 4. Writes teach
 
     .venv/bin/python docs/benchmarks/teacher_precision.py [--epochs=2] [--train_limit=20000]
 """
+
 import argparse
 import json
 import os
@@ -30,40 +31,57 @@ def main():
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--train_limit", type=int, default=20000)
     parser.add_argument("--test_limit", type=int, default=5000)
-    parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__),
-                                                         "teacher_precision.json"))
+    parser.add_argument(
+        "--output", default=os.path.join(os.path.dirname(__file__), "teacher_precision.json")
+    )
     args = parser.parse_args()
     keras.utils.set_random_seed(0)
-    bundle = tfkd.data.load(tfkd.data.DataConfig(args.dataset, train_limit=args.train_limit,
-                                                 test_limit=args.test_limit))
+    bundle = tfkd.data.load(
+        tfkd.data.DataConfig(args.dataset, train_limit=args.train_limit, test_limit=args.test_limit)
+    )
     mean, variance = bundle.stats()
-    model = tfkd.models.build(args.model, bundle.input_shape, bundle.num_classes, mean,
-                              variance, seed=0)
-    model.compile(keras.optimizers.SGD(0.05, momentum=0.9),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+    model = tfkd.models.build(
+        args.model, bundle.input_shape, bundle.num_classes, mean, variance, seed=0
+    )
+    model.compile(
+        keras.optimizers.SGD(0.05, momentum=0.9),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     start = time.perf_counter()
-    model.fit(tfkd.data.as_dataset(*bundle.train, batch_size=128, shuffle=True),
-              epochs=args.epochs, verbose=2)
+    model.fit(
+        tfkd.data.as_dataset(*bundle.train, batch_size=128, shuffle=True),
+        epochs=args.epochs,
+        verbose=2,
+    )
     x_test = tfkd.data.to_float(bundle.test[0])
     accuracy = float(model.evaluate(x_test, bundle.test[1], verbose=0)[1])
     reference = model.predict(x_test, batch_size=256, verbose=0)
-    report = {"model": args.model, "dataset": args.dataset, "epochs": args.epochs,
-              "train_examples": int(len(bundle.train[1])), "test_examples": int(len(x_test)),
-              "test_accuracy": accuracy, "train_seconds": time.perf_counter() - start,
-              "measure": "max over test examples and classes of |softmax(z_ref / T) - "
-                         "softmax(z_fast / T)|; logit error relative to max |z_ref|",
-              "precisions": {}}
+    report = {
+        "model": args.model,
+        "dataset": args.dataset,
+        "epochs": args.epochs,
+        "train_examples": int(len(bundle.train[1])),
+        "test_examples": int(len(x_test)),
+        "test_accuracy": accuracy,
+        "train_seconds": time.perf_counter() - start,
+        "measure": "max over test examples and classes of |softmax(z_ref / T) - "
+        "softmax(z_fast / T)|; logit error relative to max |z_ref|",
+        "precisions": {},
+    }
     for precision in fast_teacher.PRECISIONS:
         fast = fast_teacher.fast_teacher(model, precision)
         logits = fast.predict(x_test, batch_size=256, verbose=0)
         report["precisions"][precision] = {
-            "relative_logit_error": float(np.abs(logits - reference).max()
-                                          / np.abs(reference).max()),
+            "relative_logit_error": float(
+                np.abs(logits - reference).max() / np.abs(reference).max()
+            ),
             "agreement": float(np.mean(logits.argmax(-1) == reference.argmax(-1))),
             "soft_target_difference": {
                 f"T={t:g}": fast_teacher.soft_target_difference(reference, logits, t)
-                for t in (1.0, 4.0)}}
+                for t in (1.0, 4.0)
+            },
+        }
     with open(args.output, "w") as handle:
         json.dump(report, handle, indent=2)
     print(json.dumps(report, indent=2))

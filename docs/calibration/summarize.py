@@ -7,6 +7,7 @@ summary.json beside them: per-teacher calibration numbers, paired per-seed diffe
 students, and the comparison with the values the paper reports (copied below from its tables).
 Accuracies and differences are in percent / percentage points.
 """
+
 import json
 import os
 
@@ -16,16 +17,19 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 # "Rethinking Knowledge Distillation from the Perspective of Model Calibration", CIFAR-10.
 # Table 2: teacher ResNet-34 / 50 / 101 / 152, temperature scaling fitted on validation NLL.
-PAPER_TEACHERS = {"resnet34": {"t_star": 1.285, "ece_before": 0.035, "ece_after": 0.020},
-                  "resnet50": {"t_star": 1.393, "ece_before": 0.031, "ece_after": 0.014},
-                  "resnet101": {"t_star": 1.386, "ece_before": 0.034, "ece_after": 0.021},
-                  "resnet152": {"t_star": 1.473, "ece_before": 0.033, "ece_after": 0.015}}
+PAPER_TEACHERS = {
+    "resnet34": {"t_star": 1.285, "ece_before": 0.035, "ece_after": 0.020},
+    "resnet50": {"t_star": 1.393, "ece_before": 0.031, "ece_after": 0.014},
+    "resnet101": {"t_star": 1.386, "ece_before": 0.034, "ece_after": 0.021},
+    "resnet152": {"t_star": 1.473, "ece_before": 0.033, "ece_after": 0.015},
+}
 # Table 3: student accuracy (columns ResNet-18 / 34 / 50 / 101) per teacher, uncalibrated and
 # calibrated; "-" cells of the paper are left out.
-PAPER_STUDENTS = {"resnet50": ([0.9561, 0.9589], [0.9564, 0.9559]),
-                  "resnet101": ([0.9539, 0.9557, 0.9561], [0.9554, 0.9569, 0.9591]),
-                  "resnet152": ([0.9541, 0.9569, 0.9551, 0.9564],
-                                [0.9551, 0.9577, 0.9593, 0.9592])}
+PAPER_STUDENTS = {
+    "resnet50": ([0.9561, 0.9589], [0.9564, 0.9559]),
+    "resnet101": ([0.9539, 0.9557, 0.9561], [0.9554, 0.9569, 0.9591]),
+    "resnet152": ([0.9541, 0.9569, 0.9551, 0.9564], [0.9551, 0.9577, 0.9593, 0.9592]),
+}
 
 
 def load(name):
@@ -40,13 +44,18 @@ def points(values):
 def teacher_rows(ladder):
     rows = []
     for row in ladder["rows"]:
-        rows.append({"teacher": row["teacher"], "params": row["params"],
-                     "accuracy_pct": round(100 * row["accuracy"], 2),
-                     "t_star": round(row["temperature"], 3),
-                     "t_star_squared": round(row["temperature"] ** 2, 2),
-                     "ece_before_pct": round(100 * row["ece_before"], 2),
-                     "ece_after_pct": round(100 * row["ece_after"], 2),
-                     "nll_drop": round(row["nll_before"] - row["nll_after"], 4)})
+        rows.append(
+            {
+                "teacher": row["teacher"],
+                "params": row["params"],
+                "accuracy_pct": round(100 * row["accuracy"], 2),
+                "t_star": round(row["temperature"], 3),
+                "t_star_squared": round(row["temperature"] ** 2, 2),
+                "ece_before_pct": round(100 * row["ece_before"], 2),
+                "ece_after_pct": round(100 * row["ece_after"], 2),
+                "nll_drop": round(row["nll_before"] - row["nll_after"], 4),
+            }
+        )
     return rows
 
 
@@ -59,32 +68,45 @@ def student_comparisons(ladder):
     none_means = [a["none"].mean() for a in accuracies.values()]
     baseline = np.array(ladder["baseline"]["accuracies"])
     return {
-        "student_mean_pct": {t: {mode: round(100 * a[mode].mean(), 2) for mode in a}
-                             for t, a in accuracies.items()},
-        "student_std_pct": {t: {mode: round(100 * a[mode].std(ddof=1), 2) for mode in a}
-                            for t, a in accuracies.items()},
+        "student_mean_pct": {
+            t: {mode: round(100 * a[mode].mean(), 2) for mode in a} for t, a in accuracies.items()
+        },
+        "student_std_pct": {
+            t: {mode: round(100 * a[mode].std(ddof=1), 2) for mode in a}
+            for t, a in accuracies.items()
+        },
         f"{largest}_minus_{smallest}_per_seed_points": {
             mode: points(accuracies[largest][mode] - accuracies[smallest][mode])
-            for mode in accuracies[largest]},
+            for mode in accuracies[largest]
+        },
         "replace_minus_none_per_seed_points": replace_minus_none,
-        "replace_minus_none_mean_points": {t: round(float(np.mean(v)), 2)
-                                           for t, v in replace_minus_none.items()},
+        "replace_minus_none_mean_points": {
+            t: round(float(np.mean(v)), 2) for t, v in replace_minus_none.items()
+        },
         "replace_minus_none_range_points": [min(all_differences), max(all_differences)],
         "uncalibrated_student_mean_over_teachers_pct": round(100 * float(np.mean(none_means)), 2),
         "baseline_mean_pct": round(100 * float(baseline.mean()), 2),
-        "kd_gain_over_baseline_points": round(100 * float(np.mean(none_means) - baseline.mean()),
-                                              2),
+        "kd_gain_over_baseline_points": round(
+            100 * float(np.mean(none_means) - baseline.mean()), 2
+        ),
         "binomial_standard_error_points": round(
-            100 * float(np.sqrt(np.mean(none_means) * (1 - np.mean(none_means))
-                                / ladder["sizes"]["test"])), 2),
+            100
+            * float(
+                np.sqrt(np.mean(none_means) * (1 - np.mean(none_means)) / ladder["sizes"]["test"])
+            ),
+            2,
+        ),
     }
 
 
 def paper_comparison(rows):
     t_stars = [t["t_star"] for t in PAPER_TEACHERS.values()]
     eces = [round(100 * t["ece_before"], 2) for t in PAPER_TEACHERS.values()]
-    differences = [round(100 * (c - u), 2) for u_row, c_row in PAPER_STUDENTS.values()
-                   for u, c in zip(u_row, c_row)]
+    differences = [
+        round(100 * (c - u), 2)
+        for u_row, c_row in PAPER_STUDENTS.values()
+        for u, c in zip(u_row, c_row)
+    ]
     largest = rows[-1]
     return {
         "teachers": PAPER_TEACHERS,
@@ -116,11 +138,12 @@ def main():
         "sources": ["ladder_3seeds.json", "ladder_seed0.json"],
         "teachers": rows,
         "teacher_accuracy_spread_points": round(
-            max(r["accuracy_pct"] for r in rows) - min(r["accuracy_pct"] for r in rows), 2),
+            max(r["accuracy_pct"] for r in rows) - min(r["accuracy_pct"] for r in rows), 2
+        ),
         "run2_students": student_comparisons(run2),
         "run1_scale_minus_none_points": {
-            t: round(100 * (s["scale"]["mean"] - s["none"]["mean"]), 2)
-            for t, s in one_seed.items()},
+            t: round(100 * (s["scale"]["mean"] - s["none"]["mean"]), 2) for t, s in one_seed.items()
+        },
         "recorded_training_seconds": {"run1": seconds(run1), "run2": seconds(run2)},
         "paper": paper_comparison(rows),
     }

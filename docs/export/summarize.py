@@ -8,6 +8,7 @@ int8 logit error in output quantisation steps, the file-size overheads and the p
 which the int8 size target would be met under a linear size model, and latency ratios from the
 one committed report per model.
 """
+
 import json
 import math
 import os
@@ -24,8 +25,11 @@ def load(*parts):
 def parameters():
     shared = load("train_results.json")
     resnet = load("resnet20", "train_results.json")
-    return {"cnn_small": shared["student"]["params"], "cnn_large": shared["teacher"]["params"],
-            "resnet20": resnet["student"]["params"]}
+    return {
+        "cnn_small": shared["student"]["params"],
+        "cnn_large": shared["teacher"]["params"],
+        "resnet20": resnet["student"]["params"],
+    }
 
 
 def model_summary(report, params):
@@ -42,39 +46,48 @@ def model_summary(report, params):
         "params": params,
         "keras_accuracy": keras["accuracy"],
         "changed_predictions_pct": {
-            name: round(100 * (1 - entry["agreement"]), 2) for name, entry in formats.items()},
+            name: round(100 * (1 - entry["agreement"]), 2) for name, entry in formats.items()
+        },
         "int8_minus_keras_accuracy_points": round(100 * (int8["accuracy"] - keras["accuracy"]), 2),
         "int8_minus_keras_accuracy_images": round(tests * (int8["accuracy"] - keras["accuracy"])),
-        "int8_max_logit_error_output_steps": round(int8["max_abs_logit_diff"]
-                                                   / int8["output"]["scale"], 1),
+        "int8_max_logit_error_output_steps": round(
+            int8["max_abs_logit_diff"] / int8["output"]["scale"], 1
+        ),
         "int8_mean_logit_error": round(int8["mean_abs_logit_diff"], 3),
         "float32_weight_bytes": 4 * params,
         "float32_file_overhead_bytes": float_overhead,
         "int8_file_overhead_bytes": int8_overhead,
         "int8_size_ratio": round(int8["size_ratio"], 3),
-        "params_for_int8_size_target_linear_model": (
-            math.ceil(threshold) if threshold > 0 else 0),
-        "latency_ms": {"keras_tf_function": round(keras["latency_ms_median"], 3),
-                       **{name: round(entry["latency_ms_median"], 3)
-                          for name, entry in formats.items()}},
-        "keras_over_tflite_latency": round(keras["latency_ms_median"]
-                                           / float32["latency_ms_median"], 1),
-        "tflite_over_int8_latency": round(float32["latency_ms_median"]
-                                          / int8["latency_ms_median"], 1),
-        "tflite_over_dynamic_latency": round(float32["latency_ms_median"]
-                                             / formats["tflite_dynamic"]["latency_ms_median"], 1),
+        "params_for_int8_size_target_linear_model": (math.ceil(threshold) if threshold > 0 else 0),
+        "latency_ms": {
+            "keras_tf_function": round(keras["latency_ms_median"], 3),
+            **{name: round(entry["latency_ms_median"], 3) for name, entry in formats.items()},
+        },
+        "keras_over_tflite_latency": round(
+            keras["latency_ms_median"] / float32["latency_ms_median"], 1
+        ),
+        "tflite_over_int8_latency": round(
+            float32["latency_ms_median"] / int8["latency_ms_median"], 1
+        ),
+        "tflite_over_dynamic_latency": round(
+            float32["latency_ms_median"] / formats["tflite_dynamic"]["latency_ms_median"], 1
+        ),
         "tflite_batch_throughput_below_one_over_latency": (
-            float32["throughput_per_s"] < 1000 / float32["latency_ms_median"]),
+            float32["throughput_per_s"] < 1000 / float32["latency_ms_median"]
+        ),
     }
 
 
 def main():
     params = parameters()
-    summary = {"sources": ["*/export_report.json", "train_results.json",
-                           "resnet20/train_results.json"],
-               "note": "one report per model; latencies are single medians on a shared machine",
-               "models": {name: model_summary(load(name, "export_report.json"), params[name])
-                          for name in ("cnn_small", "cnn_large", "resnet20")}}
+    summary = {
+        "sources": ["*/export_report.json", "train_results.json", "resnet20/train_results.json"],
+        "note": "one report per model; latencies are single medians on a shared machine",
+        "models": {
+            name: model_summary(load(name, "export_report.json"), params[name])
+            for name in ("cnn_small", "cnn_large", "resnet20")
+        },
+    }
     with open(os.path.join(HERE, "summary.json"), "w") as handle:
         json.dump(summary, handle, indent=1)
         handle.write("\n")

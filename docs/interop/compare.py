@@ -9,6 +9,7 @@
    global batch with MirroredStrategy over two logical CPUs against one device; the ratio of the
    weight updates is 1 when the step is the same and 2 when the gradient is counted per replica.
 """
+
 import json
 import os
 import sys
@@ -20,7 +21,8 @@ import tensorflow as tf  # noqa: E402
 
 _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(
-    _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+    _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+)
 
 import keras  # noqa: E402
 
@@ -57,45 +59,62 @@ def compare_logits():
     rows = []
     for temperature in TEMPERATURES:
         zt, zs = teacher_logits.astype("float32"), student_logits.astype("float32")
-        rows.append({
-            "temperature": temperature,
-            "keras_LogitsDistillation_default": float(
-                keras.distillation.LogitsDistillation(temperature).compute_loss(zt, zs)),
-            "keras_default_by_hand_kl_of_clipped_logits": _keras_default_by_hand(
-                teacher_logits, student_logits, temperature),
-            "keras_LogitsDistillation_KLDivergence_instance": float(
-                keras.distillation.LogitsDistillation(
-                    temperature, loss=keras.losses.KLDivergence()).compute_loss(zt, zs)),
-            "tfkd_TargetDistillation": float(TargetDistillation(
-                temperature=temperature).compute_loss(zt, zs)),
-            "hinton_T2_KL_numpy_float64": _hinton(teacher_logits, student_logits, temperature),
-        })
-    return {"batch": BATCH, "classes": CLASSES,
-            "logits": "standard normal x 3, seed 0 (teacher and student independent)",
-            "rows": rows}
+        rows.append(
+            {
+                "temperature": temperature,
+                "keras_LogitsDistillation_default": float(
+                    keras.distillation.LogitsDistillation(temperature).compute_loss(zt, zs)
+                ),
+                "keras_default_by_hand_kl_of_clipped_logits": _keras_default_by_hand(
+                    teacher_logits, student_logits, temperature
+                ),
+                "keras_LogitsDistillation_KLDivergence_instance": float(
+                    keras.distillation.LogitsDistillation(
+                        temperature, loss=keras.losses.KLDivergence()
+                    ).compute_loss(zt, zs)
+                ),
+                "tfkd_TargetDistillation": float(
+                    TargetDistillation(temperature=temperature).compute_loss(zt, zs)
+                ),
+                "hinton_T2_KL_numpy_float64": _hinton(teacher_logits, student_logits, temperature),
+            }
+        )
+    return {
+        "batch": BATCH,
+        "classes": CLASSES,
+        "logits": "standard normal x 3, seed 0 (teacher and student independent)",
+        "rows": rows,
+    }
 
 
 def _model(seed, softmax=False):
     init = keras.initializers.GlorotUniform(seed=seed)
-    layers = [keras.Input((INPUTS,)), keras.layers.Dense(16, activation="relu",
-                                                         kernel_initializer=init),
-              keras.layers.Dense(CLASSES, kernel_initializer=init)]
+    layers = [
+        keras.Input((INPUTS,)),
+        keras.layers.Dense(16, activation="relu", kernel_initializer=init),
+        keras.layers.Dense(CLASSES, kernel_initializer=init),
+    ]
     if softmax:
         layers.append(keras.layers.Softmax())
     return keras.Sequential(layers)
 
 
 CASES = {
-    "keras: LogitsDistillation(KLDivergence()) only (student_loss_weight=0)":
-        dict(kind="keras", distillation="logits", student_loss_weight=0.0),
-    "keras: LogitsDistillation() default only (student_loss_weight=0)":
-        dict(kind="keras", distillation="logits_default", student_loss_weight=0.0),
-    "keras: student loss 'sparse_categorical_crossentropy' string only (weight=1)":
-        dict(kind="keras", distillation="logits", student_loss_weight=1.0, loss="string"),
-    "keras: student loss SparseCategoricalCrossentropy() instance only (weight=1)":
-        dict(kind="keras", distillation="logits", student_loss_weight=1.0, loss="instance"),
-    "keras: tfkd TargetDistillation only (student_loss_weight=0)":
-        dict(kind="keras", distillation="target", student_loss_weight=0.0),
+    "keras: LogitsDistillation(KLDivergence()) only (student_loss_weight=0)": dict(
+        kind="keras", distillation="logits", student_loss_weight=0.0
+    ),
+    "keras: LogitsDistillation() default only (student_loss_weight=0)": dict(
+        kind="keras", distillation="logits_default", student_loss_weight=0.0
+    ),
+    "keras: student loss 'sparse_categorical_crossentropy' string only (weight=1)": dict(
+        kind="keras", distillation="logits", student_loss_weight=1.0, loss="string"
+    ),
+    "keras: student loss SparseCategoricalCrossentropy() instance only (weight=1)": dict(
+        kind="keras", distillation="logits", student_loss_weight=1.0, loss="instance"
+    ),
+    "keras: tfkd TargetDistillation only (student_loss_weight=0)": dict(
+        kind="keras", distillation="target", student_loss_weight=0.0
+    ),
     "tfkd.Distiller(alpha=0.9)": dict(kind="tfkd"),
 }
 
@@ -112,18 +131,27 @@ def _one_step(strategy, case, x, y, weights):
         else:
             distillation = {
                 "logits": keras.distillation.LogitsDistillation(
-                    4.0, loss=keras.losses.KLDivergence()),
+                    4.0, loss=keras.losses.KLDivergence()
+                ),
                 "logits_default": keras.distillation.LogitsDistillation(4.0),
-                "target": TargetDistillation(temperature=4.0)}[case["distillation"]]
-            student_loss = ("sparse_categorical_crossentropy" if case.get("loss") == "string"
-                            else keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+                "target": TargetDistillation(temperature=4.0),
+            }[case["distillation"]]
+            student_loss = (
+                "sparse_categorical_crossentropy"
+                if case.get("loss") == "string"
+                else keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+            )
             distiller = keras.distillation.Distiller(
-                teacher, student, distillation,
-                student_loss_weight=case["student_loss_weight"])
+                teacher, student, distillation, student_loss_weight=case["student_loss_weight"]
+            )
             distiller.compile(optimizer=keras.optimizers.SGD(0.1), loss=student_loss)
         history = distiller.fit(x, y, batch_size=len(x), epochs=1, shuffle=False, verbose=0)
-    delta = np.concatenate([(after - before).ravel() for after, before in
-                            zip(student.get_weights(), weights["student"])])
+    delta = np.concatenate(
+        [
+            (after - before).ravel()
+            for after, before in zip(student.get_weights(), weights["student"])
+        ]
+    )
     return delta, {name: float(values[0]) for name, values in history.history.items()}
 
 
@@ -137,22 +165,35 @@ def compare_replicas():
     results = {}
     for name, case in CASES.items():
         softmax = case.get("loss") == "string"
-        weights = {"student": _model(1, softmax).get_weights(),
-                   "teacher": _model(2, softmax).get_weights()}
+        weights = {
+            "student": _model(1, softmax).get_weights(),
+            "teacher": _model(2, softmax).get_weights(),
+        }
         delta_one, logs_one = _one_step(one_device, case, x, y, weights)
         delta_two, logs_two = _one_step(mirrored, case, x, y, weights)
         ratio = float(delta_two @ delta_one / (delta_one @ delta_one))
         results[name] = {
             "update_ratio_2_replicas_over_1": ratio,
             "max_abs_update_difference": float(np.abs(delta_two - delta_one).max()),
-            "logs_1_replica": logs_one, "logs_2_replicas": logs_two}
-    return {"global_batch": BATCH, "replicas": 2, "optimizer": "SGD(0.1), one step",
-            "temperature": 4.0, "cases": results}
+            "logs_1_replica": logs_one,
+            "logs_2_replicas": logs_two,
+        }
+    return {
+        "global_batch": BATCH,
+        "replicas": 2,
+        "optimizer": "SGD(0.1), one step",
+        "temperature": 4.0,
+        "cases": results,
+    }
 
 
 def main():
-    report = {"keras": keras.__version__, "tensorflow": tf.__version__,
-              "logits": compare_logits(), "replicas": compare_replicas()}
+    report = {
+        "keras": keras.__version__,
+        "tensorflow": tf.__version__,
+        "logits": compare_logits(),
+        "replicas": compare_replicas(),
+    }
     with open(OUTPUT, "w") as handle:
         json.dump(report, handle, indent=2)
         handle.write("\n")

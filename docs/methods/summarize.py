@@ -6,9 +6,9 @@ each seed and their mean and sample standard deviation (ddof=1), plus the differ
 method from kd and from the student trained alone, paired by seed.
 """
 
+import csv
 import json
 import pathlib
-import csv
 import statistics
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -65,8 +65,9 @@ def paired_differences(runs, method, reference):
 def summarize(runs):
     summary = {"seeds": SEEDS, "methods": {}}
     # The student-alone runs load no teacher, so the setting is read from a distilled run.
-    any_run = next((r for method, by_seed in runs.items() if method != "alone"
-                    for r in by_seed.values()), None)
+    any_run = next(
+        (r for method, by_seed in runs.items() if method != "alone" for r in by_seed.values()), None
+    )
     if any_run is not None:
         flags = any_run["flags"]
         summary["setting"] = {
@@ -142,8 +143,12 @@ def table(summary):
     for method in METHODS:
         entry = summary["methods"][method]
         seeds = [percent(entry["test_accuracy"].get(str(s))) for s in SEEDS]
-        cells = [LABELS[method], *seeds,
-                 percent(entry["test_accuracy_mean"]), percent(entry["test_accuracy_std"])]
+        cells = [
+            LABELS[method],
+            *seeds,
+            percent(entry["test_accuracy_mean"]),
+            percent(entry["test_accuracy_std"]),
+        ]
         for reference in ("kd", "alone"):
             difference = entry.get(f"minus_{reference}")
             if difference is None:
@@ -153,8 +158,10 @@ def table(summary):
                 cells.append(f"{signed(difference['mean'])} ({difference['seeds_better']}/{n})")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("Test accuracy (%) of the cnn_small student on the 10,000 Fashion-MNIST test images; "
-                 "std is the sample standard deviation over seeds; differences are paired by seed.")
+    lines.append(
+        "Test accuracy (%) of the cnn_small student on the 10,000 Fashion-MNIST test images; "
+        "std is the sample standard deviation over seeds; differences are paired by seed."
+    )
     return "\n".join(lines) + "\n"
 
 

@@ -5,6 +5,7 @@ Usage: python docs/multi_teacher/summarize.py [RUNS_DIR]   (default savedmodels/
 Without RUNS_DIR on disk it reads the committed results.json instead, so summary.json (the paired
 differences and weight spreads quoted in README.md) can be rebuilt from this folder alone.
 """
+
 import csv
 import glob
 import json
@@ -16,11 +17,16 @@ import sys
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-NAMES = {"aver": "AVER", "ebkd": "EBKD", "fitnet_mkd": "FitNet-MKD",
-         "ca_mkd_logits": "CA-MKD weights, no L_inter (ablation)",
-         "ca_mkd": "CA-MKD (equations)", "ca_mkd_official": "CA-MKD (official scaling)",
-         "ca_mkd_code": "CA-MKD (authors' code: official scaling + gradient through w')",
-         "kd_strong": "KD from the strong teacher alone (alpha 0.5)"}
+NAMES = {
+    "aver": "AVER",
+    "ebkd": "EBKD",
+    "fitnet_mkd": "FitNet-MKD",
+    "ca_mkd_logits": "CA-MKD weights, no L_inter (ablation)",
+    "ca_mkd": "CA-MKD (equations)",
+    "ca_mkd_official": "CA-MKD (official scaling)",
+    "ca_mkd_code": "CA-MKD (authors' code: official scaling + gradient through w')",
+    "kd_strong": "KD from the strong teacher alone (alpha 0.5)",
+}
 
 
 def load(runs):
@@ -31,18 +37,27 @@ def load(runs):
             result = json.load(handle)
         with open(os.path.join(os.path.dirname(path), "history.csv")) as handle:
             last = list(csv.DictReader(handle))[-1]
-        entries.append({
-            "case": match[1], "method": match[2], "seed": int(match[3]),
-            "student": result["student"]["accuracy"],
-            "baseline": result.get("baseline", {}).get("accuracy"),
-            "teachers": [t["accuracy"] for t in result.get("teachers", [result.get("teacher")])],
-            "ensemble": result.get("ensemble", {}).get("accuracy"),
-            "mean_weights": result.get("teacher_weights", {}).get("mean"),
-            # Mean w' over the last training epoch (CA-MKD's feature weights), if any.
-            "last_epoch_feature_weights": [float(last[f"teacher_{k}_feature_weight"])
-                                           for k in range(3)
-                                           if f"teacher_{k}_feature_weight" in last],
-            "seconds": result["seconds"]})
+        entries.append(
+            {
+                "case": match[1],
+                "method": match[2],
+                "seed": int(match[3]),
+                "student": result["student"]["accuracy"],
+                "baseline": result.get("baseline", {}).get("accuracy"),
+                "teachers": [
+                    t["accuracy"] for t in result.get("teachers", [result.get("teacher")])
+                ],
+                "ensemble": result.get("ensemble", {}).get("accuracy"),
+                "mean_weights": result.get("teacher_weights", {}).get("mean"),
+                # Mean w' over the last training epoch (CA-MKD's feature weights), if any.
+                "last_epoch_feature_weights": [
+                    float(last[f"teacher_{k}_feature_weight"])
+                    for k in range(3)
+                    if f"teacher_{k}_feature_weight" in last
+                ],
+                "seconds": result["seconds"],
+            }
+        )
     return entries
 
 
@@ -56,14 +71,17 @@ def table(entries, case):
     if not rows:
         return ""
     seeds = sorted({e["seed"] for e in rows})
-    lines = ["| | " + " | ".join(f"seed {s}" for s in seeds) + " | mean ± std (n) |",
-             "|---|" + "---|" * (len(seeds) + 1)]
+    lines = [
+        "| | " + " | ".join(f"seed {s}" for s in seeds) + " | mean ± std (n) |",
+        "|---|" + "---|" * (len(seeds) + 1),
+    ]
 
     def line(label, by_seed):
         cells = [f"{100 * by_seed[s]:.2f}" if s in by_seed else "" for s in seeds]
         values = list(by_seed.values())
-        lines.append(f"| {label} | " + " | ".join(cells)
-                     + f" | {mean_std(values)} ({len(values)}) |")
+        lines.append(
+            f"| {label} | " + " | ".join(cells) + f" | {mean_std(values)} ({len(values)}) |"
+        )
 
     first = {e["seed"]: e for e in rows}
     if case != "single":
@@ -86,8 +104,9 @@ def weights_table(entries):
             rows = [e for e in entries if e["case"] == case and e["method"] == method]
             if rows:
                 weights = np.mean([e["mean_weights"] for e in rows], axis=0)
-                lines.append(f"| {case} | {method} | " + " | ".join(f"{w:.3f}" for w in weights)
-                             + " |")
+                lines.append(
+                    f"| {case} | {method} | " + " | ".join(f"{w:.3f}" for w in weights) + " |"
+                )
     return "\n".join(lines)
 
 
@@ -95,8 +114,11 @@ def feature_weights_table(entries):
     lines = ["| case | run | teacher 0 | teacher 1 | teacher 2 |", "|---|---|---|---|---|"]
     for e in entries:
         if e["last_epoch_feature_weights"]:
-            lines.append(f"| {e['case']} | {e['method']} seed {e['seed']} | "
-                         + " | ".join(f"{w:.3f}" for w in e["last_epoch_feature_weights"]) + " |")
+            lines.append(
+                f"| {e['case']} | {e['method']} seed {e['seed']} | "
+                + " | ".join(f"{w:.3f}" for w in e["last_epoch_feature_weights"])
+                + " |"
+            )
     return "\n".join(lines)
 
 
@@ -119,41 +141,53 @@ def mean_points(entries, case, method, key="student"):
 def summary(entries):
     """The comparisons README.md quotes, each computed from the per-run entries."""
     baseline = {e["seed"]: e["baseline"] for e in entries if e["baseline"] is not None}
-    means = {f"{case}/{method}": mean_points(entries, case, method)
-             for case, method in sorted({(e["case"], e["method"]) for e in entries})}
+    means = {
+        f"{case}/{method}": mean_points(entries, case, method)
+        for case, method in sorted({(e["case"], e["method"]) for e in entries})
+    }
     means["student_alone"] = round(100 * float(np.mean(list(baseline.values()))), 2)
-    feature = {e["seed"]: e["last_epoch_feature_weights"] for e in entries
-               if e["case"] == "main" and e["method"] == "ca_mkd"}
+    feature = {
+        e["seed"]: e["last_epoch_feature_weights"]
+        for e in entries
+        if e["case"] == "main" and e["method"] == "ca_mkd"
+    }
     spread = np.max(np.abs(np.array([feature[s] for s in feature]) - np.array(feature[0])))
     seed0 = {e["case"]: e["teachers"] for e in entries if e["seed"] == 0 and e["case"] != "single"}
     return {
         "source": "results.json",
         "mean_accuracy_pct": means,
-        "teacher_accuracy_seed0_pct": {case: [round(100 * t, 2) for t in teachers]
-                                       for case, teachers in seed0.items()},
+        "teacher_accuracy_seed0_pct": {
+            case: [round(100 * t, 2) for t in teachers] for case, teachers in seed0.items()
+        },
         "paired_points": {
             "poor: ebkd - aver": paired(entries, ("poor", "ebkd"), ("poor", "aver")),
-            "poor: ca_mkd_logits - ebkd": paired(entries, ("poor", "ca_mkd_logits"),
-                                                 ("poor", "ebkd")),
-            "poor: ca_mkd_logits - aver": paired(entries, ("poor", "ca_mkd_logits"),
-                                                 ("poor", "aver")),
+            "poor: ca_mkd_logits - ebkd": paired(
+                entries, ("poor", "ca_mkd_logits"), ("poor", "ebkd")
+            ),
+            "poor: ca_mkd_logits - aver": paired(
+                entries, ("poor", "ca_mkd_logits"), ("poor", "aver")
+            ),
             "main: ebkd - aver": paired(entries, ("main", "ebkd"), ("main", "aver")),
-            "main: ca_mkd_official - ca_mkd": paired(entries, ("main", "ca_mkd_official"),
-                                                     ("main", "ca_mkd")),
-            "main: ca_mkd_code - ca_mkd_official": paired(entries, ("main", "ca_mkd_code"),
-                                                          ("main", "ca_mkd_official")),
+            "main: ca_mkd_official - ca_mkd": paired(
+                entries, ("main", "ca_mkd_official"), ("main", "ca_mkd")
+            ),
+            "main: ca_mkd_code - ca_mkd_official": paired(
+                entries, ("main", "ca_mkd_code"), ("main", "ca_mkd_official")
+            ),
         },
         "mean_difference_points": {
             "main: aver - fitnet_mkd": round(means["main/aver"] - means["main/fitnet_mkd"], 2),
             "main: aver - ca_mkd": round(means["main/aver"] - means["main/ca_mkd"], 2),
-            "main: ca_mkd - fitnet_mkd": round(means["main/ca_mkd"] - means["main/fitnet_mkd"],
-                                               2),
+            "main: ca_mkd - fitnet_mkd": round(means["main/ca_mkd"] - means["main/fitnet_mkd"], 2),
             "student_alone - single/kd_strong": round(
-                means["student_alone"] - means["single/kd_strong"], 2),
+                means["student_alone"] - means["single/kd_strong"], 2
+            ),
         },
         "every_distilled_mean_below_student_alone": all(
-            value < means["student_alone"] for name, value in means.items()
-            if name != "student_alone"),
+            value < means["student_alone"]
+            for name, value in means.items()
+            if name != "student_alone"
+        ),
         "ca_mkd_main_feature_weights_max_seed_difference": round(float(spread), 4),
         "recorded_fit_seconds": round(sum(sum(e["seconds"].values()) for e in entries)),
         "recorded_fit_minutes": round(sum(sum(e["seconds"].values()) for e in entries) / 60, 1),
@@ -178,11 +212,18 @@ def main():
     with open(os.path.join(HERE, "summary.json"), "w") as handle:
         json.dump(summary(entries), handle, indent=1)
         handle.write("\n")
-    tables = ("## main\n\n" + table(entries, "main") + "\n\n## poor\n\n" + table(entries, "poor")
-              + "\n\n## single-teacher KD (strong teacher)\n\n" + table(entries, "single")
-              + "\n\n## mean teacher weights on the training split\n\n" + weights_table(entries)
-              + "\n\n## CA-MKD feature weights w', last training epoch\n\n"
-              + feature_weights_table(entries))
+    tables = (
+        "## main\n\n"
+        + table(entries, "main")
+        + "\n\n## poor\n\n"
+        + table(entries, "poor")
+        + "\n\n## single-teacher KD (strong teacher)\n\n"
+        + table(entries, "single")
+        + "\n\n## mean teacher weights on the training split\n\n"
+        + weights_table(entries)
+        + "\n\n## CA-MKD feature weights w', last training epoch\n\n"
+        + feature_weights_table(entries)
+    )
     with open(os.path.join(HERE, "tables.md"), "w") as handle:
         handle.write(tables + "\n")
     print(tables)

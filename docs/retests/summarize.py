@@ -3,6 +3,7 @@ and curve.png in each experiment's folder (and patience.png for function matchin
 
     python3 docs/retests/summarize.py
 """
+
 import csv
 import json
 import os
@@ -23,38 +24,62 @@ EXPERIMENTS = {
     "multi_teacher": {
         "title": "Multi-teacher KD: three converged teachers (resnet8, resnet20, cnn_large)",
         "claim": "CA-MKD > EBKD > AVER (Zhang et al. 2022, Table 1)",
-        "arms": (("aver", "AVER"), ("ebkd", "EBKD"), ("ca_mkd", "CA-MKD"),
-                 ("ca_mkd_logits", "CA-MKD without features"), ("fitnet_mkd", "FitNet-MKD"),
-                 ("ca_mkd_official", "CA-MKD with the official code's 1/K scaling")),
+        "arms": (
+            ("aver", "AVER"),
+            ("ebkd", "EBKD"),
+            ("ca_mkd", "CA-MKD"),
+            ("ca_mkd_logits", "CA-MKD without features"),
+            ("fitnet_mkd", "FitNet-MKD"),
+            ("ca_mkd_official", "CA-MKD with the official code's 1/K scaling"),
+        ),
         "baseline_run": "aver",
     },
     "partial": {
         "title": "Partial KD: teacher cnn_large",
-        "claim": ("KD-topk >= KD > KD-pt+sim > KD-pt > KD-sim > LS > student alone "
-                  "(Tang et al. 2020, Table 3)"),
-        "arms": (("kd_topk", "KD-topk"), ("kd", "KD"), ("kd_pt_sim", "KD-pt+sim"),
-                 ("kd_pt", "KD-pt"), ("kd_sim", "KD-sim"), ("kd_rel", "KD-rel (no teacher)"),
-                 ("ls", "LS (no teacher)")),
+        "claim": (
+            "KD-topk >= KD > KD-pt+sim > KD-pt > KD-sim > LS > student alone "
+            "(Tang et al. 2020, Table 3)"
+        ),
+        "arms": (
+            ("kd_topk", "KD-topk"),
+            ("kd", "KD"),
+            ("kd_pt_sim", "KD-pt+sim"),
+            ("kd_pt", "KD-pt"),
+            ("kd_sim", "KD-sim"),
+            ("kd_rel", "KD-rel (no teacher)"),
+            ("ls", "LS (no teacher)"),
+        ),
         "baseline_run": "kd",
     },
     "curriculum": {
         "title": "Curriculum and selective reliance: teacher cnn_large",
-        "claim": ("Teacher-scored curriculum and selective reliance change the student "
-                  "little (Khan et al., Table 2)"),
-        "arms": (("kd", "KD"), ("kd_cl", "KD-CL (teacher-scored order)"),
-                 ("kd_cl_sr", "KD-CL-SR")),
+        "claim": (
+            "Teacher-scored curriculum and selective reliance change the student "
+            "little (Khan et al., Table 2)"
+        ),
+        "arms": (("kd", "KD"), ("kd_cl", "KD-CL (teacher-scored order)"), ("kd_cl_sr", "KD-CL-SR")),
         "baseline_run": "kd",
     },
     "function_matching": {
         "title": "Function matching: teacher resnet8, equal epochs",
-        "claim": ("consistent > independent teaching; function matching >= consistent, and it "
-                  "needs long schedules (Beyer et al. 2022)"),
-        "arms": (("fixed", "KD, teaching none (teacher cached, no augmentation)"),
-                 ("independent", "independent views"), ("consistent", "consistent views"),
-                 ("function_matching", "function matching (consistent + mixup)")),
+        "claim": (
+            "consistent > independent teaching; function matching >= consistent, and it "
+            "needs long schedules (Beyer et al. 2022)"
+        ),
+        "arms": (
+            ("fixed", "KD, teaching none (teacher cached, no augmentation)"),
+            ("independent", "independent views"),
+            ("consistent", "consistent views"),
+            ("function_matching", "function matching (consistent + mixup)"),
+        ),
         "baseline_run": "fixed",
-        "patience": ("function_matching_10ep", "function_matching", "function_matching_60ep",
-                     "function_matching_120ep", "function_matching_240ep"),
+        "patience": (
+            "function_matching_10ep",
+            "function_matching",
+            "function_matching_60ep",
+            "function_matching_120ep",
+            "function_matching_240ep",
+        ),
         "long_fixed": "fixed_120ep",
         "long_fixed_teaching": "fixed_teaching_120ep",
     },
@@ -73,8 +98,11 @@ def history(path):
 
 def stats(values):
     series = list(values.values())
-    return {"values": values, "mean": statistics.mean(series),
-            "std": statistics.stdev(series) if len(series) > 1 else None}
+    return {
+        "values": values,
+        "mean": statistics.mean(series),
+        "std": statistics.stdev(series) if len(series) > 1 else None,
+    }
 
 
 def run_folder(experiment, name, seed):
@@ -101,14 +129,20 @@ def collect(experiment, name, csv_name="history.csv", key="student"):
     if not accuracy:
         return None
     last = [max(c[-10:]) - min(c[-10:]) for c in curves.values()]
-    out = {"test_accuracy": stats(accuracy), "final_train_accuracy": stats(final_train),
-            "val_accuracy_spread_last_10_epochs": round(max(last), 4),
-            "seconds": stats(seconds), "val_curves": curves}
+    out = {
+        "test_accuracy": stats(accuracy),
+        "final_train_accuracy": stats(final_train),
+        "val_accuracy_spread_last_10_epochs": round(max(last), 4),
+        "seconds": stats(seconds),
+        "val_curves": curves,
+    }
     if reliance:
         out["mean_reliance"] = stats(reliance)
     if weights:  # multi-teacher: each teacher's mean weight on the training set, seed mean
-        out["mean_teacher_weights"] = [round(statistics.mean(w[k] for w in weights.values()), 4)
-                                       for k in range(len(next(iter(weights.values()))))]
+        out["mean_teacher_weights"] = [
+            round(statistics.mean(w[k] for w in weights.values()), 4)
+            for k in range(len(next(iter(weights.values()))))
+        ]
     return out
 
 
@@ -122,19 +156,31 @@ def difference(a, b):
 
 
 def sizes(experiment, spec):
-    results = read_json(os.path.join(run_folder(experiment, spec["baseline_run"], 0),
-                                     "results.json"))
+    results = read_json(
+        os.path.join(run_folder(experiment, spec["baseline_run"], 0), "results.json")
+    )
     flags = results["flags"]
     teachers = results.get("teachers") or [results["teacher"]]
-    return {"train_examples": flags["train_limit"],
-            "validation_examples": round(FASHION_MNIST_TRAIN * flags["validation_fraction"]),
-            "test_examples": "all 10,000" if not flags["test_limit"] else flags["test_limit"],
-            "epochs": flags["epochs"], "batch_size": flags["batch_size"],
-            "optimizer": f"{flags['optimizer']} {flags['learning_rate']}, {flags['lr_schedule']}",
-            "precision": flags["precision"], "student": results["student"]["arch"],
-            "student_params": results["student"]["params"],
-            "teachers": [{"file": t["arch"], "test_accuracy": t["accuracy"],
-                          "params": t["params"], **recorded(t["arch"])} for t in teachers]}
+    return {
+        "train_examples": flags["train_limit"],
+        "validation_examples": round(FASHION_MNIST_TRAIN * flags["validation_fraction"]),
+        "test_examples": "all 10,000" if not flags["test_limit"] else flags["test_limit"],
+        "epochs": flags["epochs"],
+        "batch_size": flags["batch_size"],
+        "optimizer": f"{flags['optimizer']} {flags['learning_rate']}, {flags['lr_schedule']}",
+        "precision": flags["precision"],
+        "student": results["student"]["arch"],
+        "student_params": results["student"]["params"],
+        "teachers": [
+            {
+                "file": t["arch"],
+                "test_accuracy": t["accuracy"],
+                "params": t["params"],
+                **recorded(t["arch"]),
+            }
+            for t in teachers
+        ],
+    }
 
 
 def recorded(path):
@@ -157,11 +203,18 @@ def summarize(experiment, spec):
     for name, label in spec["arms"]:
         measured = collect(experiment, name)
         if measured is not None:
-            arms[name] = {"label": label, **measured,
-                          "minus_alone": difference(measured["test_accuracy"],
-                                                    alone["test_accuracy"])}
-    out = {"title": spec["title"], "paper_claim": spec["claim"], "seeds": list(SEEDS),
-           "sizes": sizes(experiment, spec), "arms": arms}
+            arms[name] = {
+                "label": label,
+                **measured,
+                "minus_alone": difference(measured["test_accuracy"], alone["test_accuracy"]),
+            }
+    out = {
+        "title": spec["title"],
+        "paper_claim": spec["claim"],
+        "seeds": list(SEEDS),
+        "sizes": sizes(experiment, spec),
+        "arms": arms,
+    }
     if "patience" in spec:
         out["patience"] = patience(experiment, spec["patience"])
     if "long_fixed" in spec:
@@ -180,9 +233,13 @@ def long_fixed_teaching(experiment, name):
     epochs = per_seed(experiment, name, lambda r: r["flags"]["epochs"])
     teaching = per_seed(experiment, name, lambda r: r["flags"]["teaching"])
     seconds = per_seed(experiment, name, lambda r: r["seconds"]["distill"])
-    return {"run": name, "epochs": next(iter(epochs.values())),
-            "teaching": next(iter(teaching.values())), "test_accuracy": stats(accuracy),
-            "seconds": stats(seconds)}
+    return {
+        "run": name,
+        "epochs": next(iter(epochs.values())),
+        "teaching": next(iter(teaching.values())),
+        "test_accuracy": stats(accuracy),
+        "seconds": stats(seconds),
+    }
 
 
 def per_seed(experiment, name, read):
@@ -202,9 +259,13 @@ def long_fixed(experiment, name):
         return None
     fixed = per_seed(experiment, name, lambda r: r["student"]["accuracy"])
     alone = per_seed(experiment, name, lambda r: r["baseline"]["accuracy"])
-    return {"run": name, "epochs": next(iter(epochs.values())),
-            "fixed_test_accuracy": stats(fixed), "alone_test_accuracy": stats(alone),
-            "fixed_minus_alone": difference(stats(fixed), stats(alone))}
+    return {
+        "run": name,
+        "epochs": next(iter(epochs.values())),
+        "fixed_test_accuracy": stats(fixed),
+        "alone_test_accuracy": stats(alone),
+        "fixed_minus_alone": difference(stats(fixed), stats(alone)),
+    }
 
 
 def patience(experiment, names):
@@ -215,8 +276,14 @@ def patience(experiment, names):
         if accuracy:
             epochs = per_seed(experiment, name, lambda r: r["flags"]["epochs"])
             seconds = per_seed(experiment, name, lambda r: r["seconds"]["distill"])
-            points.append({"run": name, "epochs": next(iter(epochs.values())),
-                           "test_accuracy": stats(accuracy), "seconds": stats(seconds)})
+            points.append(
+                {
+                    "run": name,
+                    "epochs": next(iter(epochs.values())),
+                    "test_accuracy": stats(accuracy),
+                    "seconds": stats(seconds),
+                }
+            )
     points.sort(key=lambda p: p["epochs"])
     for shorter, longer in zip(points, points[1:]):
         longer["minus_shorter"] = difference(longer["test_accuracy"], shorter["test_accuracy"])
@@ -241,18 +308,24 @@ def ahead(minus):
 
 def table(out):
     s = out["sizes"]
-    teachers = ", ".join(f"{os.path.basename(t['file'])} {100 * t['test_accuracy']:.2f}"
-                         for t in s["teachers"])
-    lines = [f"# {out['title']}", "",
-             f"Paper: {out['paper_claim']}.", "",
-             f"Student {s['student']} ({s['student_params']:,} parameters); {s['train_examples']}"
-             f" training images, {s['validation_examples']} validation images, test "
-             f"{s['test_examples']}; {s['epochs']} epochs, batch {s['batch_size']}, "
-             f"{s['optimizer']}, {s['precision']}; seeds {', '.join(map(str, out['seeds']))}. "
-             f"Teachers (test accuracy %): {teachers}.", "",
-             "| run | test accuracy % | minus alone (points) | ahead of alone | final train "
-             "accuracy % | val spread, last 10 epochs | seconds |",
-             "|---|---|---|---|---|---|---|"]
+    teachers = ", ".join(
+        f"{os.path.basename(t['file'])} {100 * t['test_accuracy']:.2f}" for t in s["teachers"]
+    )
+    lines = [
+        f"# {out['title']}",
+        "",
+        f"Paper: {out['paper_claim']}.",
+        "",
+        f"Student {s['student']} ({s['student_params']:,} parameters); {s['train_examples']}"
+        f" training images, {s['validation_examples']} validation images, test "
+        f"{s['test_examples']}; {s['epochs']} epochs, batch {s['batch_size']}, "
+        f"{s['optimizer']}, {s['precision']}; seeds {', '.join(map(str, out['seeds']))}. "
+        f"Teachers (test accuracy %): {teachers}.",
+        "",
+        "| run | test accuracy % | minus alone (points) | ahead of alone | final train "
+        "accuracy % | val spread, last 10 epochs | seconds |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, arm in out["arms"].items():
         minus = arm.get("minus_alone")
         lines.append(
@@ -261,58 +334,96 @@ def table(out):
             f"{ahead(minus)} | "
             f"{pm(arm['final_train_accuracy'])} | "
             f"{arm['val_accuracy_spread_last_10_epochs']:.4f} | "
-            f"{pm(arm['seconds'], 1, 0)} |")
-    weighted = {arm["label"]: arm["mean_teacher_weights"] for arm in out["arms"].values()
-                if "mean_teacher_weights" in arm}
+            f"{pm(arm['seconds'], 1, 0)} |"
+        )
+    weighted = {
+        arm["label"]: arm["mean_teacher_weights"]
+        for arm in out["arms"].values()
+        if "mean_teacher_weights" in arm
+    }
     if weighted:
         names = [os.path.basename(t["file"]).split(".")[0] for t in s["teachers"]]
-        lines += ["", "Mean teacher weights on the training set (seed mean):", "",
-                  "| run | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-        lines += [f"| {label} | " + " | ".join(f"{w:.3f}" for w in ws) + " |"
-                  for label, ws in weighted.items()]
+        lines += [
+            "",
+            "Mean teacher weights on the training set (seed mean):",
+            "",
+            "| run | " + " | ".join(names) + " |",
+            "|---|" + "---|" * len(names),
+        ]
+        lines += [
+            f"| {label} | " + " | ".join(f"{w:.3f}" for w in ws) + " |"
+            for label, ws in weighted.items()
+        ]
     for arm in out["arms"].values():
         if "mean_reliance" in arm:
-            lines += ["", f"{arm['label']}: mean KD weight lambda over training "
-                          f"{pm(arm['mean_reliance'], 1, 3)} (KD uses alpha = 0.9)."]
+            lines += [
+                "",
+                f"{arm['label']}: mean KD weight lambda over training "
+                f"{pm(arm['mean_reliance'], 1, 3)} (KD uses alpha = 0.9).",
+            ]
     if out.get("patience"):
-        lines += ["", "Function matching by schedule length (cosine schedule of that length):", "",
-                  "| epochs | seeds | test accuracy % | minus the shorter schedule (points) | "
-                  "ahead | seconds |", "|---|---|---|---|---|---|"]
-        lines += [f"| {p['epochs']} | {seeds_of(p['test_accuracy'])} | {pm(p['test_accuracy'])} | "
-                  f"{pm(p.get('minus_shorter'))} | {ahead(p.get('minus_shorter'))} | "
-                  f"{pm(p['seconds'], 1, 0)} |" for p in out["patience"]]
+        lines += [
+            "",
+            "Function matching by schedule length (cosine schedule of that length):",
+            "",
+            "| epochs | seeds | test accuracy % | minus the shorter schedule (points) | "
+            "ahead | seconds |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {p['epochs']} | {seeds_of(p['test_accuracy'])} | {pm(p['test_accuracy'])} | "
+            f"{pm(p.get('minus_shorter'))} | {ahead(p.get('minus_shorter'))} | "
+            f"{pm(p['seconds'], 1, 0)} |"
+            for p in out["patience"]
+        ]
     long = out.get("long_fixed")
     if long:
         fm = next((p for p in out.get("patience") or [] if p["epochs"] == long["epochs"]), None)
-        lines += ["", f"At {long['epochs']} epochs:", "",
-                  "| run | seeds | test accuracy % | minus alone (points) | ahead |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"At {long['epochs']} epochs:",
+            "",
+            "| run | seeds | test accuracy % | minus alone (points) | ahead |",
+            "|---|---|---|---|---|",
+        ]
         alone = long["alone_test_accuracy"]
         if fm:
             minus = difference(fm["test_accuracy"], alone)
-            lines.append(f"| function matching | {seeds_of(fm['test_accuracy'])} | "
-                         f"{pm(fm['test_accuracy'])} | {pm(minus)} | {ahead(minus)} |")
+            lines.append(
+                f"| function matching | {seeds_of(fm['test_accuracy'])} | "
+                f"{pm(fm['test_accuracy'])} | {pm(minus)} | {ahead(minus)} |"
+            )
         teaching = out.get("long_fixed_teaching")
         if teaching:
             minus = difference(teaching["test_accuracy"], alone)
-            lines.append(f"| fixed teacher, --teaching=fixed | "
-                         f"{seeds_of(teaching['test_accuracy'])} | "
-                         f"{pm(teaching['test_accuracy'])} | {pm(minus)} | {ahead(minus)} |")
-        lines += [f"| KD, teaching none (no augmentation) | "
-                  f"{seeds_of(long['fixed_test_accuracy'])} | "
-                  f"{pm(long['fixed_test_accuracy'])} | {pm(long['fixed_minus_alone'])} | "
-                  f"{ahead(long['fixed_minus_alone'])} |",
-                  f"| student alone | {seeds_of(alone)} | {pm(alone)} | - | - |"]
+            lines.append(
+                f"| fixed teacher, --teaching=fixed | "
+                f"{seeds_of(teaching['test_accuracy'])} | "
+                f"{pm(teaching['test_accuracy'])} | {pm(minus)} | {ahead(minus)} |"
+            )
+        lines += [
+            f"| KD, teaching none (no augmentation) | "
+            f"{seeds_of(long['fixed_test_accuracy'])} | "
+            f"{pm(long['fixed_test_accuracy'])} | {pm(long['fixed_minus_alone'])} | "
+            f"{ahead(long['fixed_minus_alone'])} |",
+            f"| student alone | {seeds_of(alone)} | {pm(alone)} | - | - |",
+        ]
         if fm:
             minus = difference(fm["test_accuracy"], long["fixed_test_accuracy"])
-            lines += ["", f"Function matching minus KD on the un-augmented batches (teaching "
-                          f"none) at {long['epochs']} epochs: {pm(minus)} points, ahead on "
-                          f"{ahead(minus)} seeds."]
+            lines += [
+                "",
+                f"Function matching minus KD on the un-augmented batches (teaching "
+                f"none) at {long['epochs']} epochs: {pm(minus)} points, ahead on "
+                f"{ahead(minus)} seeds.",
+            ]
             if teaching:
                 minus = difference(fm["test_accuracy"], teaching["test_accuracy"])
-                lines += ["", f"Function matching minus the fixed teacher (--teaching=fixed) "
-                              f"at {long['epochs']} epochs: {pm(minus)} points, ahead on "
-                              f"{ahead(minus)} seeds."]
+                lines += [
+                    "",
+                    f"Function matching minus the fixed teacher (--teaching=fixed) "
+                    f"at {long['epochs']} epochs: {pm(minus)} points, ahead on "
+                    f"{ahead(minus)} seeds.",
+                ]
     return "\n".join(lines) + "\n"
 
 
@@ -322,8 +433,9 @@ def curve(out, path):
         curves = list(arm["val_curves"].values())
         length = min(len(c) for c in curves)
         mean = [statistics.mean(c[i] for c in curves) for i in range(length)]
-        ax.plot(range(1, length + 1), mean, label=arm["label"],
-                linestyle="--" if name == ALONE else "-")
+        ax.plot(
+            range(1, length + 1), mean, label=arm["label"], linestyle="--" if name == ALONE else "-"
+        )
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation accuracy (mean over seeds)")
     ax.set_title(out["title"], fontsize=9)
@@ -336,27 +448,60 @@ def curve(out, path):
 
 def patience_plot(out, path):
     def errorbar(ax, epochs, summaries, fmt, **kwargs):
-        ax.errorbar(epochs, [100 * p["mean"] for p in summaries],
-                    yerr=[100 * (p["std"] or 0) for p in summaries], fmt=fmt, capsize=3, **kwargs)
+        ax.errorbar(
+            epochs,
+            [100 * p["mean"] for p in summaries],
+            yerr=[100 * (p["std"] or 0) for p in summaries],
+            fmt=fmt,
+            capsize=3,
+            **kwargs,
+        )
 
     points = out["patience"]
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    errorbar(ax, [p["epochs"] for p in points], [p["test_accuracy"] for p in points], "o-",
-             label="function matching")
+    errorbar(
+        ax,
+        [p["epochs"] for p in points],
+        [p["test_accuracy"] for p in points],
+        "o-",
+        label="function matching",
+    )
     fixed = out["arms"].get("fixed")
     if fixed:
-        ax.axhline(100 * fixed["test_accuracy"]["mean"], color="gray", linestyle=":",
-                   label=f"KD, teaching none, {out['sizes']['epochs']} epochs")
+        ax.axhline(
+            100 * fixed["test_accuracy"]["mean"],
+            color="gray",
+            linestyle=":",
+            label=f"KD, teaching none, {out['sizes']['epochs']} epochs",
+        )
     long = out.get("long_fixed")
     if long:
-        errorbar(ax, [long["epochs"]], [long["fixed_test_accuracy"]], "s", color="gray",
-                 label=f"KD, teaching none, {long['epochs']} epochs")
+        errorbar(
+            ax,
+            [long["epochs"]],
+            [long["fixed_test_accuracy"]],
+            "s",
+            color="gray",
+            label=f"KD, teaching none, {long['epochs']} epochs",
+        )
     teaching = out.get("long_fixed_teaching")
     if teaching:
-        errorbar(ax, [teaching["epochs"]], [teaching["test_accuracy"]], "D", color="tab:red",
-                 label=f"fixed teacher (--teaching=fixed), {teaching['epochs']} epochs")
-        errorbar(ax, [long["epochs"]], [long["alone_test_accuracy"]], "^", color="black",
-                 label=f"student alone, {long['epochs']} epochs")
+        errorbar(
+            ax,
+            [teaching["epochs"]],
+            [teaching["test_accuracy"]],
+            "D",
+            color="tab:red",
+            label=f"fixed teacher (--teaching=fixed), {teaching['epochs']} epochs",
+        )
+        errorbar(
+            ax,
+            [long["epochs"]],
+            [long["alone_test_accuracy"]],
+            "^",
+            color="black",
+            label=f"student alone, {long['epochs']} epochs",
+        )
     ax.set_xscale("log")
     ax.set_xlabel("epochs (cosine schedule of that length)")
     ax.set_ylabel("test accuracy % (mean ± std over seeds)")
@@ -382,8 +527,9 @@ def validation_score(experiment, name, seed=0):
 def choose(experiment, student, settings):
     """The setting (of run names `<student>_<setting>`) with the best seed-0 validation score;
     ties go to the first listed. Test accuracy is not read."""
-    scored = [(validation_score(experiment, f"{student}_{s}"), -i, s)
-              for i, s in enumerate(settings)]
+    scored = [
+        (validation_score(experiment, f"{student}_{s}"), -i, s) for i, s in enumerate(settings)
+    ]
     scored = [t for t in scored if t[0] is not None]
     return max(scored)[2] if scored else settings[0]
 
@@ -391,8 +537,10 @@ def choose(experiment, student, settings):
 # --- The converged method comparison (docs/retests/methods/) ---------------------------------
 
 METHODS = "methods"
-METHOD_STUDENTS = (("cnn_small", "cnn_large -> cnn_small: a capacity-bound student"),
-                   ("resnet8", "cnn_large -> resnet8: a student KD helps"))
+METHOD_STUDENTS = (
+    ("cnn_small", "cnn_large -> cnn_small: a capacity-bound student"),
+    ("resnet8", "cnn_large -> resnet8: a student KD helps"),
+)
 # arm -> (label, paper, what the paper's search tuned; the settings searched are in run.sh)
 METHOD_ARMS = {
     "kd": ("KD", "Hinton et al. 2015", "temperature"),
@@ -403,9 +551,15 @@ METHOD_ARMS = {
     "dkd_ls": ("DKD + logit standardization", "Sun et al. 2024", "none: T 2, beta 8, warm-up 3"),
 }
 SETTINGS = {  # setting name -> what it sets, as run.sh passes it
-    "t1": "T 1", "t2": "T 2", "t4": "T 4", "b8w20": "beta 8, warm-up 20 epochs",
-    "b8w3": "beta 8, warm-up 3 epochs", "t1w1": "T 1, beta = gamma = 1",
-    "t4w2": "T 4, beta = gamma = 2", "ls_t2": "T 2", "ls_t4": "T 4",
+    "t1": "T 1",
+    "t2": "T 2",
+    "t4": "T 4",
+    "b8w20": "beta 8, warm-up 20 epochs",
+    "b8w3": "beta 8, warm-up 3 epochs",
+    "t1w1": "T 1, beta = gamma = 1",
+    "t4w2": "T 4, beta = gamma = 2",
+    "ls_t2": "T 2",
+    "ls_t4": "T 4",
 }
 
 
@@ -417,10 +571,10 @@ def methods_runs(student, arm):
     for entry in sorted(os.listdir(folder)):
         if not entry.startswith(prefix) or not entry.endswith("-seed0"):
             continue
-        setting = entry[len(prefix):-len("-seed0")]
+        setting = entry[len(prefix) : -len("-seed0")]
         if setting.startswith("ls_"):
             continue  # kd_ls_* and dkd_ls_* belong to the kd_ls and dkd_ls arms
-        score = validation_score(METHODS, entry[:-len("-seed0")])
+        score = validation_score(METHODS, entry[: -len("-seed0")])
         if score is not None:
             found[setting] = score
     return found
@@ -433,8 +587,11 @@ def methods_alone(student):
     for seed in SEEDS:
         for entry in sorted(os.listdir(folder)):
             path = os.path.join(folder, entry)
-            if (entry.startswith(f"{student}_kd_t") and entry.endswith(f"-seed{seed}")
-                    and os.path.isfile(os.path.join(path, "baseline.csv"))):
+            if (
+                entry.startswith(f"{student}_kd_t")
+                and entry.endswith(f"-seed{seed}")
+                and os.path.isfile(os.path.join(path, "baseline.csv"))
+            ):
                 results = read_json(os.path.join(path, "results.json"))
                 rows = history(os.path.join(path, "baseline.csv"))
                 accuracy[str(seed)] = results["baseline"]["accuracy"]
@@ -444,10 +601,15 @@ def methods_alone(student):
                 break
     if not accuracy:
         return None
-    return {"test_accuracy": stats(accuracy), "final_train_accuracy": stats(final_train),
-            "val_accuracy_spread_last_10_epochs": round(max(
-                max(c[-10:]) - min(c[-10:]) for c in curves.values()), 4),
-            "seconds": stats(seconds), "val_curves": curves}
+    return {
+        "test_accuracy": stats(accuracy),
+        "final_train_accuracy": stats(final_train),
+        "val_accuracy_spread_last_10_epochs": round(
+            max(max(c[-10:]) - min(c[-10:]) for c in curves.values()), 4
+        ),
+        "seconds": stats(seconds),
+        "val_curves": curves,
+    }
 
 
 def methods_student(student, title):
@@ -462,9 +624,13 @@ def methods_student(student, title):
             continue
         best = max(scores, key=lambda k: (scores[k], -sorted(scores).index(k)))
         chosen[arm] = best
-        search[arm] = {"label": label, "tuned": tuned, "chosen": best,
-                       "labels": {k: SETTINGS.get(k, k) for k in scores},
-                       "validation_score": {k: round(v, 4) for k, v in scores.items()}}
+        search[arm] = {
+            "label": label,
+            "tuned": tuned,
+            "chosen": best,
+            "labels": {k: SETTINGS.get(k, k) for k in scores},
+            "validation_score": {k: round(v, 4) for k, v in scores.items()},
+        }
     if "kd" in chosen:
         chosen["fitnet"] = chosen["kd"]
     for arm, setting in chosen.items():
@@ -472,24 +638,35 @@ def methods_student(student, title):
         measured = collect(METHODS, f"{student}_{arm}_{setting}")
         if measured is None:
             continue
-        arms[arm] = {"label": label, "paper": paper, "setting_key": setting,
-                     "setting": SETTINGS.get(setting, setting) + (
-                         ", hint weight 100" if arm == "fitnet" else ""), **measured,
-                     "minus_alone": difference(measured["test_accuracy"], alone["test_accuracy"])}
+        arms[arm] = {
+            "label": label,
+            "paper": paper,
+            "setting_key": setting,
+            "setting": SETTINGS.get(setting, setting)
+            + (", hint weight 100" if arm == "fitnet" else ""),
+            **measured,
+            "minus_alone": difference(measured["test_accuracy"], alone["test_accuracy"]),
+        }
     for arm in arms:
         if arm not in (ALONE, "kd") and "kd" in arms:
-            arms[arm]["minus_kd"] = difference(arms[arm]["test_accuracy"],
-                                               arms["kd"]["test_accuracy"])
+            arms[arm]["minus_kd"] = difference(
+                arms[arm]["test_accuracy"], arms["kd"]["test_accuracy"]
+            )
     for arm, base in (("kd_ls", "kd"), ("dkd_ls", "dkd")):
         if arm in arms and base in arms:
             arms[arm]["minus_without_standardization"] = difference(
-                arms[arm]["test_accuracy"], arms[base]["test_accuracy"])
+                arms[arm]["test_accuracy"], arms[base]["test_accuracy"]
+            )
     kd_run = f"{student}_kd_{chosen.get('kd', 't4')}"
     spec = {"baseline_run": kd_run}
-    return {"title": title, "chosen": chosen, "search": search,
-            "sizes": sizes(METHODS, spec), "arms": arms,
-            "complete_seeds": {arm: sorted(a["test_accuracy"]["values"]) for arm, a in
-                               arms.items()}}
+    return {
+        "title": title,
+        "chosen": chosen,
+        "search": search,
+        "sizes": sizes(METHODS, spec),
+        "arms": arms,
+        "complete_seeds": {arm: sorted(a["test_accuracy"]["values"]) for arm, a in arms.items()},
+    }
 
 
 def methods_summary():
@@ -501,19 +678,26 @@ def methods_summary():
         out = methods_student(student, title)
         if out is not None:
             students[student] = out
-    out = {"title": "Converged method comparison: KD, DKD, DIST, FitNet and logit "
-                    "standardization, teacher cnn_large",
-           "seeds": list(SEEDS), "selection": (
-               f"seed 0 only: each setting's validation accuracy averaged over its last "
-               f"{SELECTION_EPOCHS} epochs; the best setting then runs on seeds 0, 1 and 2 and "
-               "is evaluated once on the test split"),
-           "students": students}
+    out = {
+        "title": "Converged method comparison: KD, DKD, DIST, FitNet and logit "
+        "standardization, teacher cnn_large",
+        "seeds": list(SEEDS),
+        "selection": (
+            f"seed 0 only: each setting's validation accuracy averaged over its last "
+            f"{SELECTION_EPOCHS} epochs; the best setting then runs on seeds 0, 1 and 2 and "
+            "is evaluated once on the test split"
+        ),
+        "students": students,
+    }
     first = per_seed(METHODS, "cnn_small_alone_3000", lambda r: r["student"]["accuracy"])
     if first:
         epochs = per_seed(METHODS, "cnn_small_alone_3000", lambda r: r["flags"]["epochs"])
         out["first_experiment_sizes_alone"] = {
-            "student": "cnn_small", "train_examples": 3000,
-            "epochs": next(iter(epochs.values())), "test_accuracy": stats(first)}
+            "student": "cnn_small",
+            "train_examples": 3000,
+            "epochs": next(iter(epochs.values())),
+            "test_accuracy": stats(first),
+        }
     return out
 
 
@@ -521,44 +705,69 @@ def methods_table(out):
     lines = [f"# {out['title']}", "", f"Setting search: {out['selection']}.", ""]
     for student, data in out["students"].items():
         s = data["sizes"]
-        lines += [f"## {data['title']}", "",
-                  f"Student {s['student']} ({s['student_params']:,} parameters); "
-                  f"{s['train_examples']} training images, {s['validation_examples']} validation "
-                  f"images, test {s['test_examples']}; {s['epochs']} epochs, batch "
-                  f"{s['batch_size']}, {s['optimizer']}, {s['precision']}. Teacher "
-                  + ", ".join(f"{os.path.basename(t['file'])} {100 * t['test_accuracy']:.2f}"
-                              for t in s["teachers"]) + " (test accuracy %).", "",
-                  "Search on seed 0 (validation accuracy %, mean of the last "
-                  f"{SELECTION_EPOCHS} epochs; the chosen setting in bold):", "",
-                  "| method | tuned | settings |", "|---|---|---|"]
+        lines += [
+            f"## {data['title']}",
+            "",
+            f"Student {s['student']} ({s['student_params']:,} parameters); "
+            f"{s['train_examples']} training images, {s['validation_examples']} validation "
+            f"images, test {s['test_examples']}; {s['epochs']} epochs, batch "
+            f"{s['batch_size']}, {s['optimizer']}, {s['precision']}. Teacher "
+            + ", ".join(
+                f"{os.path.basename(t['file'])} {100 * t['test_accuracy']:.2f}"
+                for t in s["teachers"]
+            )
+            + " (test accuracy %).",
+            "",
+            "Search on seed 0 (validation accuracy %, mean of the last "
+            f"{SELECTION_EPOCHS} epochs; the chosen setting in bold):",
+            "",
+            "| method | tuned | settings |",
+            "|---|---|---|",
+        ]
         for arm, found in data["search"].items():
-            cells = [(f"**{SETTINGS.get(k, k)}: {100 * v:.2f}**" if k == found["chosen"] else
-                      f"{SETTINGS.get(k, k)}: {100 * v:.2f}")
-                     for k, v in sorted(found["validation_score"].items())]
+            cells = [
+                (
+                    f"**{SETTINGS.get(k, k)}: {100 * v:.2f}**"
+                    if k == found["chosen"]
+                    else f"{SETTINGS.get(k, k)}: {100 * v:.2f}"
+                )
+                for k, v in sorted(found["validation_score"].items())
+            ]
             lines.append(f"| {found['label']} | {found['tuned']} | {'; '.join(cells)} |")
-        lines += ["", "| run | setting | seeds | test accuracy % | minus alone (points) | ahead "
-                  "of alone | minus KD (points) | ahead of KD | final train accuracy % | val "
-                  "spread, last 10 epochs | seconds |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| run | setting | seeds | test accuracy % | minus alone (points) | ahead "
+            "of alone | minus KD (points) | ahead of KD | final train accuracy % | val "
+            "spread, last 10 epochs | seconds |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for name, arm in data["arms"].items():
             minus, kd = arm.get("minus_alone"), arm.get("minus_kd")
             lines.append(
                 f"| {arm['label']} | {arm['setting']} | {seeds_of(arm['test_accuracy'])} | "
                 f"{pm(arm['test_accuracy'])} | {pm(minus) if minus else '-'} | {ahead(minus)} | "
                 f"{pm(kd) if kd else '-'} | {ahead(kd)} | {pm(arm['final_train_accuracy'])} | "
-                f"{arm['val_accuracy_spread_last_10_epochs']:.4f} | {pm(arm['seconds'], 1, 0)} |")
+                f"{arm['val_accuracy_spread_last_10_epochs']:.4f} | {pm(arm['seconds'], 1, 0)} |"
+            )
         for name in ("kd_ls", "dkd_ls"):
             arm = data["arms"].get(name)
             if arm and arm.get("minus_without_standardization"):
                 minus = arm["minus_without_standardization"]
-                lines += ["", f"{arm['label']} minus the same method without it: {pm(minus)} "
-                              f"points, ahead on {ahead(minus)} seeds."]
+                lines += [
+                    "",
+                    f"{arm['label']} minus the same method without it: {pm(minus)} "
+                    f"points, ahead on {ahead(minus)} seeds.",
+                ]
         lines.append("")
     first = out.get("first_experiment_sizes_alone")
     if first:
-        lines += [f"The student alone at the first experiment's sizes (cnn_small, "
-                  f"{first['train_examples']} training images) with this {first['epochs']}-epoch "
-                  f"schedule: {pm(first['test_accuracy'])} % on seeds "
-                  f"{seeds_of(first['test_accuracy'])}.", ""]
+        lines += [
+            f"The student alone at the first experiment's sizes (cnn_small, "
+            f"{first['train_examples']} training images) with this {first['epochs']}-epoch "
+            f"schedule: {pm(first['test_accuracy'])} % on seeds "
+            f"{seeds_of(first['test_accuracy'])}.",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -570,8 +779,12 @@ def methods_curve(out, path):
             curves = list(arm["val_curves"].values())
             length = min(len(c) for c in curves)
             mean = [statistics.mean(c[i] for c in curves) for i in range(length)]
-            ax.plot(range(1, length + 1), mean, label=f"{arm['label']} ({len(curves)} seeds)",
-                    linestyle="--" if name == ALONE else "-")
+            ax.plot(
+                range(1, length + 1),
+                mean,
+                label=f"{arm['label']} ({len(curves)} seeds)",
+                linestyle="--" if name == ALONE else "-",
+            )
         ax.set_xlabel("epoch")
         ax.set_ylabel("validation accuracy (mean over seeds)")
         ax.set_title(data["title"], fontsize=9)

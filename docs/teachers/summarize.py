@@ -1,4 +1,5 @@
 """Collects docs/teachers/<arch>/ (written by run.sh) into teachers.json and table.md."""
+
 import csv
 import json
 import os
@@ -32,7 +33,9 @@ def teacher_entry(arch):
         # Plateau: the spread of validation accuracy over the last three epochs.
         "val_accuracy_spread_last_3_epochs": round(
             max(float(r["val_accuracy"]) for r in history[-3:])
-            - min(float(r["val_accuracy"]) for r in history[-3:]), 4),
+            - min(float(r["val_accuracy"]) for r in history[-3:]),
+            4,
+        ),
         "temperature": calibration["temperature"],
         "ece": calibration["ece_before"],
         "ece_calibrated": calibration["ece_after"],
@@ -41,28 +44,40 @@ def teacher_entry(arch):
         "train_seconds": results["seconds"]["teacher"],
         "file": f"docs/teachers/{arch}.keras",
         "file_bytes": os.path.getsize(os.path.join(HERE, f"{arch}.keras")),
-        "commands": [command,
-                     f"bin/calibrate --model=docs/teachers/{arch}.keras "
-                     "--dataset=idx:/usr/share/datasets/fashion-mnist --validation_fraction=0.1 "
-                     f"--report_dir=docs/teachers/{arch}"],
+        "commands": [
+            command,
+            f"bin/calibrate --model=docs/teachers/{arch}.keras "
+            "--dataset=idx:/usr/share/datasets/fashion-mnist --validation_fraction=0.1 "
+            f"--report_dir=docs/teachers/{arch}",
+        ],
     }
 
 
 def main():
-    teachers = [teacher_entry(arch) for arch in ARCHS
-                if os.path.isfile(os.path.join(HERE, arch, "calibration.json"))]
-    summary = {"dataset": "Fashion-MNIST (idx:/usr/share/datasets/fashion-mnist), seed 0",
-               "script": "bash docs/teachers/run.sh", "teachers": teachers}
+    teachers = [
+        teacher_entry(arch)
+        for arch in ARCHS
+        if os.path.isfile(os.path.join(HERE, arch, "calibration.json"))
+    ]
+    summary = {
+        "dataset": "Fashion-MNIST (idx:/usr/share/datasets/fashion-mnist), seed 0",
+        "script": "bash docs/teachers/run.sh",
+        "teachers": teachers,
+    }
     with open(os.path.join(HERE, "teachers.json"), "w") as f:
         json.dump(summary, f, indent=2)
-    lines = ["| teacher | params | epochs | test acc | T* | ECE | ECE at T* | NLL | NLL at T* "
-             "| file (MB) | train s |", "|" + "---|" * 11]
+    lines = [
+        "| teacher | params | epochs | test acc | T* | ECE | ECE at T* | NLL | NLL at T* "
+        "| file (MB) | train s |",
+        "|" + "---|" * 11,
+    ]
     for t in teachers:
         lines.append(
             f"| {t['arch']} | {t['params']:,} | {t['epochs']} | {t['test_accuracy']:.4f} "
             f"| {t['temperature']:.3f} | {100 * t['ece']:.2f}% | {100 * t['ece_calibrated']:.2f}% "
             f"| {t['nll']:.4f} | {t['nll_calibrated']:.4f} | {t['file_bytes'] / 1e6:.2f} "
-            f"| {t['train_seconds']:.0f} |")
+            f"| {t['train_seconds']:.0f} |"
+        )
     with open(os.path.join(HERE, "table.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -4,14 +4,18 @@ their means and sample standard deviations, and the sizes the runs were made wit
 
     python3 docs/text/summarize.py
 """
+
 import glob
 import json
 import os
 import statistics
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ARMS = (("teacher", "teacher (bert_tiny)"), ("student", "distilled student (text_cnn, KD)"),
-        ("baseline", "student alone (text_cnn)"))
+ARMS = (
+    ("teacher", "teacher (bert_tiny)"),
+    ("student", "distilled student (text_cnn, KD)"),
+    ("baseline", "student alone (text_cnn)"),
+)
 TRAIN_SHARE = 0.8  # text_synthetic: the first 80% of the generated texts are the training split
 
 
@@ -31,15 +35,21 @@ def sizes(results):
     validation = int(round(float(flags["validation_fraction"]) * train))
     with open(os.path.join(HERE, "runs", f"seed{flags['seed']}", "export_report.json")) as handle:
         test = json.load(handle)["test_examples"]
-    return {"generated_texts": total, "classes": int(flags["synthetic_classes"]),
-            "training_texts": int(flags["train_limit"]) or train - validation,
-            "validation_texts": validation, "test_texts": test,
-            "sequence_length": int(flags["sequence_length"]),
-            "vocabulary_size_at_most": int(flags["vocabulary_size"]),
-            "teacher_epochs": int(flags["teacher_epochs"]), "student_epochs": int(flags["epochs"]),
-            "temperature": float(flags["temperature"]), "alpha": float(flags["alpha"]),
-            "teacher_parameters": results["teacher"]["params"],
-            "student_parameters": results["student"]["params"]}
+    return {
+        "generated_texts": total,
+        "classes": int(flags["synthetic_classes"]),
+        "training_texts": int(flags["train_limit"]) or train - validation,
+        "validation_texts": validation,
+        "test_texts": test,
+        "sequence_length": int(flags["sequence_length"]),
+        "vocabulary_size_at_most": int(flags["vocabulary_size"]),
+        "teacher_epochs": int(flags["teacher_epochs"]),
+        "student_epochs": int(flags["epochs"]),
+        "temperature": float(flags["temperature"]),
+        "alpha": float(flags["alpha"]),
+        "teacher_parameters": results["teacher"]["params"],
+        "student_parameters": results["student"]["params"],
+    }
 
 
 def summarize(runs):
@@ -48,37 +58,55 @@ def summarize(runs):
     for arm, _ in ARMS:
         values = [runs[seed][arm]["accuracy"] for seed in seeds]
         summary["accuracy"][arm] = {
-            "per_seed": values, "mean": statistics.mean(values),
-            "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+            "per_seed": values,
+            "mean": statistics.mean(values),
+            "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        }
     per_seed = summary["accuracy"]
-    gains = [d - a for d, a in zip(per_seed["student"]["per_seed"],
-                                   per_seed["baseline"]["per_seed"], strict=True)]
-    summary["distillation_gain"] = {"per_seed": gains, "mean": statistics.mean(gains),
-                                    "seeds_ahead": sum(gain > 0 for gain in gains)}
-    summary["order_holds_on_mean"] = (per_seed["teacher"]["mean"] > per_seed["student"]["mean"]
-                                      > per_seed["baseline"]["mean"])
-    summary["tflite_agreement"] = [runs[seed]["exports"].get("tflite_agreement")
-                                   for seed in seeds]
+    gains = [
+        d - a
+        for d, a in zip(
+            per_seed["student"]["per_seed"], per_seed["baseline"]["per_seed"], strict=True
+        )
+    ]
+    summary["distillation_gain"] = {
+        "per_seed": gains,
+        "mean": statistics.mean(gains),
+        "seeds_ahead": sum(gain > 0 for gain in gains),
+    }
+    summary["order_holds_on_mean"] = (
+        per_seed["teacher"]["mean"] > per_seed["student"]["mean"] > per_seed["baseline"]["mean"]
+    )
+    summary["tflite_agreement"] = [runs[seed]["exports"].get("tflite_agreement") for seed in seeds]
     # Wall time of each phase on a shared 2-core machine: what a run costs, not a benchmark.
-    summary["seconds"] = {phase: [round(runs[seed]["seconds"][phase]) for seed in seeds]
-                          for phase in ("teacher", "distill", "baseline")}
+    summary["seconds"] = {
+        phase: [round(runs[seed]["seconds"][phase]) for seed in seeds]
+        for phase in ("teacher", "distill", "baseline")
+    }
     return summary
 
 
 def table(summary):
     seeds = summary["seeds"]
-    lines = ["| model | " + " | ".join(f"seed {seed}" for seed in seeds) + " | mean | std |",
-             "|---|" + "---:|" * (len(seeds) + 2)]
+    lines = [
+        "| model | " + " | ".join(f"seed {seed}" for seed in seeds) + " | mean | std |",
+        "|---|" + "---:|" * (len(seeds) + 2),
+    ]
     for arm, label in ARMS:
         entry = summary["accuracy"][arm]
-        lines.append(f"| {label} | " + " | ".join(f"{v:.4f}" for v in entry["per_seed"])
-                     + f" | {entry['mean']:.4f} | {entry['std']:.4f} |")
+        lines.append(
+            f"| {label} | "
+            + " | ".join(f"{v:.4f}" for v in entry["per_seed"])
+            + f" | {entry['mean']:.4f} | {entry['std']:.4f} |"
+        )
     gain = summary["distillation_gain"]
-    lines.append("| distilled - alone | " + " | ".join(f"{v:+.4f}" for v in gain["per_seed"])
-                 + f" | {gain['mean']:+.4f} | |")
+    lines.append(
+        "| distilled - alone | "
+        + " | ".join(f"{v:+.4f}" for v in gain["per_seed"])
+        + f" | {gain['mean']:+.4f} | |"
+    )
     lines += ["", "| size | value |", "|---|---:|"]
-    lines += [f"| {name.replace('_', ' ')} | {value} |"
-              for name, value in summary["sizes"].items()]
+    lines += [f"| {name.replace('_', ' ')} | {value} |" for name, value in summary["sizes"].items()]
     return "\n".join(lines) + "\n"
 
 

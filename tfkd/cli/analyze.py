@@ -9,6 +9,7 @@ What a teacher knows (Tang et al. 2020, Figs. 1 and 2), as PNGs and JSON in --ou
                            the teacher's p_t (needs --student_model).
   analysis.json            the numbers behind both.
 """
+
 from absl import flags
 
 from tfkd.cli import common
@@ -16,25 +17,49 @@ from tfkd.cli import flags as flag_table
 from tfkd.experiment import tools
 
 PROGRAM = "bin/analyze"
-DOC = ("What a teacher knows: class relationships and gradient rescaling: "
-       "bin/analyze --teacher=RUN/teacher.keras --dataset=NAME --output_dir=DIR "
-       "[--student_model=RUN/student.keras]")
-SHARED = ("teacher", "temperature", "alpha", "superclass_map", "classifier_layer", "output_dir",
-          "overwrite", "verbose")
+DOC = (
+    "What a teacher knows: class relationships and gradient rescaling: "
+    "bin/analyze --teacher=RUN/teacher.keras --dataset=NAME --output_dir=DIR "
+    "[--student_model=RUN/student.keras]"
+)
+SHARED = (
+    "teacher",
+    "temperature",
+    "alpha",
+    "superclass_map",
+    "classifier_layer",
+    "output_dir",
+    "overwrite",
+    "verbose",
+)
 
 
 def define_analyze_flags(flag_values):
     """bin/analyze's own flags, under the module name "bin/analyze"."""
     own = {"flag_values": flag_values, "module_name": PROGRAM}
-    flags.DEFINE_string("student_model", None,
-                        "For the gradient plot: a trained student (.keras / SavedModel) or an "
-                        "architecture (analysed at initialisation); unset skips the plot.", **own)
-    flags.DEFINE_list("analysis_temperatures", ["1", "4"],
-                      "Temperatures of the teacher-correlation heatmaps.", **own)
-    flags.DEFINE_enum("analysis_split", "train", list(tools.ANALYSIS_SPLITS),
-                      "Which split the analyses read.", **own)
-    flags.DEFINE_integer("analysis_examples", 5000,
-                         "Random examples of the split to analyse (0 = all).", **own)
+    flags.DEFINE_string(
+        "student_model",
+        None,
+        "For the gradient plot: a trained student (.keras / SavedModel) or an "
+        "architecture (analysed at initialisation); unset skips the plot.",
+        **own,
+    )
+    flags.DEFINE_list(
+        "analysis_temperatures",
+        ["1", "4"],
+        "Temperatures of the teacher-correlation heatmaps.",
+        **own,
+    )
+    flags.DEFINE_enum(
+        "analysis_split",
+        "train",
+        list(tools.ANALYSIS_SPLITS),
+        "Which split the analyses read.",
+        **own,
+    )
+    flags.DEFINE_integer(
+        "analysis_examples", 5000, "Random examples of the split to analyse (0 = all).", **own
+    )
 
 
 def new_flag_values():
@@ -43,17 +68,32 @@ def new_flag_values():
 
 def arguments(flag_values):
     """Parsed flags -> the keyword arguments of tools.analyze."""
-    names = ("teacher", "output_dir", "student_model", "analysis_temperatures", "analysis_split",
-             "analysis_examples", "temperature", "alpha", "superclass_map", "classifier_layer",
-             "overwrite", "verbose")
-    return {"data_config": flag_table.data_config(flag_values),
-            **{name: flag_values[name].value for name in names}}
+    names = (
+        "teacher",
+        "output_dir",
+        "student_model",
+        "analysis_temperatures",
+        "analysis_split",
+        "analysis_examples",
+        "temperature",
+        "alpha",
+        "superclass_map",
+        "classifier_layer",
+        "overwrite",
+        "verbose",
+    )
+    return {
+        "data_config": flag_table.data_config(flag_values),
+        **{name: flag_values[name].value for name in names},
+    }
 
 
 def print_summary(results, output_dir):
-    print(f"\ntfkd analyze: teacher {results['teacher']} on {results['dataset']} "
-          f"({results['split']}, {results['examples']} examples, teacher accuracy "
-          f"{results['teacher_accuracy']:.4f})")
+    print(
+        f"\ntfkd analyze: teacher {results['teacher']} on {results['dataset']} "
+        f"({results['split']}, {results['examples']} examples, teacher accuracy "
+        f"{results['teacher_accuracy']:.4f})"
+    )
     relationships = results["class_relationships"]
     for t, entry in relationships["correlation"].items():
         parts = [f"{key} {value:+.3f}" for key, value in entry.items()]
@@ -63,13 +103,17 @@ def print_summary(results, output_dir):
         print(f"  classifier cosine    block_contrast {contrast:+.3f}")
     if "gradient_rescaling" in results:
         entry = results["gradient_rescaling"]
-        print(f"  gradient rescaling   Pearson(w_i, p_t) = {entry['pearson_w_pt']:+.3f}, "
-              f"Spearman {entry['spearman_w_pt']:+.3f} "
-              f"(student {entry['student']}, T = {entry['temperature']:g}, "
-              f"alpha = {entry['alpha']:g})")
-    print(f"  output  {output_dir}: class_relationships.png"
-          + (", gradient_rescaling.png" if "gradient_rescaling" in results else "")
-          + ", analysis.json")
+        print(
+            f"  gradient rescaling   Pearson(w_i, p_t) = {entry['pearson_w_pt']:+.3f}, "
+            f"Spearman {entry['spearman_w_pt']:+.3f} "
+            f"(student {entry['student']}, T = {entry['temperature']:g}, "
+            f"alpha = {entry['alpha']:g})"
+        )
+    print(
+        f"  output  {output_dir}: class_relationships.png"
+        + (", gradient_rescaling.png" if "gradient_rescaling" in results else "")
+        + ", analysis.json"
+    )
 
 
 def main(argv):

@@ -5,6 +5,7 @@
 
 See `tfkd.bench` for what is measured and how.
 """
+
 import shlex
 
 from tfkd import bench
@@ -12,8 +13,10 @@ from tfkd.cli import common
 from tfkd.experiment.command_line import CommandLine
 
 PROGRAM = "bin/bench"
-DOC = ("Distillation throughput benchmark: bin/bench [--teacher=resnet56 --student=resnet20 "
-       "--variants=...]")
+DOC = (
+    "Distillation throughput benchmark: bin/bench [--teacher=resnet56 --student=resnet20 "
+    "--variants=...]"
+)
 COMMAND_LINE = CommandLine(bench.BenchConfig, program=PROGRAM)
 
 

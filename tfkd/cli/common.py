@@ -1,5 +1,6 @@
 """What every command-line tool shares: --help and user errors as one line (fields named as
 the flags that set them)."""
+
 import os
 import sys
 
@@ -8,20 +9,19 @@ from absl import flags, logging
 from tfkd import data
 from tfkd.cli import flags as flag_table
 
-USER_ERRORS = (ValueError, FileExistsError, FileNotFoundError, data.DataUnavailableError,
-               OSError)
+USER_ERRORS = (ValueError, FileExistsError, FileNotFoundError, data.DataUnavailableError, OSError)
 
 
 def one_line(program, error):
     message = " ".join(str(flag_table.flag_error(error)).split())
-    if isinstance(error, OSError) and not isinstance(error, (FileExistsError,
-                                                                FileNotFoundError)):
+    if isinstance(error, OSError) and not isinstance(error, (FileExistsError, FileNotFoundError)):
         message = f"cannot write or read {error.filename or ''}: {error.strerror or message}"
     return f"{os.path.basename(program)}: error: {message}"
 
 
 def quiet_python_logs():
     import tensorflow as tf
+
     tf.get_logger().setLevel("ERROR")
 
 

@@ -3,6 +3,7 @@
 A trained `.keras` classifier -> SavedModel / TFLite files in --output_dir, with a parity,
 size and latency report (export_report.json, export_report.md).
 """
+
 from absl import flags
 
 from tfkd import export
@@ -11,30 +12,47 @@ from tfkd.cli import flags as flag_table
 from tfkd.experiment import tools
 
 PROGRAM = "bin/export"
-DOC = ("Export a trained classifier to SavedModel / TFLite with a parity report: "
-       "bin/export --model=PATH.keras --dataset=NAME --output_dir=DIR [--formats=...]")
+DOC = (
+    "Export a trained classifier to SavedModel / TFLite with a parity report: "
+    "bin/export --model=PATH.keras --dataset=NAME --output_dir=DIR [--formats=...]"
+)
 
 
 def define_export_flags(flag_values):
     """bin/export's own flags, under the module name "bin/export"."""
     own = {"flag_values": flag_values, "module_name": PROGRAM}
     flags.DEFINE_string("model", None, "The trained classifier to export (.keras file).", **own)
-    flags.DEFINE_list("formats", list(tools.EXPORT_FORMATS),
-                      f"Formats to write, a comma list of {', '.join(export.FORMATS)}.", **own)
-    flags.DEFINE_enum("int8_io", "int8", list(export.INT8_IO),
-                      "tflite_int8 input/output tensors: int8 (quantised) or float (float32).",
-                      **own)
-    flags.DEFINE_integer("representative_samples", export.REPRESENTATIVE_SAMPLES,
-                         "Training-split examples that calibrate tflite_int8.", **own)
-    flags.DEFINE_integer("latency_calls", 200,
-                         "Timed single-example calls per format (after a warm-up).", **own)
-    flags.DEFINE_integer("throughput_batch_size", 256,
-                         "Batch size of the accuracy pass and of the throughput measurement.",
-                         **own)
+    flags.DEFINE_list(
+        "formats",
+        list(tools.EXPORT_FORMATS),
+        f"Formats to write, a comma list of {', '.join(export.FORMATS)}.",
+        **own,
+    )
+    flags.DEFINE_enum(
+        "int8_io",
+        "int8",
+        list(export.INT8_IO),
+        "tflite_int8 input/output tensors: int8 (quantised) or float (float32).",
+        **own,
+    )
+    flags.DEFINE_integer(
+        "representative_samples",
+        export.REPRESENTATIVE_SAMPLES,
+        "Training-split examples that calibrate tflite_int8.",
+        **own,
+    )
+    flags.DEFINE_integer(
+        "latency_calls", 200, "Timed single-example calls per format (after a warm-up).", **own
+    )
+    flags.DEFINE_integer(
+        "throughput_batch_size",
+        256,
+        "Batch size of the accuracy pass and of the throughput measurement.",
+        **own,
+    )
     flags.DEFINE_integer("num_threads", 1, "LiteRT interpreter threads.", **own)
     flags.DEFINE_string("output_dir", None, "Output folder (required).", **own)
-    flags.DEFINE_boolean("overwrite", False, "Replace an existing, non-empty --output_dir.",
-                         **own)
+    flags.DEFINE_boolean("overwrite", False, "Replace an existing, non-empty --output_dir.", **own)
     flags.DEFINE_integer("verbose", 1, "0 silent, otherwise progress bars.", **own)
 
 
@@ -44,26 +62,35 @@ def new_flag_values():
 
 def arguments(flag_values):
     """Parsed flags -> the keyword arguments of tools.export_model."""
-    return {"model": flag_values.model, "data_config": flag_table.data_config(flag_values),
-            "output_dir": flag_values.output_dir, "formats": flag_values.formats,
-            "int8_io": flag_values.int8_io,
-            "representative_samples": flag_values.representative_samples,
-            "latency_calls": flag_values.latency_calls,
-            "throughput_batch_size": flag_values.throughput_batch_size,
-            "num_threads": flag_values.num_threads, "overwrite": flag_values.overwrite,
-            "verbose": flag_values.verbose > 0}
+    return {
+        "model": flag_values.model,
+        "data_config": flag_table.data_config(flag_values),
+        "output_dir": flag_values.output_dir,
+        "formats": flag_values.formats,
+        "int8_io": flag_values.int8_io,
+        "representative_samples": flag_values.representative_samples,
+        "latency_calls": flag_values.latency_calls,
+        "throughput_batch_size": flag_values.throughput_batch_size,
+        "num_threads": flag_values.num_threads,
+        "overwrite": flag_values.overwrite,
+        "verbose": flag_values.verbose > 0,
+    }
 
 
 def print_summary(report, model, output_dir):
     print(f"\ntfkd export of {model} to {output_dir} ({report['test_examples']} test examples)")
     print(f"  {'keras':<16}accuracy {report['keras']['accuracy']:.4f}")
     for name, entry in report["formats"].items():
-        print(f"  {name:<16}accuracy {entry['accuracy']:.4f}   agreement "
-              f"{100 * entry['agreement']:.2f}%   {entry['size_bytes']:>10,} bytes   "
-              f"{entry['latency_ms_median']:.3f} ms")
+        print(
+            f"  {name:<16}accuracy {entry['accuracy']:.4f}   agreement "
+            f"{100 * entry['agreement']:.2f}%   {entry['size_bytes']:>10,} bytes   "
+            f"{entry['latency_ms_median']:.3f} ms"
+        )
     for name, goal in report["goals"].items():
-        print(f"  goal {name}: {goal['value']:.4f} ({goal['target']}) "
-              f"{'met' if goal['met'] else 'NOT met'}")
+        print(
+            f"  goal {name}: {goal['value']:.4f} ({goal['target']}) "
+            f"{'met' if goal['met'] else 'NOT met'}"
+        )
 
 
 def main(argv):

@@ -4,12 +4,14 @@
 A library error names fields (`tfkd.settings.ConfigError`: "cache.mode", "method.options.alpha");
 `flag_error` turns it into the flags the user typed (--teacher_cache, --alpha).
 """
+
 import re
 
 from absl import flags
 
 from tfkd.experiment.config import COMMAND_LINE
 from tfkd.settings import ConfigError
+
 
 def new_flag_values(extra=None):
     """A fresh FlagValues with every bin/distill flag (and `extra(flag_values)`'s own)."""
@@ -54,7 +56,7 @@ def data_config(flag_values):
 
 
 def flag_name(path, extra=None):
-    """"--flag" of the RunConfig field at `path` (or of `extra`: {path: flag}), else None."""
+    """ "--flag" of the RunConfig field at `path` (or of `extra`: {path: flag}), else None."""
     if extra and path in extra:
         return "--" + extra[path]
     return COMMAND_LINE.flag_name(path)
@@ -65,10 +67,9 @@ def flag_error(error, flag_values=None, extra=None):
     fields (RunConfig paths, or `extra`'s {path: flag}); otherwise the argument name a message
     starts with (`name` or `data_config.name`), if `flag_values` has that flag."""
     if isinstance(error, ConfigError):  # unless already named by its own command line
-        return error if error.name is not None else error.named(
-            lambda path: flag_name(path, extra))
+        return error if error.name is not None else error.named(lambda path: flag_name(path, extra))
     message = str(error)
     match = re.match(r"(?:data_config\.)?(\w+)", message)
     if flag_values is None or match is None or match.group(1) not in flag_values:
         return error
-    return type(error)(f"--{match.group(1)}{message[match.end():]}")
+    return type(error)(f"--{match.group(1)}{message[match.end() :]}")

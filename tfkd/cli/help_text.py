@@ -7,6 +7,7 @@ declarations live in modules that do). Regenerate the files after changing a fla
 
 A test checks that the shipped text equals what the declarations print.
 """
+
 import contextlib
 import importlib
 import io
@@ -19,8 +20,7 @@ TOOLS = {
     "distill": ("tfkd.cli.distill", "Distill a student from a teacher (the whole job)."),
     "tune": ("tfkd.cli.tune", "Search distillation hyperparameters with keras-tuner."),
     "export": ("tfkd.cli.export", "Export a trained classifier with a parity report."),
-    "calibrate": ("tfkd.cli.calibrate", "Fit a classifier's temperature T* and plot "
-                                        "reliability."),
+    "calibrate": ("tfkd.cli.calibrate", "Fit a classifier's temperature T* and plot reliability."),
     "ladder": ("tfkd.cli.ladder", "The teacher ladder, uncalibrated vs calibrated."),
     "analyze": ("tfkd.cli.analyze", "Class relationships and gradient rescaling of a teacher."),
     "bench": ("tfkd.cli.bench", "Distillation throughput benchmark."),

@@ -7,6 +7,7 @@ terminal (TFKD_DEBUG=1 shows them, and full tracebacks). For distill, tune and l
 `--config=NAME` runs a packaged recipe (`--flagfile` of `tfkd/configs/NAME.flags`) and
 `--list_configs` lists them.
 """
+
 import contextlib
 import importlib
 import os
@@ -20,12 +21,20 @@ HELP = {"--help", "-h", "--helpshort", "-?"}
 
 def usage():
     width = max(len(tool) for tool in help_text.TOOLS) + 2
-    lines = [f"tfkd {__version__}: knowledge distillation for Keras 3 on TensorFlow.", "",
-             "usage: tfkd <command> [--flag=value ...]", "       tfkd <command> --help",
-             "       tfkd --version", "", "commands:"]
+    lines = [
+        f"tfkd {__version__}: knowledge distillation for Keras 3 on TensorFlow.",
+        "",
+        "usage: tfkd <command> [--flag=value ...]",
+        "       tfkd <command> --help",
+        "       tfkd --version",
+        "",
+        "commands:",
+    ]
     lines += [f"  {tool:<{width}}{summary}" for tool, (_, summary) in help_text.TOOLS.items()]
-    lines += ["", "Recipes: tfkd distill --config=synthetic; tfkd distill --list_configs lists "
-              "them all."]
+    lines += [
+        "",
+        "Recipes: tfkd distill --config=synthetic; tfkd distill --list_configs lists them all.",
+    ]
     return "\n".join(lines)
 
 
@@ -56,8 +65,10 @@ def _error(program, message):
 def _help(tool):
     text = help_text.read(tool).rstrip("\n")
     if tool in help_text.RECIPE_TOOLS:
-        text += (f"\n--config=NAME reads the packaged recipe NAME (tfkd {tool} --list_configs "
-                 "lists them).")
+        text += (
+            f"\n--config=NAME reads the packaged recipe NAME (tfkd {tool} --list_configs "
+            "lists them)."
+        )
     return text
 
 
@@ -67,8 +78,10 @@ def run(tool, program, args):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with quiet_stderr():
         import tensorflow  # noqa: F401
+
         module = importlib.import_module(help_text.TOOLS[tool][0])
     from tfkd.cli import common
+
     return common.run_tool(module.main, [program, *args])
 
 
@@ -84,8 +97,9 @@ def main(argv=None, program=None):
         return 0
     tool, args = argv[0], argv[1:]
     if tool not in help_text.TOOLS:
-        return _error("tfkd", f"{tool!r} is not a tfkd command; known: "
-                              f"{', '.join(help_text.TOOLS)}")
+        return _error(
+            "tfkd", f"{tool!r} is not a tfkd command; known: {', '.join(help_text.TOOLS)}"
+        )
     program = program or f"tfkd {tool}"
     if tool in help_text.RECIPE_TOOLS:
         if "--list_configs" in args:

@@ -4,14 +4,20 @@
 reads `tfkd/configs/methods/dkd.flags`. Nothing here imports TensorFlow: the dispatcher turns
 `--config=NAME` into `--flagfile=PATH` before the tool starts.
 """
+
 import os
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 SUFFIX = ".flags"
 # Flags whose value names a file or folder that must exist before the run starts:
 # flag -> how the value names it (a path, a comma list of paths, or a data-source prefix).
-PATH_FLAGS = {"teacher": "path", "teachers": "list", "dataset": "source",
-              "distill_dataset": "source", "data_dir": "path"}
+PATH_FLAGS = {
+    "teacher": "path",
+    "teachers": "list",
+    "dataset": "source",
+    "distill_dataset": "source",
+    "data_dir": "path",
+}
 ARCHIVES = (".keras", ".h5")
 SOURCE_PREFIXES = ("idx:", "npz:", "folder:", "csv:", "text:", "lm:")
 
@@ -23,17 +29,16 @@ def names(root=CONFIGS):
         for file in files:
             if file.endswith(SUFFIX):
                 relative = os.path.relpath(os.path.join(folder, file), root)
-                found.append(relative[:-len(SUFFIX)].replace(os.sep, "/"))
+                found.append(relative[: -len(SUFFIX)].replace(os.sep, "/"))
     return sorted(found)
 
 
 def path(name, root=CONFIGS):
     """The flagfile of recipe `name`; ValueError naming --config and listing the known ones."""
-    name = name[:-len(SUFFIX)] if name.endswith(SUFFIX) else name
+    name = name[: -len(SUFFIX)] if name.endswith(SUFFIX) else name
     known = names(root)
     if name not in known:
-        raise ValueError(f"--config: {name!r} is not a packaged recipe; known: "
-                         f"{', '.join(known)}")
+        raise ValueError(f"--config: {name!r} is not a packaged recipe; known: {', '.join(known)}")
     return os.path.join(root, *name.split("/")) + SUFFIX
 
 
@@ -75,7 +80,7 @@ def _named_paths(flag, value):
     kind = PATH_FLAGS[flag]
     if kind == "source":
         prefix = next((p for p in SOURCE_PREFIXES if value.startswith(p)), None)
-        return [value[len(prefix):]] if prefix else []
+        return [value[len(prefix) :]] if prefix else []
     items = [item.strip() for item in (value.split(",") if kind == "list" else [value])]
     return [item for item in items if item and _names_a_path(flag, item)]
 
@@ -88,10 +93,15 @@ def missing(name, flagfile, given):
             continue
         for needed in _named_paths(flag, value):
             if not os.path.exists(os.path.expanduser(needed)):
-                where = "" if os.path.isabs(os.path.expanduser(needed)) else \
-                    f" (relative to {os.getcwd()})"
-                return (f"--config={name} needs --{flag}={value}, but {needed} does not "
-                        f"exist{where}; see the comments at the top of {flagfile}")
+                where = (
+                    ""
+                    if os.path.isabs(os.path.expanduser(needed))
+                    else f" (relative to {os.getcwd()})"
+                )
+                return (
+                    f"--config={name} needs --{flag}={value}, but {needed} does not "
+                    f"exist{where}; see the comments at the top of {flagfile}"
+                )
     return None
 
 
@@ -109,8 +119,7 @@ def expand(args, root=CONFIGS):
         arg = pending.pop(0)
         if arg == "--config":
             if not pending:
-                raise ValueError("--config needs a recipe name; known: "
-                                 f"{', '.join(names(root))}")
+                raise ValueError(f"--config needs a recipe name; known: {', '.join(names(root))}")
             arg = f"--config={pending.pop(0)}"
         if arg.startswith("--config="):
             name = arg.split("=", 1)[1]

@@ -1,4 +1,5 @@
 """Plain data types of the data package: the config, the loaded bundle and the input convention."""
+
 import dataclasses
 from typing import Optional
 
@@ -38,57 +39,106 @@ class DataConfig:
       vocabulary: a WordPiece vocabulary file (one token per line) to use instead of fitting
         one, e.g. the vocabulary.txt a teacher was trained with.
     """
+
     dataset: str = setting(
-        group="data", role=TEACHER,
+        group="data",
+        role=TEACHER,
         help="A tensorflow-datasets name, idx:DIR, npz:DIR, folder:DIR, text:DIR, "
-             "csv:FILE_OR_DIR, synthetic or text_synthetic.")
-    data_dir: Optional[str] = setting(None, group="data", role=TEACHER,
-                                      help="tensorflow-datasets data folder.")
+        "csv:FILE_OR_DIR, synthetic or text_synthetic.",
+    )
+    data_dir: Optional[str] = setting(
+        None, group="data", role=TEACHER, help="tensorflow-datasets data folder."
+    )
     validation_fraction: float = setting(
-        0.1, group="data", role=TEACHER, minimum=0, maximum=1, open_maximum=True,
-        help="Fraction of train held out for validation.")
+        0.1,
+        group="data",
+        role=TEACHER,
+        minimum=0,
+        maximum=1,
+        open_maximum=True,
+        help="Fraction of train held out for validation.",
+    )
     train_limit: Optional[int] = setting(
-        None, group="data", role=TEACHER, minimum=0, zero_is_none=True,
-        help="Stratified subset of the training split (0 = all).")
+        None,
+        group="data",
+        role=TEACHER,
+        minimum=0,
+        zero_is_none=True,
+        help="Stratified subset of the training split (0 = all).",
+    )
     test_limit: Optional[int] = setting(
-        None, group="data", role=TEACHER, minimum=0, zero_is_none=True,
-        help="Stratified subset of the test split (0 = all).")
-    seed: int = setting(0, group="data", role=TEACHER,
-                        help="Seed for data splits, initialisation and shuffling.")
-    synthetic_size: int = setting(20000, group="data", role=TEACHER,
-                                  help="synthetic: number of examples.")
-    synthetic_dim: int = setting(100, group="data", role=TEACHER,
-                                 help="synthetic: input dimension d.")
-    synthetic_classes: int = setting(20, group="data", role=TEACHER,
-                                     help="synthetic: number of classes C.")
-    synthetic_superclasses: int = setting(4, group="data", role=TEACHER,
-                                          help="synthetic: number of super-classes S.")
-    class_similarity: float = setting(0.5, group="data", role=TEACHER,
-                                      help="synthetic: cosine of class to super-class.")
-    difficulty: int = setting(4, group="data", role=TEACHER,
-                              help="synthetic: number of sine terms M (0 = separable).")
-    text_column: str = setting("text", group="data", role=TEACHER,
-                               help="csv: the column holding the text.")
-    label_column: str = setting("label", group="data", role=TEACHER,
-                                help="csv: the column holding the label (integers or names).")
+        None,
+        group="data",
+        role=TEACHER,
+        minimum=0,
+        zero_is_none=True,
+        help="Stratified subset of the test split (0 = all).",
+    )
+    seed: int = setting(
+        0, group="data", role=TEACHER, help="Seed for data splits, initialisation and shuffling."
+    )
+    synthetic_size: int = setting(
+        20000, group="data", role=TEACHER, help="synthetic: number of examples."
+    )
+    synthetic_dim: int = setting(
+        100, group="data", role=TEACHER, help="synthetic: input dimension d."
+    )
+    synthetic_classes: int = setting(
+        20, group="data", role=TEACHER, help="synthetic: number of classes C."
+    )
+    synthetic_superclasses: int = setting(
+        4, group="data", role=TEACHER, help="synthetic: number of super-classes S."
+    )
+    class_similarity: float = setting(
+        0.5, group="data", role=TEACHER, help="synthetic: cosine of class to super-class."
+    )
+    difficulty: int = setting(
+        4, group="data", role=TEACHER, help="synthetic: number of sine terms M (0 = separable)."
+    )
+    text_column: str = setting(
+        "text", group="data", role=TEACHER, help="csv: the column holding the text."
+    )
+    label_column: str = setting(
+        "label",
+        group="data",
+        role=TEACHER,
+        help="csv: the column holding the label (integers or names).",
+    )
     tokenizer: str = setting(
-        "wordpiece", group="data", role=TEACHER, choices=("wordpiece", "byte"),
+        "wordpiece",
+        group="data",
+        role=TEACHER,
+        choices=("wordpiece", "byte"),
         help="Text sets: wordpiece (KerasHub WordPiece, vocabulary fitted on the training split "
-             "and saved as vocabulary.txt) or byte (UTF-8 bytes, no vocabulary).")
-    vocabulary_size: int = setting(8000, group="data", role=TEACHER, minimum=6,
-                                   help="Text sets: size of the fitted WordPiece vocabulary.")
+        "and saved as vocabulary.txt) or byte (UTF-8 bytes, no vocabulary).",
+    )
+    vocabulary_size: int = setting(
+        8000,
+        group="data",
+        role=TEACHER,
+        minimum=6,
+        help="Text sets: size of the fitted WordPiece vocabulary.",
+    )
     sequence_length: int = setting(
-        128, group="data", role=TEACHER, minimum=2,
-        help="Text sets: tokens per example, [CLS] and [SEP] included (padded or truncated).")
+        128,
+        group="data",
+        role=TEACHER,
+        minimum=2,
+        help="Text sets: tokens per example, [CLS] and [SEP] included (padded or truncated).",
+    )
     vocabulary: Optional[str] = setting(
-        None, group="data", role=TEACHER,
+        None,
+        group="data",
+        role=TEACHER,
         help="Text sets: a WordPiece vocabulary file to use instead of fitting one (e.g. the "
-             "vocabulary.txt beside a teacher).")
+        "vocabulary.txt beside a teacher).",
+    )
 
     def __post_init__(self):
         if not isinstance(self.dataset, str) or not self.dataset.strip():
-            raise ConfigError("dataset",
-                              f"`dataset` must be a non-empty string, got {self.dataset!r}")
+            raise ConfigError(
+                "dataset", f"`dataset` must be a non-empty string, got {self.dataset!r}"
+            )
         check(self)
 
 
@@ -109,6 +159,7 @@ def to_float(x):
         return x.astype(np.float32) / np.float32(255.0)
     if x.dtype == np.int32:
         from tfkd.data.tokenizers import text_inputs
+
         return text_inputs(x)
     return x.astype(np.float32)
 
@@ -120,6 +171,7 @@ class DataBundle:
     Images are uint8 NHWC, vectors float32 [N, D], texts int32 token ids [N, L] (0 is
     padding; `tokenizer` made them); labels int64 [N].
     """
+
     name: str
     train: tuple
     validation: tuple
@@ -160,7 +212,7 @@ class DataBundle:
         total_squares = np.zeros(channels, np.float64)
         count = 0
         for start in range(0, len(x), chunk_size):
-            chunk = to_float(x[start:start + chunk_size]).astype(np.float64)
+            chunk = to_float(x[start : start + chunk_size]).astype(np.float64)
             chunk = chunk.reshape(-1, channels)
             total += chunk.sum(axis=0)
             total_squares += np.square(chunk).sum(axis=0)
@@ -177,6 +229,7 @@ class SourceData:
     train and test are (x, y) pairs in the DataBundle conventions; num_classes None means
     max label + 1 over both splits.
     """
+
     train: tuple
     test: tuple
     num_classes: Optional[int] = None

@@ -1,4 +1,5 @@
 """Readers for data sets stored as local files: idx (MNIST format), npz and class folders."""
+
 import gzip
 import os
 
@@ -34,8 +35,10 @@ def parse_idx(data, source="idx data"):
     dtype = np.dtype(_IDX_DTYPES[data[2]])
     expected = int(np.prod(shape)) * dtype.itemsize
     if len(data) - header_size != expected:
-        raise ValueError(f"{source}: idx body has {len(data) - header_size} bytes, "
-                         f"shape {shape} needs {expected}")
+        raise ValueError(
+            f"{source}: idx body has {len(data) - header_size} bytes, "
+            f"shape {shape} needs {expected}"
+        )
     array = np.frombuffer(data, dtype, offset=header_size).reshape(shape)
     return array.astype(dtype.newbyteorder("="))
 
@@ -63,11 +66,12 @@ def _idx_split(directory, prefix):
     labels_path = _find_idx_file(directory, f"{prefix}-labels-idx1-ubyte")
     images, labels = read_idx_file(images_path), read_idx_file(labels_path)
     if images.ndim != 3 or labels.ndim != 1:
-        raise ValueError(f"idx:{directory}: expected images [N, H, W] and labels [N], got "
-                         f"{images.shape} and {labels.shape}")
+        raise ValueError(
+            f"idx:{directory}: expected images [N, H, W] and labels [N], got "
+            f"{images.shape} and {labels.shape}"
+        )
     if len(images) != len(labels):
-        raise ValueError(f"idx:{directory}: {len(images)} {prefix} images but "
-                         f"{len(labels)} labels")
+        raise ValueError(f"idx:{directory}: {len(images)} {prefix} images but {len(labels)} labels")
     if images.dtype != np.uint8:
         images = images.astype(np.float32)
     return images[..., None], labels
@@ -94,26 +98,33 @@ def _npz_split(directory, filename):
         if x.ndim == 3:
             x = x[..., None]
         if x.ndim != 4:
-            raise ValueError(f"{path}: uint8 x must be images [N, H, W, C] or [N, H, W], "
-                             f"got shape {x.shape}")
+            raise ValueError(
+                f"{path}: uint8 x must be images [N, H, W, C] or [N, H, W], got shape {x.shape}"
+            )
     elif np.issubdtype(x.dtype, np.floating) and x.ndim >= 2:
         x = x.astype(np.float32)
     else:
-        raise ValueError(f"{path}: x must be uint8 images or floating-point features, "
-                         f"got {x.dtype} with shape {x.shape}")
+        raise ValueError(
+            f"{path}: x must be uint8 images or floating-point features, "
+            f"got {x.dtype} with shape {x.shape}"
+        )
     return x, y
 
 
 def read_npz(directory):
     """Reads train.npz and test.npz, each holding `x` (uint8 NHWC, or float features) and `y`."""
     _check_directory(directory, "npz:DIR")
-    return SourceData(train=_npz_split(directory, "train.npz"),
-                      test=_npz_split(directory, "test.npz"))
+    return SourceData(
+        train=_npz_split(directory, "train.npz"), test=_npz_split(directory, "test.npz")
+    )
 
 
 def _list_class_folders(split_directory):
-    return sorted(name for name in os.listdir(split_directory)
-                  if os.path.isdir(os.path.join(split_directory, name)))
+    return sorted(
+        name
+        for name in os.listdir(split_directory)
+        if os.path.isdir(os.path.join(split_directory, name))
+    )
 
 
 def _list_images(split_directory, class_names):
@@ -135,14 +146,17 @@ def _decode_images(files, description):
     progress = None
     if len(files) >= _PROGRESS_MIN_FILES:
         import keras
+
         print(f"Decoding {len(files)} {description} images")
         progress = keras.utils.Progbar(len(files))
     images = []
     for position, (path, _) in enumerate(files):
         image = tf.io.decode_image(tf.io.read_file(path), expand_animations=False).numpy()
         if images and image.shape != images[0].shape:
-            raise ValueError(f"folder: all images must share one size; {files[0][0]} is "
-                             f"{images[0].shape} but {path} is {image.shape}")
+            raise ValueError(
+                f"folder: all images must share one size; {files[0][0]} is "
+                f"{images[0].shape} but {path} is {image.shape}"
+            )
         images.append(image)
         if progress is not None and (position + 1) % 500 == 0:
             progress.update(position + 1)
@@ -172,13 +186,20 @@ def read_folder(directory):
     for split, split_directory in split_directories.items():
         files = _list_images(split_directory, class_names)
         if not files:
-            raise ValueError(f"folder:{directory}: no {'/'.join(_IMAGE_EXTENSIONS)} images "
-                             f"under {split}/")
+            raise ValueError(
+                f"folder:{directory}: no {'/'.join(_IMAGE_EXTENSIONS)} images under {split}/"
+            )
         images = _decode_images(files, split)
         splits[split] = (np.stack(images), np.array([index for _, index in files], np.int64))
     train_shape, test_shape = splits["train"][0].shape[1:], splits["test"][0].shape[1:]
     if train_shape != test_shape:
-        raise ValueError(f"folder: all images must share one size; train images are "
-                         f"{train_shape} but test images are {test_shape}")
-    return SourceData(train=splits["train"], test=splits["test"],
-                      num_classes=len(class_names), class_names=class_names)
+        raise ValueError(
+            f"folder: all images must share one size; train images are "
+            f"{train_shape} but test images are {test_shape}"
+        )
+    return SourceData(
+        train=splits["train"],
+        test=splits["test"],
+        num_classes=len(class_names),
+        class_names=class_names,
+    )

@@ -12,6 +12,7 @@ Each sequence holds `sequence_length + 1` tokens and is shifted as KerasHub's
 `CausalLMPreprocessor` does it: x = {"token_ids": tokens[:-1], "padding_mask": mask[:-1]},
 y = tokens[1:], sample_weight = mask[1:] (times the loss mask that leaves prompts out).
 """
+
 import ast
 import dataclasses
 import functools
@@ -118,8 +119,9 @@ def read_documents(path):
     """The documents of a text file or directory: non-empty paragraphs, in reading order."""
     path = os.path.expanduser(path)
     if os.path.isdir(path):
-        files = sorted(os.path.join(path, name) for name in os.listdir(path)
-                       if name.endswith(".txt"))
+        files = sorted(
+            os.path.join(path, name) for name in os.listdir(path) if name.endswith(".txt")
+        )
         if not files:
             raise ValueError(f"--dataset lm:{path}: the directory holds no .txt file")
     elif os.path.isfile(path):
@@ -143,9 +145,9 @@ def pack(sequences, loss_masks, length, pad_id):
     padding_mask = np.zeros((count, length), "int32")
     loss_mask = np.zeros((count, length), "int32")
     for row, (tokens, mask) in enumerate(zip(sequences, loss_masks)):
-        token_ids[row, :len(tokens)] = tokens
-        padding_mask[row, :len(tokens)] = 1
-        loss_mask[row, :len(tokens)] = mask
+        token_ids[row, : len(tokens)] = tokens
+        padding_mask[row, : len(tokens)] = 1
+        loss_mask[row, : len(tokens)] = mask
     return TokenSplit(token_ids, padding_mask, loss_mask)
 
 
@@ -153,23 +155,24 @@ def windows(tokens, length):
     """Windows of `length` tokens with stride `length - 1`: every token after the first is a
     target of exactly one window; a window of a single token (nothing to predict) is dropped."""
     stride = length - 1
-    return [tokens[start:start + length] for start in range(0, max(len(tokens) - 1, 1), stride)]
+    return [tokens[start : start + length] for start in range(0, max(len(tokens) - 1, 1), stride)]
 
 
 def _split_counts(count, validation_fraction, test_fraction, unit, source):
     validation = int(round(validation_fraction * count))
     test = int(round(test_fraction * count))
     if min(validation, test, count - validation - test) < 1:
-        raise ValueError(f"--dataset {source}: {count} {unit}s cannot give train, validation "
-                         f"and test at least one {unit} each with validation_fraction "
-                         f"{validation_fraction} and test_fraction {test_fraction}")
+        raise ValueError(
+            f"--dataset {source}: {count} {unit}s cannot give train, validation "
+            f"and test at least one {unit} each with validation_fraction "
+            f"{validation_fraction} and test_fraction {test_fraction}"
+        )
     return count - validation - test, validation
 
 
 def _assign(items, seed, validation_fraction, test_fraction, unit, source):
     order = np.random.default_rng(seed).permutation(len(items))
-    train, validation = _split_counts(len(items), validation_fraction, test_fraction, unit,
-                                      source)
+    train, validation = _split_counts(len(items), validation_fraction, test_fraction, unit, source)
     parts = np.split(order, [train, train + validation])
     return [[items[i] for i in part] for part in parts]
 
@@ -182,19 +185,31 @@ def read_pairs(path, prompt_column, completion_column):
             if not line.strip():
                 continue
             row = json.loads(line)
-            for flag, column in (("prompt_column", prompt_column),
-                                 ("completion_column", completion_column)):
+            for flag, column in (
+                ("prompt_column", prompt_column),
+                ("completion_column", completion_column),
+            ):
                 if column not in row:
-                    raise ValueError(f"--{flag} {column!r} is not a field of {path} line "
-                                     f"{number}; its fields: {', '.join(sorted(row))}")
+                    raise ValueError(
+                        f"--{flag} {column!r} is not a field of {path} line "
+                        f"{number}; its fields: {', '.join(sorted(row))}"
+                    )
             pairs.append((str(row[prompt_column]), str(row[completion_column])))
     if not pairs:
         raise ValueError(f"--dataset lm:{path}: no prompt/completion pairs found")
     return pairs
 
 
-def load_lm(path, sequence_length, split_by="document", validation_fraction=0.1,
-            test_fraction=0.1, seed=0, prompt_column=None, completion_column=None):
+def load_lm(
+    path,
+    sequence_length,
+    split_by="document",
+    validation_fraction=0.1,
+    test_fraction=0.1,
+    seed=0,
+    prompt_column=None,
+    completion_column=None,
+):
     """Reads, splits (seeded) and tokenizes a language-model data set.
 
     Args:
@@ -229,21 +244,30 @@ def load_lm(path, sequence_length, split_by="document", validation_fraction=0.1,
         parts = _assign(documents, seed, validation_fraction, test_fraction, "document", source)
         splits = []
         for part in parts:
-            sequences = [w for doc in part
-                         for w in windows([start] + tokenizer.encode(doc) + [end], length)]
-            splits.append(pack(sequences, [[1] * len(s) for s in sequences], length,
-                               tokenizer.pad_token_id))
+            sequences = [
+                w for doc in part for w in windows([start] + tokenizer.encode(doc) + [end], length)
+            ]
+            splits.append(
+                pack(sequences, [[1] * len(s) for s in sequences], length, tokenizer.pad_token_id)
+            )
     else:
         stream = [start]
         for document in read_documents(path):
             stream += tokenizer.encode(document) + [end]
-        blocks = [stream[i:i + length] for i in range(0, len(stream) - 1, length)]
+        blocks = [stream[i : i + length] for i in range(0, len(stream) - 1, length)]
         blocks = [block for block in blocks if len(block) > 1]
         parts = _assign(blocks, seed, validation_fraction, test_fraction, "block", source)
-        splits = [pack(part, [[1] * len(b) for b in part], length, tokenizer.pad_token_id)
-                  for part in parts]
-    return LMData(*splits, tokenizer=tokenizer, sequence_length=sequence_length, source=source,
-                  has_prompts=is_pairs)
+        splits = [
+            pack(part, [[1] * len(b) for b in part], length, tokenizer.pad_token_id)
+            for part in parts
+        ]
+    return LMData(
+        *splits,
+        tokenizer=tokenizer,
+        sequence_length=sequence_length,
+        source=source,
+        has_prompts=is_pairs,
+    )
 
 
 def _pack_pairs(pairs, tokenizer, length, source):
@@ -252,9 +276,11 @@ def _pack_pairs(pairs, tokenizer, length, source):
         prompt_ids = [tokenizer.start_token_id] + tokenizer.encode(prompt)
         completion_ids = tokenizer.encode(completion) + [tokenizer.end_token_id]
         if len(prompt_ids) >= length:
-            raise ValueError(f"--sequence_length {length - 1} leaves no completion token after "
-                             f"the prompt {prompt[:40]!r} of {source} ({len(prompt_ids)} tokens "
-                             "with the start token)")
+            raise ValueError(
+                f"--sequence_length {length - 1} leaves no completion token after "
+                f"the prompt {prompt[:40]!r} of {source} ({len(prompt_ids)} tokens "
+                "with the start token)"
+            )
         tokens = (prompt_ids + completion_ids)[:length]
         sequences.append(tokens)
         masks.append(([0] * len(prompt_ids) + [1] * len(completion_ids))[:length])
@@ -262,8 +288,17 @@ def _pack_pairs(pairs, tokenizer, length, source):
 
 
 # ---- an offline corpus: the docstrings of Python's standard library ---------------------------
-SKIPPED_DIRECTORIES = {"test", "tests", "site-packages", "dist-packages", "idlelib", "turtledemo",
-                       "__pycache__", "lib2to3", "ensurepip"}
+SKIPPED_DIRECTORIES = {
+    "test",
+    "tests",
+    "site-packages",
+    "dist-packages",
+    "idlelib",
+    "turtledemo",
+    "__pycache__",
+    "lib2to3",
+    "ensurepip",
+}
 
 
 def stdlib_docstrings(stdlib=None):
@@ -286,8 +321,9 @@ def _docstrings(stdlib):
             except (SyntaxError, UnicodeDecodeError, ValueError):
                 continue
             for node in ast.walk(tree):
-                if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef,
-                                     ast.AsyncFunctionDef)):
+                if isinstance(
+                    node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+                ):
                     text = ast.get_docstring(node)
                     text = "\n".join(line for line in (text or "").splitlines() if line.strip())
                     if len(text) >= 20 and text not in seen:

@@ -1,4 +1,5 @@
 """`load`: reads a data set, checks its labels and cuts the validation split and limits."""
+
 import numpy as np
 
 from tfkd.data import splits, text, tokenizers
@@ -10,9 +11,11 @@ def _check_inputs(name, train_x, test_x):
     if len(train_x) == 0:
         raise ValueError(f"data set {name!r}: the train split is empty")
     if train_x.shape[1:] != test_x.shape[1:] or train_x.dtype != test_x.dtype:
-        raise ValueError(f"data set {name!r}: train inputs are {train_x.dtype} "
-                         f"{train_x.shape[1:]} but test inputs are {test_x.dtype} "
-                         f"{test_x.shape[1:]}")
+        raise ValueError(
+            f"data set {name!r}: train inputs are {train_x.dtype} "
+            f"{train_x.shape[1:]} but test inputs are {test_x.dtype} "
+            f"{test_x.shape[1:]}"
+        )
 
 
 def load(config):
@@ -38,19 +41,31 @@ def load(config):
     train_y = splits.check_labels(train_y, num_classes, name)
     test_y = splits.check_labels(test_y, num_classes, name)
     validation_seed, train_seed, test_seed = np.random.SeedSequence(config.seed).spawn(3)
-    train, validation = splits.split_validation(train_x, train_y, config.validation_fraction,
-                                                validation_seed)
+    train, validation = splits.split_validation(
+        train_x, train_y, config.validation_fraction, validation_seed
+    )
     train = splits.limit(*train, config.train_limit, train_seed)
     test = splits.limit(test_x, test_y, config.test_limit, test_seed)
     tokenizer = None
     if text.is_text(train_x):
         # The vocabulary sees the training texts only: validation and test words it never
         # met are out of vocabulary, as they would be for new text.
-        tokenizer = tokenizers.make_tokenizer(config.tokenizer, config.sequence_length,
-                                              train[0], config.vocabulary_size,
-                                              config.vocabulary)
+        tokenizer = tokenizers.make_tokenizer(
+            config.tokenizer,
+            config.sequence_length,
+            train[0],
+            config.vocabulary_size,
+            config.vocabulary,
+        )
         train, validation, test = ((tokenizer.encode(x), y) for x, y in (train, validation, test))
-    return DataBundle(name=name, train=train, validation=validation, test=test,
-                      num_classes=num_classes, input_shape=tuple(train[0].shape[1:]),
-                      superclass_of=source.superclass_of, class_names=source.class_names,
-                      tokenizer=tokenizer)
+    return DataBundle(
+        name=name,
+        train=train,
+        validation=validation,
+        test=test,
+        num_classes=num_classes,
+        input_shape=tuple(train[0].shape[1:]),
+        superclass_of=source.superclass_of,
+        class_names=source.class_names,
+        tokenizer=tokenizer,
+    )

@@ -3,6 +3,7 @@
 Augmentation happens here, once per example, so a teacher and a student fed from the same
 batch see the same augmented images.
 """
+
 import numpy as np
 import tensorflow as tf
 
@@ -15,8 +16,11 @@ def convert(x):
     if x.dtype == tf.uint8:
         return tf.cast(x, tf.float32) / 255.0
     if x.dtype == tf.int32:
-        return {"token_ids": x, "padding_mask": tf.cast(tf.not_equal(x, 0), tf.int32),
-                "segment_ids": tf.zeros_like(x)}
+        return {
+            "token_ids": x,
+            "padding_mask": tf.cast(tf.not_equal(x, 0), tf.int32),
+            "segment_ids": tf.zeros_like(x),
+        }
     return tf.cast(x, tf.float32)
 
 
@@ -69,13 +73,14 @@ def as_dataset(x, y, batch_size, shuffle=False, augment=False, seed=0, drop_rema
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         dataset = tf.data.Dataset.zip((dataset, seeds)).map(
             lambda pair, pair_seed: (augment_image(convert(pair[0]), pair_seed, flip), pair[1]),
-            num_parallel_calls=tf.data.AUTOTUNE)
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
         dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     else:
         # Converting whole batches is cheaper than one map call per example.
         dataset = dataset.batch(batch_size, drop_remainder=drop_remainder).map(
-            lambda inputs, labels: (convert(inputs), labels),
-            num_parallel_calls=tf.data.AUTOTUNE)
+            lambda inputs, labels: (convert(inputs), labels), num_parallel_calls=tf.data.AUTOTUNE
+        )
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
@@ -85,8 +90,12 @@ def shuffled_orders(num_examples, epochs, seed=0, first_epoch=0):
     Returns:
       int64 [epochs - first_epoch, num_examples]: row e is epoch first_epoch + e.
     """
-    return np.stack([np.random.default_rng([seed, epoch]).permutation(num_examples)
-                     for epoch in range(first_epoch, epochs)]).astype(np.int64)
+    return np.stack(
+        [
+            np.random.default_rng([seed, epoch]).permutation(num_examples)
+            for epoch in range(first_epoch, epochs)
+        ]
+    ).astype(np.int64)
 
 
 def _carried(value):
@@ -109,6 +118,7 @@ def _carried(value):
         def gather(index):
             result = tf.numpy_function(rows, [index], tf.as_dtype(dtype), stateful=False)
             return tf.ensure_shape(result, shape)
+
         return gather
     constant = tf.constant(np.asarray(value))
     return lambda index: tf.gather(constant, index)
@@ -146,8 +156,10 @@ def epochs_dataset(x, y, orders, batch_size, augment=False, seed=0, first_epoch=
     def targets(index):
         if not carried:
             return tf.gather(labels, index)
-        return {"labels": tf.gather(labels, index),
-                **{name: gather(index) for name, gather in carried.items()}}
+        return {
+            "labels": tf.gather(labels, index),
+            **{name: gather(index) for name, gather in carried.items()},
+        }
 
     def example(index, position):
         image = convert(tf.gather(inputs, index))
@@ -160,8 +172,12 @@ def epochs_dataset(x, y, orders, batch_size, augment=False, seed=0, first_epoch=
             return batches.map(lambda index: (convert(tf.gather(inputs, index)), targets(index)))
         positions = epoch * size + tf.range(size, dtype=tf.int64)
         # Extras are gathered per batch (one read of a memory-mapped array per batch).
-        return tf.data.Dataset.from_tensor_slices((row, positions)).map(example).batch(
-            batch_size).map(lambda images, index: (images, targets(index)))
+        return (
+            tf.data.Dataset.from_tensor_slices((row, positions))
+            .map(example)
+            .batch(batch_size)
+            .map(lambda images, index: (images, targets(index)))
+        )
 
     epochs = np.arange(first_epoch, first_epoch + len(orders), dtype=np.int64)
     dataset = tf.data.Dataset.from_tensor_slices((epochs, orders)).flat_map(one_epoch)

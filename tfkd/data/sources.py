@@ -1,13 +1,16 @@
 """Turns a `--dataset` string into the reader that produces its train and test arrays."""
+
 import os
 
 from tfkd.data import files, synthetic, text, tfds_source
 from tfkd.data.bundle import SYNTHETIC_TRAIN_SHARE, SourceData
 from tfkd.registry import Registry
 
-ACCEPTED_FORMS = ("a tensorflow-datasets name (cifar10, cifar100, mnist, fashion_mnist, "
-                  "imdb_reviews, ag_news_subset, glue/sst2, ...), tfds:NAME, idx:DIR, npz:DIR, "
-                  "folder:DIR, text:DIR, csv:FILE_OR_DIR, synthetic or text_synthetic")
+ACCEPTED_FORMS = (
+    "a tensorflow-datasets name (cifar10, cifar100, mnist, fashion_mnist, "
+    "imdb_reviews, ag_news_subset, glue/sst2, ...), tfds:NAME, idx:DIR, npz:DIR, "
+    "folder:DIR, text:DIR, csv:FILE_OR_DIR, synthetic or text_synthetic"
+)
 
 # Readers of a `PREFIX:DIR` form, called with the directory.
 DIRECTORY_READERS = Registry("data source")
@@ -20,13 +23,21 @@ DIRECTORY_READERS.register("text", text.read_text_folder)
 def read_synthetic(config):
     """Generates config.synthetic_size examples; the first 80% are train, the rest test."""
     x, y, _, superclass_of = synthetic.make_superclass_dataset(
-        num_examples=config.synthetic_size, dim=config.synthetic_dim,
-        num_classes=config.synthetic_classes, num_superclasses=config.synthetic_superclasses,
-        class_similarity=config.class_similarity, difficulty=config.difficulty,
-        seed=config.seed)
+        num_examples=config.synthetic_size,
+        dim=config.synthetic_dim,
+        num_classes=config.synthetic_classes,
+        num_superclasses=config.synthetic_superclasses,
+        class_similarity=config.class_similarity,
+        difficulty=config.difficulty,
+        seed=config.seed,
+    )
     num_train = int(round(SYNTHETIC_TRAIN_SHARE * len(y)))
-    return SourceData(train=(x[:num_train], y[:num_train]), test=(x[num_train:], y[num_train:]),
-                      num_classes=config.synthetic_classes, superclass_of=superclass_of)
+    return SourceData(
+        train=(x[:num_train], y[:num_train]),
+        test=(x[num_train:], y[num_train:]),
+        num_classes=config.synthetic_classes,
+        superclass_of=superclass_of,
+    )
 
 
 def _unknown(dataset):
@@ -49,12 +60,15 @@ def read_source(config):
         return text.read_text_synthetic(config)
     prefix, separator, argument = dataset.partition(":")
     if prefix == "lm" and separator:
-        raise ValueError(f"--dataset {dataset!r} is causal-language-model data, which "
-                         "`python -m tfkd.lm` (tfkd.lm.run) distils; classifiers read "
-                         f"{ACCEPTED_FORMS}")
+        raise ValueError(
+            f"--dataset {dataset!r} is causal-language-model data, which "
+            "`python -m tfkd.lm` (tfkd.lm.run) distils; classifiers read "
+            f"{ACCEPTED_FORMS}"
+        )
     if prefix == "csv" and separator:
-        return text.read_csv(os.path.expanduser(argument), config.text_column,
-                             config.label_column, config.seed)
+        return text.read_csv(
+            os.path.expanduser(argument), config.text_column, config.label_column, config.seed
+        )
     if separator and prefix in DIRECTORY_READERS:
         if not argument:
             raise ValueError(f"--dataset {dataset!r}: {prefix}:DIR needs a directory")

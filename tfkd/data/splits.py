@@ -1,4 +1,5 @@
 """Seeded, stratified selection of examples and label checks."""
+
 import numpy as np
 
 
@@ -10,17 +11,20 @@ def check_labels(labels, num_classes, dataset_name):
     """
     labels = np.asarray(labels)
     if labels.ndim != 1:
-        raise ValueError(f"data set {dataset_name!r}: labels must be a 1-D array, "
-                         f"got shape {labels.shape}")
+        raise ValueError(
+            f"data set {dataset_name!r}: labels must be a 1-D array, got shape {labels.shape}"
+        )
     if labels.size and not np.issubdtype(labels.dtype, np.integer):
         if not np.all(np.equal(np.mod(labels, 1), 0)):
-            raise ValueError(f"data set {dataset_name!r}: labels must be integers, "
-                             f"got dtype {labels.dtype}")
+            raise ValueError(
+                f"data set {dataset_name!r}: labels must be integers, got dtype {labels.dtype}"
+            )
     labels = labels.astype(np.int64)
     bad = labels[(labels < 0) | (labels >= num_classes)]
     if bad.size:
-        raise ValueError(f"data set {dataset_name!r}: label {int(bad[0])} is outside "
-                         f"[0, {num_classes})")
+        raise ValueError(
+            f"data set {dataset_name!r}: label {int(bad[0])} is outside [0, {num_classes})"
+        )
     return labels
 
 
@@ -38,7 +42,7 @@ def _allocate(class_counts, total, rng):
     remainder = exact - picks
     # Random tie-breaking keeps equal-sized classes from always losing in index order.
     order = np.lexsort((rng.random(len(class_counts)), -remainder))
-    for k in order[:total - int(picks.sum())]:
+    for k in order[: total - int(picks.sum())]:
         picks[k] += 1
     return picks
 

@@ -1,5 +1,6 @@
 """Super-class maps: the super-class of each class, from a JSON file or the data set's own
 (CIFAR-100 coarse labels, the synthetic data set's groups); KD-rel's targets read them."""
+
 import json
 import os
 
@@ -28,21 +29,27 @@ def read_superclass_map(path, num_classes, class_names=None):
             for member in members:
                 index = lookup.get(member, member) if isinstance(member, str) else member
                 if not isinstance(index, int) or not 0 <= index < num_classes:
-                    raise ValueError(f"{flag}: {path}: {member!r} is not a class index in "
-                                     f"[0, {num_classes}) or a class name of the data set")
+                    raise ValueError(
+                        f"{flag}: {path}: {member!r} is not a class index in "
+                        f"[0, {num_classes}) or a class name of the data set"
+                    )
                 if mapping[index] >= 0:
                     raise ValueError(f"{flag}: {path}: class {member!r} is listed twice")
                 mapping[index] = group
         missing = np.flatnonzero(mapping < 0)
         if missing.size:
-            raise ValueError(f"{flag}: {path} gives no super-class to classes "
-                             f"{missing.tolist()}")
+            raise ValueError(f"{flag}: {path} gives no super-class to classes {missing.tolist()}")
         return mapping
-    if (isinstance(content, list) and len(content) == num_classes
-            and all(isinstance(value, int) for value in content)):
+    if (
+        isinstance(content, list)
+        and len(content) == num_classes
+        and all(isinstance(value, int) for value in content)
+    ):
         return np.asarray(content, np.int64)
-    raise ValueError(f"{flag}: {path} must hold a list of {num_classes} integers (the "
-                     "super-class of each class) or an object {super-class: [classes]}")
+    raise ValueError(
+        f"{flag}: {path} must hold a list of {num_classes} integers (the "
+        "super-class of each class) or an object {super-class: [classes]}"
+    )
 
 
 def superclass_map(bundle, path, num_classes):
@@ -52,9 +59,12 @@ def superclass_map(bundle, path, num_classes):
     superclass_of = getattr(bundle, "superclass_of", None)
     if superclass_of is None:
         name = getattr(bundle, "name", "this data set")
-        raise ValueError(f"--method=kd_rel needs a super-class map: data set {name!r} has none; "
-                         "pass --superclass_map=FILE.json")
+        raise ValueError(
+            f"--method=kd_rel needs a super-class map: data set {name!r} has none; "
+            "pass --superclass_map=FILE.json"
+        )
     if len(superclass_of) != num_classes:
-        raise ValueError(f"the super-class map has {len(superclass_of)} entries for "
-                         f"{num_classes} classes")
+        raise ValueError(
+            f"the super-class map has {len(superclass_of)} entries for {num_classes} classes"
+        )
     return np.asarray(superclass_of, np.int64)

@@ -5,6 +5,7 @@ Classes come in groups (super-classes) whose class vectors share a common direct
 teacher's soft labels carry which classes are alike; `difficulty` adds sinusoidal terms that
 make the decision boundaries non-linear.
 """
+
 import numpy as np
 
 
@@ -12,14 +13,19 @@ def _check(num_examples, dim, num_classes, num_superclasses, class_similarity, d
     if num_examples < 0:
         raise ValueError(f"num_examples must be >= 0, got {num_examples}")
     if num_classes < 1 or num_superclasses < 1:
-        raise ValueError(f"num_classes and num_superclasses must be >= 1, "
-                         f"got {num_classes} and {num_superclasses}")
+        raise ValueError(
+            f"num_classes and num_superclasses must be >= 1, "
+            f"got {num_classes} and {num_superclasses}"
+        )
     if num_classes % num_superclasses:
-        raise ValueError(f"num_classes ({num_classes}) must be divisible by "
-                         f"num_superclasses ({num_superclasses})")
+        raise ValueError(
+            f"num_classes ({num_classes}) must be divisible by "
+            f"num_superclasses ({num_superclasses})"
+        )
     if dim <= num_superclasses:
-        raise ValueError(f"dim must be greater than num_superclasses ({num_superclasses}), "
-                         f"got {dim}")
+        raise ValueError(
+            f"dim must be greater than num_superclasses ({num_superclasses}), got {dim}"
+        )
     if not 0.0 <= class_similarity < 1.0:
         raise ValueError(f"class_similarity must be in [0, 1), got {class_similarity}")
     if difficulty < 0:
@@ -43,8 +49,10 @@ def make_class_vectors(dim, num_classes, num_superclasses, class_similarity, rng
     noise = rng.standard_normal((num_classes, dim))
     noise -= (noise @ basis) @ basis.T
     noise /= np.linalg.norm(noise, axis=1, keepdims=True)
-    class_vectors = (class_similarity * superclass_vectors[superclass_of]
-                     + np.sqrt(1.0 - class_similarity ** 2) * noise)
+    class_vectors = (
+        class_similarity * superclass_vectors[superclass_of]
+        + np.sqrt(1.0 - class_similarity**2) * noise
+    )
     return class_vectors, superclass_vectors
 
 
@@ -61,8 +69,9 @@ def label_scores(x, class_vectors, amplitudes, phases):
     return projections + waves
 
 
-def make_superclass_dataset(num_examples, dim, num_classes, num_superclasses,
-                            class_similarity, difficulty, seed):
+def make_superclass_dataset(
+    num_examples, dim, num_classes, num_superclasses, class_similarity, difficulty, seed
+):
     """Generates the super-class data set; the same arguments always give the same arrays.
 
     x ~ N(0, I_dim); y = argmax_c [u_c . x + sum_{m=1..difficulty} sin(a_m * u_c . x + b_m)]
@@ -79,8 +88,9 @@ def make_superclass_dataset(num_examples, dim, num_classes, num_superclasses,
     """
     _check(num_examples, dim, num_classes, num_superclasses, class_similarity, difficulty)
     vector_seed, wave_seed, input_seed = np.random.SeedSequence(seed).spawn(3)
-    class_vectors, _ = make_class_vectors(dim, num_classes, num_superclasses, class_similarity,
-                                          np.random.default_rng(vector_seed))
+    class_vectors, _ = make_class_vectors(
+        dim, num_classes, num_superclasses, class_similarity, np.random.default_rng(vector_seed)
+    )
     # One (a_m, b_m) row per term, so raising difficulty adds terms and keeps the earlier ones.
     waves = np.random.default_rng(wave_seed).uniform(size=(difficulty, 2))
     # Every class shares the score function f(z) = z + sum sin(a_m z + b_m); with all a_m < 1
@@ -92,8 +102,9 @@ def make_superclass_dataset(num_examples, dim, num_classes, num_superclasses,
     # the returned arrays gets the same argmax, even for points next to a boundary.
     x = x.astype(np.float32)
     class_vectors = class_vectors.astype(np.float32)
-    scores = label_scores(x.astype(np.float64), class_vectors.astype(np.float64),
-                          amplitudes, phases)
+    scores = label_scores(
+        x.astype(np.float64), class_vectors.astype(np.float64), amplitudes, phases
+    )
     y = np.argmax(scores, axis=-1).astype(np.int64)
     superclass_of = np.arange(num_classes, dtype=np.int64) // (num_classes // num_superclasses)
     return x, y, class_vectors, superclass_of

@@ -8,6 +8,7 @@ sets and a generated corpus; each read as strings, then tokenized (`tfkd.data.to
     --dataset=imdb_reviews     also ag_news_subset and glue/sst2 (its validation split as test)
     --dataset=text_synthetic   a seeded corpus with class-dependent words and shared noise words
 """
+
 import csv
 import json
 import os
@@ -19,9 +20,11 @@ from tfkd.data.bundle import SYNTHETIC_TRAIN_SHARE, SourceData
 
 TABLE_EXTENSIONS = (".csv", ".tsv", ".jsonl")
 # tensorflow-datasets name -> (text feature, label feature, test split).
-TFDS_TEXT = {"imdb_reviews": ("text", "label", "test"),
-             "ag_news_subset": ("description", "label", "test"),
-             "glue/sst2": ("sentence", "label", "validation")}
+TFDS_TEXT = {
+    "imdb_reviews": ("text", "label", "test"),
+    "ag_news_subset": ("description", "label", "test"),
+    "glue/sst2": ("sentence", "label", "validation"),
+}
 
 
 def is_text(x):
@@ -48,11 +51,16 @@ def read_text_folder(directory):
     for split, folder in folders.items():
         if not os.path.isdir(folder):
             raise ValueError(f"{form}: missing {split}/ folder of class folders")
-    class_names = sorted(name for name in os.listdir(folders["train"])
-                         if os.path.isdir(os.path.join(folders["train"], name)))
+    class_names = sorted(
+        name
+        for name in os.listdir(folders["train"])
+        if os.path.isdir(os.path.join(folders["train"], name))
+    )
     if len(class_names) < 2:
-        raise ValueError(f"{form}: train/ has {len(class_names)} class folder(s) "
-                         f"{class_names}; a classifier needs at least 2")
+        raise ValueError(
+            f"{form}: train/ has {len(class_names)} class folder(s) "
+            f"{class_names}; a classifier needs at least 2"
+        )
     result = {}
     for split, folder in folders.items():
         unknown = sorted(set(os.listdir(folder)) - set(class_names))
@@ -77,8 +85,12 @@ def read_text_folder(directory):
         if not texts:
             raise ValueError(f"{form}: no .txt files under {split}/")
         result[split] = (_texts(texts), np.array(labels, np.int64))
-    return SourceData(train=result["train"], test=result["test"], num_classes=len(class_names),
-                      class_names=class_names)
+    return SourceData(
+        train=result["train"],
+        test=result["test"],
+        num_classes=len(class_names),
+        class_names=class_names,
+    )
 
 
 def read_table(path):
@@ -96,8 +108,9 @@ def read_table(path):
 
 def _column(rows, columns, column, flag, path):
     if column not in columns:
-        raise ValueError(f"{flag}: {column!r} is not a column of {path}; columns: "
-                         f"{', '.join(map(str, columns))}")
+        raise ValueError(
+            f"{flag}: {column!r} is not a column of {path}; columns: {', '.join(map(str, columns))}"
+        )
     return [row.get(column) for row in rows]
 
 
@@ -116,8 +129,9 @@ def _table_split(path, text_column, label_column):
     labels = _column(rows, columns, label_column, "--label_column", path)
     for index, text in enumerate(texts):
         if text is None or not str(text).strip():
-            raise ValueError(f"--text_column: row {index + 1} of {path} has an empty "
-                             f"{text_column!r}")
+            raise ValueError(
+                f"--text_column: row {index + 1} of {path} has an empty {text_column!r}"
+            )
     return _texts(texts), labels
 
 
@@ -131,17 +145,24 @@ def _label_indices(train_labels, test_labels, train_path, test_path):
         for labels, path in ((train, train_path), (test, test_path)):
             bad = labels[(labels < 0) | (labels >= num_classes)]
             if bad.size:
-                raise ValueError(f"--label_column: label {int(bad[0])} in {path} is outside "
-                                 f"[0, {num_classes}), the classes of the training labels")
+                raise ValueError(
+                    f"--label_column: label {int(bad[0])} in {path} is outside "
+                    f"[0, {num_classes}), the classes of the training labels"
+                )
         return train, test, num_classes, None
     names = sorted({str(value) for value in train_labels})
     index = {name: k for k, name in enumerate(names)}
     unknown = sorted({str(value) for value in test_labels} - set(names))
     if unknown:
-        raise ValueError(f"--label_column: labels {unknown[:5]} in {test_path} do not occur in "
-                         f"{train_path}")
-    return (np.array([index[str(value)] for value in train_labels], np.int64),
-            np.array([index[str(value)] for value in test_labels], np.int64), len(names), names)
+        raise ValueError(
+            f"--label_column: labels {unknown[:5]} in {test_path} do not occur in {train_path}"
+        )
+    return (
+        np.array([index[str(value)] for value in train_labels], np.int64),
+        np.array([index[str(value)] for value in test_labels], np.int64),
+        len(names),
+        names,
+    )
 
 
 def _find_table(directory, stem):
@@ -166,18 +187,26 @@ def read_csv(path, text_column="text", label_column="label", seed=0):
         names = [str(label) for label in labels]
         test, train = splits.stratified_choice(
             np.unique(names, return_inverse=True)[1],
-            int(round((1 - SYNTHETIC_TRAIN_SHARE) * len(names))), seed)
+            int(round((1 - SYNTHETIC_TRAIN_SHARE) * len(names))),
+            seed,
+        )
         train_texts, test_texts = texts[train], texts[test]
         train_labels, test_labels = [labels[k] for k in train], [labels[k] for k in test]
     else:
         raise ValueError(f"--dataset csv:{path}: no such file or folder")
-    train_y, test_y, num_classes, names = _label_indices(train_labels, test_labels, train_path,
-                                                         test_path)
+    train_y, test_y, num_classes, names = _label_indices(
+        train_labels, test_labels, train_path, test_path
+    )
     if num_classes < 2:
-        raise ValueError(f"--label_column: {train_path} has {num_classes} class; a classifier "
-                         "needs at least 2")
-    return SourceData(train=(train_texts, train_y), test=(test_texts, test_y),
-                      num_classes=num_classes, class_names=names)
+        raise ValueError(
+            f"--label_column: {train_path} has {num_classes} class; a classifier needs at least 2"
+        )
+    return SourceData(
+        train=(train_texts, train_y),
+        test=(test_texts, test_y),
+        num_classes=num_classes,
+        class_names=names,
+    )
 
 
 def read_tfds_text(name, data_dir=None):
@@ -192,12 +221,18 @@ def read_tfds_text(name, data_dir=None):
     result = {}
     for split, stored in (("train", "train"), ("test", test_split)):
         arrays = tfds_source._split_arrays(builder, stored, [text_key, label_key])
-        texts = _texts(value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-                       for value in arrays[text_key])
+        texts = _texts(
+            value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+            for value in arrays[text_key]
+        )
         result[split] = (texts, arrays[label_key].astype(np.int64))
     label = builder.info.features[label_key]
-    return SourceData(train=result["train"], test=result["test"],
-                      num_classes=int(label.num_classes), class_names=list(label.names))
+    return SourceData(
+        train=result["train"],
+        test=result["test"],
+        num_classes=int(label.num_classes),
+        class_names=list(label.names),
+    )
 
 
 def _pseudo_words(count, rng, taken):
@@ -205,17 +240,30 @@ def _pseudo_words(count, rng, taken):
     consonants, vowels = "bdfgklmnprstvz", "aeiou"
     words = []
     while len(words) < count:
-        word = "".join(rng.choice(list(consonants)) + rng.choice(list(vowels))
-                       for _ in range(int(rng.integers(2, 4))))
+        word = "".join(
+            rng.choice(list(consonants)) + rng.choice(list(vowels))
+            for _ in range(int(rng.integers(2, 4)))
+        )
         if word not in taken:
             taken.add(word)
             words.append(word)
     return words
 
 
-def make_text_corpus(num_examples, num_classes, seed=0, topic_words=12, noise_words=300,
-                     length=(12, 30), topic_share=0.2, confuser_share=0.1, negation_share=0.0,
-                     negation_words=3, lead_words=0, lead_share=0.5):
+def make_text_corpus(
+    num_examples,
+    num_classes,
+    seed=0,
+    topic_words=12,
+    noise_words=300,
+    length=(12, 30),
+    topic_share=0.2,
+    confuser_share=0.1,
+    negation_share=0.0,
+    negation_words=3,
+    lead_words=0,
+    lead_share=0.5,
+):
     """A seeded corpus in which each class has its own words among shared noise words.
 
     Every text draws `length` words: a `topic_share` of them from its class's `topic_words`,
@@ -252,8 +300,13 @@ def make_text_corpus(num_examples, num_classes, seed=0, topic_words=12, noise_wo
             other = (topic + 1 + int(rng.integers(num_classes - 1))) % num_classes
         for _ in range(int(rng.integers(length[0], length[1] + 1))):
             draw = rng.random()
-            pool = (topics[topic] if draw < topic_share else
-                    topics[other] if draw < topic_share + confuser_share else noise)
+            pool = (
+                topics[topic]
+                if draw < topic_share
+                else topics[other]
+                if draw < topic_share + confuser_share
+                else noise
+            )
             words.append(pool[int(rng.integers(len(pool)))])
         if negated:
             position = int(rng.integers(len(words) + 1))
@@ -271,13 +324,20 @@ SYNTHETIC_LEAD_WORDS = 6
 def read_text_synthetic(config):
     """config.synthetic_size texts of config.synthetic_classes classes (`make_text_corpus` with
     the class in the first `SYNTHETIC_LEAD_WORDS` words); the first 80% train, the rest test."""
-    texts, labels, names = make_text_corpus(config.synthetic_size, config.synthetic_classes,
-                                            config.seed, lead_words=SYNTHETIC_LEAD_WORDS,
-                                            length=(10, 20))
+    texts, labels, names = make_text_corpus(
+        config.synthetic_size,
+        config.synthetic_classes,
+        config.seed,
+        lead_words=SYNTHETIC_LEAD_WORDS,
+        length=(10, 20),
+    )
     num_train = int(round(SYNTHETIC_TRAIN_SHARE * len(labels)))
-    return SourceData(train=(texts[:num_train], labels[:num_train]),
-                      test=(texts[num_train:], labels[num_train:]),
-                      num_classes=config.synthetic_classes, class_names=names)
+    return SourceData(
+        train=(texts[:num_train], labels[:num_train]),
+        test=(texts[num_train:], labels[num_train:]),
+        num_classes=config.synthetic_classes,
+        class_names=names,
+    )
 
 
 def write_text_folder(directory, texts, labels, class_names, split):

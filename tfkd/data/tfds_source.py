@@ -1,4 +1,5 @@
 """Loads a tensorflow-datasets data set into NumPy arrays, never hanging when offline."""
+
 import socket
 import threading
 
@@ -41,6 +42,7 @@ def _base_name(name):
 def is_tfds_name(name):
     """True when `name` (optionally with /config or :version) is a tensorflow-datasets builder."""
     import tensorflow_datasets as tfds
+
     return _base_name(name) in tfds.list_builders(with_community_datasets=False)
 
 
@@ -52,14 +54,16 @@ def _prepare(builder, name):
         raise DataUnavailableError(
             f"data set {name!r} is not prepared in {where} and {_PROBE_HOST} is unreachable; "
             f"prepare it there on a machine with internet or use a local form: "
-            f"{LOCAL_ALTERNATIVES}")
+            f"{LOCAL_ALTERNATIVES}"
+        )
     try:
         builder.download_and_prepare()
     except Exception as error:  # tfds raises many types (manual download, checksum, network).
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise DataUnavailableError(
             f"data set {name!r} could not be prepared in {where}: {first_line}; "
-            f"use a local form instead: {LOCAL_ALTERNATIVES}") from error
+            f"use a local form instead: {LOCAL_ALTERNATIVES}"
+        ) from error
 
 
 def _split_arrays(builder, split, keys):
@@ -69,6 +73,7 @@ def _split_arrays(builder, split, keys):
     recorded split size, which is unknown (so sys.maxsize) for data sets mocked in tests.
     """
     import tensorflow_datasets as tfds
+
     dataset = builder.as_dataset(split=split, shuffle_files=False)
     dataset = dataset.map(lambda example: {key: example[key] for key in keys}).batch(_CHUNK)
     chunks = list(tfds.as_numpy(dataset))
@@ -78,8 +83,9 @@ def _split_arrays(builder, split, keys):
         if chunks:
             result[key] = np.concatenate([chunk[key] for chunk in chunks])
         else:
-            result[key] = np.zeros((0,) + tuple(features[key].shape),
-                                   np.dtype(features[key].np_dtype))
+            result[key] = np.zeros(
+                (0,) + tuple(features[key].shape), np.dtype(features[key].np_dtype)
+            )
     return result
 
 
@@ -106,6 +112,7 @@ def read_tfds(name, data_dir=None):
       ValueError: the data set has variable-size inputs or lacks a train or test split.
     """
     import tensorflow_datasets as tfds
+
     builder = tfds.builder(name, data_dir=data_dir)
     _prepare(builder, name)
     info = builder.info
@@ -113,8 +120,10 @@ def read_tfds(name, data_dir=None):
     features = info.features
     input_shape = tuple(features[input_key].shape)
     if any(size is None for size in input_shape):
-        raise ValueError(f"data set {name!r} has variable-size inputs {input_shape}; "
-                         f"resize it offline and load it as folder:DIR or npz:DIR")
+        raise ValueError(
+            f"data set {name!r} has variable-size inputs {input_shape}; "
+            f"resize it offline and load it as folder:DIR or npz:DIR"
+        )
     available = list(info.splits.keys())
     # Mocked data sets record no splits, so only a non-empty listing can be trusted.
     if available and not {"train", "test"} <= set(available):
@@ -134,5 +143,10 @@ def read_tfds(name, data_dir=None):
         splits[split] = (x, arrays[label_key])
         if split == "train" and has_coarse:
             superclass_of = coarse_map(arrays[label_key], arrays["coarse_label"], num_classes)
-    return SourceData(train=splits["train"], test=splits["test"], num_classes=num_classes,
-                      superclass_of=superclass_of, class_names=list(features[label_key].names))
+    return SourceData(
+        train=splits["train"],
+        test=splits["test"],
+        num_classes=num_classes,
+        superclass_of=superclass_of,
+        class_names=list(features[label_key].names),
+    )

@@ -5,6 +5,7 @@ sequences are `[CLS] pieces... [SEP]` (BERT's layout), byte sequences are the UT
 (a NUL byte, id 0, never occurs in text). The padding mask is `token_ids != 0` and the segment
 ids are 0, so the token ids alone determine a model's dict inputs (`text_inputs`).
 """
+
 import dataclasses
 import hashlib
 import os
@@ -21,8 +22,11 @@ _ENCODE_CHUNK = 4096
 def text_inputs(token_ids):
     """int32 token ids [N, L] -> the KerasHub dict inputs, each int32 [N, L] (NumPy)."""
     token_ids = np.asarray(token_ids, np.int32)
-    return {"token_ids": token_ids, "padding_mask": (token_ids != 0).astype(np.int32),
-            "segment_ids": np.zeros_like(token_ids)}
+    return {
+        "token_ids": token_ids,
+        "padding_mask": (token_ids != 0).astype(np.int32),
+        "segment_ids": np.zeros_like(token_ids),
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +39,7 @@ class TextTokenizer:
       vocabulary: the WordPiece tokens, index = id ([PAD] first); None for bytes.
       source: where the vocabulary came from (a file, or "fitted on N training texts").
     """
+
     kind: str
     sequence_length: int
     vocabulary: tuple | None = None
@@ -52,33 +57,43 @@ class TextTokenizer:
 
     def describe(self):
         where = f", {self.source}" if self.source else ""
-        return (f"{self.kind} vocabulary of {self.vocabulary_size} tokens "
-                f"[{self.fingerprint()}{where}]")
+        return (
+            f"{self.kind} vocabulary of {self.vocabulary_size} tokens [{self.fingerprint()}{where}]"
+        )
 
     def keras_tokenizer(self):
         """The KerasHub tokenizer (string -> ragged ids, no special tokens)."""
         import keras_hub
+
         if self.kind == "byte":
             return keras_hub.tokenizers.ByteTokenizer(lowercase=False)
-        return keras_hub.tokenizers.WordPieceTokenizer(vocabulary=list(self.vocabulary),
-                                                       lowercase=True, strip_accents=True)
+        return keras_hub.tokenizers.WordPieceTokenizer(
+            vocabulary=list(self.vocabulary), lowercase=True, strip_accents=True
+        )
 
     def packer(self):
         """The KerasHub StartEndPacker that pads or truncates to `sequence_length`."""
         import keras_hub
+
         if self.kind == "byte":
             return keras_hub.layers.StartEndPacker(self.sequence_length, pad_value=0)
         return keras_hub.layers.StartEndPacker(
-            self.sequence_length, start_value=self.vocabulary.index("[CLS]"),
-            end_value=self.vocabulary.index("[SEP]"), pad_value=0)
+            self.sequence_length,
+            start_value=self.vocabulary.index("[CLS]"),
+            end_value=self.vocabulary.index("[SEP]"),
+            pad_value=0,
+        )
 
     def encode(self, texts):
         """Python or NumPy strings [N] -> int32 token ids [N, sequence_length]."""
         import tensorflow as tf
+
         tokenizer, packer = self.keras_tokenizer(), self.packer()
         texts = [str(text) for text in texts]
-        chunks = [np.asarray(packer(tokenizer(tf.constant(texts[start:start + _ENCODE_CHUNK]))))
-                  for start in range(0, len(texts), _ENCODE_CHUNK)]
+        chunks = [
+            np.asarray(packer(tokenizer(tf.constant(texts[start : start + _ENCODE_CHUNK]))))
+            for start in range(0, len(texts), _ENCODE_CHUNK)
+        ]
         if not chunks:
             return np.zeros((0, self.sequence_length), np.int32)
         return np.concatenate(chunks).astype(np.int32)
@@ -102,8 +117,10 @@ def read_vocabulary(path, flag="--vocabulary"):
         tokens = tuple(line.rstrip("\n") for line in handle if line.rstrip("\n"))
     missing = [token for token in RESERVED_TOKENS[:4] if token not in tokens]
     if missing or tokens[:1] != ("[PAD]",):
-        raise ValueError(f"{flag}: {path} must start with [PAD] and hold "
-                         f"{', '.join(RESERVED_TOKENS[:4])}; missing {missing or ['[PAD] first']}")
+        raise ValueError(
+            f"{flag}: {path} must start with [PAD] and hold "
+            f"{', '.join(RESERVED_TOKENS[:4])}; missing {missing or ['[PAD] first']}"
+        )
     return tokens
 
 
@@ -112,10 +129,15 @@ def fit_wordpiece(texts, vocabulary_size):
     (lower-cased, accents stripped), BERT's reserved tokens first."""
     import keras_hub
     import tensorflow as tf
+
     dataset = tf.data.Dataset.from_tensor_slices([str(text) for text in texts]).batch(1024)
     vocabulary = keras_hub.tokenizers.compute_word_piece_vocabulary(
-        dataset, vocabulary_size, lowercase=True, strip_accents=True,
-        reserved_tokens=list(RESERVED_TOKENS))
+        dataset,
+        vocabulary_size,
+        lowercase=True,
+        strip_accents=True,
+        reserved_tokens=list(RESERVED_TOKENS),
+    )
     return tuple(vocabulary)
 
 
@@ -125,15 +147,24 @@ def make_tokenizer(kind, sequence_length, train_texts, vocabulary_size, vocabula
     if kind not in TOKENIZERS:
         raise ValueError(f"--tokenizer must be one of {', '.join(TOKENIZERS)}, got {kind!r}")
     if sequence_length is None or sequence_length < 2:
-        raise ValueError(f"--sequence_length must be an integer >= 2 (room for [CLS] and "
-                         f"[SEP]), got {sequence_length}")
+        raise ValueError(
+            f"--sequence_length must be an integer >= 2 (room for [CLS] and "
+            f"[SEP]), got {sequence_length}"
+        )
     if kind == "byte":
         return TextTokenizer("byte", sequence_length, None, "UTF-8 bytes")
     if vocabulary_path:
-        return TextTokenizer("wordpiece", sequence_length,
-                             read_vocabulary(vocabulary_path), vocabulary_path)
+        return TextTokenizer(
+            "wordpiece", sequence_length, read_vocabulary(vocabulary_path), vocabulary_path
+        )
     if vocabulary_size < len(RESERVED_TOKENS) + 1:
-        raise ValueError(f"--vocabulary_size must be > {len(RESERVED_TOKENS)} (BERT's "
-                         f"reserved tokens plus one), got {vocabulary_size}")
-    return TextTokenizer("wordpiece", sequence_length, fit_wordpiece(train_texts, vocabulary_size),
-                         f"fitted on {len(train_texts)} training texts")
+        raise ValueError(
+            f"--vocabulary_size must be > {len(RESERVED_TOKENS)} (BERT's "
+            f"reserved tokens plus one), got {vocabulary_size}"
+        )
+    return TextTokenizer(
+        "wordpiece",
+        sequence_length,
+        fit_wordpiece(train_texts, vocabulary_size),
+        f"fitted on {len(train_texts)} training texts",
+    )

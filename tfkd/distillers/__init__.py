@@ -4,6 +4,7 @@ Every module of this package but `base` is a method (or a family of methods) tha
 itself in `tfkd.methods.METHODS`; importing the package imports them all, so a new method is a
 new module here and nothing else changes.
 """
+
 import importlib
 import pkgutil
 

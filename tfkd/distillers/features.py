@@ -4,20 +4,26 @@ A feature method reads an intermediate layer of the student and of each teacher 
 a functional model giving (features, logits)) and maps the student's features to a teacher's
 shape with a trainable adapter that trains with the student and is never exported.
 """
+
 import keras
 
 from tfkd import methods, multi_teacher
 
-HINT_WEIGHT = methods.Option("hint_weight", 100.0, "fitnet, fitnet_mkd: weight of the hint "
-                             "loss MSE(F_t, r(h_s)) (paper and mdistiller: 100).",
-                             search={"min": 1.0, "max": 1000.0, "scale": "log"}, minimum=0)
+HINT_WEIGHT = methods.Option(
+    "hint_weight",
+    100.0,
+    "fitnet, fitnet_mkd: weight of the hint loss MSE(F_t, r(h_s)) (paper and mdistiller: 100).",
+    search={"min": 1.0, "max": 1000.0, "scale": "log"},
+    minimum=0,
+)
 
 
 def feature_view(model, layer_name, role, name, flag="feature_layer"):
     """A functional model x -> (output of layer `layer_name` [B, ...], logits [B, C])."""
     check_graph(model, role, flag)
-    return keras.Model(model.input, [layer_output(model, layer_name, role, flag), model.output],
-                       name=name)
+    return keras.Model(
+        model.input, [layer_output(model, layer_name, role, flag), model.output], name=name
+    )
 
 
 class ResizeFeatures(keras.layers.Layer):
@@ -43,15 +49,18 @@ def build_adapter(student_shape, teacher_shape, name):
     """
     student_shape, teacher_shape = tuple(student_shape), tuple(teacher_shape)
     if len(student_shape) != len(teacher_shape) or len(student_shape) not in (1, 3):
-        raise ValueError(f"the student's feature shape {student_shape} and {name}'s "
-                         f"{teacher_shape} must both be feature maps (height, width, channels) "
-                         "or both vectors (features,)")
+        raise ValueError(
+            f"the student's feature shape {student_shape} and {name}'s "
+            f"{teacher_shape} must both be feature maps (height, width, channels) "
+            "or both vectors (features,)"
+        )
     inputs = keras.Input(student_shape)
     if len(student_shape) == 3:
         x = ResizeFeatures(teacher_shape[:2], name="resize")(inputs)
         x = keras.layers.Conv2D(teacher_shape[-1], 1, use_bias=False, name="conv")(x)
-        x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=True,
-                                            name="bn")(x)
+        x = keras.layers.BatchNormalization(
+            momentum=0.9, epsilon=1e-5, synchronized=True, name="bn"
+        )(x)
     else:
         x = keras.layers.Dense(teacher_shape[-1], name="dense")(inputs)
     outputs = keras.layers.ReLU(name="relu")(x)
@@ -62,16 +71,20 @@ def check_graph(model, role, flag="feature_layer"):
     try:
         model.input  # noqa: B018 - raises when the model has no layer graph
     except (AttributeError, ValueError):
-        raise ValueError(f"{flag}: {role} ({model.name}) has no layer graph to read a "
-                         "feature map from (a subclassed model, or a Sequential model without an "
-                         "Input never called); feature methods (lambda2 > 0) need functional or "
-                         "Sequential models") from None
+        raise ValueError(
+            f"{flag}: {role} ({model.name}) has no layer graph to read a "
+            "feature map from (a subclassed model, or a Sequential model without an "
+            "Input never called); feature methods (lambda2 > 0) need functional or "
+            "Sequential models"
+        ) from None
 
 
 def layer_output(model, layer_name, role, flag="feature_layer"):
     try:
         return model.get_layer(layer_name).output
     except ValueError:
-        raise ValueError(f"{flag}: {role} ({model.name}) has no layer named "
-                         f"{layer_name!r}; feature methods need it in the student and every "
-                         "teacher (tfkd models name their last feature map 'features')") from None
+        raise ValueError(
+            f"{flag}: {role} ({model.name}) has no layer named "
+            f"{layer_name!r}; feature methods need it in the student and every "
+            "teacher (tfkd models name their last feature map 'features')"
+        ) from None

@@ -10,6 +10,7 @@ teacher's spatial size first), dense + ReLU for vectors, as mdistiller's `ConvRe
 regressor trains with the student and is never exported. mdistiller trains FitNet with CE +
 100 MSE; `--alpha=0` gives exactly that.
 """
+
 import keras
 from keras import ops
 
@@ -18,10 +19,12 @@ from tfkd.distillers.base import Distiller
 from tfkd.distillers.features import HINT_WEIGHT, build_adapter, feature_view
 from tfkd.methods import ALPHA, METHODS, TEMPERATURE, Method, Option
 
-STUDENT_LAYER = Option("student_layer", models.FEATURES, "fitnet: the student's hinted layer "
-                       "(its output h_s).")
-TEACHER_LAYER = Option("teacher_layer", models.FEATURES, "fitnet: the teacher's hint layer "
-                       "(its output F_t).")
+STUDENT_LAYER = Option(
+    "student_layer", models.FEATURES, "fitnet: the student's hinted layer (its output h_s)."
+)
+TEACHER_LAYER = Option(
+    "teacher_layer", models.FEATURES, "fitnet: the teacher's hint layer (its output F_t)."
+)
 
 
 @keras.saving.register_keras_serializable(package="tfkd")
@@ -34,21 +37,35 @@ class FitNetDistiller(Distiller):
 
     loss_terms = ("loss", "student_loss", "distillation_loss", "hint_loss")
 
-    def __init__(self, student, teacher, temperature=4.0, alpha=0.9, hint_weight=100.0,
-                 student_layer=models.FEATURES, teacher_layer=models.FEATURES, **kwargs):
+    def __init__(
+        self,
+        student,
+        teacher,
+        temperature=4.0,
+        alpha=0.9,
+        hint_weight=100.0,
+        student_layer=models.FEATURES,
+        teacher_layer=models.FEATURES,
+        **kwargs,
+    ):
         super().__init__(student, teacher, temperature=temperature, alpha=alpha, **kwargs)
         if teacher is None:
             raise ValueError("fitnet needs a teacher; pass teacher=")
         if hint_weight < 0:
             raise ValueError(f"hint_weight must be >= 0, got {hint_weight}")
         self.hint_weight = float(hint_weight)
-        self.student_view = feature_view(student, student_layer, "the student",
-                                         f"{student.name}_hint", flag="student_layer")
-        self.teacher_view = feature_view(teacher, teacher_layer, "the teacher",
-                                         f"{teacher.name}_hint", flag="teacher_layer")
+        self.student_view = feature_view(
+            student, student_layer, "the student", f"{student.name}_hint", flag="student_layer"
+        )
+        self.teacher_view = feature_view(
+            teacher, teacher_layer, "the teacher", f"{teacher.name}_hint", flag="teacher_layer"
+        )
         self.teacher_view.trainable = False
-        self.adapter = build_adapter(self.student_view.output[0].shape[1:],
-                                     self.teacher_view.output[0].shape[1:], "hint_regressor")
+        self.adapter = build_adapter(
+            self.student_view.output[0].shape[1:],
+            self.teacher_view.output[0].shape[1:],
+            "hint_regressor",
+        )
 
     @property
     def adapters(self):
@@ -57,8 +74,10 @@ class FitNetDistiller(Distiller):
 
     def teacher_outputs(self, x):
         if isinstance(x, teaching.PrecomputedLogits):
-            raise ValueError("fitnet reads the teacher's hint layer, which precomputed logits "
-                             "(teaching='fixed') do not carry")
+            raise ValueError(
+                "fitnet reads the teacher's hint layer, which precomputed logits "
+                "(teaching='fixed') do not carry"
+            )
         features, logits = self.teacher_view(x, training=False)
         return ops.stop_gradient(logits), ops.stop_gradient(features)
 
@@ -74,19 +93,31 @@ class FitNetDistiller(Distiller):
         student_features, teacher_features = features
         terms = super().compute_terms(x, y, student_logits, teacher_logits, training)
         hint_loss = multi_teacher.feature_mse(
-            teacher_features, self.adapter(student_features, training=training))
+            teacher_features, self.adapter(student_features, training=training)
+        )
         terms["hint_loss"] = hint_loss
         terms["loss"] = terms["loss"] + self.hint_weight * hint_loss
         return terms
 
 
 def _build(student, teacher, data, options):
-    return FitNetDistiller(student, teacher, temperature=options["temperature"],
-                           alpha=options["alpha"], hint_weight=options["hint_weight"],
-                           student_layer=options["student_layer"],
-                           teacher_layer=options["teacher_layer"])
+    return FitNetDistiller(
+        student,
+        teacher,
+        temperature=options["temperature"],
+        alpha=options["alpha"],
+        hint_weight=options["hint_weight"],
+        student_layer=options["student_layer"],
+        teacher_layer=options["teacher_layer"],
+    )
 
 
-METHODS.register("fitnet", Method(
-    _build, (TEMPERATURE, ALPHA, HINT_WEIGHT, STUDENT_LAYER, TEACHER_LAYER), needs_features=True,
-    description="Romero et al. 2015: KD + hint_weight MSE(F_t, r(h_s))"))
+METHODS.register(
+    "fitnet",
+    Method(
+        _build,
+        (TEMPERATURE, ALPHA, HINT_WEIGHT, STUDENT_LAYER, TEACHER_LAYER),
+        needs_features=True,
+        description="Romero et al. 2015: KD + hint_weight MSE(F_t, r(h_s))",
+    ),
+)

@@ -29,7 +29,11 @@ from tfkd.distillers.features import (  # noqa: F401  (ResizeFeatures: re-export
     HINT_WEIGHT,
     ResizeFeatures,
     build_adapter,
+)
+from tfkd.distillers.features import (
     check_graph as _check_graph,
+)
+from tfkd.distillers.features import (
     layer_output as _layer_output,
 )
 

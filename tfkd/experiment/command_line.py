@@ -6,6 +6,7 @@ own default, so the two cannot drift), plus one per option of every registered m
 table is built when first used, in a fresh `absl.flags.FlagValues` (no global state), so
 importing tfkd defines no flag.
 """
+
 import dataclasses
 
 from absl import flags
@@ -19,6 +20,7 @@ OPTIONS = "method.options."
 @dataclasses.dataclass(frozen=True)
 class Row:
     """One flag: its --help group, name, config path, help, choices, default and role."""
+
     group: str
     flag: str
     path: str
@@ -61,9 +63,19 @@ def own_rows(config_class, group=None):
     for field in dataclasses.fields(config_class):
         found = settings.declaration(field)
         if found is not None:
-            rows.append(Row(group or found.group, found.flag or field.name, field.name,
-                            found.help, found.choices, field.default, found.zero_is_none,
-                            found.role, field.type))
+            rows.append(
+                Row(
+                    group or found.group,
+                    found.flag or field.name,
+                    field.name,
+                    found.help,
+                    found.choices,
+                    field.default,
+                    found.zero_is_none,
+                    found.role,
+                    field.type,
+                )
+            )
     return rows
 
 
@@ -119,21 +131,40 @@ class CommandLine:
             groups = [*GROUPS, *sorted({item.setting.group for item in found} - set(GROUPS))]
             rows = []
             for group in groups:
-                rows += [Row(group, item.flag, item.path, item.setting.help,
-                             item.setting.choices, settings.value_at(defaults, item.path),
-                             item.setting.zero_is_none, item.setting.role, item.type)
-                         for item in found if item.setting.group == group]
+                rows += [
+                    Row(
+                        group,
+                        item.flag,
+                        item.path,
+                        item.setting.help,
+                        item.setting.choices,
+                        settings.value_at(defaults, item.path),
+                        item.setting.zero_is_none,
+                        item.setting.role,
+                        item.type,
+                    )
+                    for item in found
+                    if item.setting.group == group
+                ]
                 if group == "method" and self.method_options:
-                    rows += [Row(group, option.name, OPTIONS + option.name, option.help,
-                                 option.choices, option.default)
-                             for option in methods.all_options().values()]
+                    rows += [
+                        Row(
+                            group,
+                            option.name,
+                            OPTIONS + option.name,
+                            option.help,
+                            option.choices,
+                            option.default,
+                        )
+                        for option in methods.all_options().values()
+                    ]
             self._rows = tuple(rows)
         return self._rows
 
     def flag_name(self, path):
-        """"--flag" of the field at `path` (a method option's own name), or None."""
+        """ "--flag" of the field at `path` (a method option's own name), or None."""
         if path.startswith(OPTIONS) and self.method_options:
-            return "--" + path[len(OPTIONS):]
+            return "--" + path[len(OPTIONS) :]
         for row in self.rows():
             if row.path == path:
                 return "--" + row.flag
@@ -144,8 +175,13 @@ class CommandLine:
         under the module name '<prefix> <group>'; flags already defined there are left alone."""
         module_prefix = module_prefix or self.program
         for row in self.rows():
-            if names is not None and row.flag not in names or \
-                    names is None and groups is not None and row.group not in groups:
+            if (
+                names is not None
+                and row.flag not in names
+                or names is None
+                and groups is not None
+                and row.group not in groups
+            ):
                 continue
             define_flag(flag_values, row, f"{module_prefix} {row.group}")
         return flag_values
@@ -170,8 +206,9 @@ class CommandLine:
         except flags.Error as error:
             message = " ".join(str(error).split())
             if "Unable to open flagfile" in message:
-                message = ("--flagfile: cannot open "
-                           + message.split("No such file or directory: ")[-1])
+                message = (
+                    "--flagfile: cannot open " + message.split("No such file or directory: ")[-1]
+                )
             raise ValueError(message) from None
         if len(rest) > 1:
             raise ValueError(f"unexpected arguments: {' '.join(rest[1:])} (flags start with --)")
@@ -185,8 +222,10 @@ class CommandLine:
             name = flag_values["method"].value
             if name not in methods.METHODS:
                 raise settings.ConfigError(
-                    "method.name", f"`method.name`: {name!r} is not a known method; known: "
-                    f"{', '.join(methods.METHODS.names())}").named(self.flag_name)
+                    "method.name",
+                    f"`method.name`: {name!r} is not a known method; known: "
+                    f"{', '.join(methods.METHODS.names())}",
+                ).named(self.flag_name)
             own = {option.name for option in methods.METHODS.get(name).options}
             tree["method"] = {"options": {}}
         for row in self.rows():
@@ -208,7 +247,7 @@ class CommandLine:
         tree = {}
         for row in self.rows():
             if row.path.startswith(prefix + ".") and row.flag in flag_values:
-                _set(tree, row.path[len(prefix) + 1:], flag_value(row, flag_values))
+                _set(tree, row.path[len(prefix) + 1 :], flag_value(row, flag_values))
         default = settings.value_at(self.config_class(), prefix)
         try:
             return build(type(default), tree, default)

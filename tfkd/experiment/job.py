@@ -4,6 +4,7 @@ teacher(s) -> calibration -> distillation -> baseline -> evaluation -> export, i
 `<output_dir>.partial/` until everything succeeded. A re-run of the same config after a crash
 loads the finished phases and resumes the interrupted one from its last completed epoch.
 """
+
 import os
 import time
 
@@ -48,8 +49,9 @@ def run(config: RunConfig) -> dict:
     method = check(config)
     output_dir = config.output.dir or default_output_dir(config)
     strategy = phases.make_strategy(config)
-    work = WorkDir(output_dir, resume_key(config), config.output.overwrite,
-                   write=report.is_chief(strategy))
+    work = WorkDir(
+        output_dir, resume_key(config), config.output.overwrite, write=report.is_chief(strategy)
+    )
     try:
         work.open()
         return _run(config, method, strategy, work)
@@ -67,64 +69,90 @@ def _run(config, method, strategy, work):
     if bundle.is_text and work.write:  # beside teacher.keras and student.keras
         bundle.tokenizer.save(work.path)
     teaching_run = TeachingRun(
-        config, method, method.resolve(config.method.options, config.method.name), bundle)
+        config, method, method.resolve(config.method.options, config.method.name), bundle
+    )
     options = teaching_run.options
     phases.dry_build(method, config, options, bundle, teaching_run)
     seconds = {}
     teacher, teacher_spec = None, None
     if method.multi_teacher:
-        got = [phases.get_teacher(spec, f"teacher_{k}", "--teachers", config, bundle, strategy,
-                                  work, config.seed + k)
-               for k, spec in enumerate(config.teacher.specs)]
+        got = [
+            phases.get_teacher(
+                spec, f"teacher_{k}", "--teachers", config, bundle, strategy, work, config.seed + k
+            )
+            for k, spec in enumerate(config.teacher.specs)
+        ]
         teacher, teacher_spec = [g[0] for g in got], [g[1] for g in got]
         seconds.update({f"teacher_{k}": g[2] for k, g in enumerate(got) if g[2] is not None})
     elif method.needs_teacher:
         teacher, teacher_spec, trained = phases.get_teacher(
-            config.teacher.spec, "teacher", "--teacher", config, bundle, strategy, work,
-            config.seed)
+            config.teacher.spec, "teacher", "--teacher", config, bundle, strategy, work, config.seed
+        )
         if trained is not None:
             seconds["teacher"] = trained
-    teacher, options, calibration = phases.calibrate(teacher, config, options, bundle, strategy,
-                                                     work)
+    teacher, options, calibration = phases.calibrate(
+        teacher, config, options, bundle, strategy, work
+    )
     start = time.time()
     distill_bundle = teaching_run.distill_bundle(bundle, teacher)
-    student, _ = phases.distill(method, config, options, teacher, distill_bundle, strategy, work,
-                                teaching_run)
+    student, _ = phases.distill(
+        method, config, options, teacher, distill_bundle, strategy, work, teaching_run
+    )
     seconds["distill"] = time.time() - start
-    results = {"dataset": config.data.dataset, "method": config.method.name,
-               "teaching": {**teaching_run.summary(), "options": options},
-               "teacher_cache": teaching_run.cache_summary(work)}
+    results = {
+        "dataset": config.data.dataset,
+        "method": config.method.name,
+        "teaching": {**teaching_run.summary(), "options": options},
+        "teacher_cache": teaching_run.cache_summary(work),
+    }
     serving = teaching_run.serving_summary(work)
     if serving is not None:
         results["teacher_serving"] = serving
 
     def on_test(model):  # nothing when the test split must not be read (a search trial)
-        return {"accuracy": phases.accuracy(model, bundle.test)} \
-            if config.output.evaluate_test else {}
+        return (
+            {"accuracy": phases.accuracy(model, bundle.test)} if config.output.evaluate_test else {}
+        )
+
     if method.multi_teacher and config.output.evaluate_test:
-        results.update(report.multi_teacher_results(teacher, teacher_spec, bundle,
-                                                    config.method.name, options, work))
+        results.update(
+            report.multi_teacher_results(
+                teacher, teacher_spec, bundle, config.method.name, options, work
+            )
+        )
     elif teacher is not None and not method.multi_teacher:
-        results["teacher"] = {"arch": teacher_spec, **on_test(teacher),
-                              "params": int(teacher.count_params())}
+        results["teacher"] = {
+            "arch": teacher_spec,
+            **on_test(teacher),
+            "params": int(teacher.count_params()),
+        }
     if calibration is not None:
         results["calibration"] = calibration
-    results["student"] = {"arch": config.student, **on_test(student),
-                          "val_accuracy": phases.accuracy(student, bundle.validation),
-                          "params": int(student.count_params())}
+    results["student"] = {
+        "arch": config.student,
+        **on_test(student),
+        "val_accuracy": phases.accuracy(student, bundle.validation),
+        "params": int(student.count_params()),
+    }
     if config.output.baseline:
         alone, seconds["baseline"] = phases.baseline(config, bundle, strategy, work)
-        results["baseline"] = {**on_test(alone),
-                               "val_accuracy": phases.accuracy(alone, bundle.validation)}
+        results["baseline"] = {
+            **on_test(alone),
+            "val_accuracy": phases.accuracy(alone, bundle.validation),
+        }
     if work.write:
         # Exported from a copy outside the strategy: under MultiWorkerMirroredStrategy the
         # student's own predict is a collective call that the other workers do not join.
         results["exports"] = export.export_student(
             teachers.load_model(work.file("checkpoints", "student.keras"), "student"),
-            work.path, config.output.export,
+            work.path,
+            config.output.export,
             test_data=bundle.test if config.output.evaluate_test else None,
-            verbose=config.output.verbose > 0, train_images=bundle.train[0],
-            tokenizer=bundle.tokenizer, overwrite=True)  # a killed export's files are replaced
+            verbose=config.output.verbose > 0,
+            train_images=bundle.train[0],
+            tokenizer=bundle.tokenizer,
+            overwrite=True,
+        )  # a killed export's files are replaced
     results["flags"] = {**config.flag_values(), **options}
     results["deterministic"] = config.deterministic
     results["resumed"] = work.resumed

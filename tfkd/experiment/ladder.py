@@ -26,6 +26,7 @@ epoch): ladder.json (also as results.json), ladder.md, ladder.png, teachers/<nam
 students/<teacher>/<mode>/seed_<seed>/ with student.keras, history.csv and logs/ (baseline/
 likewise with --baseline).
 """
+
 import copy
 import dataclasses
 import os
@@ -77,8 +78,11 @@ def distill_args(config):
 
 def ladder_args(teachers, modes, seeds):
     """The command-line strings of the ladder's own settings."""
-    return [f"--ladder_teachers={','.join(teachers)}", f"--ladder_modes={','.join(modes)}",
-            f"--ladder_seeds={seeds}"]
+    return [
+        f"--ladder_teachers={','.join(teachers)}",
+        f"--ladder_modes={','.join(modes)}",
+        f"--ladder_seeds={seeds}",
+    ]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,53 +90,86 @@ class LadderConfig:
     """A ladder: `run`, the RunConfig of every student and of the teachers trained here, and
     the ladder's own settings (each its `bin/ladder` flag). Refuses, naming the field (`run.`
     fields are the run's), what cannot run; teacher files are checked when the ladder starts."""
+
     run: RunConfig
     teachers: tuple = setting(
-        ("resnet8", "resnet14", "resnet20", "resnet32"), flag="ladder_teachers", group="ladder",
-        help="Teachers, smallest first: architectures to train or .keras/SavedModel paths.")
+        ("resnet8", "resnet14", "resnet20", "resnet32"),
+        flag="ladder_teachers",
+        group="ladder",
+        help="Teachers, smallest first: architectures to train or .keras/SavedModel paths.",
+    )
     modes: tuple = setting(
-        CALIBRATION_MODES, flag="ladder_modes", group="ladder",
+        CALIBRATION_MODES,
+        flag="ladder_modes",
+        group="ladder",
         help="Calibration modes distilled besides the uncalibrated teacher: scale (teacher "
-             "logits / T*), replace (distillation temperature = T*).")
-    seeds: int = setting(1, flag="ladder_seeds", group="ladder", minimum=1,
-                         help="Students per (teacher, mode), seeds --seed, --seed+1, ...")
+        "logits / T*), replace (distillation temperature = T*).",
+    )
+    seeds: int = setting(
+        1,
+        flag="ladder_seeds",
+        group="ladder",
+        minimum=1,
+        help="Students per (teacher, mode), seeds --seed, --seed+1, ...",
+    )
 
     def __post_init__(self):
         object.__setattr__(self, "teachers", tuple(self.teachers))
         object.__setattr__(self, "modes", tuple(self.modes))
         if self.run.calibration.enabled:
-            raise ConfigError("run.calibration.enabled", "`run.calibration.enabled` does not "
-                              "apply to the ladder: every teacher is distilled uncalibrated and "
-                              "under each of `modes`")
+            raise ConfigError(
+                "run.calibration.enabled",
+                "`run.calibration.enabled` does not "
+                "apply to the ladder: every teacher is distilled uncalibrated and "
+                "under each of `modes`",
+            )
         if not self.teachers:
             raise ConfigError("teachers", "`teachers` must list at least one teacher")
         names = [teacher_name(spec) for spec in self.teachers]
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
-            raise ConfigError("teachers", f"`teachers`: two teachers are named "
-                              f"{', '.join(repeated)}; each row needs its own name (an "
-                              "architecture once, model files with distinct names)")
+            raise ConfigError(
+                "teachers",
+                f"`teachers`: two teachers are named "
+                f"{', '.join(repeated)}; each row needs its own name (an "
+                "architecture once, model files with distinct names)",
+            )
         unknown = [mode for mode in self.modes if mode not in CALIBRATION_MODES]
         if unknown or len(set(self.modes)) < len(self.modes):
-            raise ConfigError("modes", f"`modes`: unknown or repeated mode(s) in "
-                              f"{', '.join(self.modes)}; known: {', '.join(CALIBRATION_MODES)}")
+            raise ConfigError(
+                "modes",
+                f"`modes`: unknown or repeated mode(s) in "
+                f"{', '.join(self.modes)}; known: {', '.join(CALIBRATION_MODES)}",
+            )
         check_fields(self)
         name = self.run.method.name
         method = methods.METHODS.get(name)
         if not method.needs_teacher:
-            raise ConfigError("run.method.name", f"`run.method.name`={name} uses no teacher; the "
-                              "ladder needs a method that distills from one")
+            raise ConfigError(
+                "run.method.name",
+                f"`run.method.name`={name} uses no teacher; the "
+                "ladder needs a method that distills from one",
+            )
         if method.multi_teacher:
-            raise ConfigError("run.method.name", f"`run.method.name`={name} is a multi-teacher "
-                              "method; the ladder distills from one teacher at a time")
+            raise ConfigError(
+                "run.method.name",
+                f"`run.method.name`={name} is a multi-teacher "
+                "method; the ladder distills from one teacher at a time",
+            )
         if "replace" in self.modes and "temperature" not in {o.name for o in method.options}:
-            raise ConfigError("modes", f"`modes`=replace sets the distillation temperature, but "
-                              f"`run.method.name`={name} has no `run.method.options.temperature` "
-                              "option")
+            raise ConfigError(
+                "modes",
+                f"`modes`=replace sets the distillation temperature, but "
+                f"`run.method.name`={name} has no `run.method.options.temperature` "
+                "option",
+            )
         if self.run.data.validation_fraction == 0:
-            raise ConfigError("run.data.validation_fraction", "the ladder fits T* on the "
-                              "validation split, which is empty; set "
-                              "`run.data.validation_fraction` > 0")
+            raise ConfigError(
+                "run.data.validation_fraction",
+                "the ladder fits T* on the "
+                "validation split, which is empty; set "
+                "`run.data.validation_fraction` > 0",
+            )
 
 
 def check(ladder):
@@ -147,8 +184,7 @@ def check(ladder):
 
 
 def default_output_dir(config):
-    return os.path.join("savedmodels",
-                        f"ladder-{config.student}-{time.strftime('%Y%m%d-%H%M%S')}")
+    return os.path.join("savedmodels", f"ladder-{config.student}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 def student_config(config, seed):
@@ -210,47 +246,72 @@ def run_ladder(config, teachers, modes=CALIBRATION_MODES, seeds=1, command=None)
     teachers, modes, seeds = list(ladder.teachers), list(ladder.modes), ladder.seeds
     method = check(ladder)
     if command is None:
-        command = " ".join(["bin/ladder", *distill_args(config),
-                            *ladder_args(teachers, modes, seeds)])
+        command = " ".join(
+            ["bin/ladder", *distill_args(config), *ladder_args(teachers, modes, seeds)]
+        )
     strategy = phases.make_strategy(config)
     phases.set_determinism(config)
     # Data, teaching and models are checked before the folder exists: bad input leaves none.
     bundle = data.load(config.data)
     if not len(bundle.validation[1]):
-        raise ValueError("the ladder fits T* on the validation split, which is empty; set a "
-                         "larger --validation_fraction")
+        raise ValueError(
+            "the ladder fits T* on the validation split, which is empty; set a "
+            "larger --validation_fraction"
+        )
     teaching_run = TeachingRun(
-        config, method, method.resolve(config.method.options, config.method.name), bundle)
+        config, method, method.resolve(config.method.options, config.method.name), bundle
+    )
     for spec in teachers:  # as bin/distill does: options, class counts, input shapes
-        phases.dry_build(method, dataclasses.replace(
-            config, teacher=dataclasses.replace(config.teacher, spec=spec)), teaching_run.options,
-            bundle)
+        phases.dry_build(
+            method,
+            dataclasses.replace(config, teacher=dataclasses.replace(config.teacher, spec=spec)),
+            teaching_run.options,
+            bundle,
+        )
     resume_key = flag_values(config, teachers, modes, seeds, scope="run")
-    work = WorkDir(config.output.dir or default_output_dir(config), resume_key,
-                   config.output.overwrite, write=report.is_chief(strategy)).open()
+    work = WorkDir(
+        config.output.dir or default_output_dir(config),
+        resume_key,
+        config.output.overwrite,
+        write=report.is_chief(strategy),
+    ).open()
     try:
-        return _run_ladder(config, method, teachers, modes, seeds, command, strategy, work,
-                           bundle, teaching_run)
+        return _run_ladder(
+            config, method, teachers, modes, seeds, command, strategy, work, bundle, teaching_run
+        )
     except OSError as error:
         raise disk_error(error, work.path) from None
 
 
-def _run_ladder(config, method, teachers, modes, seeds, command, strategy, work, bundle,
-                teaching_run):
+def _run_ladder(
+    config, method, teachers, modes, seeds, command, strategy, work, bundle, teaching_run
+):
     student_seeds = [config.seed + k for k in range(seeds)]
     modes = [UNCALIBRATED, *modes]
-    results = {"dataset": config.data.dataset, "method": config.method.name,
-               "student": config.student, "options": teaching_run.options, "modes": modes,
-               "seeds": seeds, "student_seeds": student_seeds,
-               "sizes": {split: int(len(getattr(bundle, split)[1]))
-                         for split in ("train", "validation", "test")},
-               "command": command, "rows": []}
+    results = {
+        "dataset": config.data.dataset,
+        "method": config.method.name,
+        "student": config.student,
+        "options": teaching_run.options,
+        "modes": modes,
+        "seeds": seeds,
+        "student_seeds": student_seeds,
+        "sizes": {
+            split: int(len(getattr(bundle, split)[1])) for split in ("train", "validation", "test")
+        },
+        "command": command,
+        "rows": [],
+    }
     if config.output.baseline:
-        results["baseline"] = summarise([baseline(config, seed, bundle, strategy, work)
-                                         for seed in student_seeds])
+        results["baseline"] = summarise(
+            [baseline(config, seed, bundle, strategy, work) for seed in student_seeds]
+        )
     for spec in teachers:
-        results["rows"].append(teacher_row(spec, config, method, modes, student_seeds, bundle,
-                                           strategy, work, teaching_run))
+        results["rows"].append(
+            teacher_row(
+                spec, config, method, modes, student_seeds, bundle, strategy, work, teaching_run
+            )
+        )
         if work.write:  # the ladder so far, readable in the .partial folder
             ladder_report.write(results, work.path)
     results["flags"] = flag_values(config, teachers, modes[1:], seeds)
@@ -260,8 +321,11 @@ def _run_ladder(config, method, teachers, modes, seeds, command, strategy, work,
         ladder_report.write(results, work.path)
     work.commit(results)
     print(ladder_report.markdown_table(results))
-    print(f"\n  output   {work.output_dir}: ladder.json, ladder.md, ladder.png, teachers/, "
-          "reliability/, students/", flush=True)
+    print(
+        f"\n  output   {work.output_dir}: ladder.json, ladder.md, ladder.png, teachers/, "
+        "reliability/, students/",
+        flush=True,
+    )
     return results
 
 
@@ -270,8 +334,9 @@ def baseline(config, seed, bundle, strategy, work):
     phase = f"baseline/seed_{seed}"
     record = work.done(phase)
     if record is None:
-        model, seconds = phases.baseline(student_config(config, seed), bundle, strategy,
-                                         cell_workdir(work, phase))
+        model, seconds = phases.baseline(
+            student_config(config, seed), bundle, strategy, cell_workdir(work, phase)
+        )
         record = {"accuracy": phases.accuracy(model, bundle.test), "seconds": seconds}
         work.finish(phase, record)
     keep_model(work, phase, "baseline.keras")
@@ -282,40 +347,68 @@ def teacher_row(spec, config, method, modes, seeds, bundle, strategy, work, teac
     """One ladder row: the teacher's calibration, then its students under every mode."""
     name = teacher_name(spec)
     start = time.time()
-    teacher, _, trained = phases.get_teacher(spec, f"teachers/{name}", FLAG, config, bundle,
-                                             strategy, work, config.seed)
+    teacher, _, trained = phases.get_teacher(
+        spec, f"teachers/{name}", FLAG, config, bundle, strategy, work, config.seed
+    )
     summary = work.done(f"calibration/{name}")
     if summary is None:
         diagrams = work.file("reliability", name)
         if work.write:
             os.makedirs(diagrams, exist_ok=True)
-        summary = phases.measure_calibration(teacher, bundle, diagrams if work.write else None,
-                                             config.calibration.bins, name)
+        summary = phases.measure_calibration(
+            teacher, bundle, diagrams if work.write else None, config.calibration.bins, name
+        )
         work.finish(f"calibration/{name}", summary)
-    row = {"teacher": name, "spec": spec, "params": int(teacher.count_params()), **summary,
-           "student": {}, "seconds": {"teacher": (trained or 0.0) + time.time() - start}}
-    print(f"  {name}: accuracy {summary['accuracy']:.4f}  T* {summary['temperature']:.3f}  "
-          f"ECE {summary['ece_before']:.4f} -> {summary['ece_after']:.4f}", flush=True)
+    row = {
+        "teacher": name,
+        "spec": spec,
+        "params": int(teacher.count_params()),
+        **summary,
+        "student": {},
+        "seconds": {"teacher": (trained or 0.0) + time.time() - start},
+    }
+    print(
+        f"  {name}: accuracy {summary['accuracy']:.4f}  T* {summary['temperature']:.3f}  "
+        f"ECE {summary['ece_before']:.4f} -> {summary['ece_after']:.4f}",
+        flush=True,
+    )
     temperature = summary["temperature"]
     for mode in modes:
         distill_from = teacher
         if mode == "scale":
             with strategy.scope():
                 distill_from = calibration.calibrate_model(teacher, temperature)
-        cells = [student(f"students/{name}/{mode}/seed_{seed}", mode, temperature, seed,
-                         distill_from, config, method, bundle, strategy, work, teaching_run)
-                 for seed in seeds]
-        row["student"][mode] = {**summarise([cell["accuracy"] for cell in cells]),
-                                "seeds": list(seeds),
-                                "teaching": [cell["teaching"] for cell in cells]}
+        cells = [
+            student(
+                f"students/{name}/{mode}/seed_{seed}",
+                mode,
+                temperature,
+                seed,
+                distill_from,
+                config,
+                method,
+                bundle,
+                strategy,
+                work,
+                teaching_run,
+            )
+            for seed in seeds
+        ]
+        row["student"][mode] = {
+            **summarise([cell["accuracy"] for cell in cells]),
+            "seeds": list(seeds),
+            "teaching": [cell["teaching"] for cell in cells],
+        }
         row["seconds"][mode] = float(sum(cell["seconds"] for cell in cells))
-        print(f"  {name} -> {config.student} ({mode}): {row['student'][mode]['mean']:.4f}",
-              flush=True)
+        print(
+            f"  {name} -> {config.student} ({mode}): {row['student'][mode]['mean']:.4f}", flush=True
+        )
     return row
 
 
-def student(phase, mode, temperature, seed, teacher, config, method, bundle, strategy, work,
-            teaching_run):
+def student(
+    phase, mode, temperature, seed, teacher, config, method, bundle, strategy, work, teaching_run
+):
     """One cell: the student of `seed` distilled from `teacher` under `mode` (once); returns
     its record {seed, accuracy, teaching, seconds}."""
     record = work.done(phase)
@@ -325,12 +418,22 @@ def student(phase, mode, temperature, seed, teacher, config, method, bundle, str
         options = dict(seeded.options)
         if mode == "replace":
             options["temperature"] = temperature
-        model, _ = phases.distill(method, student_config(config, seed), options, teacher,
-                                  seeded.distill_bundle(bundle, teacher), strategy,
-                                  cell_workdir(work, phase), seeded)
-        record = {"seed": seed, "accuracy": phases.accuracy(model, bundle.test),
-                  "teaching": {**seeded.summary(), "options": options},
-                  "seconds": time.time() - start}
+        model, _ = phases.distill(
+            method,
+            student_config(config, seed),
+            options,
+            teacher,
+            seeded.distill_bundle(bundle, teacher),
+            strategy,
+            cell_workdir(work, phase),
+            seeded,
+        )
+        record = {
+            "seed": seed,
+            "accuracy": phases.accuracy(model, bundle.test),
+            "teaching": {**seeded.summary(), "options": options},
+            "seconds": time.time() - start,
+        }
         work.finish(phase, record)
     keep_model(work, phase, "student.keras")
     return record

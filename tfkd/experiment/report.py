@@ -1,4 +1,5 @@
 """What a run reports beyond accuracies: multi-teacher weights and the closing summary."""
+
 import os
 
 import numpy as np
@@ -31,6 +32,7 @@ def plot_weights(weights, names, path, title):
     weights: [N, K]; names: K labels.
     """
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -65,27 +67,41 @@ def multi_teacher_results(teachers, archs, bundle, method, options, work):
     """
     test_x, test_y = data.to_float(bundle.test[0]), np.asarray(bundle.test[1])
     test_logits = predict_all(teachers, test_x)
-    entries = [{"arch": arch, "accuracy": float(np.mean(np.argmax(logits, -1) == test_y)),
-                "params": int(teacher.count_params())}
-               for teacher, arch, logits in zip(teachers, archs, test_logits)]
+    entries = [
+        {
+            "arch": arch,
+            "accuracy": float(np.mean(np.argmax(logits, -1) == test_y)),
+            "params": int(teacher.count_params()),
+        }
+        for teacher, arch, logits in zip(teachers, archs, test_logits)
+    ]
     ensemble = float(np.mean(multi_teacher.majority_vote(test_logits) == test_y))
     weighting, fixed = weighting_of(method, options)
     train_logits = predict_all(teachers, data.to_float(bundle.train[0]))
-    weights = np.asarray(multi_teacher.teacher_weights(train_logits, np.asarray(bundle.train[1]),
-                                                       weighting, fixed))
+    weights = np.asarray(
+        multi_teacher.teacher_weights(train_logits, np.asarray(bundle.train[1]), weighting, fixed)
+    )
     if work.write:
-        plot_weights(weights, [_short_name(a) for a in archs], work.file("teacher_weights.png"),
-                     f"{method}: per-example teacher weights ({weighting}) on the training split")
+        plot_weights(
+            weights,
+            [_short_name(a) for a in archs],
+            work.file("teacher_weights.png"),
+            f"{method}: per-example teacher weights ({weighting}) on the training split",
+        )
     for k, entry in enumerate(entries):
         print(f"  teacher {k}  {entry['arch']:<28}accuracy {entry['accuracy']:.4f}", flush=True)
     print(f"  ensemble (majority vote) accuracy {ensemble:.4f}", flush=True)
-    return {"teachers": entries,
-            "ensemble": {"accuracy": ensemble, "rule": "majority vote, ties to the earliest "
-                                                       "teacher"},
-            "teacher_weights": {"weighting": weighting, "split": "train",
-                                "mean": weights.mean(axis=0).tolist(),
-                                "std": weights.std(axis=0).tolist(),
-                                "plot": "teacher_weights.png"}}
+    return {
+        "teachers": entries,
+        "ensemble": {"accuracy": ensemble, "rule": "majority vote, ties to the earliest teacher"},
+        "teacher_weights": {
+            "weighting": weighting,
+            "split": "train",
+            "mean": weights.mean(axis=0).tolist(),
+            "std": weights.std(axis=0).tolist(),
+            "plot": "teacher_weights.png",
+        },
+    }
 
 
 def print_summary(results, output_dir):
@@ -93,15 +109,20 @@ def print_summary(results, output_dir):
     print(f"\ntfkd {results['method']} on {results['dataset']}")
     width = max([28] + [len(str(entry["arch"])) + 2 for _, entry in rows])  # any path fits
     for role, entry in rows:
-        print(f"  {role:<9}{entry['arch']:<{width}}accuracy {entry['accuracy']:.4f}   "
-              f"params {entry['params']:,}")
+        print(
+            f"  {role:<9}{entry['arch']:<{width}}accuracy {entry['accuracy']:.4f}   "
+            f"params {entry['params']:,}"
+        )
     if "baseline" in results:
-        print(f"  {'baseline':<9}{'(student alone)':<{width}}accuracy "
-              f"{results['baseline']['accuracy']:.4f}")
+        print(
+            f"  {'baseline':<9}{'(student alone)':<{width}}accuracy "
+            f"{results['baseline']['accuracy']:.4f}"
+        )
     exports = results.get("exports", {})
     files = [v for k, v in exports.items() if k in ("keras", "savedmodel", "tflite")]
-    print(f"  output   {output_dir}: results.json, history.csv" +
-          "".join(f", {f}" for f in files))
+    print(f"  output   {output_dir}: results.json, history.csv" + "".join(f", {f}" for f in files))
     if "tflite_agreement" in exports:
-        print(f"  tflite   accuracy {exports['tflite_accuracy']:.4f}, agreement with Keras "
-              f"{100 * exports['tflite_agreement']:.2f}%")
+        print(
+            f"  tflite   accuracy {exports['tflite_accuracy']:.4f}, agreement with Keras "
+            f"{100 * exports['tflite_agreement']:.2f}%"
+        )

@@ -1,5 +1,6 @@
 """What the teaching settings change in one run: the teaching mode, the teacher-output cache,
 out-of-domain data, options."""
+
 import dataclasses
 import json
 import os
@@ -41,18 +42,27 @@ class TeachingRun:
         self.teaching = None  # RunConfig refused the settings that do not go together
         if self.mode is not None:
             self.teaching = teaching.Teaching(
-                self.mode, mixup_alpha=settings.mixup_alpha,
-                mixup_partners=settings.mixup_partners, crop_scale=(settings.crop_min_scale, 1.0),
-                flip=settings.flip, seed=config.seed)
+                self.mode,
+                mixup_alpha=settings.mixup_alpha,
+                mixup_partners=settings.mixup_partners,
+                crop_scale=(settings.crop_min_scale, 1.0),
+                flip=settings.flip,
+                seed=config.seed,
+            )
         self.other = None
         if self.distill_dataset:
-            other_config = dataclasses.replace(config.data, dataset=self.distill_dataset,
-                                               validation_fraction=0.0, test_limit=None)
-            self.other = teaching.match_input_shape(data.load(other_config).train[0],
-                                                    bundle.input_shape)
+            other_config = dataclasses.replace(
+                config.data, dataset=self.distill_dataset, validation_fraction=0.0, test_limit=None
+            )
+            self.other = teaching.match_input_shape(
+                data.load(other_config).train[0], bundle.input_shape
+            )
         # Labels go unused under function matching and out of domain: KL only, unless --alpha.
-        if (self.mode == "function_matching" or self.other is not None) and \
-                "alpha" in self.options and "alpha" not in config.method.options:
+        if (
+            (self.mode == "function_matching" or self.other is not None)
+            and "alpha" in self.options
+            and "alpha" not in config.method.options
+        ):
             self.options["alpha"] = 1.0
         self.cache_settings = config.cache
         self.cache_mode = self._cache_mode(config, method, bundle)
@@ -71,13 +81,18 @@ class TeachingRun:
             return mode
         if mode == REPLAY:
             if len(bundle.input_shape) != 3:
-                raise ValueError(f"--teacher_cache=replay stores image views, but --dataset="
-                                 f"{bundle.name} has inputs of shape "
-                                 f"{tuple(bundle.input_shape)}")
+                raise ValueError(
+                    f"--teacher_cache=replay stores image views, but --dataset="
+                    f"{bundle.name} has inputs of shape "
+                    f"{tuple(bundle.input_shape)}"
+                )
             if settings.replay_topk > bundle.num_classes:
-                raise ConfigError("cache.replay_topk", f"`cache.replay_topk` must be in [1, "
-                                  f"{bundle.num_classes}] for {bundle.num_classes} classes, got "
-                                  f"{settings.replay_topk}")
+                raise ConfigError(
+                    "cache.replay_topk",
+                    f"`cache.replay_topk` must be in [1, "
+                    f"{bundle.num_classes}] for {bundle.num_classes} classes, got "
+                    f"{settings.replay_topk}",
+                )
             return REPLAY
         return None
 
@@ -90,11 +105,16 @@ class TeachingRun:
         logits = teaching.teacher_predictions(teacher, self.other)
         pseudo_labels = np.argmax(logits, axis=-1).astype(np.int64)
         self.examples = len(pseudo_labels)
-        return DataBundle(name=f"{self.distill_dataset}->{bundle.name}",
-                          train=(self.other, pseudo_labels), validation=bundle.validation,
-                          test=bundle.test, num_classes=bundle.num_classes,
-                          input_shape=bundle.input_shape, superclass_of=bundle.superclass_of,
-                          class_names=bundle.class_names)
+        return DataBundle(
+            name=f"{self.distill_dataset}->{bundle.name}",
+            train=(self.other, pseudo_labels),
+            validation=bundle.validation,
+            test=bundle.test,
+            num_classes=bundle.num_classes,
+            input_shape=bundle.input_shape,
+            superclass_of=bundle.superclass_of,
+            class_names=bundle.class_names,
+        )
 
     # ---- the teacher-output cache ----------------------------------------------------------------
     def cache_key(self, config, teachers, split="train", extra=None):
@@ -110,20 +130,24 @@ class TeachingRun:
             settings["data_dir"] = os.path.abspath(os.path.expanduser(settings["data_dir"]))
         if self.distill_dataset:
             settings["dataset"], subset = self.distill_dataset, {"distill_dataset": True}
-        preprocessing = {"input_scale": config.teacher.input_scale, "inputs": "to_float",
-                         **(extra or {})}
-        return cache.cache_key(teachers, json.dumps(settings, sort_keys=True), split, subset,
-                               seed, preprocessing)
+        preprocessing = {
+            "input_scale": config.teacher.input_scale,
+            "inputs": "to_float",
+            **(extra or {}),
+        }
+        return cache.cache_key(
+            teachers, json.dumps(settings, sort_keys=True), split, subset, seed, preprocessing
+        )
 
     @staticmethod
     def _inputs_identity(bundle, inputs):
         """The inputs' shape and a digest of their bytes: data files changed on disk under the
         same name make another key (rebuilt), never a stale entry."""
-        return {"input_shape": list(bundle.input_shape),
-                "inputs": cache.inputs_fingerprint(inputs)}
+        return {"input_shape": list(bundle.input_shape), "inputs": cache.inputs_fingerprint(inputs)}
 
-    def extras(self, bundle, teacher, distiller=None, work=None, config=None, options=None,
-               verbose=1):
+    def extras(
+        self, bundle, teacher, distiller=None, work=None, config=None, options=None, verbose=1
+    ):
         """Per-example arrays the training batches carry: the cached teacher outputs (fixed
         teaching's logits among them), or None when the teacher runs on every batch. A plain
         cache also holds the teacher's outputs on the validation split, which
@@ -148,16 +172,19 @@ class TeachingRun:
         if private and (work is None or not work.write):
             store = cache.TeacherCache("memory", verbose=verbose)
         else:
-            folder = work.file("checkpoints", MEMORY_FOLDER) if private else \
-                self.cache_settings.dir
+            folder = work.file("checkpoints", MEMORY_FOLDER) if private else self.cache_settings.dir
             store = cache.TeacherCache("disk", folder, verbose=verbose)
         single = len(teachers) == 1 and not isinstance(teacher, (list, tuple))
 
         def carried(x, name, label):
-            key = self.cache_key(config, teachers, split=name,
-                                 extra=self._inputs_identity(bundle, x))
-            print(f"Teacher outputs ({self.cache_mode} cache, key {key}) on {len(x)} {label} "
-                  "examples", flush=True)
+            key = self.cache_key(
+                config, teachers, split=name, extra=self._inputs_identity(bundle, x)
+            )
+            print(
+                f"Teacher outputs ({self.cache_mode} cache, key {key}) on {len(x)} {label} "
+                "examples",
+                flush=True,
+            )
             cached = store.outputs(teachers, x, key, outputs=outputs, feature_layer=feature_layer)
             logits, features = list(cached.logits), cached.features
             if private:  # held in memory while training
@@ -171,13 +198,20 @@ class TeachingRun:
         start = time.time()
         train, key, cached = carried(bundle.train[0], "train", "training")
         # Fixed teaching reads its batches its own way; the other modes validate on the cache.
-        record = {"mode": self.cache_mode, "key": key, "built": cached.built,
-                  "path": None if private else cached.path, "outputs": list(outputs)}
+        record = {
+            "mode": self.cache_mode,
+            "key": key,
+            "built": cached.built,
+            "path": None if private else cached.path,
+            "outputs": list(outputs),
+        }
         if self.mode != "fixed" and len(bundle.validation[1]):
             self.validation_extras, validation_key, validation = carried(
-                bundle.validation[0], "validation", "validation")
-            record.update(validation_key=validation_key,
-                          validation_path=None if private else validation.path)
+                bundle.validation[0], "validation", "validation"
+            )
+            record.update(
+                validation_key=validation_key, validation_path=None if private else validation.path
+            )
         self._record(work, {**record, "seconds": time.time() - start})
         return train
 
@@ -187,42 +221,66 @@ class TeachingRun:
         if self.cache_mode != REPLAY:
             return None
         settings = self.cache_settings
-        temperature = float(validation.option(self.method, options, "temperature",
-                                              undeclared=1.0))
-        recipe = {"replay_views": settings.replay_views, "replay_topk": settings.replay_topk,
-                  "temperature": temperature, "crop_scale": [self.teaching.crop_scale[0],
-                                                             self.teaching.crop_scale[1]],
-                  "crop_ratio": list(self.teaching.crop_ratio), "flip": self.teaching.flip,
-                  "mixup_alpha": self.teaching.mixup_alpha
-                  if self.mode == "function_matching" else None}
+        temperature = float(validation.option(self.method, options, "temperature", undeclared=1.0))
+        recipe = {
+            "replay_views": settings.replay_views,
+            "replay_topk": settings.replay_topk,
+            "temperature": temperature,
+            "crop_scale": [self.teaching.crop_scale[0], self.teaching.crop_scale[1]],
+            "crop_ratio": list(self.teaching.crop_ratio),
+            "flip": self.teaching.flip,
+            "mixup_alpha": self.teaching.mixup_alpha if self.mode == "function_matching" else None,
+        }
         identity = self._inputs_identity(bundle, bundle.train[0])
         key = self.cache_key(config, [teacher], extra={**recipe, **identity})
         start = time.time()
-        print(f"Replay views (key {key}): {settings.replay_views} per training image",
-              flush=True)
+        print(f"Replay views (key {key}): {settings.replay_views} per training image", flush=True)
         storage, path, built = replay.cached_replay(
-            teacher, bundle.train[0], key, settings.dir, views=settings.replay_views,
-            topk=settings.replay_topk, temperature=temperature,
-            crop_scale=tuple(recipe["crop_scale"]), crop_ratio=tuple(recipe["crop_ratio"]),
-            flip=recipe["flip"], mixup_alpha=recipe["mixup_alpha"], seed=config.seed,
-            verbose=verbose)
-        self._record(work, {"mode": REPLAY, "key": key, "built": built, "path": path,
-                            "views": settings.replay_views, "topk": settings.replay_topk,
-                            "bytes_per_image": int(storage.bytes_per_image),
-                            "seconds": time.time() - start})
+            teacher,
+            bundle.train[0],
+            key,
+            settings.dir,
+            views=settings.replay_views,
+            topk=settings.replay_topk,
+            temperature=temperature,
+            crop_scale=tuple(recipe["crop_scale"]),
+            crop_ratio=tuple(recipe["crop_ratio"]),
+            flip=recipe["flip"],
+            mixup_alpha=recipe["mixup_alpha"],
+            seed=config.seed,
+            verbose=verbose,
+        )
+        self._record(
+            work,
+            {
+                "mode": REPLAY,
+                "key": key,
+                "built": built,
+                "path": path,
+                "views": settings.replay_views,
+                "topk": settings.replay_topk,
+                "bytes_per_image": int(storage.bytes_per_image),
+                "seconds": time.time() - start,
+            },
+        )
         x, y = bundle.train
 
         def make(orders, first_epoch, batch_size, seed):
-            return replay.replay_epochs_dataset(storage, x, y, orders, batch_size, seed,
-                                                first_epoch, temperature)
+            return replay.replay_epochs_dataset(
+                storage, x, y, orders, batch_size, seed, first_epoch, temperature
+            )
+
         return make
 
     def _record(self, work, record):
         earlier = work.done(CACHE_PHASE) if work is not None else None
         if earlier is not None and earlier.get("key") == record["key"]:
             # Built by an earlier attempt of this run counts as built by this run.
-            record = {**record, "built": bool(earlier["built"] or record["built"]),
-                      "reused_on_resume": not record["built"]}
+            record = {
+                **record,
+                "built": bool(earlier["built"] or record["built"]),
+                "reused_on_resume": not record["built"],
+            }
         self.cache_record = record
         if work is not None:
             work.finish(CACHE_PHASE, record)
@@ -245,19 +303,25 @@ class TeachingRun:
 
     def check_distiller(self, distiller):
         """Raises one ValueError when the method's distiller cannot read cached outputs."""
-        if self.cache_mode is None or self.mode == "fixed" or \
-                isinstance(distiller, cache.MultiTeacherDistiller):
+        if (
+            self.cache_mode is None
+            or self.mode == "fixed"
+            or isinstance(distiller, cache.MultiTeacherDistiller)
+        ):
             return
         flag = f"--teacher_cache={self.cache_settings.mode}"
         if not isinstance(distiller, Distiller):
-            raise ValueError(f"{flag} needs a tfkd Distiller, the method built a "
-                             f"{type(distiller).__name__}")
+            raise ValueError(
+                f"{flag} needs a tfkd Distiller, the method built a {type(distiller).__name__}"
+            )
         try:
             teaching.check_logit_based(distiller)
         except ValueError:
-            raise ValueError(f"{flag} carries only the teacher's logits, but "
-                             f"{type(distiller).__name__} needs more from the teacher; use "
-                             "--teacher_cache=none") from None
+            raise ValueError(
+                f"{flag} carries only the teacher's logits, but "
+                f"{type(distiller).__name__} needs more from the teacher; use "
+                "--teacher_cache=none"
+            ) from None
 
     def attach(self, distiller):
         """Sets what the distiller reads from a batch: the teaching mode, or for a cache the
@@ -272,13 +336,18 @@ class TeachingRun:
         if self.teaching is None:
             return
         if not isinstance(distiller, Distiller):
-            raise ValueError(f"--teaching needs a tfkd Distiller, the method built a "
-                             f"{type(distiller).__name__}")
+            raise ValueError(
+                f"--teaching needs a tfkd Distiller, the method built a {type(distiller).__name__}"
+            )
         if self.mode == "fixed":
             teaching.check_logit_based(distiller)
         distiller.teaching = self.teaching
 
     def summary(self):
-        return {"teaching": self.mode or NONE, "distill_dataset": self.distill_dataset,
-                "distill_examples": self.examples, "options": self.options,
-                **({"augmentation": dataclasses.asdict(self.teaching)} if self.teaching else {})}
+        return {
+            "teaching": self.mode or NONE,
+            "distill_dataset": self.distill_dataset,
+            "distill_examples": self.examples,
+            "options": self.options,
+            **({"augmentation": dataclasses.asdict(self.teaching)} if self.teaching else {}),
+        }

@@ -9,6 +9,7 @@ dictionary it also writes as JSON. A bad argument raises one ValueError (FileExi
 occupied output folder) whose message starts with the argument's name; `bin/calibrate`,
 `bin/export` and `bin/analyze` call these with the flags of the same names.
 """
+
 import contextlib
 import json
 import os
@@ -18,18 +19,24 @@ import time
 import numpy as np
 
 from tfkd import analysis, calibration, data, export, models, teachers
-from tfkd.data.superclass import superclass_map
-from tfkd.models.introspection import classifier_weights
-from tfkd.experiment import phases
 from tfkd.atomic import replace, write_text
+from tfkd.data.superclass import superclass_map
+from tfkd.experiment import phases
+from tfkd.models.introspection import classifier_weights
 
 EXPORT_FORMATS = ("savedmodel", "tflite", "tflite_fp16", "tflite_dynamic", "tflite_int8")
 ANALYSIS_SPLITS = ("train", "validation", "test")
 PREDICT_BATCH_SIZE = 256
 
 
-def calibrate(model, data_config, model_input_scale=1.0, save=None, report_dir=None,
-              calibration_bins=calibration.DEFAULT_BINS):
+def calibrate(
+    model,
+    data_config,
+    model_input_scale=1.0,
+    save=None,
+    report_dir=None,
+    calibration_bins=calibration.DEFAULT_BINS,
+):
     """Fits T* of the classifier at path `model` on the validation split (minimum NLL) and
     measures the test split before and after.
 
@@ -56,20 +63,25 @@ def calibrate(model, data_config, model_input_scale=1.0, save=None, report_dir=N
         raise ValueError(f"model_input_scale must be a number > 0, got {model_input_scale}")
     bundle = data.load(data_config)
     if not len(bundle.validation[1]):
-        raise ValueError("validation_fraction must be > 0: T* is fitted on the validation "
-                         "split, which is empty")
+        raise ValueError(
+            "validation_fraction must be > 0: T* is fitted on the validation split, which is empty"
+        )
     classifier = teachers.rescale_inputs(teachers.load_model(model, "model"), model_input_scale)
     _check_calibrated_model(classifier, bundle, data_config.dataset)
     name = os.path.splitext(os.path.basename(os.path.normpath(model)))[0]
     report_dir = report_dir or os.path.join(
-        "savedmodels", f"calibrate-{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        "savedmodels", f"calibrate-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
     if os.path.exists(report_dir) and not os.path.isdir(report_dir):
         raise FileExistsError(f"report_dir {report_dir} exists and is not a folder")
     os.makedirs(report_dir, exist_ok=True)
     summary = phases.measure_calibration(classifier, bundle, report_dir, calibration_bins, name)
-    summary.update(model=model, dataset=data_config.dataset, report_dir=report_dir,
-                   sizes={split: int(len(getattr(bundle, split)[1]))
-                          for split in ("validation", "test")})
+    summary.update(
+        model=model,
+        dataset=data_config.dataset,
+        report_dir=report_dir,
+        sizes={split: int(len(getattr(bundle, split)[1])) for split in ("validation", "test")},
+    )
     if save:
         calibrated = calibration.calibrate_model(classifier, summary["temperature"])
         if save.endswith(".keras"):
@@ -84,16 +96,30 @@ def calibrate(model, data_config, model_input_scale=1.0, save=None, report_dir=N
 def _check_calibrated_model(model, bundle, dataset):
     inputs, outputs = tuple(model.input_shape[1:]), tuple(model.output_shape)
     if inputs != tuple(bundle.input_shape):
-        raise ValueError(f"model takes inputs of shape {inputs} but dataset {dataset} has "
-                         f"inputs of shape {tuple(bundle.input_shape)}")
+        raise ValueError(
+            f"model takes inputs of shape {inputs} but dataset {dataset} has "
+            f"inputs of shape {tuple(bundle.input_shape)}"
+        )
     if outputs[-1] != bundle.num_classes:
-        raise ValueError(f"model gives {outputs[-1]} outputs (shape {outputs}) but dataset "
-                         f"{dataset} has {bundle.num_classes} classes")
+        raise ValueError(
+            f"model gives {outputs[-1]} outputs (shape {outputs}) but dataset "
+            f"{dataset} has {bundle.num_classes} classes"
+        )
 
 
-def export_model(model, data_config, output_dir, formats=EXPORT_FORMATS, int8_io="int8",
-                 representative_samples=export.REPRESENTATIVE_SAMPLES, latency_calls=200,
-                 throughput_batch_size=256, num_threads=1, overwrite=False, verbose=True):
+def export_model(
+    model,
+    data_config,
+    output_dir,
+    formats=EXPORT_FORMATS,
+    int8_io="int8",
+    representative_samples=export.REPRESENTATIVE_SAMPLES,
+    latency_calls=200,
+    throughput_batch_size=256,
+    num_threads=1,
+    overwrite=False,
+    verbose=True,
+):
     """Exports the `.keras` classifier at path `model` into `output_dir` and measures every
     format against it on the test split (`tfkd.export.export_student`).
 
@@ -120,10 +146,12 @@ def export_model(model, data_config, output_dir, formats=EXPORT_FORMATS, int8_io
         raise ValueError("model is required: the .keras file to export")
     if not output_dir:
         raise ValueError("output_dir is required: the folder to write the export to")
-    for name, value in (("representative_samples", representative_samples),
-                        ("latency_calls", latency_calls),
-                        ("throughput_batch_size", throughput_batch_size),
-                        ("num_threads", num_threads)):
+    for name, value in (
+        ("representative_samples", representative_samples),
+        ("latency_calls", latency_calls),
+        ("throughput_batch_size", throughput_batch_size),
+        ("num_threads", num_threads),
+    ):
         if value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value}")
     check_output_dir(output_dir, overwrite)
@@ -131,28 +159,53 @@ def export_model(model, data_config, output_dir, formats=EXPORT_FORMATS, int8_io
     shape = export.example_shape(classifier, f"model {model}")
     bundle = data.load(data_config)
     if shape != tuple(bundle.input_shape):
-        raise ValueError(f"model {model} takes examples of shape {shape} but dataset "
-                         f"{data_config.dataset} has examples of shape {bundle.input_shape}")
+        raise ValueError(
+            f"model {model} takes examples of shape {shape} but dataset "
+            f"{data_config.dataset} has examples of shape {bundle.input_shape}"
+        )
     if classifier.output_shape[-1] != bundle.num_classes:
-        raise ValueError(f"model {model} outputs {classifier.output_shape[-1]} logits but "
-                         f"dataset {data_config.dataset} has {bundle.num_classes} classes")
-    report_options = {"latency_calls": latency_calls, "batch_size": throughput_batch_size,
-                      "num_threads": num_threads}
+        raise ValueError(
+            f"model {model} outputs {classifier.output_shape[-1]} logits but "
+            f"dataset {data_config.dataset} has {bundle.num_classes} classes"
+        )
+    report_options = {
+        "latency_calls": latency_calls,
+        "batch_size": throughput_batch_size,
+        "num_threads": num_threads,
+    }
     with staging_dir(output_dir) as work_dir:
         exports = export.export_student(
-            classifier, work_dir, formats, test_data=bundle.test, verbose=bool(verbose),
-            train_images=bundle.train[0], int8_io=int8_io,
-            representative_samples=representative_samples, seed=data_config.seed,
-            report_options=report_options)
+            classifier,
+            work_dir,
+            formats,
+            test_data=bundle.test,
+            verbose=bool(verbose),
+            train_images=bundle.train[0],
+            int8_io=int8_io,
+            representative_samples=representative_samples,
+            seed=data_config.seed,
+            report_options=report_options,
+        )
         with open(os.path.join(work_dir, exports["report"])) as handle:
             report = json.load(handle)
     return report
 
 
-def analyze(teacher, data_config, output_dir, student_model=None,
-            analysis_temperatures=(1.0, 4.0), analysis_split="train", analysis_examples=5000,
-            temperature=4.0, alpha=0.9, superclass_map=None, classifier_layer="classifier",
-            overwrite=False, verbose=0):
+def analyze(
+    teacher,
+    data_config,
+    output_dir,
+    student_model=None,
+    analysis_temperatures=(1.0, 4.0),
+    analysis_split="train",
+    analysis_examples=5000,
+    temperature=4.0,
+    alpha=0.9,
+    superclass_map=None,
+    classifier_layer="classifier",
+    overwrite=False,
+    verbose=0,
+):
     """What a trained teacher knows (Tang et al. 2020, Figs. 1 and 2), written to `output_dir`:
 
       class_relationships.png  Pearson correlation between classes of the teacher's
@@ -178,18 +231,23 @@ def analyze(teacher, data_config, output_dir, student_model=None,
       verbose: 1 shows prediction progress bars.
     """
     if not teacher or not os.path.exists(teacher):
-        raise ValueError(f"teacher must name a trained teacher (.keras file or SavedModel "
-                         f"folder), got {teacher!r}")
+        raise ValueError(
+            f"teacher must name a trained teacher (.keras file or SavedModel "
+            f"folder), got {teacher!r}"
+        )
     if not output_dir:
         raise ValueError("output_dir is required")
     if analysis_split not in ANALYSIS_SPLITS:
-        raise ValueError(f"analysis_split must be one of {', '.join(ANALYSIS_SPLITS)}, got "
-                         f"{analysis_split!r}")
+        raise ValueError(
+            f"analysis_split must be one of {', '.join(ANALYSIS_SPLITS)}, got {analysis_split!r}"
+        )
     if analysis_examples < 0:
         raise ValueError(f"analysis_examples must be >= 0, got {analysis_examples}")
     if not 0.0 <= alpha <= 1.0 or temperature <= 0:
-        raise ValueError(f"alpha must be in [0, 1] and temperature > 0, got alpha={alpha}, "
-                         f"temperature={temperature}")
+        raise ValueError(
+            f"alpha must be in [0, 1] and temperature > 0, got alpha={alpha}, "
+            f"temperature={temperature}"
+        )
     temperatures = _temperatures(analysis_temperatures)
     check_output_dir(output_dir, overwrite)
     bundle = data.load(data_config)
@@ -197,26 +255,44 @@ def analyze(teacher, data_config, output_dir, student_model=None,
     x, y = _examples(bundle, analysis_split, analysis_examples, data_config.seed)
     verbose = 1 if verbose == 1 else 0
     teacher_logits = teacher_model.predict(x, batch_size=PREDICT_BATCH_SIZE, verbose=verbose)
-    results = {"teacher": teacher, "dataset": data_config.dataset, "split": analysis_split,
-               "examples": int(len(y)),
-               "teacher_accuracy": float(np.mean(teacher_logits.argmax(-1) == y))}
+    results = {
+        "teacher": teacher,
+        "dataset": data_config.dataset,
+        "split": analysis_split,
+        "examples": int(len(y)),
+        "teacher_accuracy": float(np.mean(teacher_logits.argmax(-1) == y)),
+    }
     with staging_dir(output_dir) as work_dir:
         results["class_relationships"] = _class_relationships(
-            teacher_model, teacher_logits, bundle, temperatures, superclass_map,
-            classifier_layer, os.path.join(work_dir, "class_relationships.png"))
+            teacher_model,
+            teacher_logits,
+            bundle,
+            temperatures,
+            superclass_map,
+            classifier_layer,
+            os.path.join(work_dir, "class_relationships.png"),
+        )
         if student_model:
             student, name = _student(student_model, bundle, data_config.seed)
             student_logits = student.predict(x, batch_size=PREDICT_BATCH_SIZE, verbose=verbose)
-            weights, p_true = analysis.gradient_rescaling(student_logits, teacher_logits, y,
-                                                          temperature, alpha)
-            analysis.plot_gradient_rescaling(weights, p_true,
-                                             os.path.join(work_dir, "gradient_rescaling.png"),
-                                             title=f"T = {temperature:g}, alpha = {alpha:g}:")
+            weights, p_true = analysis.gradient_rescaling(
+                student_logits, teacher_logits, y, temperature, alpha
+            )
+            analysis.plot_gradient_rescaling(
+                weights,
+                p_true,
+                os.path.join(work_dir, "gradient_rescaling.png"),
+                title=f"T = {temperature:g}, alpha = {alpha:g}:",
+            )
             results["gradient_rescaling"] = {
-                "student": name, "temperature": temperature, "alpha": alpha,
+                "student": name,
+                "temperature": temperature,
+                "alpha": alpha,
                 "pearson_w_pt": analysis.pearson(weights, p_true),
                 "spearman_w_pt": analysis.spearman(weights, p_true),
-                "w_mean": float(weights.mean()), "w_median": float(np.median(weights))}
+                "w_mean": float(weights.mean()),
+                "w_median": float(np.median(weights)),
+            }
         write_text(os.path.join(work_dir, "analysis.json"), json.dumps(results, indent=2))
     return results
 
@@ -225,11 +301,13 @@ def _temperatures(values):
     try:
         temperatures = [float(value) for value in values]
     except (TypeError, ValueError):
-        raise ValueError("analysis_temperatures must be numbers > 0, got "
-                         f"{','.join(map(str, values))}") from None
+        raise ValueError(
+            f"analysis_temperatures must be numbers > 0, got {','.join(map(str, values))}"
+        ) from None
     if not temperatures or min(temperatures) <= 0:
-        raise ValueError("analysis_temperatures must be numbers > 0, got "
-                         f"{','.join(map(str, values))}")
+        raise ValueError(
+            f"analysis_temperatures must be numbers > 0, got {','.join(map(str, values))}"
+        )
     return temperatures
 
 
@@ -247,11 +325,14 @@ def _student(spec, bundle, seed):
     if os.path.exists(spec):
         return teachers.load_model(spec, "student_model"), spec
     if spec not in models.MODELS:
-        raise ValueError(f"student_model: {spec!r} is neither a model file or SavedModel "
-                         f"folder nor a known architecture; known: {', '.join(models.names())}")
+        raise ValueError(
+            f"student_model: {spec!r} is neither a model file or SavedModel "
+            f"folder nor a known architecture; known: {', '.join(models.names())}"
+        )
     mean, variance = bundle.stats()
-    return models.build(spec, bundle.input_shape, bundle.num_classes, mean, variance,
-                        seed=seed), f"{spec} (initialisation)"
+    return models.build(
+        spec, bundle.input_shape, bundle.num_classes, mean, variance, seed=seed
+    ), f"{spec} (initialisation)"
 
 
 def _superclasses(bundle, path):
@@ -264,20 +345,25 @@ def _superclasses(bundle, path):
         return None
 
 
-def _class_relationships(teacher, teacher_logits, bundle, temperatures, superclass_map,
-                         classifier_layer, plot_path):
+def _class_relationships(
+    teacher, teacher_logits, bundle, temperatures, superclass_map, classifier_layer, plot_path
+):
     superclass_of = _superclasses(bundle, superclass_map)
-    correlations = {t: analysis.class_correlation(analysis.softmax(teacher_logits, t))
-                    for t in temperatures}
+    correlations = {
+        t: analysis.class_correlation(analysis.softmax(teacher_logits, t)) for t in temperatures
+    }
     try:
         cosine = analysis.classifier_cosine(classifier_weights(teacher, classifier_layer))
     except ValueError as error:  # a SavedModel teacher exposes no weights: plot the rest
         print(f"no classifier-weight heatmap: {error}")
         cosine = None
-    analysis.plot_class_relationships(correlations, cosine, superclass_of, plot_path,
-                                      title=f"{bundle.name}")
-    summary = {"superclass_of": None if superclass_of is None else superclass_of.tolist(),
-               "correlation": {f"{t:g}": {} for t in temperatures}}
+    analysis.plot_class_relationships(
+        correlations, cosine, superclass_of, plot_path, title=f"{bundle.name}"
+    )
+    summary = {
+        "superclass_of": None if superclass_of is None else superclass_of.tolist(),
+        "correlation": {f"{t:g}": {} for t in temperatures},
+    }
     for t, matrix in correlations.items():
         entry = summary["correlation"][f"{t:g}"]
         if cosine is not None:
@@ -292,8 +378,10 @@ def _class_relationships(teacher, teacher_logits, bundle, temperatures, supercla
 def check_output_dir(path, overwrite):
     """FileExistsError unless `path` is absent, an empty folder, or `overwrite` is set."""
     if os.path.isdir(path) and os.listdir(path) and not overwrite:
-        raise FileExistsError(f"output_dir {path} exists and is not empty; pass overwrite=True "
-                              "(--overwrite) to replace it")
+        raise FileExistsError(
+            f"output_dir {path} exists and is not empty; pass overwrite=True "
+            "(--overwrite) to replace it"
+        )
     if os.path.exists(path) and not os.path.isdir(path):
         raise FileExistsError(f"output_dir {path} exists and is not a folder")
 

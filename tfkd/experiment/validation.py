@@ -7,6 +7,7 @@ command line shows the flag (--teacher_cache, --temperature). Single fields chec
 counts, input shapes) or on files (a teacher path) is checked when the run starts
 (`tfkd.experiment.job.check`, `TeachingRun`).
 """
+
 from tfkd import export, methods, models
 from tfkd.settings import ConfigError, check_value
 
@@ -41,16 +42,21 @@ def option(method, options, name, undeclared):
 def _method(config):
     name = config.method.name
     if name not in methods.METHODS:
-        raise ConfigError("method.name", f"`method.name`: {name!r} is not a known method; "
-                                         f"known: {', '.join(methods.METHODS.names())}")
+        raise ConfigError(
+            "method.name",
+            f"`method.name`: {name!r} is not a known method; "
+            f"known: {', '.join(methods.METHODS.names())}",
+        )
     return methods.METHODS.get(name)
 
 
 def _student(config):
     name = config.student
     if name not in models.MODELS and name not in models.TEXT_MODELS:
-        raise ConfigError("student", f"`student`: {name!r} is not a known model; known: "
-                                     f"{', '.join(models.names())}")
+        raise ConfigError(
+            "student",
+            f"`student`: {name!r} is not a known model; known: {', '.join(models.names())}",
+        )
 
 
 def _options(config, method):
@@ -59,13 +65,17 @@ def _options(config, method):
     declared = {known.name: known for known in method.options}
     unknown = sorted(set(given) - set(declared))
     if unknown:
-        raise ConfigError("method.options", f"`method.options`: method {name!r} has no option "
-                                            f"{', '.join(unknown)}; its options: "
-                                            f"{', '.join(declared) or 'none'}")
+        raise ConfigError(
+            "method.options",
+            f"`method.options`: method {name!r} has no option "
+            f"{', '.join(unknown)}; its options: "
+            f"{', '.join(declared) or 'none'}",
+        )
     for key, value in given.items():
         known = declared[key]
-        reason = check_value(value, known.choices, known.minimum, known.maximum,
-                             known.open_minimum, noun=False)
+        reason = check_value(
+            value, known.choices, known.minimum, known.maximum, known.open_minimum, noun=False
+        )
         if reason is not None:
             raise ConfigError(f"method.options.{key}", f"`method.options.{key}` {reason}")
 
@@ -82,19 +92,27 @@ def _curriculum(config, method):
     if order == NONE and pacing == NONE:
         return
     if order == NONE:
-        raise ConfigError("curriculum.pacing", f"`curriculum.pacing`={pacing} paces a "
-                                               "curriculum; pass `curriculum.order`=teacher, "
-                                               "inverse or random")
+        raise ConfigError(
+            "curriculum.pacing",
+            f"`curriculum.pacing`={pacing} paces a "
+            "curriculum; pass `curriculum.order`=teacher, "
+            "inverse or random",
+        )
     if order != "random" and not method.needs_teacher:
-        raise ConfigError("curriculum.order", f"`curriculum.order`={order} needs a teacher to "
-                                              "score the data, but `method.name`="
-                                              f"{config.method.name} uses none")
-    if method.multi_teacher or config.teaching.mode == "fixed" or \
-            config.teaching.distill_dataset:
-        raise ConfigError("curriculum.order", f"`curriculum.order`={order} orders the training "
-                                              "split for one teacher; it does not combine with "
-                                              "multi-teacher methods, `teaching.mode`=fixed or "
-                                              "`teaching.distill_dataset`")
+        raise ConfigError(
+            "curriculum.order",
+            f"`curriculum.order`={order} needs a teacher to "
+            "score the data, but `method.name`="
+            f"{config.method.name} uses none",
+        )
+    if method.multi_teacher or config.teaching.mode == "fixed" or config.teaching.distill_dataset:
+        raise ConfigError(
+            "curriculum.order",
+            f"`curriculum.order`={order} orders the training "
+            "split for one teacher; it does not combine with "
+            "multi-teacher methods, `teaching.mode`=fixed or "
+            "`teaching.distill_dataset`",
+        )
 
 
 def _teachers(config, method):
@@ -102,26 +120,38 @@ def _teachers(config, method):
         return
     specs, name = list(config.teacher.specs), config.method.name
     if not specs:
-        raise ConfigError("teacher.specs", f"`teacher.specs`: method {name!r} needs a comma list "
-                                           "of teachers (a multi-teacher method), each a .keras "
-                                           "file, a SavedModel folder or an architecture to "
-                                           "train")
+        raise ConfigError(
+            "teacher.specs",
+            f"`teacher.specs`: method {name!r} needs a comma list "
+            "of teachers (a multi-teacher method), each a .keras "
+            "file, a SavedModel folder or an architecture to "
+            "train",
+        )
     if len(specs) < method.min_teachers:
-        raise ConfigError("teacher.specs", f"`teacher.specs`: method {name!r} needs at least "
-                                           f"{method.min_teachers} teachers; got {len(specs)} "
-                                           f"({','.join(specs)})")
+        raise ConfigError(
+            "teacher.specs",
+            f"`teacher.specs`: method {name!r} needs at least "
+            f"{method.min_teachers} teachers; got {len(specs)} "
+            f"({','.join(specs)})",
+        )
 
 
 def _carried_features(config, method):
     """A cache and fixed teaching carry logits only: not for a single-teacher feature method."""
     mode = config.cache.mode
-    if not method.needs_features or method.multi_teacher or (
-            mode == NONE and config.teaching.mode != "fixed"):
+    if (
+        not method.needs_features
+        or method.multi_teacher
+        or (mode == NONE and config.teaching.mode != "fixed")
+    ):
         return
     field, value = ("cache.mode", mode) if mode != NONE else ("teaching.mode", "fixed")
-    raise ConfigError(field, f"`{field}`={value} carries only the teacher's logits for "
-                             f"single-teacher methods, but `method.name`={config.method.name} "
-                             "reads the teacher's intermediate features; use `cache.mode`=none")
+    raise ConfigError(
+        field,
+        f"`{field}`={value} carries only the teacher's logits for "
+        f"single-teacher methods, but `method.name`={config.method.name} "
+        "reads the teacher's intermediate features; use `cache.mode`=none",
+    )
 
 
 def _calibration(config, method):
@@ -129,38 +159,55 @@ def _calibration(config, method):
         return
     name = config.method.name
     if not method.needs_teacher:
-        raise ConfigError("calibration.enabled",
-                          f"`calibration.enabled`: `method.name`={name} uses no teacher")
+        raise ConfigError(
+            "calibration.enabled", f"`calibration.enabled`: `method.name`={name} uses no teacher"
+        )
     if method.multi_teacher:
-        raise ConfigError("calibration.enabled", "`calibration.enabled` works with "
-                                                 f"single-teacher methods, not `method.name`={name}")
-    if config.calibration.mode == "replace" and \
-            "temperature" not in {known.name for known in method.options}:
-        raise ConfigError("calibration.mode", "`calibration.mode`=replace sets the distillation "
-                                              f"temperature, but `method.name`={name} has no "
-                                              "`method.options.temperature` option; use "
-                                              "`calibration.mode`=scale")
+        raise ConfigError(
+            "calibration.enabled",
+            f"`calibration.enabled` works with single-teacher methods, not `method.name`={name}",
+        )
+    if config.calibration.mode == "replace" and "temperature" not in {
+        known.name for known in method.options
+    }:
+        raise ConfigError(
+            "calibration.mode",
+            "`calibration.mode`=replace sets the distillation "
+            f"temperature, but `method.name`={name} has no "
+            "`method.options.temperature` option; use "
+            "`calibration.mode`=scale",
+        )
     if config.data.validation_fraction == 0:
-        raise ConfigError("calibration.enabled", "`calibration.enabled` fits T* on the "
-                                                 "validation split, which is empty; set "
-                                                 "`data.validation_fraction` > 0")
+        raise ConfigError(
+            "calibration.enabled",
+            "`calibration.enabled` fits T* on the "
+            "validation split, which is empty; set "
+            "`data.validation_fraction` > 0",
+        )
 
 
 def _teaching(config, method):
     """What teacher and student see (`teaching.mode`) and out-of-domain data."""
     mode, other, name = config.teaching.mode, config.teaching.distill_dataset, config.method.name
     if mode != NONE and config.augment:
-        raise ConfigError("augment", "`augment` cannot be combined with `teaching.mode`: the "
-                                     "teaching mode does its own augmentation, in-graph")
+        raise ConfigError(
+            "augment",
+            "`augment` cannot be combined with `teaching.mode`: the "
+            "teaching mode does its own augmentation, in-graph",
+        )
     if (mode != NONE or other) and method.multi_teacher:
-        raise ConfigError("teaching.mode" if mode != NONE else "teaching.distill_dataset",
-                          "`teaching.mode` and `teaching.distill_dataset` work with "
-                          f"single-teacher methods, not `method.name`={name}")
+        raise ConfigError(
+            "teaching.mode" if mode != NONE else "teaching.distill_dataset",
+            "`teaching.mode` and `teaching.distill_dataset` work with "
+            f"single-teacher methods, not `method.name`={name}",
+        )
     if mode != NONE and not method.needs_teacher:
         raise ConfigError("teaching.mode", f"`teaching.mode`: method {name!r} uses no teacher")
     if other and not method.needs_teacher:
-        raise ConfigError("teaching.distill_dataset",
-                          f"`teaching.distill_dataset`: method {name!r} uses no teacher")
+        raise ConfigError(
+            "teaching.distill_dataset",
+            f"`teaching.distill_dataset`: method {name!r} uses no teacher",
+        )
 
 
 def _cache(config, method):
@@ -170,27 +217,40 @@ def _cache(config, method):
     if mode == NONE:
         return
     if not method.needs_teacher:
-        raise ConfigError("cache.mode",
-                          f"`cache.mode`: method {config.method.name!r} uses no teacher")
+        raise ConfigError(
+            "cache.mode", f"`cache.mode`: method {config.method.name!r} uses no teacher"
+        )
     if mode in ("disk", REPLAY) and not config.cache.dir:
         raise ConfigError("cache.dir", f"`cache.dir`: `cache.mode`={mode} needs a folder")
     if teaching == "fixed":  # fixed teaching is the cache: logits once, on clean inputs
         if mode == REPLAY:
-            raise ConfigError("cache.mode", "`cache.mode`=replay stores the teacher's outputs on "
-                                            "augmented views, but `teaching.mode`=fixed computes "
-                                            "them on the clean images; use `teaching.mode`="
-                                            "consistent or function_matching")
+            raise ConfigError(
+                "cache.mode",
+                "`cache.mode`=replay stores the teacher's outputs on "
+                "augmented views, but `teaching.mode`=fixed computes "
+                "them on the clean images; use `teaching.mode`="
+                "consistent or function_matching",
+            )
         return
     if mode in PLAIN_CACHES:
-        augmentation = "`augment`" if config.augment else (
-            f"`teaching.mode`={teaching}" if teaching != NONE else None)
+        augmentation = (
+            "`augment`"
+            if config.augment
+            else (f"`teaching.mode`={teaching}" if teaching != NONE else None)
+        )
         if augmentation:
-            raise ConfigError("cache.mode", f"`cache.mode`={mode} stores the teacher's outputs "
-                                            f"on un-augmented inputs, but {augmentation} draws "
-                                            "new views every step; use `cache.mode`=replay "
-                                            "(stored views, replayed) with `teaching.mode`="
-                                            "consistent or function_matching")
+            raise ConfigError(
+                "cache.mode",
+                f"`cache.mode`={mode} stores the teacher's outputs "
+                f"on un-augmented inputs, but {augmentation} draws "
+                "new views every step; use `cache.mode`=replay "
+                "(stored views, replayed) with `teaching.mode`="
+                "consistent or function_matching",
+            )
     elif teaching not in REPLAY_MODES:
-        raise ConfigError("cache.mode", "`cache.mode`=replay replays stored views to teacher "
-                                        "and student alike; it needs `teaching.mode`=consistent "
-                                        f"or function_matching, got `teaching.mode`={teaching}")
+        raise ConfigError(
+            "cache.mode",
+            "`cache.mode`=replay replays stored views to teacher "
+            "and student alike; it needs `teaching.mode`=consistent "
+            f"or function_matching, got `teaching.mode`={teaching}",
+        )

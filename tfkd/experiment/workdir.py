@@ -4,6 +4,7 @@ Finished phases leave their outputs there (`phases.json` lists them); a re-run o
 command finds them and goes on. `run.json` records the command-line form of the config, so a
 re-run with other flags is refused instead of mixing two recipes.
 """
+
 import errno
 import glob
 import json
@@ -29,12 +30,12 @@ def _writable(path, what):
 
 class WorkDir:
     """Args:
-      output_dir: the final folder.
-      args: the run's settings as {flag: value}; a `.partial/` folder made with other values is
-        refused.
-      overwrite: replace an existing `output_dir` and start over instead of resuming.
-      flag: the name to use in messages (`--output_dir` on the command line).
-      write: False on processes that must not write the output (multi-worker non-chief).
+    output_dir: the final folder.
+    args: the run's settings as {flag: value}; a `.partial/` folder made with other values is
+      refused.
+    overwrite: replace an existing `output_dir` and start over instead of resuming.
+    flag: the name to use in messages (`--output_dir` on the command line).
+    write: False on processes that must not write the output (multi-worker non-chief).
     """
 
     def __init__(self, output_dir, args, overwrite=False, flag="--output_dir", write=True):
@@ -48,8 +49,10 @@ class WorkDir:
         if os.path.exists(self.output_dir) and not os.path.isdir(self.output_dir):
             raise ValueError(f"{self.flag} {self.output_dir} exists and is not a folder")
         if os.path.isdir(self.output_dir) and os.listdir(self.output_dir) and not self.overwrite:
-            raise ValueError(f"{self.flag} {self.output_dir} exists and is not empty; pass "
-                             "--overwrite to replace it")
+            raise ValueError(
+                f"{self.flag} {self.output_dir} exists and is not empty; pass "
+                "--overwrite to replace it"
+            )
         if not self.write:
             return self
         _writable(self.path, self.flag)
@@ -59,12 +62,15 @@ class WorkDir:
         elif os.path.isfile(run_file):
             with open(run_file) as handle:
                 before = json.load(handle)
-            changed = [f"--{name} was {before.get(name)!r}, now {self.args.get(name)!r}"
-                       for name in settings.changed(before, self.args)]
+            changed = [
+                f"--{name} was {before.get(name)!r}, now {self.args.get(name)!r}"
+                for name in settings.changed(before, self.args)
+            ]
             if changed:
                 raise ValueError(
                     f"{self.path} holds an unfinished run with other flags ({'; '.join(changed)}); "
-                    "re-run with the same flags to resume it, or pass --overwrite to start over")
+                    "re-run with the same flags to resume it, or pass --overwrite to start over"
+                )
             self.resumed = True
             return self
         elif os.path.exists(self.path):
@@ -99,8 +105,12 @@ class WorkDir:
     def discard_if_empty(self):
         """Removes the folder this process made when nothing in it is worth resuming (no phase
         finished, no checkpoint written)."""
-        if self.created and os.path.isdir(self.path) and not self.phases() and not glob.glob(
-                self.file("checkpoints", "*", "state.json")):
+        if (
+            self.created
+            and os.path.isdir(self.path)
+            and not self.phases()
+            and not glob.glob(self.file("checkpoints", "*", "state.json"))
+        ):
             shutil.rmtree(self.path, ignore_errors=True)
 
     def commit(self, results):
@@ -120,6 +130,8 @@ class WorkDir:
 def disk_error(error, path):
     """One clear line for a failed write; earlier results are never touched by the failure."""
     if error.errno == errno.ENOSPC:
-        return ValueError(f"no space left on the device while writing {path}; earlier results are "
-                          "intact; free some space and re-run the same command to resume")
+        return ValueError(
+            f"no space left on the device while writing {path}; earlier results are "
+            "intact; free some space and re-run the same command to resume"
+        )
     return ValueError(f"cannot write {path}: {error.strerror or error}")

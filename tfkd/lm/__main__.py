@@ -1,4 +1,5 @@
 """`python -m tfkd.lm --flagfile=docs/lm/stdlib_gpt.flags --output_dir=DIR`: one run."""
+
 import json
 import sys
 
@@ -13,8 +14,11 @@ def main(argv):
         print(f"error: {error}", file=sys.stderr)
         return 2
     results = run(config)
-    summary = {role: results[role]["perplexity"] for role in ("teacher", "student", "baseline")
-               if role in results}
+    summary = {
+        role: results[role]["perplexity"]
+        for role in ("teacher", "student", "baseline")
+        if role in results
+    }
     print(json.dumps({"test_perplexity": summary, "cpu_seconds": results["cpu_seconds"]}))
     return 0
 

@@ -22,6 +22,7 @@ cross-entropy term stays on the data. Without a live teacher, x carries the teac
 top-k (`teacher_topk_ids`, `teacher_topk_log_probs`, `teacher_tail_mass`, see
 `tfkd.lm.store`) and D is `sparse_topk_kl`.
 """
+
 import keras
 import tensorflow as tf
 from keras import ops
@@ -52,9 +53,11 @@ def check_vocabularies(student, teacher):
     """Refuses a teacher and student that do not share one vocabulary, naming both sizes."""
     sizes = vocabulary_size(student), vocabulary_size(teacher)
     if None not in sizes and sizes[0] != sizes[1]:
-        raise ValueError(f"student and teacher must share the tokenizer: student "
-                         f"{student.name!r} has a vocabulary of {sizes[0]} tokens, teacher "
-                         f"{teacher.name!r} {sizes[1]}")
+        raise ValueError(
+            f"student and teacher must share the tokenizer: student "
+            f"{student.name!r} has a vocabulary of {sizes[0]} tokens, teacher "
+            f"{teacher.name!r} {sizes[1]}"
+        )
 
 
 def check_positive_integer(name, value):
@@ -80,13 +83,28 @@ class CausalLMDistiller(Distiller):
 
     loss_terms = ("loss", "student_loss", "distillation_loss")
 
-    def __init__(self, student, teacher=None, divergence="forward_kl", temperature=1.0,
-                 alpha=0.9, jsd_beta=0.5, on_policy_fraction=0.0, max_new_tokens=16,
-                 sampling_temperature=1.0, top_k=0, top_p=1.0, end_token_id=None, seed=0,
-                 **kwargs):
+    def __init__(
+        self,
+        student,
+        teacher=None,
+        divergence="forward_kl",
+        temperature=1.0,
+        alpha=0.9,
+        jsd_beta=0.5,
+        on_policy_fraction=0.0,
+        max_new_tokens=16,
+        sampling_temperature=1.0,
+        top_k=0,
+        top_p=1.0,
+        end_token_id=None,
+        seed=0,
+        **kwargs,
+    ):
         if divergence not in objective.DIVERGENCE_NAMES:
-            raise ValueError(f"--divergence must be one of "
-                             f"{', '.join(objective.DIVERGENCE_NAMES)}, got {divergence!r}")
+            raise ValueError(
+                f"--divergence must be one of "
+                f"{', '.join(objective.DIVERGENCE_NAMES)}, got {divergence!r}"
+            )
         if not 0.0 <= jsd_beta <= 1.0:
             raise ValueError(f"--jsd_beta must be in [0, 1], got {jsd_beta}")
         if not 0.0 <= on_policy_fraction <= 1.0:
@@ -95,17 +113,21 @@ class CausalLMDistiller(Distiller):
         if sampling_temperature <= 0:
             raise ValueError(f"--sampling_temperature must be > 0, got {sampling_temperature}")
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
-            raise ValueError(f"--top_k must be an integer >= 0 (0 keeps every token), got "
-                             f"{top_k!r}")
+            raise ValueError(
+                f"--top_k must be an integer >= 0 (0 keeps every token), got {top_k!r}"
+            )
         if not 0.0 < top_p <= 1.0:
             raise ValueError(f"--top_p must be in (0, 1], got {top_p}")
         if teacher is None and on_policy_fraction > 0:
-            raise ValueError("--on_policy_fraction > 0 needs a live teacher: stored teacher "
-                             "outputs cover the data's tokens, not the student's samples")
+            raise ValueError(
+                "--on_policy_fraction > 0 needs a live teacher: stored teacher "
+                "outputs cover the data's tokens, not the student's samples"
+            )
         if teacher is not None:
             check_vocabularies(student, teacher)
-        super().__init__(student, teacher, temperature=temperature, alpha=alpha, target=None,
-                         **kwargs)
+        super().__init__(
+            student, teacher, temperature=temperature, alpha=alpha, target=None, **kwargs
+        )
         self.divergence = divergence
         self.jsd_beta = float(jsd_beta)
         self.on_policy_fraction = float(on_policy_fraction)
@@ -131,11 +153,16 @@ class CausalLMDistiller(Distiller):
     def divergence_terms(self, teacher, student_logits):
         """Per-token D [batch, time]: `teacher` is logits, or the stored top-k dictionary."""
         if isinstance(teacher, dict):
-            return objective.sparse_topk_kl(teacher["teacher_topk_log_probs"],
-                                            teacher["teacher_topk_ids"], student_logits,
-                                            self.temperature, teacher["teacher_tail_mass"])
-        return objective.divergence(self.divergence, teacher, student_logits, self.temperature,
-                                    self.jsd_beta)
+            return objective.sparse_topk_kl(
+                teacher["teacher_topk_log_probs"],
+                teacher["teacher_topk_ids"],
+                student_logits,
+                self.temperature,
+                teacher["teacher_tail_mass"],
+            )
+        return objective.divergence(
+            self.divergence, teacher, student_logits, self.temperature, self.jsd_beta
+        )
 
     def on_policy_inputs(self, inputs, labels, mask):
         """With probability `on_policy_fraction`: (inputs holding the student's samples, mask of
@@ -150,21 +177,34 @@ class CausalLMDistiller(Distiller):
             first_target = ops.cast(ops.argmax(ops.cast(mask > 0, "int32"), axis=1), "int32")
             prompt_lengths = ops.where(has_target, first_target + 1, ops.shape(tokens)[1])
             tokens, generated = sample_completions(
-                self.student, tokens, prompt_lengths, self.max_new_tokens,
+                self.student,
+                tokens,
+                prompt_lengths,
+                self.max_new_tokens,
                 seed=tf.stack([self.seed + 1 + replica, step]),
-                temperature=self.sampling_temperature, top_k=self.top_k, top_p=self.top_p,
-                end_token_id=self.end_token_id)
+                temperature=self.sampling_temperature,
+                top_k=self.top_k,
+                top_p=self.top_p,
+                end_token_id=self.end_token_id,
+            )
             positions = ops.arange(ops.shape(tokens)[1] - 1)[None, :]
             padding = (positions < prompt_lengths[:, None]) | (generated[:, :-1] > 0)
-            return (tokens[:, :-1], ops.cast(padding, "int32"),
-                    ops.cast(generated[:, 1:], "float32"))
+            return (
+                tokens[:, :-1],
+                ops.cast(padding, "int32"),
+                ops.cast(generated[:, 1:], "float32"),
+            )
 
         def data():
-            return (ops.cast(inputs["token_ids"], "int32"),
-                    ops.cast(inputs["padding_mask"], "int32"), mask)
+            return (
+                ops.cast(inputs["token_ids"], "int32"),
+                ops.cast(inputs["padding_mask"], "int32"),
+                mask,
+            )
 
         token_ids, padding_mask, divergence_mask = tf.cond(
-            choice < self.on_policy_fraction, sampled, data)
+            choice < self.on_policy_fraction, sampled, data
+        )
         return {"token_ids": token_ids, "padding_mask": padding_mask}, divergence_mask
 
     def compute_objective(self, x, y, sample_weight, training):
@@ -186,19 +226,24 @@ class CausalLMDistiller(Distiller):
         elif self.alpha == 0.0:  # the student alone: cross-entropy only
             divergence = ops.zeros_like(student_logits[..., 0])
         else:
-            raise ValueError("no teacher: pass a teacher, batches with the stored top-k "
-                             f"({', '.join(STORE_INPUTS)}) or alpha=0 for the student alone")
+            raise ValueError(
+                "no teacher: pass a teacher, batches with the stored top-k "
+                f"({', '.join(STORE_INPUTS)}) or alpha=0 for the student alone"
+            )
         data_logits = student_logits
         if on_policy and self.alpha < 1.0:
             data_logits = self.student(inputs, training=training)
         cross_entropy = losses.cross_entropy(labels, data_logits)
-        loss = (self.alpha * objective.masked_global_mean(divergence, divergence_mask)
-                + (1.0 - self.alpha) * objective.masked_global_mean(cross_entropy, mask))
+        loss = self.alpha * objective.masked_global_mean(divergence, divergence_mask) + (
+            1.0 - self.alpha
+        ) * objective.masked_global_mean(cross_entropy, mask)
         if self.student.losses:
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             loss += ops.sum(self.student.losses) / replicas
-        sums = {"distillation_loss": objective.masked_sums(divergence, divergence_mask),
-                "student_loss": objective.masked_sums(cross_entropy, mask)}
+        sums = {
+            "distillation_loss": objective.masked_sums(divergence, divergence_mask),
+            "student_loss": objective.masked_sums(cross_entropy, mask),
+        }
         return loss, sums
 
     # ---- Keras plumbing --------------------------------------------------------------------
@@ -218,11 +263,13 @@ class CausalLMDistiller(Distiller):
         """Token-weighted means over the epoch (the cross-entropy one is the per-token NLL);
         `loss` is the batch mean of the objective of the global batch."""
         for name, (total, count) in sums.items():
-            self.trackers[name].update_state(tf.math.divide_no_nan(total, count),
-                                             sample_weight=count)
+            self.trackers[name].update_state(
+                tf.math.divide_no_nan(total, count), sample_weight=count
+            )
         nll_total, nll_count = sums["student_loss"]
-        self.perplexity.update_state(tf.math.divide_no_nan(nll_total, nll_count),
-                                     sample_weight=nll_count)
+        self.perplexity.update_state(
+            tf.math.divide_no_nan(nll_total, nll_count), sample_weight=nll_count
+        )
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         # Each replica holds its part of the global objective: the parts add up across replicas.
         self.trackers["loss"].update_state(loss * replicas, sample_weight=1.0 / replicas)

@@ -3,6 +3,7 @@
 The fields' defaults give the types: `--name` and `--noname` set a bool, numbers are parsed,
 strings are taken as written. Lines of a flagfile starting with `#` are comments.
 """
+
 import dataclasses
 import os
 
@@ -10,7 +11,7 @@ import os
 def _expand(argv, seen=()):
     for argument in argv:
         if argument.startswith("--flagfile="):
-            path = os.path.expanduser(argument[len("--flagfile="):])
+            path = os.path.expanduser(argument[len("--flagfile=") :])
             if path in seen:
                 raise ValueError(f"--flagfile {path} includes itself")
             try:
@@ -18,8 +19,9 @@ def _expand(argv, seen=()):
                     lines = [line.strip() for line in handle]
             except OSError as error:
                 raise ValueError(f"--flagfile: cannot open {path}: {error.strerror}") from None
-            yield from _expand([line for line in lines if line and not line.startswith("#")],
-                               (*seen, path))
+            yield from _expand(
+                [line for line in lines if line and not line.startswith("#")], (*seen, path)
+            )
         else:
             yield argument
 

@@ -5,6 +5,7 @@ Every divergence maps logits `[..., V]` (teacher first, then student, then tempe
 by the number of valid tokens of the global batch (all replicas), so one step on N replicas is
 the step on one replica whatever the split of the valid tokens.
 """
+
 import math
 
 import tensorflow as tf
@@ -24,14 +25,16 @@ def _kl_from_log_probs(log_p, log_q):
 
 def forward_kl(teacher_logits, student_logits, temperature=1.0):
     """T^2 * KL(p_T || p_S), p = softmax(z / T): [..., V] -> [...] (Hinton et al. 2015)."""
-    return temperature**2 * _kl_from_log_probs(_log_probs(teacher_logits, temperature),
-                                               _log_probs(student_logits, temperature))
+    return temperature**2 * _kl_from_log_probs(
+        _log_probs(teacher_logits, temperature), _log_probs(student_logits, temperature)
+    )
 
 
 def reverse_kl(teacher_logits, student_logits, temperature=1.0):
     """T^2 * KL(p_S || p_T): [..., V] -> [...] (mode seeking; MiniLLM, Gu et al. 2024)."""
-    return temperature**2 * _kl_from_log_probs(_log_probs(student_logits, temperature),
-                                               _log_probs(teacher_logits, temperature))
+    return temperature**2 * _kl_from_log_probs(
+        _log_probs(student_logits, temperature), _log_probs(teacher_logits, temperature)
+    )
 
 
 def generalized_jsd(teacher_logits, student_logits, temperature=1.0, beta=0.5):
@@ -49,14 +52,22 @@ def generalized_jsd(teacher_logits, student_logits, temperature=1.0, beta=0.5):
         return reverse_kl(teacher_logits, student_logits, temperature)
     log_teacher = _log_probs(teacher_logits, temperature)
     log_student = _log_probs(student_logits, temperature)
-    log_mixture = ops.logsumexp(ops.stack([log_teacher + math.log(beta),
-                                           log_student + math.log(1.0 - beta)]), axis=0)
-    return temperature**2 * (beta * _kl_from_log_probs(log_teacher, log_mixture)
-                             + (1.0 - beta) * _kl_from_log_probs(log_student, log_mixture))
+    log_mixture = ops.logsumexp(
+        ops.stack([log_teacher + math.log(beta), log_student + math.log(1.0 - beta)]), axis=0
+    )
+    return temperature**2 * (
+        beta * _kl_from_log_probs(log_teacher, log_mixture)
+        + (1.0 - beta) * _kl_from_log_probs(log_student, log_mixture)
+    )
 
 
-def sparse_topk_kl(teacher_topk_log_probs, teacher_topk_ids, student_logits, temperature=1.0,
-                   teacher_tail_mass=None):
+def sparse_topk_kl(
+    teacher_topk_log_probs,
+    teacher_topk_ids,
+    student_logits,
+    temperature=1.0,
+    teacher_tail_mass=None,
+):
     """Forward KL against a teacher known only by its top-k tokens: [..., k], [..., V] -> [...].
 
     T^2 * (sum_{i in top-k} p_T,i (log p_T,i - log p_S,i) + r_T (log r_T - log r_S)), where

@@ -8,6 +8,7 @@ the validation and test splits, `results[role]["perplexity"]` on test; CPU secon
 the store's bytes per token; a few sampled completions), `history.csv` (the student's epochs)
 and `student.keras` under `output_dir`.
 """
+
 import dataclasses
 import gc
 import json
@@ -69,20 +70,22 @@ class LMRunConfig:
         if not self.output_dir:
             raise ValueError("--output_dir is required")
         if self.dataset != STDLIB and not self.dataset.startswith("lm:"):
-            raise ValueError(f"--dataset must be {STDLIB} or lm:FILE_OR_DIR, got "
-                             f"{self.dataset!r}")
+            raise ValueError(f"--dataset must be {STDLIB} or lm:FILE_OR_DIR, got {self.dataset!r}")
         if self.divergence not in DIVERGENCE_NAMES:
-            raise ValueError(f"--divergence must be one of {', '.join(DIVERGENCE_NAMES)}, got "
-                             f"{self.divergence!r}")
+            raise ValueError(
+                f"--divergence must be one of {', '.join(DIVERGENCE_NAMES)}, got "
+                f"{self.divergence!r}"
+            )
         if self.teacher_cache not in ("none", "disk"):
             raise ValueError(f"--teacher_cache must be none or disk, got {self.teacher_cache!r}")
         if self.teacher_cache == "disk" and self.on_policy_fraction > 0:
-            raise ValueError("--teacher_cache=disk cannot serve --on_policy_fraction > 0: the "
-                             "store holds the teacher's outputs on the data, not on samples")
+            raise ValueError(
+                "--teacher_cache=disk cannot serve --on_policy_fraction > 0: the "
+                "store holds the teacher's outputs on the data, not on samples"
+            )
         for name in ("epochs", "batch_size", "sequence_length", "max_new_tokens"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be a positive integer, got "
-                                 f"{getattr(self, name)}")
+                raise ValueError(f"--{name} must be a positive integer, got {getattr(self, name)}")
 
     @classmethod
     def from_flags(cls, argv):
@@ -105,10 +108,14 @@ def token_nll(model, dataset):
 
 
 def evaluate(model, data, batch_size):
-    scores = {split: token_nll(model, data.dataset(split, batch_size))
-              for split in ("validation", "test")}
-    return {**scores, "perplexity": scores["test"]["perplexity"],
-            "parameters": int(model.count_params())}
+    scores = {
+        split: token_nll(model, data.dataset(split, batch_size)) for split in ("validation", "test")
+    }
+    return {
+        **scores,
+        "perplexity": scores["test"]["perplexity"],
+        "parameters": int(model.count_params()),
+    }
 
 
 def load_data(config):
@@ -116,29 +123,38 @@ def load_data(config):
         path = os.path.join(config.output_dir, "corpus.txt")
         lm_data.build_stdlib_corpus(path, seed=config.seed, max_bytes=config.corpus_bytes)
     else:
-        path = config.dataset[len("lm:"):]
-    return lm_data.load_lm(path, config.sequence_length, split_by=config.split_by,
-                           validation_fraction=config.validation_fraction,
-                           test_fraction=config.test_fraction, seed=config.seed,
-                           prompt_column=config.prompt_column or None,
-                           completion_column=config.completion_column or None)
+        path = config.dataset[len("lm:") :]
+    return lm_data.load_lm(
+        path,
+        config.sequence_length,
+        split_by=config.split_by,
+        validation_fraction=config.validation_fraction,
+        test_fraction=config.test_fraction,
+        seed=config.seed,
+        prompt_column=config.prompt_column or None,
+        completion_column=config.completion_column or None,
+    )
 
 
 def build_model(spec, data, config, seed):
-    return lm_models.load_causal_lm(spec, data.vocabulary_size, data.sequence_length,
-                                    seed=seed, dropout=config.dropout)
+    return lm_models.load_causal_lm(
+        spec, data.vocabulary_size, data.sequence_length, seed=seed, dropout=config.dropout
+    )
 
 
 def train_alone(model, config, data, epochs, log_dir=None):
     """Trains `model` on the per-token cross-entropy of the data (no teacher)."""
     trainer = CausalLMDistiller(model, None, alpha=0.0)
     trainer.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
-    callbacks = [keras.callbacks.CSVLogger(os.path.join(log_dir, "history.csv"))] if log_dir \
-        else []
-    return trainer.fit(data.dataset("train", config.batch_size, shuffle=True, seed=config.seed),
-                       epochs=epochs, validation_data=data.dataset("validation",
-                                                                   config.batch_size),
-                       callbacks=callbacks, shuffle=False, verbose=0).history
+    callbacks = [keras.callbacks.CSVLogger(os.path.join(log_dir, "history.csv"))] if log_dir else []
+    return trainer.fit(
+        data.dataset("train", config.batch_size, shuffle=True, seed=config.seed),
+        epochs=epochs,
+        validation_data=data.dataset("validation", config.batch_size),
+        callbacks=callbacks,
+        shuffle=False,
+        verbose=0,
+    ).history
 
 
 def completions(model, data, count, config):
@@ -148,13 +164,24 @@ def completions(model, data, count, config):
     tokens = split.token_ids[:rows]
     lengths = np.maximum(split.padding_mask[:rows].sum(axis=1) // 4, 1).astype("int32")
     sampled, generated = sample_completions(
-        model, tokens, lengths, config.max_new_tokens, seed=tf.constant([config.seed, 0]),
-        temperature=config.sampling_temperature, top_k=config.top_k, top_p=config.top_p,
-        end_token_id=data.tokenizer.end_token_id)
+        model,
+        tokens,
+        lengths,
+        config.max_new_tokens,
+        seed=tf.constant([config.seed, 0]),
+        temperature=config.sampling_temperature,
+        top_k=config.top_k,
+        top_p=config.top_p,
+        end_token_id=data.tokenizer.end_token_id,
+    )
     sampled, generated = sampled.numpy(), generated.numpy()
-    return [{"prompt": data.tokenizer.decode(tokens[row, :lengths[row]]),
-             "completion": data.tokenizer.decode(sampled[row][generated[row] > 0])}
-            for row in range(rows)]
+    return [
+        {
+            "prompt": data.tokenizer.decode(tokens[row, : lengths[row]]),
+            "completion": data.tokenizer.decode(sampled[row][generated[row] > 0]),
+        }
+        for row in range(rows)
+    ]
 
 
 def run(config):
@@ -164,9 +191,13 @@ def run(config):
     keras.utils.set_random_seed(config.seed)
     seconds, results = {}, {"config": dataclasses.asdict(config)}
     data = load_data(config)
-    results["data"] = {split: {"sequences": len(data.split(split)),
-                               "target_tokens": data.split(split).num_target_tokens}
-                       for split in lm_data.SPLITS}
+    results["data"] = {
+        split: {
+            "sequences": len(data.split(split)),
+            "target_tokens": data.split(split).num_target_tokens,
+        }
+        for split in lm_data.SPLITS
+    }
     results["data"]["vocabulary_size"] = data.vocabulary_size
 
     start = time.process_time()
@@ -184,13 +215,17 @@ def run(config):
         check_k(config.cache_topk, data.vocabulary_size)
         start = time.process_time()
         root = os.path.join(config.output_dir, "store")
-        store, validation_store = (TopKStore.open_or_build(root, teacher, data.split(split),
-                                                           config.cache_topk)
-                                   for split in ("train", "validation"))
+        store, validation_store = (
+            TopKStore.open_or_build(root, teacher, data.split(split), config.cache_topk)
+            for split in ("train", "validation")
+        )
         seconds["store"] = time.process_time() - start
-        results["store"] = {"k": store.k, "bytes_per_token": store.bytes_per_token,
-                            "size_bytes": store.size_bytes + validation_store.size_bytes,
-                            "reused": not store.built}
+        results["store"] = {
+            "k": store.k,
+            "bytes_per_token": store.bytes_per_token,
+            "size_bytes": store.size_bytes + validation_store.size_bytes,
+            "reused": not store.built,
+        }
         train = store.dataset(data.train, config.batch_size, shuffle=True, seed=config.seed)
         validation = validation_store.dataset(data.validation, config.batch_size)
         del teacher  # distillation reads the store only
@@ -200,19 +235,31 @@ def run(config):
     start = time.process_time()
     student = build_model(config.student, data, config, seed=config.seed + 2)
     distiller = CausalLMDistiller(
-        student, teacher, divergence=config.divergence, temperature=config.temperature,
-        alpha=config.alpha, jsd_beta=config.jsd_beta,
-        on_policy_fraction=config.on_policy_fraction, max_new_tokens=config.max_new_tokens,
-        sampling_temperature=config.sampling_temperature, top_k=config.top_k,
-        top_p=config.top_p, end_token_id=data.tokenizer.end_token_id, seed=config.seed)
+        student,
+        teacher,
+        divergence=config.divergence,
+        temperature=config.temperature,
+        alpha=config.alpha,
+        jsd_beta=config.jsd_beta,
+        on_policy_fraction=config.on_policy_fraction,
+        max_new_tokens=config.max_new_tokens,
+        sampling_temperature=config.sampling_temperature,
+        top_k=config.top_k,
+        top_p=config.top_p,
+        end_token_id=data.tokenizer.end_token_id,
+        seed=config.seed,
+    )
     distiller.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
-    history = distiller.fit(train, epochs=config.epochs, validation_data=validation,
-                            callbacks=[keras.callbacks.CSVLogger(
-                                os.path.join(config.output_dir, "history.csv"))], shuffle=False,
-                            verbose=0)
+    history = distiller.fit(
+        train,
+        epochs=config.epochs,
+        validation_data=validation,
+        callbacks=[keras.callbacks.CSVLogger(os.path.join(config.output_dir, "history.csv"))],
+        shuffle=False,
+        verbose=0,
+    )
     seconds["student"] = time.process_time() - start
-    results["student"] = {**evaluate(student, data, config.batch_size),
-                          "history": history.history}
+    results["student"] = {**evaluate(student, data, config.batch_size), "history": history.history}
     student.save(os.path.join(config.output_dir, "student.keras"))
     if config.samples > 0:
         results["samples"] = completions(student, data, config.samples, config)
@@ -227,4 +274,3 @@ def run(config):
     with open(os.path.join(config.output_dir, "results.json"), "w") as handle:
         json.dump(results, handle, indent=1, default=float)
     return results
-

@@ -5,6 +5,7 @@ under any `tf.distribute` strategy): at step j every row's token at `prompt_leng
 from the model's next-token distribution at the position before it. The model is causal, so
 the tokens after that position (data, padding, or earlier draws of other rows) do not change it.
 """
+
 import tensorflow as tf
 
 
@@ -22,16 +23,32 @@ def filter_logits(logits, temperature=1.0, top_k=0, top_p=1.0):
         cumulative = tf.cumsum(tf.nn.softmax(sorted_logits, axis=-1), axis=-1, exclusive=True)
         # A token is kept while the mass before it is below top_p: the first always is.
         sorted_keep = cumulative < top_p
-        keep = tf.scatter_nd(tf.stack([tf.repeat(tf.range(tf.shape(order)[0]),
-                                                 tf.shape(order)[1]),
-                                       tf.reshape(order, [-1])], axis=1),
-                             tf.reshape(sorted_keep, [-1]), tf.shape(logits))
+        keep = tf.scatter_nd(
+            tf.stack(
+                [
+                    tf.repeat(tf.range(tf.shape(order)[0]), tf.shape(order)[1]),
+                    tf.reshape(order, [-1]),
+                ],
+                axis=1,
+            ),
+            tf.reshape(sorted_keep, [-1]),
+            tf.shape(logits),
+        )
         logits = tf.where(keep, logits, very_negative)
     return logits
 
 
-def sample_completions(model, token_ids, prompt_lengths, max_new_tokens, seed, temperature=1.0,
-                       top_k=0, top_p=1.0, end_token_id=None):
+def sample_completions(
+    model,
+    token_ids,
+    prompt_lengths,
+    max_new_tokens,
+    seed,
+    temperature=1.0,
+    top_k=0,
+    top_p=1.0,
+    end_token_id=None,
+):
     """Samples up to `max_new_tokens` tokens after each row's prompt.
 
     Args:
@@ -59,22 +76,24 @@ def sample_completions(model, token_ids, prompt_lengths, max_new_tokens, seed, t
         position = prompt_lengths + j  # the token drawn now
         active = position < length
         source = tf.clip_by_value(position - 1, 0, inputs_length - 1)
-        logits = model({"token_ids": buffer[:, :inputs_length], "padding_mask": padding_mask},
-                       training=False)
+        logits = model(
+            {"token_ids": buffer[:, :inputs_length], "padding_mask": padding_mask}, training=False
+        )
         logits = tf.gather_nd(logits, tf.stack([rows, source], axis=1))
         logits = filter_logits(logits, temperature, top_k, top_p)
-        drawn = tf.random.stateless_categorical(logits, 1, seed=seed + tf.stack([0, j]),
-                                                dtype=tf.int32)[:, 0]
+        drawn = tf.random.stateless_categorical(
+            logits, 1, seed=seed + tf.stack([0, j]), dtype=tf.int32
+        )[:, 0]
         target = tf.stack([rows, tf.minimum(position, length - 1)], axis=1)
         current = tf.gather_nd(buffer, target)
         buffer = tf.tensor_scatter_nd_update(buffer, target, tf.where(active, drawn, current))
         return j + 1, buffer
 
-    _, token_ids = tf.while_loop(lambda j, _: j < max_new_tokens, step,
-                                 (tf.constant(0), token_ids))
+    _, token_ids = tf.while_loop(lambda j, _: j < max_new_tokens, step, (tf.constant(0), token_ids))
     positions = tf.range(length)[tf.newaxis, :]
-    generated = ((positions >= prompt_lengths[:, tf.newaxis])
-                 & (positions < prompt_lengths[:, tf.newaxis] + max_new_tokens))
+    generated = (positions >= prompt_lengths[:, tf.newaxis]) & (
+        positions < prompt_lengths[:, tf.newaxis] + max_new_tokens
+    )
     if end_token_id is not None:
         is_end = tf.cast(generated & tf.equal(token_ids, end_token_id), tf.int32)
         after_end = (tf.cumsum(is_end, axis=1) - is_end) > 0

@@ -11,6 +11,7 @@ bytes per token. A store lives in a directory named by a key of the teacher's we
 tokens, k and T; it is written under a temporary name and renamed when complete, and one found
 without its completion record or with arrays of the wrong shape is rebuilt.
 """
+
 import hashlib
 import json
 import os
@@ -21,8 +22,11 @@ import tensorflow as tf
 
 from tfkd import atomic
 
-ARRAYS = {"teacher_topk_ids": "int32", "teacher_topk_log_probs": "float16",
-          "teacher_tail_mass": "float32"}
+ARRAYS = {
+    "teacher_topk_ids": "int32",
+    "teacher_topk_log_probs": "float16",
+    "teacher_tail_mass": "float32",
+}
 RECORD = "store.json"
 
 
@@ -45,8 +49,10 @@ def store_key(teacher, split, k, temperature):
 
 def bytes_per_token(k):
     """Stored bytes per token position: k int32 ids, k float16 log-probabilities, a float32."""
-    return sum(np.dtype(dtype).itemsize * (1 if name == "teacher_tail_mass" else k)
-               for name, dtype in ARRAYS.items())
+    return sum(
+        np.dtype(dtype).itemsize * (1 if name == "teacher_tail_mass" else k)
+        for name, dtype in ARRAYS.items()
+    )
 
 
 def check_k(k, vocabulary_size):
@@ -58,8 +64,9 @@ def check_k(k, vocabulary_size):
 
 def teacher_topk(teacher, inputs, k, temperature):
     """(ids int32, log-probabilities float32, tail mass float32) of `teacher` on a batch."""
-    log_probs = tf.nn.log_softmax(tf.cast(teacher(inputs, training=False), tf.float32)
-                                  / temperature, axis=-1)
+    log_probs = tf.nn.log_softmax(
+        tf.cast(teacher(inputs, training=False), tf.float32) / temperature, axis=-1
+    )
     top = tf.math.top_k(log_probs, k=k)
     tail = tf.maximum(1.0 - tf.reduce_sum(tf.exp(top.values), axis=-1), 0.0)
     return top.indices.numpy(), top.values.numpy(), tail.numpy()
@@ -73,8 +80,9 @@ class TopKStore:
         self.directory = directory
         with open(os.path.join(directory, RECORD)) as handle:
             self.record = json.load(handle)
-        self.arrays = {name: np.load(os.path.join(directory, f"{name}.npy"), mmap_mode="r")
-                       for name in ARRAYS}
+        self.arrays = {
+            name: np.load(os.path.join(directory, f"{name}.npy"), mmap_mode="r") for name in ARRAYS
+        }
         self.built = built
 
     @property
@@ -103,23 +111,34 @@ class TopKStore:
         temporary = f"{directory}.tmp{os.getpid()}"
         shutil.rmtree(temporary, ignore_errors=True)
         os.makedirs(temporary)
-        arrays = {name: np.lib.format.open_memmap(
-            os.path.join(temporary, f"{name}.npy"), mode="w+", dtype=dtype,
-            shape=shape if name == "teacher_tail_mass" else (*shape, k))
-            for name, dtype in ARRAYS.items()}
+        arrays = {
+            name: np.lib.format.open_memmap(
+                os.path.join(temporary, f"{name}.npy"),
+                mode="w+",
+                dtype=dtype,
+                shape=shape if name == "teacher_tail_mass" else (*shape, k),
+            )
+            for name, dtype in ARRAYS.items()
+        }
         for start in range(0, shape[0], batch_size):
             rows = slice(start, start + batch_size)
             ids, log_probs, tail = teacher_topk(
-                teacher, {name: value[rows] for name, value in x.items()}, k, temperature)
+                teacher, {name: value[rows] for name, value in x.items()}, k, temperature
+            )
             arrays["teacher_topk_ids"][rows] = ids
             arrays["teacher_topk_log_probs"][rows] = log_probs.astype("float16")
             arrays["teacher_tail_mass"][rows] = tail
         for array in arrays.values():
             array.flush()
         del arrays
-        record = {"k": k, "temperature": float(temperature), "sequences": int(shape[0]),
-                  "time": int(shape[1]), "teacher": getattr(teacher, "name", None),
-                  "bytes_per_token": bytes_per_token(k)}
+        record = {
+            "k": k,
+            "temperature": float(temperature),
+            "sequences": int(shape[0]),
+            "time": int(shape[1]),
+            "teacher": getattr(teacher, "name", None),
+            "bytes_per_token": bytes_per_token(k),
+        }
         # The record is written last: a directory without it is incomplete.
         with open(os.path.join(temporary, RECORD), "w") as handle:
             json.dump(record, handle, indent=1)
@@ -145,8 +164,10 @@ class TopKStore:
         split the store was built from; the stored arrays are read batch by batch."""
         x, y, weight = split.shifted()
         if x["token_ids"].shape[0] != self.record["sequences"]:
-            raise ValueError(f"the store holds {self.record['sequences']} sequences; the split "
-                             f"has {x['token_ids'].shape[0]}")
+            raise ValueError(
+                f"the store holds {self.record['sequences']} sequences; the split "
+                f"has {x['token_ids'].shape[0]}"
+            )
         arrays = self.arrays
         k, time = self.k, x["token_ids"].shape[1]
 
@@ -156,14 +177,16 @@ class TopKStore:
 
         def gather(rows):
             rows, ids, log_probs, tail = tf.numpy_function(
-                read, [rows], [tf.int64, tf.int32, tf.float16, tf.float32])
+                read, [rows], [tf.int64, tf.int32, tf.float16, tf.float32]
+            )
             rows.set_shape([None])
             ids.set_shape([None, time, k])
             log_probs.set_shape([None, time, k])
             tail.set_shape([None, time])
             inputs = {name: tf.gather(value, rows) for name, value in x.items()}
-            inputs.update(teacher_topk_ids=ids, teacher_topk_log_probs=log_probs,
-                          teacher_tail_mass=tail)
+            inputs.update(
+                teacher_topk_ids=ids, teacher_topk_log_probs=log_probs, teacher_tail_mass=tail
+            )
             return inputs, tf.gather(y, rows), tf.gather(weight, rows)
 
         indices = tf.data.Dataset.range(len(y))

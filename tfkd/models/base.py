@@ -7,6 +7,7 @@ Every registered model is a functional `keras.Model` laid out as
 so distillers can reach the last feature map, the pooled vector and the logits by name alone,
 including on a model reloaded from a `.keras` file.
 """
+
 import dataclasses
 from typing import Callable
 
@@ -33,6 +34,7 @@ class Architecture:
             follows layers named "features" and "pooled".
         input_rank: rank of one example (3 for HxWxC images, 1 for vectors).
     """
+
     body: Callable
     input_rank: int
 
@@ -73,13 +75,16 @@ def _channel_statistic(argument, values, channels, default):
         return np.full(channels, default, "float32")
     array = np.asarray(values, dtype="float32")
     if array.shape != (channels,):
-        raise ValueError(f"{argument} must have shape ({channels},), one value per input "
-                         f"channel; got shape {array.shape}")
+        raise ValueError(
+            f"{argument} must have shape ({channels},), one value per input "
+            f"channel; got shape {array.shape}"
+        )
     return array
 
 
-def build(name, input_shape, num_classes, mean=None, variance=None, seed=None,
-          vocabulary_size=None):
+def build(
+    name, input_shape, num_classes, mean=None, variance=None, seed=None, vocabulary_size=None
+):
     """Builds the registered model `name`, returning logits of shape [batch, num_classes].
 
     Args:
@@ -104,15 +109,19 @@ def build(name, input_shape, num_classes, mean=None, variance=None, seed=None,
         step on N replicas is the step on one; the setting is saved with the model.
     """
     from tfkd.models.text import TEXT_MODELS, build_text
+
     if name in TEXT_MODELS:
-        return build_text(TEXT_MODELS.get(name), input_shape, num_classes, vocabulary_size, seed,
-                          name)
+        return build_text(
+            TEXT_MODELS.get(name), input_shape, num_classes, vocabulary_size, seed, name
+        )
     architecture = MODELS.get(name)
     input_shape = tuple(input_shape)
     if len(input_shape) != architecture.input_rank:
         expected = "(height, width, channels)" if architecture.input_rank == 3 else "(features,)"
-        raise ValueError(f"input_shape for model {name!r} must have rank "
-                         f"{architecture.input_rank}, i.e. {expected}; got {input_shape}")
+        raise ValueError(
+            f"input_shape for model {name!r} must have rank "
+            f"{architecture.input_rank}, i.e. {expected}; got {input_shape}"
+        )
     if not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2; got {num_classes!r}")
     channels = input_shape[-1]
@@ -120,8 +129,9 @@ def build(name, input_shape, num_classes, mean=None, variance=None, seed=None,
     variance = _channel_statistic("variance", variance, channels, default=1.0)
 
     inputs = keras.Input(input_shape, dtype="float32", name="inputs")
-    x = keras.layers.Normalization(axis=-1, mean=mean, variance=variance,
-                                   name=NORMALIZATION)(inputs)
+    x = keras.layers.Normalization(axis=-1, mean=mean, variance=variance, name=NORMALIZATION)(
+        inputs
+    )
     logits = architecture.body(x, int(num_classes), Initializers(seed))
     return keras.Model(inputs, logits, name=name)
 
@@ -155,6 +165,8 @@ def feature_extractor(model):
     Shapes: inputs [batch, *input_shape] -> features [batch, *features_shape] and logits
     [batch, num_classes].
     """
-    return keras.Model(model.input,
-                       [model.get_layer(FEATURES).output, model.get_layer(CLASSIFIER).output],
-                       name=f"{model.name}_feature_extractor")
+    return keras.Model(
+        model.input,
+        [model.get_layer(FEATURES).output, model.get_layer(CLASSIFIER).output],
+        name=f"{model.name}_feature_extractor",
+    )

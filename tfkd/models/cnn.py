@@ -1,4 +1,5 @@
 """Small plain CNNs (conv-BN-ReLU stacks) for quick experiments on 28x28 grey-scale images."""
+
 import functools
 
 import keras
@@ -21,5 +22,4 @@ def cnn_body(x, num_classes, initializers, widths):
 
 
 for _name, _widths in (("cnn_small", (16, 32)), ("cnn_large", (64, 128, 256))):
-    MODELS.register(_name, Architecture(
-        functools.partial(cnn_body, widths=_widths), input_rank=3))
+    MODELS.register(_name, Architecture(functools.partial(cnn_body, widths=_widths), input_rank=3))

@@ -1,5 +1,6 @@
 """What a method reads from a trained model beyond its outputs: named layers and classifier
 weights (KD-sim's class similarities)."""
+
 import numpy as np
 from keras import ops
 
@@ -27,12 +28,15 @@ def classifier_weights(model, layer_name="classifier"):
     layer = find_layer(model, layer_name)
     if layer is None:
         names = ", ".join(layer.name for layer in model.layers)
-        raise ValueError(f"--classifier_layer: the teacher has no layer {layer_name!r} (its "
-                         f"layers: {names}); KD-sim needs the final Dense layer's weights, "
-                         "which a SavedModel teacher does not expose: load a .keras teacher"
-                         ) from None
+        raise ValueError(
+            f"--classifier_layer: the teacher has no layer {layer_name!r} (its "
+            f"layers: {names}); KD-sim needs the final Dense layer's weights, "
+            "which a SavedModel teacher does not expose: load a .keras teacher"
+        ) from None
     kernel = getattr(layer, "kernel", None)
     if kernel is None or len(kernel.shape) != 2:
-        raise ValueError(f"--classifier_layer: layer {layer_name!r} of the teacher has no 2-D "
-                         f"kernel [features, classes]; name the final Dense layer")
+        raise ValueError(
+            f"--classifier_layer: layer {layer_name!r} of the teacher has no 2-D "
+            f"kernel [features, classes]; name the final Dense layer"
+        )
     return np.asarray(ops.convert_to_numpy(kernel), "float32").T

@@ -1,4 +1,5 @@
 """Layer helpers shared by the model definitions."""
+
 import keras
 import tensorflow as tf
 
@@ -7,9 +8,15 @@ from tfkd.models.base import CLASSIFIER, POOLED
 
 def conv2d(filters, kernel_size, initializers, name, strides=1, use_bias=False):
     """A 'same'-padded Conv2D with a He-normal kernel; bias off because a BatchNorm follows."""
-    return keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="same",
-                               use_bias=use_bias, kernel_initializer=initializers.he_normal(),
-                               name=name)
+    return keras.layers.Conv2D(
+        filters,
+        kernel_size,
+        strides=strides,
+        padding="same",
+        use_bias=use_bias,
+        kernel_initializer=initializers.he_normal(),
+        name=name,
+    )
 
 
 def batch_norm(name):
@@ -22,8 +29,9 @@ def batch_norm(name):
     (`tf.nn.moments`); the synchronised layer computes E[x^2] - E[x]^2 even on one replica.
     """
     synchronized = tf.distribute.get_strategy().num_replicas_in_sync > 1
-    return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=synchronized,
-                                           name=name)
+    return keras.layers.BatchNormalization(
+        momentum=0.9, epsilon=1e-5, synchronized=synchronized, name=name
+    )
 
 
 def pool_and_classify(features, num_classes, initializers):
@@ -32,5 +40,9 @@ def pool_and_classify(features, num_classes, initializers):
     Global average pooling (not a fixed window) lets one definition serve 28x28 and 32x32 inputs.
     """
     pooled = keras.layers.GlobalAveragePooling2D(name=POOLED)(features)
-    return keras.layers.Dense(num_classes, kernel_initializer=initializers.glorot_uniform(),
-                              dtype="float32", name=CLASSIFIER)(pooled)
+    return keras.layers.Dense(
+        num_classes,
+        kernel_initializer=initializers.glorot_uniform(),
+        dtype="float32",
+        name=CLASSIFIER,
+    )(pooled)

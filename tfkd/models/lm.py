@@ -9,6 +9,7 @@ next-token logits [batch, time, vocabulary_size] from the token embedding reused
 projection (tied weights). A local KerasHub preset (`preset:DIR`) or a `.keras` file loads
 through `load_causal_lm`.
 """
+
 import dataclasses
 import os
 
@@ -41,8 +42,17 @@ CAUSAL_LMS.register("gpt_tiny", GPTConfig(num_layers=2, hidden_dim=128, num_head
 CAUSAL_LMS.register("gpt_small", GPTConfig(num_layers=4, hidden_dim=256, num_heads=4))
 
 
-def gpt2_causal_lm(vocabulary_size, num_layers, hidden_dim, num_heads, sequence_length,
-                   intermediate_dim=None, dropout=0.0, seed=None, name=None):
+def gpt2_causal_lm(
+    vocabulary_size,
+    num_layers,
+    hidden_dim,
+    num_heads,
+    sequence_length,
+    intermediate_dim=None,
+    dropout=0.0,
+    seed=None,
+    name=None,
+):
     """A KerasHub `GPT2CausalLM` (no preprocessor) from a config.
 
     Args:
@@ -66,12 +76,16 @@ def gpt2_causal_lm(vocabulary_size, num_layers, hidden_dim, num_heads, sequence_
     if not isinstance(vocabulary_size, (int, np.integer)) or vocabulary_size < 2:
         raise ValueError(f"vocabulary_size must be an integer >= 2; got {vocabulary_size!r}")
     if hidden_dim % num_heads:
-        raise ValueError(f"hidden_dim ({hidden_dim}) must be divisible by num_heads "
-                         f"({num_heads})")
+        raise ValueError(f"hidden_dim ({hidden_dim}) must be divisible by num_heads ({num_heads})")
     backbone = keras_hub.models.GPT2Backbone(
-        vocabulary_size=int(vocabulary_size), num_layers=num_layers, num_heads=num_heads,
-        hidden_dim=hidden_dim, intermediate_dim=intermediate_dim or 4 * hidden_dim,
-        dropout=dropout, max_sequence_length=int(sequence_length))
+        vocabulary_size=int(vocabulary_size),
+        num_layers=num_layers,
+        num_heads=num_heads,
+        hidden_dim=hidden_dim,
+        intermediate_dim=intermediate_dim or 4 * hidden_dim,
+        dropout=dropout,
+        max_sequence_length=int(sequence_length),
+    )
     model = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None, name=name)
     if seed is not None:
         reinitialize(model, seed)
@@ -98,9 +112,17 @@ def reinitialize(model, seed):
 def build_causal_lm(name, vocabulary_size, sequence_length, dropout=0.0, seed=None):
     """The registered causal LM `name` (see `causal_lm_names()`) for a vocabulary and length."""
     config = CAUSAL_LMS.get(name)
-    return gpt2_causal_lm(vocabulary_size, config.num_layers, config.hidden_dim,
-                          config.num_heads, sequence_length, config.intermediate_dim,
-                          dropout=dropout, seed=seed, name=name)
+    return gpt2_causal_lm(
+        vocabulary_size,
+        config.num_layers,
+        config.hidden_dim,
+        config.num_heads,
+        sequence_length,
+        config.intermediate_dim,
+        dropout=dropout,
+        seed=seed,
+        name=name,
+    )
 
 
 def causal_lm_names():
@@ -108,8 +130,9 @@ def causal_lm_names():
     return CAUSAL_LMS.names()
 
 
-def gpt2_parameter_count(vocabulary_size, num_layers, hidden_dim, sequence_length,
-                         intermediate_dim=None):
+def gpt2_parameter_count(
+    vocabulary_size, num_layers, hidden_dim, sequence_length, intermediate_dim=None
+):
     """GPT-2's parameter count with tied input/output embeddings, from its equations.
 
     Embeddings V*H + S*H; per layer, attention 4 (H*H + H) (query, key, value, output with
@@ -129,12 +152,11 @@ def load_causal_lm(spec, vocabulary_size=None, sequence_length=None, seed=None, 
       differs from `vocabulary_size`.
     """
     if spec in CAUSAL_LMS:
-        return build_causal_lm(spec, vocabulary_size, sequence_length, dropout=dropout,
-                               seed=seed)
+        return build_causal_lm(spec, vocabulary_size, sequence_length, dropout=dropout, seed=seed)
     if spec.startswith("preset:"):
         import keras_hub
 
-        directory = os.path.expanduser(spec[len("preset:"):])
+        directory = os.path.expanduser(spec[len("preset:") :])
         if not os.path.isdir(directory):
             raise ValueError(f"causal LM {spec!r}: preset directory {directory!r} does not exist")
         model = keras_hub.models.CausalLM.from_preset(directory, preprocessor=None)
@@ -145,10 +167,14 @@ def load_causal_lm(spec, vocabulary_size=None, sequence_length=None, seed=None, 
         model = keras.saving.load_model(spec)
     else:
         known = ", ".join(causal_lm_names())
-        raise ValueError(f"causal LM {spec!r} is not a registered name ({known}), preset:DIR "
-                         "or an existing .keras file")
+        raise ValueError(
+            f"causal LM {spec!r} is not a registered name ({known}), preset:DIR "
+            "or an existing .keras file"
+        )
     found = model.output_shape[-1] if hasattr(model, "output_shape") else None
     if vocabulary_size is not None and found is not None and found != vocabulary_size:
-        raise ValueError(f"causal LM {spec!r} has a vocabulary of {found} tokens; the data's "
-                         f"tokenizer has {vocabulary_size}")
+        raise ValueError(
+            f"causal LM {spec!r} has a vocabulary of {found} tokens; the data's "
+            f"tokenizer has {vocabulary_size}"
+        )
     return model

@@ -3,6 +3,7 @@ models/resnet.py: 3x3 stem, three stages of 6n+2-depth basic blocks, global pool
 
 resnet8 ... resnet110 use widths (16, 16, 32, 64); resnet8x4 and resnet32x4 use (32, 64, 128, 256).
 """
+
 import functools
 
 import keras
@@ -43,17 +44,27 @@ def resnet_body(x, num_classes, initializers, depth, widths):
             strides = 2 if stage > 1 and block == 0 else 1
             last = block == blocks_per_stage - 1
             output_name = (FEATURES if stage == 3 else f"stage{stage}") if last else None
-            x = _basic_block(x, filters, strides, initializers, f"stage{stage}_block{block}",
-                             output_name or f"stage{stage}_block{block}_relu2")
+            x = _basic_block(
+                x,
+                filters,
+                strides,
+                initializers,
+                f"stage{stage}_block{block}",
+                output_name or f"stage{stage}_block{block}_relu2",
+            )
     return pool_and_classify(x, num_classes, initializers)
 
 
 _NARROW = (16, 16, 32, 64)
 _WIDE = (32, 64, 128, 256)
 for _depth in (8, 14, 20, 32, 44, 56, 110):
-    MODELS.register(f"resnet{_depth}", Architecture(
-        functools.partial(resnet_body, depth=_depth, widths=_NARROW), input_rank=3))
-MODELS.register("resnet8x4", Architecture(
-    functools.partial(resnet_body, depth=8, widths=_WIDE), input_rank=3))
-MODELS.register("resnet32x4", Architecture(
-    functools.partial(resnet_body, depth=32, widths=_WIDE), input_rank=3))
+    MODELS.register(
+        f"resnet{_depth}",
+        Architecture(functools.partial(resnet_body, depth=_depth, widths=_NARROW), input_rank=3),
+    )
+MODELS.register(
+    "resnet8x4", Architecture(functools.partial(resnet_body, depth=8, widths=_WIDE), input_rank=3)
+)
+MODELS.register(
+    "resnet32x4", Architecture(functools.partial(resnet_body, depth=32, widths=_WIDE), input_rank=3)
+)

@@ -13,6 +13,7 @@ References:
   Pre-training Compact Models", 2019 (the BERT-Tiny/Mini/Small sizes).
   Kim. "Convolutional Neural Networks for Sentence Classification", EMNLP 2014 (text CNN).
 """
+
 import dataclasses
 
 import keras
@@ -40,23 +41,30 @@ def is_text_model(model):
 class TextArchitecture:
     """A registered text model: `build_text(vocabulary_size, sequence_length, num_classes,
     initializers) -> keras.Model` on the dict inputs of this module."""
+
     build_text: object
     input_rank: int = 1
 
 
-def bert_classifier(vocabulary_size, sequence_length, num_classes, initializers, num_layers,
-                    hidden_dim, dropout=0.1):
+def bert_classifier(
+    vocabulary_size, sequence_length, num_classes, initializers, num_layers, hidden_dim, dropout=0.1
+):
     """A `keras_hub.models.BertTextClassifier` with Turc et al.'s head and feed-forward sizes;
     its position embedding covers `sequence_length` positions."""
     import keras_hub  # imported here: the image zoo does not pay for it
 
     backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=vocabulary_size, num_layers=num_layers,
-        num_heads=max(hidden_dim // HEAD_SIZE, 1), hidden_dim=hidden_dim,
-        intermediate_dim=FEEDFORWARD_RATIO * hidden_dim, dropout=dropout,
-        max_sequence_length=sequence_length)
-    return keras_hub.models.BertTextClassifier(backbone=backbone, num_classes=num_classes,
-                                               preprocessor=None, dropout=dropout)
+        vocabulary_size=vocabulary_size,
+        num_layers=num_layers,
+        num_heads=max(hidden_dim // HEAD_SIZE, 1),
+        hidden_dim=hidden_dim,
+        intermediate_dim=FEEDFORWARD_RATIO * hidden_dim,
+        dropout=dropout,
+        max_sequence_length=sequence_length,
+    )
+    return keras_hub.models.BertTextClassifier(
+        backbone=backbone, num_classes=num_classes, preprocessor=None, dropout=dropout
+    )
 
 
 @keras.saving.register_keras_serializable(package="tfkd")
@@ -83,24 +91,45 @@ def _embedding_initializer(initializers):
     return keras.initializers.RandomUniform(-0.05, 0.05, seed=initializers._next_seed())
 
 
-def text_cnn(vocabulary_size, sequence_length, num_classes, initializers, embedding_dim=64,
-             filters=128, kernel_size=3):
+def text_cnn(
+    vocabulary_size,
+    sequence_length,
+    num_classes,
+    initializers,
+    embedding_dim=64,
+    filters=128,
+    kernel_size=3,
+):
     """Kim's text CNN with one kernel size: token plus segment embeddings -> Conv1D (ReLU,
     "same" padding) -> maximum over the real tokens -> Dense logits."""
-    inputs = {name: keras.Input((sequence_length,), dtype="int32", name=name)
-              for name in INPUT_NAMES}
+    inputs = {
+        name: keras.Input((sequence_length,), dtype="int32", name=name) for name in INPUT_NAMES
+    }
     tokens = keras.layers.Embedding(
-        vocabulary_size, embedding_dim, embeddings_initializer=_embedding_initializer(initializers),
-        name="token_embedding")(inputs[TOKEN_IDS])
+        vocabulary_size,
+        embedding_dim,
+        embeddings_initializer=_embedding_initializer(initializers),
+        name="token_embedding",
+    )(inputs[TOKEN_IDS])
     segments = keras.layers.Embedding(
-        2, embedding_dim, embeddings_initializer=_embedding_initializer(initializers),
-        name="segment_embedding")(inputs[SEGMENT_IDS])
+        2,
+        embedding_dim,
+        embeddings_initializer=_embedding_initializer(initializers),
+        name="segment_embedding",
+    )(inputs[SEGMENT_IDS])
     x = keras.layers.Add(name="embeddings")([tokens, segments])
-    x = keras.layers.Conv1D(filters, kernel_size, padding="same", activation="relu",
-                            kernel_initializer=initializers.he_normal(), name="features")(x)
+    x = keras.layers.Conv1D(
+        filters,
+        kernel_size,
+        padding="same",
+        activation="relu",
+        kernel_initializer=initializers.he_normal(),
+        name="features",
+    )(x)
     pooled = MaskedGlobalMaxPooling1D(name=POOLED)(x, inputs[PADDING_MASK])
-    logits = keras.layers.Dense(num_classes, kernel_initializer=initializers.glorot_uniform(),
-                                name=CLASSIFIER)(pooled)
+    logits = keras.layers.Dense(
+        num_classes, kernel_initializer=initializers.glorot_uniform(), name=CLASSIFIER
+    )(pooled)
     return keras.Model(inputs, logits, name="text_cnn")
 
 
@@ -112,20 +141,30 @@ def build_text(architecture, input_shape, num_classes, vocabulary_size, seed=Non
     """
     input_shape = tuple(input_shape)
     if len(input_shape) != 1 or input_shape[0] is None or input_shape[0] < 2:
-        raise ValueError(f"input_shape for text model {name!r} must be (sequence_length,) with "
-                         f"sequence_length >= 2; got {input_shape}")
+        raise ValueError(
+            f"input_shape for text model {name!r} must be (sequence_length,) with "
+            f"sequence_length >= 2; got {input_shape}"
+        )
     if not isinstance(vocabulary_size, int) or vocabulary_size < 2:
-        raise ValueError(f"text model {name!r} needs vocabulary_size, an integer >= 2 (the "
-                         f"tokenizer's); got {vocabulary_size!r}")
-    return architecture.build_text(vocabulary_size, int(input_shape[0]), int(num_classes),
-                                   Initializers(seed))
+        raise ValueError(
+            f"text model {name!r} needs vocabulary_size, an integer >= 2 (the "
+            f"tokenizer's); got {vocabulary_size!r}"
+        )
+    return architecture.build_text(
+        vocabulary_size, int(input_shape[0]), int(num_classes), Initializers(seed)
+    )
 
 
 # Turc et al.'s compact BERTs: (layers, hidden size).
 BERT_SIZES = {"bert_tiny": (2, 128), "bert_mini": (4, 256), "bert_small": (4, 512)}
 
 for _name, (_layers, _hidden) in BERT_SIZES.items():
-    TEXT_MODELS.register(_name, TextArchitecture(
-        lambda vocabulary, length, classes, initializers, layers=_layers, hidden=_hidden:
-        bert_classifier(vocabulary, length, classes, initializers, layers, hidden)))
+    TEXT_MODELS.register(
+        _name,
+        TextArchitecture(
+            lambda vocabulary, length, classes, initializers, layers=_layers, hidden=_hidden: (
+                bert_classifier(vocabulary, length, classes, initializers, layers, hidden)
+            )
+        ),
+    )
 TEXT_MODELS.register("text_cnn", TextArchitecture(text_cnn))

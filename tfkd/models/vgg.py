@@ -2,6 +2,7 @@
 variants, which the CRD tables call vgg8/vgg13): five conv groups, 2x2 max-pooling after each of the
 first three, no fully connected layers before the single classifier.
 """
+
 import functools
 
 import keras
@@ -37,5 +38,6 @@ def vgg_body(x, num_classes, initializers, groups):
 
 
 for _name in ("vgg8", "vgg13"):
-    MODELS.register(_name, Architecture(
-        functools.partial(vgg_body, groups=_CONFIGS[_name]), input_rank=3))
+    MODELS.register(
+        _name, Architecture(functools.partial(vgg_body, groups=_CONFIGS[_name]), input_rank=3)
+    )

@@ -1,6 +1,7 @@
 """Wide ResNets (Zagoruyko & Komodakis, 2016) as defined in HobbitLong/RepDistiller models/wrn.py:
 pre-activation basic blocks, widths (16, 16k, 32k, 64k), depth 6n+4, no dropout.
 """
+
 import functools
 
 import keras
@@ -17,8 +18,9 @@ def _preactivation_block(x, filters, strides, initializers, name):
     if same_shape:
         shortcut = x
     else:
-        shortcut = conv2d(filters, 1, initializers, f"{name}_shortcut_conv",
-                          strides=strides)(activated)
+        shortcut = conv2d(filters, 1, initializers, f"{name}_shortcut_conv", strides=strides)(
+            activated
+        )
     y = conv2d(filters, 3, initializers, f"{name}_conv1", strides=strides)(activated)
     y = keras.layers.ReLU(name=f"{name}_relu2")(batch_norm(f"{name}_bn2")(y))
     y = conv2d(filters, 3, initializers, f"{name}_conv2")(y)
@@ -36,8 +38,9 @@ def wrn_body(x, num_classes, initializers, depth, widen_factor):
     for stage, base_width in enumerate((16, 32, 64), start=1):
         for block in range(blocks_per_stage):
             strides = 2 if stage > 1 and block == 0 else 1
-            x = _preactivation_block(x, base_width * widen_factor, strides, initializers,
-                                     f"stage{stage}_block{block}")
+            x = _preactivation_block(
+                x, base_width * widen_factor, strides, initializers, f"stage{stage}_block{block}"
+            )
         x = keras.layers.Identity(name=f"stage{stage}")(x)
     x = batch_norm("final_bn")(x)
     x = keras.layers.ReLU(name=FEATURES)(x)
@@ -45,5 +48,7 @@ def wrn_body(x, num_classes, initializers, depth, widen_factor):
 
 
 for _depth, _widen in ((16, 1), (16, 2), (40, 1), (40, 2)):
-    MODELS.register(f"wrn_{_depth}_{_widen}", Architecture(
-        functools.partial(wrn_body, depth=_depth, widen_factor=_widen), input_rank=3))
+    MODELS.register(
+        f"wrn_{_depth}_{_widen}",
+        Architecture(functools.partial(wrn_body, depth=_depth, widen_factor=_widen), input_rank=3),
+    )

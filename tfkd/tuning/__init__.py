@@ -21,20 +21,64 @@ hyperparameters in `TRAINING_HYPERPARAMETERS`.
 The objective is the final student's accuracy on the validation split (`val_accuracy`), so that
 `bin/distill` with the best trial's flags reproduces it; no trial reads the test split.
 """
+
 from tfkd.tuning.hypermodel import OBJECTIVE, DistillerHyperModel
 from tfkd.tuning.job import tune
-from tfkd.tuning.search import (MAX_CONSECUTIVE_FAILURES, SETUP_ERRORS, TUNERS,
-                                BayesianOptimization, Hyperband, RandomSearch, SearchError,
-                                best_trial, check_tuner, classify_failure, load_student,
-                                make_tuner, run_dir, run_search, trials_table)
-from tfkd.tuning.space import (TRAINING_HYPERPARAMETERS, Hyperparameter, Tunable,
-                               default_search_space, load_search_space, parse_search_space,
-                               read_search_space, tunables)
+from tfkd.tuning.search import (
+    MAX_CONSECUTIVE_FAILURES,
+    SETUP_ERRORS,
+    TUNERS,
+    BayesianOptimization,
+    Hyperband,
+    RandomSearch,
+    SearchError,
+    best_trial,
+    check_tuner,
+    classify_failure,
+    load_student,
+    make_tuner,
+    run_dir,
+    run_search,
+    trials_table,
+)
+from tfkd.tuning.space import (
+    TRAINING_HYPERPARAMETERS,
+    Hyperparameter,
+    Tunable,
+    default_search_space,
+    load_search_space,
+    parse_search_space,
+    read_search_space,
+    tunables,
+)
 from tfkd.tuning.teachers import shared_teachers
 
-__all__ = ["MAX_CONSECUTIVE_FAILURES", "OBJECTIVE", "SETUP_ERRORS", "TRAINING_HYPERPARAMETERS",
-           "TUNERS", "BayesianOptimization", "DistillerHyperModel", "Hyperband",
-           "Hyperparameter", "RandomSearch", "SearchError", "Tunable", "best_trial",
-           "check_tuner", "classify_failure", "default_search_space", "load_search_space",
-           "load_student", "make_tuner", "parse_search_space", "read_search_space", "run_dir",
-           "run_search", "shared_teachers", "trials_table", "tunables", "tune"]
+__all__ = [
+    "MAX_CONSECUTIVE_FAILURES",
+    "OBJECTIVE",
+    "SETUP_ERRORS",
+    "TRAINING_HYPERPARAMETERS",
+    "TUNERS",
+    "BayesianOptimization",
+    "DistillerHyperModel",
+    "Hyperband",
+    "Hyperparameter",
+    "RandomSearch",
+    "SearchError",
+    "Tunable",
+    "best_trial",
+    "check_tuner",
+    "classify_failure",
+    "default_search_space",
+    "load_search_space",
+    "load_student",
+    "make_tuner",
+    "parse_search_space",
+    "read_search_space",
+    "run_dir",
+    "run_search",
+    "shared_teachers",
+    "trials_table",
+    "tunables",
+    "tune",
+]

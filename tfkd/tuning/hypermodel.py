@@ -1,4 +1,5 @@
 """`DistillerHyperModel`: a keras-tuner HyperModel whose every trial is `tfkd.experiment.run`."""
+
 import csv
 import dataclasses
 import hashlib
@@ -46,11 +47,16 @@ class DistillerHyperModel(keras_tuner.HyperModel):
         super().__init__(name=f"{config.method.name}-{config.student}")
         self.method = job.check(config)
         if not config.data.validation_fraction > 0:
-            raise ValueError("--validation_fraction must be > 0: the search maximises the "
-                             "validation accuracy and never looks at the test split")
+            raise ValueError(
+                "--validation_fraction must be > 0: the search maximises the "
+                "validation accuracy and never looks at the test split"
+            )
         self.config = config
-        self.space = (parse_search_space(search_space, config.method.name)
-                      if isinstance(search_space, dict) else tuple(search_space))
+        self.space = (
+            parse_search_space(search_space, config.method.name)
+            if isinstance(search_space, dict)
+            else tuple(search_space)
+        )
         self.directory = directory
         self.option_names = {option.name for option in self.method.options}
         self.teacher_seconds = {}
@@ -75,8 +81,9 @@ class DistillerHyperModel(keras_tuner.HyperModel):
         bundle, strategy: the data set and strategy to train them with, if already at hand.
         """
         if self._base is None:
-            self._base, self.teacher_seconds = shared_teachers(self.config, self.directory,
-                                                               bundle, strategy)
+            self._base, self.teacher_seconds = shared_teachers(
+                self.config, self.directory, bundle, strategy
+            )
         return self._base
 
     def values(self, hp):
@@ -87,8 +94,11 @@ class DistillerHyperModel(keras_tuner.HyperModel):
         """The RunConfig of the trial with hyperparameters `hp` (see the class docstring)."""
         base = self.base_config()
         values = self.values(hp)
-        schedule = {name: value for name, value in values.items()
-                    if name in TRAINING_HYPERPARAMETERS and name != "augment"}
+        schedule = {
+            name: value
+            for name, value in values.items()
+            if name in TRAINING_HYPERPARAMETERS and name != "augment"
+        }
         if epochs is not None:
             schedule["epochs"] = int(epochs)
         options = {name: value for name, value in values.items() if name in self.option_names}
@@ -96,25 +106,39 @@ class DistillerHyperModel(keras_tuner.HyperModel):
         if cache.mode == "memory" and self.directory is not None:
             # One teacher pass for the whole search: the trials share a disk entry (memory and
             # disk caches give identical students).
-            cache = dataclasses.replace(cache, mode="disk",
-                                        dir=os.path.join(os.path.abspath(self.directory), "cache"))
+            cache = dataclasses.replace(
+                cache, mode="disk", dir=os.path.join(os.path.abspath(self.directory), "cache")
+            )
         return dataclasses.replace(
-            base, cache=cache, schedule=dataclasses.replace(base.schedule, **schedule),
+            base,
+            cache=cache,
+            schedule=dataclasses.replace(base.schedule, **schedule),
             method=dataclasses.replace(base.method, options={**base.method.options, **options}),
             augment=values.get("augment", base.augment),
             teaching=dataclasses.replace(base.teaching, test_every=0),
-            output=dataclasses.replace(base.output, dir=output_dir, overwrite=False,
-                                       export=("keras",), baseline=False, evaluate_test=False))
+            output=dataclasses.replace(
+                base.output,
+                dir=output_dir,
+                overwrite=False,
+                export=("keras",),
+                baseline=False,
+                evaluate_test=False,
+            ),
+        )
 
     def distill_config(self, hp, epochs=None):
         """The trial's config as `bin/distill` should run it: the search's output flags (its
         --export, --baseline, --test_every; no --output_dir) and the test split evaluated."""
         trial = self.trial_config(hp, epochs)
         return dataclasses.replace(
-            trial, teaching=dataclasses.replace(trial.teaching,
-                                                test_every=self.config.teaching.test_every),
-            output=dataclasses.replace(self.config.output, dir=None, overwrite=False,
-                                       evaluate_test=True))
+            trial,
+            teaching=dataclasses.replace(
+                trial.teaching, test_every=self.config.teaching.test_every
+            ),
+            output=dataclasses.replace(
+                self.config.output, dir=None, overwrite=False, evaluate_test=True
+            ),
+        )
 
     def build(self, hp):
         """Declares the search space on `hp`; returns a placeholder model without weights.
@@ -138,13 +162,15 @@ class DistillerHyperModel(keras_tuner.HyperModel):
         """
         if args or {"x", "y", "validation_data"} & set(kwargs):
             raise keras_tuner.errors.FatalValueError(
-                "DistillerHyperModel reads its data from the config: call search() without data")
+                "DistillerHyperModel reads its data from the config: call search() without data"
+            )
         callbacks = list(kwargs.get("callbacks") or [])
         foreign = [type(c).__name__ for c in callbacks if not _from_keras_tuner(c)]
         if foreign:
             raise keras_tuner.errors.FatalValueError(
                 f"search() callbacks are not run ({', '.join(foreign)}): every trial is a "
-                "tfkd.experiment.run, which writes its own TensorBoard logs in its folder")
+                "tfkd.experiment.run, which writes its own TensorBoard logs in its folder"
+            )
         epochs = kwargs.get("epochs")
         if run_dir is None:
             run_dir = self._keyed_run_dir(hp, epochs)
@@ -162,9 +188,9 @@ class DistillerHyperModel(keras_tuner.HyperModel):
         if self.directory is None:
             raise keras_tuner.errors.FatalValueError(
                 "DistillerHyperModel needs directory= with a tuner other than tfkd.tuning's: "
-                "it is where the trials' runs are written")
-        key = json.dumps(job.resume_key(self.trial_config(hp, epochs)), sort_keys=True,
-                         default=str)
+                "it is where the trials' runs are written"
+            )
+        key = json.dumps(job.resume_key(self.trial_config(hp, epochs)), sort_keys=True, default=str)
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         return os.path.abspath(os.path.join(self.directory, RUNS_FOLDER, digest))
 

@@ -4,6 +4,7 @@ teachers (once) -> keras-tuner search, each trial `tfkd.experiment.run` on a der
 the best trial's student measured on the test split (once), exported, and its flags written as
 a `bin/distill` flagfile. Re-running the same search in the same folder resumes it.
 """
+
 import dataclasses
 import json
 import os
@@ -11,11 +12,11 @@ import shutil
 import time
 
 from tfkd import data, export, settings
+from tfkd.atomic import write_text
 from tfkd.experiment import job, phases
 from tfkd.experiment import report as run_report
 from tfkd.experiment.teaching_run import TeachingRun
 from tfkd.experiment.workdir import WorkDir
-from tfkd.atomic import write_text
 from tfkd.tuning import report, search
 from tfkd.tuning.hypermodel import OBJECTIVE, DistillerHyperModel, finished_results
 from tfkd.tuning.space import parse_search_space, read_search_space
@@ -32,8 +33,9 @@ def default_output_dir(config):
 
 def search_settings(config, tuner, space_spec):
     """What the trials depend on; a search resumes only when these are unchanged."""
-    return json.loads(json.dumps({**config.settings("search"), "tuner": tuner,
-                                  "search_space": space_spec}))
+    return json.loads(
+        json.dumps({**config.settings("search"), "tuner": tuner, "search_space": space_spec})
+    )
 
 
 def prepare_output_dir(output_dir, search, overwrite):
@@ -44,18 +46,23 @@ def prepare_output_dir(output_dir, search, overwrite):
     elif os.path.isfile(search_file):
         with open(search_file) as handle:
             previous = json.load(handle)
-        changed = [f"--{name} {previous.get(name)!r} then, {search.get(name)!r} now"
-                   for name in settings.changed(previous, search)]
+        changed = [
+            f"--{name} {previous.get(name)!r} then, {search.get(name)!r} now"
+            for name in settings.changed(previous, search)
+        ]
         if changed:
-            raise ValueError(f"--output_dir {output_dir} holds a search with other settings "
-                             f"({'; '.join(changed)}): pass the same flags to resume it, or "
-                             "--overwrite to start again")
+            raise ValueError(
+                f"--output_dir {output_dir} holds a search with other settings "
+                f"({'; '.join(changed)}): pass the same flags to resume it, or "
+                "--overwrite to start again"
+            )
         return True
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise ValueError(f"--output_dir {output_dir} exists and is not a folder")
     if os.path.isdir(output_dir) and os.listdir(output_dir):
-        raise ValueError(f"--output_dir {output_dir} exists and is not empty; pass --overwrite "
-                         "to replace it")
+        raise ValueError(
+            f"--output_dir {output_dir} exists and is not empty; pass --overwrite to replace it"
+        )
     os.makedirs(output_dir, exist_ok=True)
     write_text(search_file, json.dumps(search, indent=2) + "\n")
     return False
@@ -90,19 +97,22 @@ def tune(config, tuner="random", max_trials=10, search_space=None):
     # Data, models and method checked before the folder exists: bad input leaves none.
     bundle = data.load(config.data)
     method = hypermodel.method
-    options = TeachingRun(config, method, method.resolve(config.method.options, config.method.name),
-                          bundle).options
+    options = TeachingRun(
+        config, method, method.resolve(config.method.options, config.method.name), bundle
+    ).options
     phases.dry_build(method, config, options, bundle)
     strategy = phases.make_strategy(config)
-    prepare_output_dir(output_dir, search_settings(config, tuner, space_spec),
-                       config.output.overwrite)
+    prepare_output_dir(
+        output_dir, search_settings(config, tuner, space_spec), config.output.overwrite
+    )
     seconds = {}
     start = time.time()
     base = hypermodel.base_config(bundle, strategy)
     if hypermodel.teacher_seconds:
         seconds["teachers"] = time.time() - start
-    keras_tuner = search.make_tuner(tuner, hypermodel, output_dir, max_trials, seed=config.seed,
-                                    project_name=TUNER_FOLDER)
+    keras_tuner = search.make_tuner(
+        tuner, hypermodel, output_dir, max_trials, seed=config.seed, project_name=TUNER_FOLDER
+    )
     start = time.time()
     search.run_search(keras_tuner, verbose=config.output.verbose)
     seconds["search"] = time.time() - start
@@ -111,53 +121,88 @@ def tune(config, tuner="random", max_trials=10, search_space=None):
     best = search.best_trial(keras_tuner)
     values = hypermodel.values(best.hyperparameters)
     epochs = best.hyperparameters.values.get("tuner/epochs")
-    title = (f"{config.method.name} {config.student} on {config.data.dataset}: {len(rows)} "
-             f"trials of --tuner={tuner}, best first, by the student's validation accuracy")
+    title = (
+        f"{config.method.name} {config.student} on {config.data.dataset}: {len(rows)} "
+        f"trials of --tuner={tuner}, best first, by the student's validation accuracy"
+    )
     report.write_tables(output_dir, rows, hypermodel.space, title)
     best_run = search.run_dir(keras_tuner, best.trial_id)
     searched = ", ".join(f"{name}={value}" for name, value in values.items())
     distill_config = hypermodel.distill_config(best.hyperparameters, epochs)
-    report.write_best_flags(os.path.join(output_dir, "best.flags"), distill_config, comments=(
-        (f"bin/tune --tuner={tuner}, {source}: best of {len(rows)} trials, trial "
-         f"{best.trial_id} ({os.path.relpath(best_run, output_dir)}), validation accuracy "
-         f"{best.score:.4f}"),
-        f"searched: {searched}",
-        "reproduce: bin/distill --flagfile=best.flags --output_dir=DIR"))
-    shutil.copyfile(os.path.join(best_run, "history.csv"),
-                    os.path.join(output_dir, "history.csv"))
+    report.write_best_flags(
+        os.path.join(output_dir, "best.flags"),
+        distill_config,
+        comments=(
+            (
+                f"bin/tune --tuner={tuner}, {source}: best of {len(rows)} trials, trial "
+                f"{best.trial_id} ({os.path.relpath(best_run, output_dir)}), validation accuracy "
+                f"{best.score:.4f}"
+            ),
+            f"searched: {searched}",
+            "reproduce: bin/distill --flagfile=best.flags --output_dir=DIR",
+        ),
+    )
+    shutil.copyfile(os.path.join(best_run, "history.csv"), os.path.join(output_dir, "history.csv"))
 
     # The test split, read once: the best trial's student (and the teachers, for reference).
     student = search.load_student(keras_tuner, best)
-    results = {"dataset": config.data.dataset, "method": config.method.name, "tuner": tuner,
-               "objective": OBJECTIVE,
-               "trials": {status: sum(row["status"] == status for row in rows)
-                          for status in sorted({row["status"] for row in rows})},
-               "best": {"trial": best.trial_id, "val_accuracy": float(best.score),
-                        "hyperparameters": values, "run": os.path.relpath(best_run, output_dir)}}
+    results = {
+        "dataset": config.data.dataset,
+        "method": config.method.name,
+        "tuner": tuner,
+        "objective": OBJECTIVE,
+        "trials": {
+            status: sum(row["status"] == status for row in rows)
+            for status in sorted({row["status"] for row in rows})
+        },
+        "best": {
+            "trial": best.trial_id,
+            "val_accuracy": float(best.score),
+            "hyperparameters": values,
+            "run": os.path.relpath(best_run, output_dir),
+        },
+    }
     if epochs is not None:
         results["best"]["epochs"] = int(epochs)
     results.update(teacher_results(config, base, hypermodel.method, bundle, strategy))
-    results["student"] = {"arch": config.student, "accuracy": phases.accuracy(student, bundle.test),
-                          "val_accuracy": phases.accuracy(student, bundle.validation),
-                          "params": int(student.count_params())}
+    results["student"] = {
+        "arch": config.student,
+        "accuracy": phases.accuracy(student, bundle.test),
+        "val_accuracy": phases.accuracy(student, bundle.validation),
+        "params": int(student.count_params()),
+    }
     if config.output.baseline:
-        results["baseline"], seconds["baseline"] = baseline(distill_config, bundle, strategy,
-                                                            output_dir)
+        results["baseline"], seconds["baseline"] = baseline(
+            distill_config, bundle, strategy, output_dir
+        )
     # A resumed search re-exports its (possibly new) best student over the previous one.
     results["exports"] = export.export_student(
-        student, output_dir, config.output.export, test_data=bundle.test,
-        verbose=config.output.verbose > 0, train_images=bundle.train[0], overwrite=True)
-    results["flags"] = {**config.flag_values(), "tuner": tuner, "max_trials": max_trials,
-                        "search_space": search_space if isinstance(search_space, str) else None,
-                        "search_space_source": source}
+        student,
+        output_dir,
+        config.output.export,
+        test_data=bundle.test,
+        verbose=config.output.verbose > 0,
+        train_images=bundle.train[0],
+        overwrite=True,
+    )
+    results["flags"] = {
+        **config.flag_values(),
+        "tuner": tuner,
+        "max_trials": max_trials,
+        "search_space": search_space if isinstance(search_space, str) else None,
+        "search_space_source": source,
+    }
     results["best_flags"] = distill_config.flag_values()
     results["seconds"] = seconds
     write_text(os.path.join(output_dir, "results.json"), json.dumps(results, indent=2) + "\n")
     run_report.print_summary(results, output_dir)
-    print(f"  best     trial {best.trial_id} ({os.path.relpath(best_run, output_dir)}) of "
-          f"{len(rows)}, validation accuracy {best.score:.4f}: {searched}")
-    print(f"  search   {output_dir}: trials.csv, trials.md, trials.png, best.flags, "
-          f"{TUNER_FOLDER}/")
+    print(
+        f"  best     trial {best.trial_id} ({os.path.relpath(best_run, output_dir)}) of "
+        f"{len(rows)}, validation accuracy {best.score:.4f}: {searched}"
+    )
+    print(
+        f"  search   {output_dir}: trials.csv, trials.md, trials.png, best.flags, {TUNER_FOLDER}/"
+    )
     return results
 
 
@@ -165,12 +210,18 @@ def teacher_results(config, base, method, bundle, strategy):
     """results.json's "teacher" (or "teachers") entry: each teacher as given in `config`, the
     file the trials loaded (`base`'s), its test accuracy."""
     entries = []
-    for (name, flag, spec, seed), given in zip(teacher_specs(base, method),
-                                               teacher_specs(config, method)):
+    for (name, flag, spec, seed), given in zip(
+        teacher_specs(base, method), teacher_specs(config, method)
+    ):
         teacher, _, _ = phases.get_teacher(spec, name, flag, base, bundle, strategy, None, seed)
-        entries.append({"arch": given[2], "path": spec,
-                        "accuracy": phases.accuracy(teacher, bundle.test),
-                        "params": int(teacher.count_params())})
+        entries.append(
+            {
+                "arch": given[2],
+                "path": spec,
+                "accuracy": phases.accuracy(teacher, bundle.test),
+                "params": int(teacher.count_params()),
+            }
+        )
     if method.multi_teacher:
         return {"teachers": entries}
     return {"teacher": entries[0]} if entries else {}
@@ -180,18 +231,20 @@ def baseline(config, bundle, strategy, output_dir):
     """The student alone with the best trial's schedule, trained once in baseline/ (kept while
     the best trial stays the same); returns ({"accuracy", "val_accuracy"}, seconds)."""
     folder = os.path.join(output_dir, BASELINE_FOLDER)
-    finished = finished_results(dataclasses.replace(
-        config, output=dataclasses.replace(config.output, dir=folder)))
+    finished = finished_results(
+        dataclasses.replace(config, output=dataclasses.replace(config.output, dir=folder))
+    )
     if finished is not None:
         return finished["baseline"], finished["seconds"]
     shutil.rmtree(folder, ignore_errors=True)  # the baseline of an earlier best trial
     key = json.loads(json.dumps(job.resume_key(config)))
     work = WorkDir(folder, key, overwrite=_holds_other_run(folder + ".partial", key)).open()
     model, seconds = phases.baseline(config, bundle, strategy, work)
-    entry = {"accuracy": phases.accuracy(model, bundle.test),
-             "val_accuracy": phases.accuracy(model, bundle.validation)}
-    work.commit({"baseline": entry, "seconds": seconds,
-                 "flags": key})
+    entry = {
+        "accuracy": phases.accuracy(model, bundle.test),
+        "val_accuracy": phases.accuracy(model, bundle.validation),
+    }
+    work.commit({"baseline": entry, "seconds": seconds, "flags": key})
     return entry, seconds
 
 

@@ -1,10 +1,11 @@
 """What a search writes about its trials: trials.csv, trials.md, trials.png and best.flags."""
+
 import csv
 import io
 import os
 
-from tfkd.experiment.command_line import flagfile_text
 from tfkd.atomic import write_text
+from tfkd.experiment.command_line import flagfile_text
 from tfkd.tuning.hypermodel import OBJECTIVE
 
 
@@ -31,8 +32,12 @@ def markdown_text(rows, title):
             return f"{value:.4g}"
         return "" if value is None else str(value).replace("|", "\\|")
 
-    lines = [f"# {title}", "", "| " + " | ".join(columns) + " |",
-             "|" + "|".join("---" for _ in columns) + "|"]
+    lines = [
+        f"# {title}",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + "|".join("---" for _ in columns) + "|",
+    ]
     lines += ["| " + " | ".join(cell(row.get(name)) for name in columns) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
@@ -40,13 +45,15 @@ def markdown_text(rows, title):
 def plot_trials(rows, space, path):
     """trials.png: the validation accuracy of every completed trial against each searched value."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
     done = [row for row in rows if row.get(OBJECTIVE) is not None]
-    figure, axes = plt.subplots(1, len(space), figsize=(3.2 * len(space), 3.0), sharey=True,
-                                squeeze=False)
+    figure, axes = plt.subplots(
+        1, len(space), figsize=(3.2 * len(space), 3.0), sharey=True, squeeze=False
+    )
     scores = [row[OBJECTIVE] for row in done]
     for axis, parameter in zip(axes[0], space):
         values = [row[parameter.name] for row in done]
@@ -60,8 +67,9 @@ def plot_trials(rows, space, path):
             axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         axis.scatter(values, scores, s=18)
         if done:
-            axis.scatter(values[0], scores[0], s=60, facecolors="none", edgecolors="red",
-                         label="best")
+            axis.scatter(
+                values[0], scores[0], s=60, facecolors="none", edgecolors="red", label="best"
+            )
         axis.set_xlabel(parameter.name)
         axis.grid(alpha=0.3)
     axes[0][0].set_ylabel("validation accuracy")

@@ -1,4 +1,5 @@
 """Tuners that run each trial in its own folder and stop hopeless searches; the trials table."""
+
 import os
 
 import keras
@@ -44,8 +45,7 @@ def classify_failure(oracle, trial, error):
     """
     summary = _summary(error)
     values = ", ".join(f"{k}={v}" for k, v in trial.hyperparameters.values.items())
-    completed = any(t.status == COMPLETED
-                    for t in oracle.trials.values())
+    completed = any(t.status == COMPLETED for t in oracle.trials.values())
     in_a_row = _failed_in_a_row(oracle) + 1
     if isinstance(error, SETUP_ERRORS):
         reason = "an error of the set-up, not of the hyperparameters, so every trial would fail"
@@ -55,8 +55,10 @@ def classify_failure(oracle, trial, error):
         reason = f"{in_a_row} trials failed in a row"
     else:
         return keras_tuner.errors.FailedTrialError(summary)
-    return SearchError(f"trial {trial.trial_id} ({values}) failed with {summary}; {reason}. "
-                       "Stopped the search (TFKD_DEBUG=1 shows the traceback)")
+    return SearchError(
+        f"trial {trial.trial_id} ({values}) failed with {summary}; {reason}. "
+        "Stopped the search (TFKD_DEBUG=1 shows the traceback)"
+    )
 
 
 def run_dir(tuner, trial_id):
@@ -100,8 +102,16 @@ def check_tuner(kind, max_trials, epochs):
         raise ValueError("--tuner=hyperband needs --epochs >= 2 (its maximum epochs)")
 
 
-def make_tuner(kind, hypermodel, directory, max_trials, max_epochs=None, seed=0,
-               project_name="tuner", overwrite=False):
+def make_tuner(
+    kind,
+    hypermodel,
+    directory,
+    max_trials,
+    max_epochs=None,
+    seed=0,
+    project_name="tuner",
+    overwrite=False,
+):
     """A keras-tuner tuner maximising `val_accuracy` that resumes from `directory`.
 
     kind: random, bayesian or hyperband. Hyperband trains trials for up to `max_epochs` epochs
@@ -112,11 +122,17 @@ def make_tuner(kind, hypermodel, directory, max_trials, max_epochs=None, seed=0,
     check_tuner(kind, max_trials, epochs)
     # keras-tuner draws a random seed for a seed of 0: the search's values would then differ
     # from run to run, and a search killed in its first trial would not resume it.
-    common_args = dict(hypermodel=hypermodel, objective=keras_tuner.Objective(OBJECTIVE, "max"),
-                       seed=seed + 1, directory=directory, project_name=project_name,
-                       overwrite=overwrite, max_retries_per_trial=0,
-                       # classify_failure decides when failures stop the search.
-                       max_consecutive_failed_trials=None)
+    common_args = dict(
+        hypermodel=hypermodel,
+        objective=keras_tuner.Objective(OBJECTIVE, "max"),
+        seed=seed + 1,
+        directory=directory,
+        project_name=project_name,
+        overwrite=overwrite,
+        max_retries_per_trial=0,
+        # classify_failure decides when failures stop the search.
+        max_consecutive_failed_trials=None,
+    )
     if kind == "hyperband":
         tuner = Hyperband(max_epochs=epochs, **common_args)
         tuner.oracle.max_trials = max_trials
@@ -125,8 +141,10 @@ def make_tuner(kind, hypermodel, directory, max_trials, max_epochs=None, seed=0,
         try:
             tuner = tuner_class(max_trials=max_trials, **common_args)
         except ImportError as error:
-            raise ValueError(f"--tuner={kind} needs scipy and scikit-learn: pip install "
-                             f"'keras-tuner[bayesian]' ({error})") from None
+            raise ValueError(
+                f"--tuner={kind} needs scipy and scikit-learn: pip install "
+                f"'keras-tuner[bayesian]' ({error})"
+            ) from None
     # keras-tuner writes its tuner file after the first trial only: a search killed during
     # that trial would start afresh instead of resuming the trial.
     tuner.save()
@@ -159,8 +177,9 @@ def trials_table(tuner):
         if trial.message:
             row["error"] = trial.message.strip().splitlines()[-1]
         rows.append(row)
-    return sorted(rows, key=lambda row: (row.get(OBJECTIVE) is None, -(row.get(OBJECTIVE) or 0),
-                                         row["trial"]))
+    return sorted(
+        rows, key=lambda row: (row.get(OBJECTIVE) is None, -(row.get(OBJECTIVE) or 0), row["trial"])
+    )
 
 
 def best_trial(tuner):

@@ -7,6 +7,7 @@ The names are `bin/distill` flags: the options of the chosen method and the trai
 `TRAINING_HYPERPARAMETERS`. Without a file, a method's space is `configs/search/<method>.json`
 of this repository when there is one, else `default_search_space(method)`.
 """
+
 import dataclasses
 import json
 import math
@@ -16,8 +17,9 @@ from tfkd import methods, training
 
 SCALES = ("linear", "log")
 # tfkd/configs/search/, shipped with the package: the per-method search spaces.
-SEARCH_FOLDER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                             "configs", "search")
+SEARCH_FOLDER = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "search"
+)
 DEFAULT_LEARNING_RATE = {"min": 1e-3, "max": 0.1, "scale": "log"}
 
 
@@ -53,8 +55,9 @@ def _option_tunable(option):
 
 def tunables(method):
     """Name -> Tunable for every hyperparameter a search over `method` may set."""
-    options = {option.name: _option_tunable(option)
-               for option in methods.METHODS.get(method).options}
+    options = {
+        option.name: _option_tunable(option) for option in methods.METHODS.get(method).options
+    }
     return {**options, **TRAINING_HYPERPARAMETERS}
 
 
@@ -90,13 +93,20 @@ def _search_space_error(source, message):
 
 
 def _unknown_name_message(name, method, known):
-    owners = [other for other in methods.METHODS.names()
-              if any(option.name == name for option in methods.METHODS.get(other).options)]
+    owners = [
+        other
+        for other in methods.METHODS.names()
+        if any(option.name == name for option in methods.METHODS.get(other).options)
+    ]
     if owners:
-        return (f"{name!r} is an option of method {', '.join(owners)}, not of --method={method}; "
-                f"tunable for {method}: {', '.join(sorted(known))}")
-    return (f"{name!r} is not a hyperparameter of any method in this build; tunable for "
-            f"--method={method}: {', '.join(sorted(known))}")
+        return (
+            f"{name!r} is an option of method {', '.join(owners)}, not of --method={method}; "
+            f"tunable for {method}: {', '.join(sorted(known))}"
+        )
+    return (
+        f"{name!r} is not a hyperparameter of any method in this build; tunable for "
+        f"--method={method}: {', '.join(sorted(known))}"
+    )
 
 
 def _check_value(source, name, tunable, value):
@@ -106,13 +116,15 @@ def _check_value(source, name, tunable, value):
     elif tunable.kind == "int":
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif tunable.kind == "float":
-        ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
-              and math.isfinite(value))
+        ok = (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        )
     else:
         ok = isinstance(value, str) and (not tunable.choices or value in tunable.choices)
     if not ok:
         expected = {"bool": "true or false", "int": "an integer", "float": "a finite number"}.get(
-            tunable.kind, "one of " + ", ".join(tunable.choices) if tunable.choices else "a string")
+            tunable.kind, "one of " + ", ".join(tunable.choices) if tunable.choices else "a string"
+        )
         raise _search_space_error(source, f"{name}: {value!r} is not {expected}")
     return float(value) if tunable.kind == "float" else value
 
@@ -129,15 +141,21 @@ def _parse_entry(source, name, tunable, spec):
         return Hyperparameter(name, tunable.kind, values=values)
     if not isinstance(spec, dict):
         raise _search_space_error(
-            source, f"{name}: expected a list of choices or a range "
-                    f'{{"min": ..., "max": ..., "scale": "linear" or "log"}}, got {spec!r}')
+            source,
+            f"{name}: expected a list of choices or a range "
+            f'{{"min": ..., "max": ..., "scale": "linear" or "log"}}, got {spec!r}',
+        )
     unknown = sorted(set(spec) - {"min", "max", "scale", "step"})
     if unknown:
-        raise _search_space_error(source, f"{name}: unknown range field(s) {', '.join(unknown)}; "
-                                          "a range has min, max, scale and step")
+        raise _search_space_error(
+            source,
+            f"{name}: unknown range field(s) {', '.join(unknown)}; "
+            "a range has min, max, scale and step",
+        )
     if tunable.kind not in ("int", "float"):
-        raise _search_space_error(source, f"{name} is a {tunable.kind} flag: give a list of "
-                                          "choices, not a range")
+        raise _search_space_error(
+            source, f"{name} is a {tunable.kind} flag: give a list of choices, not a range"
+        )
     if "min" not in spec or "max" not in spec:
         raise _search_space_error(source, f"{name}: a range needs both min and max")
     low = _check_value(source, name, tunable, spec["min"])
@@ -146,16 +164,16 @@ def _parse_entry(source, name, tunable, spec):
         raise _search_space_error(source, f"{name}: min must be < max, got {low} and {high}")
     scale = spec.get("scale", "linear")
     if scale not in SCALES:
-        raise _search_space_error(source, f"{name}: scale must be one of {', '.join(SCALES)}, "
-                                          f"got {scale!r}")
+        raise _search_space_error(
+            source, f"{name}: scale must be one of {', '.join(SCALES)}, got {scale!r}"
+        )
     if scale == "log" and low <= 0:
         raise _search_space_error(source, f"{name}: a log scale needs min > 0, got {low}")
     step = spec.get("step")
     if step is not None:
         step = _check_value(source, name, tunable, step)
         if step <= 0 or scale != "linear":
-            raise _search_space_error(source, f"{name}: step must be > 0 and needs a linear "
-                                              "scale")
+            raise _search_space_error(source, f"{name}: step must be > 0 and needs a linear scale")
     return Hyperparameter(name, tunable.kind, low=low, high=high, scale=scale, step=step)
 
 
@@ -166,8 +184,10 @@ def parse_search_space(spec, method, source="search space"):
     another method, a value of the wrong type or outside the flag's choices, and a bad range.
     """
     if not isinstance(spec, dict) or not spec:
-        raise _search_space_error(source, "expected a non-empty JSON object mapping "
-                                          "hyperparameter names to choices or ranges")
+        raise _search_space_error(
+            source,
+            "expected a non-empty JSON object mapping hyperparameter names to choices or ranges",
+        )
     known = tunables(method)
     space = []
     for name, entry in spec.items():

@@ -5,6 +5,7 @@ trained once, exactly as `bin/distill` trains it (`tfkd.experiment.phases.get_te
 seed), into `<directory>/teachers/`, and the search's config names the saved `.keras` files
 instead, so every trial, and `bin/distill --flagfile=best.flags`, loads the same teacher.
 """
+
 import dataclasses
 import json
 import os
@@ -21,8 +22,10 @@ RESULTS_FILE = "results.json"
 def teacher_specs(config, method):
     """[(name, flag, spec, seed)] of the teachers a run of `config` uses, as `run()` names them."""
     if method.multi_teacher:
-        return [(f"teacher_{k}", "--teachers", spec, config.seed + k)
-                for k, spec in enumerate(config.teacher.specs)]
+        return [
+            (f"teacher_{k}", "--teachers", spec, config.seed + k)
+            for k, spec in enumerate(config.teacher.specs)
+        ]
     if method.needs_teacher:
         return [("teacher", "--teacher", config.teacher.spec, config.seed)]
     return []
@@ -31,8 +34,9 @@ def teacher_specs(config, method):
 def teacher_settings(config, method):
     """The flags a trained teacher depends on (`RunConfig.settings("teachers")`: the data, the
     teachers, the training schedule but its epochs, --augment, --deterministic, the strategy)."""
-    return json.loads(json.dumps({**config.settings("teachers"),
-                                  "multi_teacher": method.multi_teacher}))
+    return json.loads(
+        json.dumps({**config.settings("teachers"), "multi_teacher": method.multi_teacher})
+    )
 
 
 def shared_teachers(config, directory, bundle=None, strategy=None):
@@ -51,21 +55,28 @@ def shared_teachers(config, directory, bundle=None, strategy=None):
     method = job.check(config)
     specs = teacher_specs(config, method)
     to_train = [entry for entry in specs if not phases.is_model_path(entry[2])]
-    paths = {name: os.path.abspath(spec) for name, _, spec, _ in specs if name not in
-             {entry[0] for entry in to_train}}
+    paths = {
+        name: os.path.abspath(spec)
+        for name, _, spec, _ in specs
+        if name not in {entry[0] for entry in to_train}
+    }
     seconds = {}
     if to_train:
         if directory is None:
-            raise ValueError(f"{to_train[0][1]}: {to_train[0][2]} is an architecture to train; "
-                             "pass a directory to train it in, once for every trial")
+            raise ValueError(
+                f"{to_train[0][1]}: {to_train[0][2]} is an architecture to train; "
+                "pass a directory to train it in, once for every trial"
+            )
         if paths and config.teacher.input_scale != 1.0:
             raise ValueError(
                 f"--teacher_input_scale={config.teacher.input_scale} scales every loaded teacher, "
                 "and a search loads the teachers it trains too: train the architectures among "
-                "--teachers first, or give only files")
+                "--teachers first, or give only files"
+            )
         folder = os.path.abspath(os.path.join(directory, FOLDER))
-        seconds = _train(config, to_train, folder, teacher_settings(config, method), bundle,
-                         strategy)
+        seconds = _train(
+            config, to_train, folder, teacher_settings(config, method), bundle, strategy
+        )
         paths.update({name: os.path.join(folder, f"{name}.keras") for name, *_ in to_train})
     names = [name for name, *_ in specs]
     if method.multi_teacher:
@@ -87,9 +98,11 @@ def _train(config, to_train, folder, trained_with, bundle, strategy):
             done = json.load(handle)
         changed = settings.changed(done.get("settings", {}), trained_with)
         if changed:
-            raise ValueError(f"{folder} holds teachers trained with other flags "
-                             f"({', '.join('--' + name for name in changed)}); use another "
-                             "output folder or --overwrite")
+            raise ValueError(
+                f"{folder} holds teachers trained with other flags "
+                f"({', '.join('--' + name for name in changed)}); use another "
+                "output folder or --overwrite"
+            )
         print(f"Loading the teachers of this search from {folder}", flush=True)
         return {}
     work = WorkDir(folder, trained_with).open()

@@ -4,6 +4,7 @@ uncalibrated student and to the student alone, and scale against replace over ev
 
 A student's rows may come from several bin/ladder calls with the same settings (the same splits
 and seeds); the student alone is the one of the call that ran it (--baseline)."""
+
 import csv
 import glob
 import json
@@ -17,21 +18,39 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODES = ("none", "scale", "replace")
-LADDERS = {"cnn_small": ("ladder.json", "resnet56_ladder.json"),
-           "resnet8": ("resnet8/ladder.json", "resnet8/others_ladder.json")}
+LADDERS = {
+    "cnn_small": ("ladder.json", "resnet56_ladder.json"),
+    "resnet8": ("resnet8/ladder.json", "resnet8/others_ladder.json"),
+}
 # The same student at --temperature=1 (modes none and scale): scale at T = 1 distils from
 # softmax(logits / T*), replace's target; the student's logits and the loss weight are those
 # of T = 1 instead of T*.
 LOW_TEMPERATURE = {"cnn_small": "cnn_small_t1_ladder.json"}
 # Settings that must agree between the ladders of one student.
-SAME = ("dataset", "validation_fraction", "train_limit", "seed", "student", "method",
-        "temperature", "alpha", "epochs", "batch_size", "learning_rate", "lr_schedule",
-        "precision", "ladder_seeds")
+SAME = (
+    "dataset",
+    "validation_fraction",
+    "train_limit",
+    "seed",
+    "student",
+    "method",
+    "temperature",
+    "alpha",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "lr_schedule",
+    "precision",
+    "ladder_seeds",
+)
 
 
 def mean_std(values):
-    return {"mean": statistics.mean(values),
-            "std": statistics.stdev(values) if len(values) > 1 else None, "values": values}
+    return {
+        "mean": statistics.mean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else None,
+        "values": values,
+    }
 
 
 def points(values):
@@ -62,32 +81,44 @@ def load_ladders(names):
 
 
 def student_summary(ladders):
-    alone = next(ladder["baseline"]["accuracies"] for _, ladder in ladders
-                 if "baseline" in ladder)
+    alone = next(ladder["baseline"]["accuracies"] for _, ladder in ladders if "baseline" in ladder)
     rows = [row for _, ladder in ladders for row in ladder["rows"]]
     rows.sort(key=lambda row: row["params"])
     teachers, scale_minus_replace = [], []
     for row in rows:
         students = {mode: row["student"][mode]["accuracies"] for mode in MODES}
         scale_minus_replace += [s - r for s, r in zip(students["scale"], students["replace"])]
-        teachers.append({
-            "teacher": row["teacher"], "params": row["params"],
-            "teacher_accuracy": row["accuracy"], "temperature": row["temperature"],
-            "ece_before": row["ece_before"], "ece_after": row["ece_after"],
-            "student": {mode: mean_std(values) for mode, values in students.items()},
-            "minus_uncalibrated_points": {
-                mode: differences([a - b for a, b in zip(students[mode], students["none"])])
-                for mode in ("scale", "replace")},
-            "minus_alone_points": {
-                mode: differences([a - b for a, b in zip(students[mode], alone)])
-                for mode in MODES},
-        })
+        teachers.append(
+            {
+                "teacher": row["teacher"],
+                "params": row["params"],
+                "teacher_accuracy": row["accuracy"],
+                "temperature": row["temperature"],
+                "ece_before": row["ece_before"],
+                "ece_after": row["ece_after"],
+                "student": {mode: mean_std(values) for mode, values in students.items()},
+                "minus_uncalibrated_points": {
+                    mode: differences([a - b for a, b in zip(students[mode], students["none"])])
+                    for mode in ("scale", "replace")
+                },
+                "minus_alone_points": {
+                    mode: differences([a - b for a, b in zip(students[mode], alone)])
+                    for mode in MODES
+                },
+            }
+        )
     _, first = ladders[0]
-    return {"ladders": [name for name, _ in ladders], "commands": [l["command"] for _, l in ladders],
-            "student": first["student"], "seeds": first["student_seeds"],
-            "sizes": first["sizes"], "epochs": first["flags"]["epochs"],
-            "alone": mean_std(alone), "teachers": teachers,
-            "scale_minus_replace_points": differences(scale_minus_replace)}
+    return {
+        "ladders": [name for name, _ in ladders],
+        "commands": [l["command"] for _, l in ladders],
+        "student": first["student"],
+        "seeds": first["student_seeds"],
+        "sizes": first["sizes"],
+        "epochs": first["flags"]["epochs"],
+        "alone": mean_std(alone),
+        "teachers": teachers,
+        "scale_minus_replace_points": differences(scale_minus_replace),
+    }
 
 
 def low_temperature(name, summary, ladders):
@@ -108,32 +139,50 @@ def low_temperature(name, summary, ladders):
     for row in ladder["rows"]:
         at_4 = main[row["teacher"]]["student"]
         at_1 = {mode: row["student"][mode]["accuracies"] for mode in ("none", "scale")}
-        rows.append({
-            "teacher": row["teacher"], "temperature": row["temperature"],
-            "student": {mode: mean_std(values) for mode, values in at_1.items()},
-            "scale_t1_minus_replace_points": differences(
-                [a - b for a, b in zip(at_1["scale"], at_4["replace"]["values"])]),
-            "none_t1_minus_none_t4_points": differences(
-                [a - b for a, b in zip(at_1["none"], at_4["none"]["values"])]),
-            "minus_alone_points": {mode: differences([a - b for a, b in zip(values, alone)])
-                                   for mode, values in at_1.items()}})
-    return {"ladder": name, "command": ladder["command"],
-            "temperature": ladder["flags"]["temperature"], "teachers": rows}
+        rows.append(
+            {
+                "teacher": row["teacher"],
+                "temperature": row["temperature"],
+                "student": {mode: mean_std(values) for mode, values in at_1.items()},
+                "scale_t1_minus_replace_points": differences(
+                    [a - b for a, b in zip(at_1["scale"], at_4["replace"]["values"])]
+                ),
+                "none_t1_minus_none_t4_points": differences(
+                    [a - b for a, b in zip(at_1["none"], at_4["none"]["values"])]
+                ),
+                "minus_alone_points": {
+                    mode: differences([a - b for a, b in zip(values, alone)])
+                    for mode, values in at_1.items()
+                },
+            }
+        )
+    return {
+        "ladder": name,
+        "command": ladder["command"],
+        "temperature": ladder["flags"]["temperature"],
+        "teachers": rows,
+    }
 
 
 def low_temperature_table(summary):
     low = summary.get("low_temperature")
     if not low:
         return []
-    lines = [f"Student {summary['student']} at T = {low['temperature']:g} (same data, seeds and "
-             "schedule), against the T = 4 ladder above; differences in points, paired by seed:",
-             "", "| teacher | T* | uncalibrated, T = 1 | scale, T = 1 | scale T = 1 minus replace "
-             "| uncalibrated T = 1 minus uncalibrated T = 4 |", "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"Student {summary['student']} at T = {low['temperature']:g} (same data, seeds and "
+        "schedule), against the T = 4 ladder above; differences in points, paired by seed:",
+        "",
+        "| teacher | T* | uncalibrated, T = 1 | scale, T = 1 | scale T = 1 minus replace "
+        "| uncalibrated T = 1 minus uncalibrated T = 4 |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for t in low["teachers"]:
-        lines.append(f"| {t['teacher']} | {t['temperature']:.3f} | {cell(t['student']['none'])} "
-                     f"| {cell(t['student']['scale'])} | "
-                     f"{points_cell(t['scale_t1_minus_replace_points'])} | "
-                     f"{points_cell(t['none_t1_minus_none_t4_points'])} |")
+        lines.append(
+            f"| {t['teacher']} | {t['temperature']:.3f} | {cell(t['student']['none'])} "
+            f"| {cell(t['student']['scale'])} | "
+            f"{points_cell(t['scale_t1_minus_replace_points'])} | "
+            f"{points_cell(t['none_t1_minus_none_t4_points'])} |"
+        )
     return lines
 
 
@@ -159,12 +208,17 @@ def histories(ladder_name):
 def plateau(curves, last=10):
     """The largest spread (max - min) of validation accuracy over the last `last` epochs, over
     every student of a ladder: how flat the curves are when training stops."""
-    spreads = {f"{teacher}/{mode}": round(max(max(c[-last:]) - min(c[-last:])
-                                              for c in seeds.values()), 4)
-               for (teacher, mode), seeds in curves.items()}
+    spreads = {
+        f"{teacher}/{mode}": round(max(max(c[-last:]) - min(c[-last:]) for c in seeds.values()), 4)
+        for (teacher, mode), seeds in curves.items()
+    }
     epochs = sorted({len(c) for seeds in curves.values() for c in seeds.values()})
-    return {"epochs": epochs, "last_epochs": last, "largest_val_spread": max(spreads.values()),
-            "val_spread_per_cell": spreads}
+    return {
+        "epochs": epochs,
+        "last_epochs": last,
+        "largest_val_spread": max(spreads.values()),
+        "val_spread_per_cell": spreads,
+    }
 
 
 def curves_plot(panels, path):
@@ -192,15 +246,21 @@ def cell(ms):
 
 def table(summary):
     sizes = summary["sizes"]
-    lines = [f"Student {summary['student']}: {sizes['train']:,} training images, "
-             f"{sizes['validation']:,} validation, {sizes['test']:,} test, "
-             f"{summary['epochs']} epochs, seeds {', '.join(map(str, summary['seeds']))}.", "",
-             "| teacher (params) | teacher acc | T* | uncalibrated | scale | replace |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"Student {summary['student']}: {sizes['train']:,} training images, "
+        f"{sizes['validation']:,} validation, {sizes['test']:,} test, "
+        f"{summary['epochs']} epochs, seeds {', '.join(map(str, summary['seeds']))}.",
+        "",
+        "| teacher (params) | teacher acc | T* | uncalibrated | scale | replace |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for t in summary["teachers"]:
-        lines.append(f"| {t['teacher']} ({t['params']:,}) | {100 * t['teacher_accuracy']:.2f} | "
-                     f"{t['temperature']:.3f} | " + " | ".join(
-                         cell(t["student"][mode]) for mode in MODES) + " |")
+        lines.append(
+            f"| {t['teacher']} ({t['params']:,}) | {100 * t['teacher_accuracy']:.2f} | "
+            f"{t['temperature']:.3f} | "
+            + " | ".join(cell(t["student"][mode]) for mode in MODES)
+            + " |"
+        )
     lines.append(f"| student alone | | | {cell(summary['alone'])} | | |")
     return lines
 
@@ -218,13 +278,21 @@ def main():
     names = [n for ns in LADDERS.values() for n in ns] + list(LOW_TEMPERATURE.values())
     curves = {name: histories(name) for name in names}
     plateaus = {name: plateau(c) for name, c in curves.items() if c}
-    summary = {"command": "bash docs/calibration/converged/run.sh", "students": students,
-               "plateau": plateaus}
+    summary = {
+        "command": "bash docs/calibration/converged/run.sh",
+        "students": students,
+        "plateau": plateaus,
+    }
     panels = []
-    for name, title in (("resnet8/others_ladder.json", "student resnet8 from teacher resnet8, T = 4"),
-                        ("cnn_small_t1_ladder.json", "student cnn_small from teacher resnet8, T = 1")):
-        by_mode = {mode: seeds for (teacher, mode), seeds in curves.get(name, {}).items()
-                   if teacher == "resnet8"}
+    for name, title in (
+        ("resnet8/others_ladder.json", "student resnet8 from teacher resnet8, T = 4"),
+        ("cnn_small_t1_ladder.json", "student cnn_small from teacher resnet8, T = 1"),
+    ):
+        by_mode = {
+            mode: seeds
+            for (teacher, mode), seeds in curves.get(name, {}).items()
+            if teacher == "resnet8"
+        }
         if by_mode:
             panels.append((title, by_mode))
     if panels:
@@ -241,8 +309,15 @@ def main():
     for name, student in students.items():
         print(name, "scale - replace (points):", student["scale_minus_replace_points"])
     for name, p in plateaus.items():
-        print(name, "epochs", p["epochs"], "largest validation spread over the last",
-              p["last_epochs"], "epochs:", p["largest_val_spread"])
+        print(
+            name,
+            "epochs",
+            p["epochs"],
+            "largest validation spread over the last",
+            p["last_epochs"],
+            "epochs:",
+            p["largest_val_spread"],
+        )
 
 
 if __name__ == "__main__":

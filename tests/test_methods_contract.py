@@ -164,16 +164,22 @@ def test_a_miss_names_the_registering_module(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("name", METHODS.names())
 def test_declared_features_decide_whether_a_logits_cache_is_refused(name):
-    """check() reads needs_features: a single-teacher method that reads the teacher's
-    features refuses a logits-only cache before any work; multi-teacher caches carry them."""
+    """The config reads needs_features when it is made: a single-teacher method that reads the
+    teacher's features refuses a logits-only source (a memory cache, fixed teaching) before any
+    work; multi-teacher caches carry the features; a method without a teacher refuses a cache."""
     method = METHODS.get(name)
     path = os.path.join(FLAGFILES, f"{name}.flags")
-    for extra in ("--teacher_cache=memory", "--teaching=fixed"):
-        config = experiment.RunConfig.from_flags([f"--flagfile={path}", extra])
+    if not method.needs_teacher:
+        with pytest.raises(ValueError, match=f"--teacher_cache: method '{name}' uses no teacher"):
+            experiment.RunConfig.from_flags([f"--flagfile={path}", "--teacher_cache=memory"])
+        return
+    # Teaching modes are single-teacher (a multi-teacher method refuses them for that reason).
+    extras = ["--teacher_cache=memory"] + ([] if method.multi_teacher else ["--teaching=fixed"])
+    for extra in extras:
         if method.needs_features and not method.multi_teacher:
             with pytest.raises(
                 ValueError, match=f"but --method={name} reads the teacher's intermediate features"
             ):
-                job.check(config)
+                experiment.RunConfig.from_flags([f"--flagfile={path}", extra])
         else:
-            job.check(config)
+            job.check(experiment.RunConfig.from_flags([f"--flagfile={path}", extra]))

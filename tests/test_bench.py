@@ -6,7 +6,7 @@ import statistics
 
 import pytest
 
-from tfkd import bench
+from tfkd import benchmarks as bench
 from tfkd.cli import bench as bench_cli
 from tfkd.cli import common
 

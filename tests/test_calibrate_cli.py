@@ -11,9 +11,10 @@ import keras
 import numpy as np
 import pytest
 
-from tfkd import calibration, data, experiment, export
+from tfkd import calibration, data, experiment
 from tfkd.cli import calibrate, common
 from tfkd.experiment import phases, tools
+from tfkd.exporting import student as export
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = [

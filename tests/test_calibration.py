@@ -9,8 +9,9 @@ import pytest
 import tensorflow as tf
 
 import tfkd
-from tfkd import calibration, export, targets
+from tfkd import calibration, targets
 from tfkd.calibration import TemperatureScaling
+from tfkd.exporting import student as export
 
 
 # ---- independent NumPy references ---------------------------------------------------------------

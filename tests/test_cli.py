@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from cli_helpers import config, run_distill
 
-from tfkd import data, experiment, export, models
+from tfkd import data, experiment, models
 from tfkd.cli import common, distill
+from tfkd.exporting import student as export
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DISTILL = os.path.join(ROOT, "bin", "distill")

@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfkd import data, experiment, export, export_report, models
+from tfkd import data, experiment, models
 from tfkd.cli import common
 from tfkd.cli import export as export_cli
 from tfkd.experiment import tools
+from tfkd.exporting import parity as export_report
+from tfkd.exporting import student as export
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPORT = os.path.join(ROOT, "bin", "export")

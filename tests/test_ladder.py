@@ -1,4 +1,4 @@
-"""bin/ladder and tfkd.experiment.ladder on tiny data: the rows against NumPy, the students
+"""bin/ladder and tfkd.experiment.calibration_ladder on tiny data: the rows against NumPy, the students
 against tfkd.experiment.run, resuming, and bad flags."""
 
 import dataclasses
@@ -14,7 +14,8 @@ import pytest
 
 from tfkd import data, experiment, models, training
 from tfkd.cli import ladder as ladder_cli
-from tfkd.experiment import job, ladder, phases
+from tfkd.experiment import calibration_ladder as ladder
+from tfkd.experiment import job, phases
 from tfkd.experiment.teaching_run import TeachingRun
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

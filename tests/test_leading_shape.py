@@ -7,7 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tfkd import losses, multi_teacher, partial_targets, targets
+from tfkd import losses, targets
+from tfkd import teacher_weighting as multi_teacher
+from tfkd.targets import hand_crafted as partial_targets
 
 SETTINGS = settings(max_examples=10, deadline=None, derandomize=True)
 SHAPES = st.tuples(st.integers(1, 3), st.integers(2, 4), st.integers(2, 6))

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from tfkd.data import lm
+from tfkd.data import language_modeling as lm
 
 TOKENIZER = lm.ByteTokenizer()
 START, END, PAD = 1, 2, 0

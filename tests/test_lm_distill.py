@@ -7,7 +7,7 @@ import tensorflow as tf
 from tiny_lms import TIME, batch, kl, softmax, tiny_lm
 
 from tfkd.lm import CausalLMDistiller
-from tfkd.models import lm as lm_models
+from tfkd.models import gpt as lm_models
 
 
 def _numpy_objective(teacher, student, x, y, weight, divergence, alpha, temperature=1.0, beta=0.5):

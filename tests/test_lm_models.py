@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tfkd.models import lm
+from tfkd.models import gpt as lm
 
 VOCABULARY, LENGTH = 64, 12
 

@@ -5,9 +5,9 @@ import os
 
 import pytest
 
-from tfkd.data import lm as lm_data
+from tfkd.data import language_modeling as lm_data
 from tfkd.lm import LMRunConfig, run
-from tfkd.models import lm as lm_models
+from tfkd.models import gpt as lm_models
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

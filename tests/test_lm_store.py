@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from tiny_lms import TIME, VOCABULARY, softmax, tiny_lm
 
-from tfkd.data.lm import TokenSplit
+from tfkd.data.language_modeling import TokenSplit
 from tfkd.lm import CausalLMDistiller
 from tfkd.lm.store import TopKStore, bytes_per_token
 

@@ -126,7 +126,7 @@ def test_multi_teacher_methods_standardize_the_kd_term_and_weigh_on_raw_logits(n
     logs = distiller.evaluate(x, y, batch_size=12, return_dict=True, verbose=0)
     zs, *zt = _logits([student, *teachers], x)
     weights = np.asarray(
-        tfkd.multi_teacher.teacher_weights(np.stack(zt).astype("float32"), y, name)
+        tfkd.teacher_weighting.teacher_weights(np.stack(zt).astype("float32"), y, name)
     )
     kl = np.stack(
         [

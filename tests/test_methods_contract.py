@@ -81,7 +81,7 @@ def test_declarations_are_consistent(name):
     assert (method.weighting is not None) == method.multi_teacher
     if method.multi_teacher:
         weighting, _ = method.weighting(method.resolve(_given(method)))
-        from tfkd import multi_teacher
+        from tfkd import teacher_weighting as multi_teacher
 
         assert weighting in multi_teacher.WEIGHTINGS
 

@@ -7,7 +7,7 @@ import tensorflow as tf
 from keras import ops
 
 import tfkd
-from tfkd import multi_teacher
+from tfkd import teacher_weighting as multi_teacher
 
 
 # ---- NumPy references, written from the CA-MKD paper / issue equations -------------------------

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from cli_helpers import config, run_distill
 
-from tfkd import data, multi_teacher
+from tfkd import data
+from tfkd import teacher_weighting as multi_teacher
 from tfkd.cli import common
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

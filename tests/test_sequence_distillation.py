@@ -10,7 +10,8 @@ import pytest
 import tensorflow as tf
 
 import tfkd
-from tfkd import losses, methods, multi_teacher
+from tfkd import losses, methods
+from tfkd import teacher_weighting as multi_teacher
 
 BATCH, TIME, FEATURES, CLASSES = 4, 5, 3, 4
 TEMPERATURE, ALPHA, RATE = 2.0, 0.7, 0.5

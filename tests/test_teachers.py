@@ -2,7 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from tfkd import export, models, teachers
+from tfkd import models, teachers
+from tfkd.exporting import student as export
 
 
 @pytest.fixture(scope="module")

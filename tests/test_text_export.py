@@ -8,9 +8,11 @@ import keras
 import numpy as np
 import pytest
 
-from tfkd import export, export_text, models, teachers
+from tfkd import models, teachers
 from tfkd.data import text, tokenizers
 from tfkd.data.tokenizers import text_inputs
+from tfkd.exporting import student as export
+from tfkd.exporting import text_signatures as export_text
 
 LENGTH, CLASSES = 12, 3
 

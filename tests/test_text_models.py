@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from tfkd import export, models, teachers
-from tfkd.models.text import BERT_SIZES, MaskedGlobalMaxPooling1D
+from tfkd import models, teachers
+from tfkd.exporting import student as export
+from tfkd.models.text_classifiers import BERT_SIZES, MaskedGlobalMaxPooling1D
 
 VOCABULARY, LENGTH, CLASSES = 100, 12, 3
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from tfkd.models import lm
+from tfkd.models import gpt as lm
 
 VOCABULARY, TIME = 24, 8
 

@@ -8,7 +8,8 @@ Numbers come from pure functions on NumPy arrays; the `plot_*` functions draw th
 import numpy as np
 import tensorflow as tf
 
-from tfkd import losses, partial_targets
+from tfkd import losses
+from tfkd.targets import hand_crafted as partial_targets
 
 
 def softmax(logits, temperature=1.0):

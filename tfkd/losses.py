@@ -4,7 +4,7 @@ Every function maps `[..., K]` logits (or probabilities) to `[...]` values, opta
 same function serves `[batch, K]` classifiers (-> `[batch]`) and `[batch, time, K]` sequence
 outputs (-> `[batch, time]`); integer labels have the leading shape `[...]`. Reduction over the
 elements (masks, sample weights, replicas under `tf.distribute`) is the distiller's job
-(`tfkd.distillers.base`), so that every term is averaged the same way. The exception is DIST's
+(`tfkd.distillers.distiller`), so that every term is averaged the same way. The exception is DIST's
 `dist_loss`, a statistic of a whole batch, which returns a scalar; the distiller gathers the
 global batch and passes it in.
 
@@ -237,7 +237,7 @@ def dist_loss(
     gamma, temperature its tau. No difference in the formula.
 
     The function reads the batch it is given: under tf.distribute the distiller gathers the
-    global batch first (`tfkd.distillers.base.gather_global_batch`) and differentiates
+    global batch first (`tfkd.distillers.distiller.gather_global_batch`) and differentiates
     `replica_scaled(dist_loss(...))`, so that 2 replicas take the step 1 replica takes.
 
     Args:

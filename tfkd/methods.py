@@ -80,7 +80,7 @@ class Method:
     min_teachers: the smallest teacher count the method runs with (0 without a teacher).
     needs_features: it reads intermediate layers, so the models need a layer graph.
     weighting: multi-teacher methods: `options -> (weighting name, fixed weights or None)`, the
-      logit weighting of `tfkd.multi_teacher.teacher_weights` the built distiller uses.
+      logit weighting of `tfkd.teacher_weighting.teacher_weights` the built distiller uses.
     """
 
     build: Callable

@@ -15,7 +15,7 @@ al. mix two independently cropped views of one batch instead). Parameters are ro
 storage dtype *before* the teacher sees the view, so the stored parameters re-make bit for bit
 the tensor the teacher saw.
 
-The stored target is `tfkd.partial_targets.kd_topk(softmax(z / T), k)` of the teacher's logits z
+The stored target is `tfkd.targets.hand_crafted.kd_topk(softmax(z / T), k)` of the teacher's logits z
 on the view: the k largest probabilities kept, the remaining mass spread uniformly over the
 other classes.
 
@@ -39,9 +39,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfkd import augment, checkpoint, partial_targets
+from tfkd import augment, checkpoint
 from tfkd.atomic import atomic_file
 from tfkd.data.pipeline import convert
+from tfkd.targets import hand_crafted
 
 LABELS, TEACHER_LOGITS = "labels", "teacher_logits"
 PROBABILITY_DTYPES = ("float16", "float32")
@@ -88,7 +89,7 @@ def expand_targets(indices, probabilities, num_classes):
         tf.one_hot(indices, num_classes, dtype=tf.float32) * probabilities[..., None], axis=-2
     )
     rows = kept * scattered - (1.0 - kept)
-    return partial_targets.kd_topk(rows, k)
+    return hand_crafted.kd_topk(rows, k)
 
 
 @dataclasses.dataclass

@@ -1,14 +1,14 @@
-"""`bin/bench`: flags -> BenchConfig -> tfkd.bench.run.
+"""`bin/bench`: flags -> BenchConfig -> tfkd.benchmarks.run.
 
     bin/bench                                   # resnet56 -> resnet20, 32x32x3, batch 128
     bin/bench --teacher=cnn_small --student=cnn_small --steps=2 --repetitions=2 --rss=none
 
-See `tfkd.bench` for what is measured and how.
+See `tfkd.benchmarks` for what is measured and how.
 """
 
 import shlex
 
-from tfkd import bench
+from tfkd import benchmarks as bench
 from tfkd.cli import common
 from tfkd.experiment.command_line import CommandLine
 

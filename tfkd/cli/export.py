@@ -6,10 +6,10 @@ size and latency report (export_report.json, export_report.md).
 
 from absl import flags
 
-from tfkd import export
 from tfkd.cli import common
 from tfkd.cli import flags as flag_table
 from tfkd.experiment import tools
+from tfkd.exporting import student as export
 
 PROGRAM = "bin/export"
 DOC = (

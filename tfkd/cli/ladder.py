@@ -1,5 +1,5 @@
 """`bin/ladder`: flags -> RunConfig + the ladder's teachers, modes and seeds ->
-tfkd.experiment.ladder.run_ladder.
+tfkd.experiment.calibration_ladder.run_ladder.
 
 Takes every bin/distill flag (data, training, --method and its options, --teaching, --curriculum,
 --student, --teacher_epochs, --baseline, --output_dir, ...) except the ones the ladder sets
@@ -9,7 +9,8 @@ itself: --teacher and --teachers (the teachers are --ladder_teachers) and --cali
 
 from tfkd.cli import common
 from tfkd.cli import flags as flag_table
-from tfkd.experiment import command_line, ladder
+from tfkd.experiment import calibration_ladder as ladder
+from tfkd.experiment import command_line
 from tfkd.settings import ConfigError
 
 PROGRAM = "bin/ladder"

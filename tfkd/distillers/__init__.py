@@ -8,7 +8,7 @@ new module here and nothing else changes.
 import importlib
 import pkgutil
 
-from tfkd.distillers.base import Distiller, check_class_counts, global_mean
+from tfkd.distillers.distiller import Distiller, check_class_counts, global_mean
 
 __all__ = ["Distiller", "check_class_counts", "global_mean"]
 

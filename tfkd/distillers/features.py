@@ -7,7 +7,8 @@ shape with a trainable adapter that trains with the student and is never exporte
 
 import keras
 
-from tfkd import methods, multi_teacher
+from tfkd import methods
+from tfkd import teacher_weighting as multi_teacher
 
 HINT_WEIGHT = methods.Option(
     "hint_weight",
@@ -27,7 +28,7 @@ def feature_view(model, layer_name, role, name, flag="feature_layer"):
 
 
 class ResizeFeatures(keras.layers.Layer):
-    """[B, H, W, C] -> [B, h, w, C] with `tfkd.multi_teacher.resize_features`."""
+    """[B, H, W, C] -> [B, h, w, C] with `tfkd.teacher_weighting.resize_features`."""
 
     def __init__(self, size, **kwargs):
         super().__init__(**kwargs)

@@ -14,8 +14,9 @@ regressor trains with the student and is never exported. mdistiller trains FitNe
 import keras
 from keras import ops
 
-from tfkd import models, multi_teacher, teaching
-from tfkd.distillers.base import Distiller
+from tfkd import models, teaching
+from tfkd import teacher_weighting as multi_teacher
+from tfkd.distillers.distiller import Distiller
 from tfkd.distillers.features import HINT_WEIGHT, build_adapter, feature_view
 from tfkd.methods import ALPHA, METHODS, TEMPERATURE, Method, Option
 

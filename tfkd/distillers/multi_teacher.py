@@ -7,7 +7,7 @@ Distillation", Eq. 1-9, and the authors' code github.com/Rorozhl/CA-MKD):
     L = CE(y, z_S) + lambda1 * sum_k w_k T^2 KL(softmax(z_k/T) || softmax(z_S/T))
                    + lambda2 * sum_k w'_k MSE(F_k, r_k(h_S))
 
-w comes from `tfkd.multi_teacher.teacher_weights`. The feature term matches the student's
+w comes from `tfkd.teacher_weighting.teacher_weights`. The feature term matches the student's
 feature map h_S, resized to teacher k's spatial size and mapped by a trainable adapter r_k
 (1x1 convolution + batch norm + ReLU; dense + ReLU for vectors), to teacher k's feature map F_k.
 Its weights w' are CA-MKD's confidence weights of CE(y, head_k(r_k(h_S))), head_k being teacher
@@ -23,8 +23,14 @@ adapters train with the student and are not part of it.
 import keras
 from keras import ops
 
-from tfkd import losses, methods, models, multi_teacher
-from tfkd.distillers.base import LOGIT_STANDARDIZATION, Distiller, check_class_counts, check_logits
+from tfkd import losses, methods, models
+from tfkd import teacher_weighting as multi_teacher
+from tfkd.distillers.distiller import (
+    LOGIT_STANDARDIZATION,
+    Distiller,
+    check_class_counts,
+    check_logits,
+)
 from tfkd.distillers.features import (  # noqa: F401  (ResizeFeatures: re-exported)
     HINT_WEIGHT,
     ResizeFeatures,
@@ -106,7 +112,7 @@ class MultiTeacherDistiller(Distiller):
             variable set by a callback that `fit` adds; `train_on_batch` or a custom loop that
             does not set `distiller.epoch` therefore never includes the feature term.
         official_scaling: apply the authors' code's extra factors (see
-            `tfkd.multi_teacher.official_factors`): 1/K on CA-MKD's both terms, (K-1)/K on EBKD's.
+            `tfkd.teacher_weighting.official_factors`): 1/K on CA-MKD's both terms, (K-1)/K on EBKD's.
         fixed_weights: K relative weights for `weighting="fixed"`.
         feature_weight_gradient: let the gradient flow through CA-MKD's w' (authors' code)
             instead of treating w' as a constant.

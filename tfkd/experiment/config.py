@@ -15,10 +15,11 @@ import dataclasses
 from typing import Optional
 
 from tfkd import augment as augmentation
-from tfkd import calibration, curriculum, export, fast_teacher, targets, teaching, training
+from tfkd import calibration, curriculum, fast_teacher, targets, teaching, training
 from tfkd.data import DataConfig
 from tfkd.experiment import validation
 from tfkd.experiment.command_line import CommandLine
+from tfkd.exporting import student as export
 from tfkd.settings import OUTPUT, REPORT, STUDENT, TEACHER, check, setting
 from tfkd.training import TrainConfig
 

@@ -8,11 +8,12 @@ loads the finished phases and resumes the interrupted one from its last complete
 import os
 import time
 
-from tfkd import data, export, methods, teachers
+from tfkd import data, methods, teachers
 from tfkd.experiment import phases, report, run_report
 from tfkd.experiment.config import RunConfig
 from tfkd.experiment.teaching_run import TeachingRun
 from tfkd.experiment.workdir import WorkDir, disk_error
+from tfkd.exporting import student as export
 from tfkd.settings import ConfigError
 
 

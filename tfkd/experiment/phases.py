@@ -13,22 +13,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfkd import (
-    calibration,
-    checkpoint,
-    curriculum,
-    data,
-    export,
-    fast_teacher,
-    models,
-    teachers,
-    training,
-)
+from tfkd import calibration, checkpoint, curriculum, data, fast_teacher, models, teachers, training
 from tfkd import callbacks as run_callbacks
 from tfkd.callbacks import BatchValueRecorder, TestMonitor
 from tfkd.data import pipeline
 from tfkd.distillers import Distiller
 from tfkd.experiment import validation
+from tfkd.exporting import student as export
 from tfkd.methods import METHODS
 from tfkd.settings import ConfigError
 
@@ -209,7 +200,7 @@ def train_classifier(arch, bundle, strategy, schedule, work, phase, seed, verbos
     with strategy.scope():
         if strategy.extended._in_multi_worker_mode():
             # Cross-entropy through a teacher-less Distiller, whose step logs Keras can reduce
-            # across workers (see tfkd.distillers.base.per_worker_logs).
+            # across workers (see tfkd.distillers.distiller.per_worker_logs).
             trainer = Distiller(
                 model,
                 None,

@@ -4,7 +4,8 @@ import os
 
 import numpy as np
 
-from tfkd import data, methods, multi_teacher
+from tfkd import data, methods
+from tfkd import teacher_weighting as multi_teacher
 
 
 def is_chief(strategy):
@@ -19,7 +20,7 @@ def predict_all(models, x, batch_size=256):
 
 def weighting_of(method, options):
     """The logit weighting the method declares (`Method.weighting`), as
-    `tfkd.multi_teacher.teacher_weights` names it: (name, fixed weights or None)."""
+    `tfkd.teacher_weighting.teacher_weights` names it: (name, fixed weights or None)."""
     declared = methods.METHODS.get(method).weighting
     if declared is None:
         raise ValueError(f"method {method!r} declares no teacher weighting")

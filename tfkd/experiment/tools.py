@@ -18,10 +18,11 @@ import time
 
 import numpy as np
 
-from tfkd import analysis, calibration, data, export, models, teachers
+from tfkd import analysis, calibration, data, models, teachers
 from tfkd.atomic import replace, write_text
 from tfkd.data.superclass import superclass_map
 from tfkd.experiment import phases
+from tfkd.exporting import student as export
 from tfkd.models.introspection import classifier_weights
 
 EXPORT_FORMATS = ("savedmodel", "tflite", "tflite_fp16", "tflite_dynamic", "tflite_int8")
@@ -121,15 +122,15 @@ def export_model(
     verbose=True,
 ):
     """Exports the `.keras` classifier at path `model` into `output_dir` and measures every
-    format against it on the test split (`tfkd.export.export_student`).
+    format against it on the test split (`tfkd.exporting.student.export_student`).
 
     Args:
       model: a .keras file whose input shape [batch, ...example] is fixed and fits the data.
       data_config: the `DataConfig` of the data set: tflite_int8 calibrates on its training
         split only (seeded by its seed), parity and accuracy are measured on its test split.
       output_dir: the folder written; it appears only when the export succeeds.
-      formats: names from `tfkd.export.FORMATS`, in the order written.
-      int8_io: tflite_int8 input/output tensors, one of `tfkd.export.INT8_IO`.
+      formats: names from `tfkd.exporting.student.FORMATS`, in the order written.
+      int8_io: tflite_int8 input/output tensors, one of `tfkd.exporting.student.INT8_IO`.
       representative_samples, latency_calls, throughput_batch_size, num_threads: integers >= 1
         (int8 calibration examples, timed single-example calls, batch size of the accuracy and
         throughput pass, LiteRT interpreter threads).

@@ -8,7 +8,8 @@ counts, input shapes) or on files (a teacher path) is checked when the run start
 (`tfkd.experiment.job.check`, `TeachingRun`).
 """
 
-from tfkd import export, methods, models
+from tfkd import methods, models
+from tfkd.exporting import student as export
 from tfkd.settings import ConfigError, check_value
 
 NONE = "none"

@@ -20,13 +20,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfkd.data import lm as lm_data
+from tfkd.data import language_modeling as lm_data
+from tfkd.lm.arguments import parse_flags
 from tfkd.lm.distiller import CausalLMDistiller
-from tfkd.lm.flags import parse_flags
 from tfkd.lm.objective import DIVERGENCE_NAMES
 from tfkd.lm.sampling import sample_completions
 from tfkd.lm.store import TopKStore, check_k
-from tfkd.models import lm as lm_models
+from tfkd.models import gpt as lm_models
 
 STDLIB = "stdlib"
 

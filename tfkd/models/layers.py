@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from tfkd.models.base import CLASSIFIER, POOLED
+from tfkd.models.zoo import CLASSIFIER, POOLED
 
 
 def conv2d(filters, kernel_size, initializers, name, strides=1, use_bias=False):

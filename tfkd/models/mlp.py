@@ -4,7 +4,7 @@ import functools
 
 import keras
 
-from tfkd.models.base import CLASSIFIER, FEATURES, MODELS, POOLED, Architecture
+from tfkd.models.zoo import CLASSIFIER, FEATURES, MODELS, POOLED, Architecture
 
 
 def mlp_body(x, num_classes, initializers, hidden_sizes):

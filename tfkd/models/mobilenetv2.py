@@ -7,8 +7,8 @@ import functools
 
 import keras
 
-from tfkd.models.base import FEATURES, MODELS, Architecture
 from tfkd.models.layers import batch_norm, conv2d, pool_and_classify
+from tfkd.models.zoo import FEATURES, MODELS, Architecture
 
 # (expansion, output channels, repeats, first stride) per stage, expansion None -> the model's.
 _STAGES = (

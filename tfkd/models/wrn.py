@@ -6,8 +6,8 @@ import functools
 
 import keras
 
-from tfkd.models.base import FEATURES, MODELS, Architecture
 from tfkd.models.layers import batch_norm, conv2d, pool_and_classify
+from tfkd.models.zoo import FEATURES, MODELS, Architecture
 
 
 def _preactivation_block(x, filters, strides, initializers, name):

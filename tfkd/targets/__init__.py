@@ -3,11 +3,13 @@ distribution [..., K].
 
 `build_target(name, **options)` builds any registered transform; importing this package
 registers them all (temperature, calibrated, label_smoothing, kd_pt, kd_sim, kd_pt_sim, kd_topk,
-kd_rel). The partial targets' pure functions are `tfkd.partial_targets`; `standardize_logits` is
+kd_rel). The partial targets' pure functions are `tfkd.targets.hand_crafted`; `standardize_logits` is
 the logit standardization applied to teacher and student logits alike.
 """
 
-from tfkd.partial_targets import (
+from tfkd.targets.calibrated import CALIBRATION_MODES, CalibratedSoftmax
+from tfkd.targets.catalog import TARGETS, TemperatureSoftmax, build_target
+from tfkd.targets.hand_crafted import (
     kd_pt,
     kd_pt_sim,
     kd_rel,
@@ -15,8 +17,6 @@ from tfkd.partial_targets import (
     kd_topk,
     label_smoothing,
 )
-from tfkd.targets.base import TARGETS, TemperatureSoftmax, build_target
-from tfkd.targets.calibrated import CALIBRATION_MODES, CalibratedSoftmax
 from tfkd.targets.partial import (
     TARGET_CLASSES,
     LabelSmoothingTarget,

@@ -3,7 +3,7 @@ model calibration" (`--calibrate_teacher`, `tfkd.calibration`)."""
 
 from keras import ops
 
-from tfkd.targets.base import TARGETS
+from tfkd.targets.catalog import TARGETS
 
 CALIBRATION_MODES = ("scale", "replace")
 

@@ -1,12 +1,12 @@
 """Partial-distillation teacher targets (Tang et al., arXiv:2002.03532) as registered transforms
 `transform(teacher_logits, labels) -> [..., K]`, wrapping the pure functions of
-`tfkd.partial_targets`."""
+`tfkd.targets.hand_crafted`."""
 
 import numpy as np
 from keras import ops
 
-from tfkd import partial_targets
-from tfkd.targets.base import TARGETS
+from tfkd.targets import hand_crafted
+from tfkd.targets.catalog import TARGETS
 
 
 class _TeacherProbs:
@@ -29,11 +29,11 @@ class LabelSmoothingTarget:
     needs_teacher = False
 
     def __init__(self, num_classes, epsilon=0.1):
-        partial_targets.label_smoothing(np.zeros(1, "int32"), num_classes, epsilon)  # checks
+        hand_crafted.label_smoothing(np.zeros(1, "int32"), num_classes, epsilon)  # checks
         self.num_classes, self.epsilon = int(num_classes), float(epsilon)
 
     def __call__(self, teacher_logits, labels):
-        return partial_targets.label_smoothing(labels, self.num_classes, self.epsilon)
+        return hand_crafted.label_smoothing(labels, self.num_classes, self.epsilon)
 
 
 class PtTarget(_TeacherProbs):
@@ -43,7 +43,7 @@ class PtTarget(_TeacherProbs):
         super().__init__(temperature)
 
     def __call__(self, teacher_logits, labels):
-        return partial_targets.kd_pt(self.teacher_probs(teacher_logits), labels)
+        return hand_crafted.kd_pt(self.teacher_probs(teacher_logits), labels)
 
 
 class SimTarget:
@@ -53,15 +53,13 @@ class SimTarget:
 
     def __init__(self, classifier_weights, sim_beta=1.0, sim_temperature=0.1):
         classifier_weights = np.asarray(classifier_weights, "float32")
-        partial_targets.similarity_targets(classifier_weights, sim_beta, sim_temperature)
+        hand_crafted.similarity_targets(classifier_weights, sim_beta, sim_temperature)
         self.classifier_weights = ops.convert_to_tensor(classifier_weights)
         self.beta, self.sim_temperature = sim_beta, sim_temperature
 
     def __call__(self, teacher_logits, labels):
         # Recomputing the [K, K] table costs one K x F product per step: nothing next to a model.
-        return partial_targets.kd_sim(
-            self.classifier_weights, labels, self.beta, self.sim_temperature
-        )
+        return hand_crafted.kd_sim(self.classifier_weights, labels, self.beta, self.sim_temperature)
 
 
 class PtSimTarget(_TeacherProbs):
@@ -74,14 +72,14 @@ class PtSimTarget(_TeacherProbs):
         classifier_weights = np.asarray(classifier_weights, "float32")
         uniform = np.full((1, len(classifier_weights)), 1.0 / len(classifier_weights), "float32")
         # Checks every argument once, eagerly, rather than at the first training step.
-        partial_targets.kd_pt_sim(
+        hand_crafted.kd_pt_sim(
             uniform, classifier_weights, np.zeros(1, "int32"), gamma, sim_beta, sim_temperature
         )
         self.classifier_weights = ops.convert_to_tensor(classifier_weights)
         self.gamma, self.beta, self.sim_temperature = gamma, sim_beta, sim_temperature
 
     def __call__(self, teacher_logits, labels):
-        return partial_targets.kd_pt_sim(
+        return hand_crafted.kd_pt_sim(
             self.teacher_probs(teacher_logits),
             self.classifier_weights,
             labels,
@@ -99,7 +97,7 @@ class TopkTarget(_TeacherProbs):
         self.topk = topk
 
     def __call__(self, teacher_logits, labels):
-        return partial_targets.kd_topk(self.teacher_probs(teacher_logits), self.topk)
+        return hand_crafted.kd_topk(self.teacher_probs(teacher_logits), self.topk)
 
 
 class RelTarget:
@@ -108,14 +106,12 @@ class RelTarget:
     needs_teacher = False
 
     def __init__(self, superclass_of, p_gt=0.7, p_same=0.05, p_other=0.005):
-        partial_targets.kd_rel(np.zeros(1, "int32"), superclass_of, p_gt, p_same, p_other)
+        hand_crafted.kd_rel(np.zeros(1, "int32"), superclass_of, p_gt, p_same, p_other)
         self.superclass_of = np.asarray(superclass_of, "int32")
         self.p_gt, self.p_same, self.p_other = p_gt, p_same, p_other
 
     def __call__(self, teacher_logits, labels):
-        return partial_targets.kd_rel(
-            labels, self.superclass_of, self.p_gt, self.p_same, self.p_other
-        )
+        return hand_crafted.kd_rel(labels, self.superclass_of, self.p_gt, self.p_same, self.p_other)
 
 
 TARGET_CLASSES = {

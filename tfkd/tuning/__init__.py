@@ -23,7 +23,6 @@ The objective is the final student's accuracy on the validation split (`val_accu
 """
 
 from tfkd.tuning.hypermodel import OBJECTIVE, DistillerHyperModel
-from tfkd.tuning.job import tune
 from tfkd.tuning.search import (
     MAX_CONSECUTIVE_FAILURES,
     SETUP_ERRORS,
@@ -41,6 +40,7 @@ from tfkd.tuning.search import (
     run_search,
     trials_table,
 )
+from tfkd.tuning.shared_teachers import shared_teachers
 from tfkd.tuning.space import (
     TRAINING_HYPERPARAMETERS,
     Hyperparameter,
@@ -51,7 +51,7 @@ from tfkd.tuning.space import (
     read_search_space,
     tunables,
 )
-from tfkd.tuning.teachers import shared_teachers
+from tfkd.tuning.tuner import tune
 
 __all__ = [
     "MAX_CONSECUTIVE_FAILURES",

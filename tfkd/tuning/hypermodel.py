@@ -13,8 +13,8 @@ from tfkd import experiment
 from tfkd.experiment import job
 from tfkd.experiment.config import COMMAND_LINE
 from tfkd.settings import ConfigError
+from tfkd.tuning.shared_teachers import shared_teachers
 from tfkd.tuning.space import TRAINING_HYPERPARAMETERS, parse_search_space
-from tfkd.tuning.teachers import shared_teachers
 
 OBJECTIVE = "val_accuracy"
 RUNS_FOLDER = "runs"  # trial runs of tuners that do not name a folder (keras-tuner's own)
@@ -32,7 +32,7 @@ class DistillerHyperModel(keras_tuner.HyperModel):
     ["val_accuracy"]`, so `bin/distill` with the trial's flags reproduces it.
 
     Teachers given as architectures are trained once, before the first trial, in
-    `<directory>/teachers/` (see `tfkd.tuning.teachers.shared_teachers`).
+    `<directory>/teachers/` (see `tfkd.tuning.shared_teachers.shared_teachers`).
 
     Args:
       config: the `tfkd.experiment.RunConfig` of the search; `schedule.epochs` is the trial

@@ -11,16 +11,18 @@ import os
 import shutil
 import time
 
-from tfkd import data, export, settings
+from tfkd import data, settings
 from tfkd.atomic import write_text
 from tfkd.experiment import job, phases
 from tfkd.experiment import report as run_report
 from tfkd.experiment.teaching_run import TeachingRun
 from tfkd.experiment.workdir import WorkDir
-from tfkd.tuning import report, search
+from tfkd.exporting import student as export
+from tfkd.tuning import search
+from tfkd.tuning import trials as report
 from tfkd.tuning.hypermodel import OBJECTIVE, DistillerHyperModel, finished_results
+from tfkd.tuning.shared_teachers import teacher_specs
 from tfkd.tuning.space import parse_search_space, read_search_space
-from tfkd.tuning.teachers import teacher_specs
 
 SEARCH_FILE = "search.json"
 TUNER_FOLDER = "tuner"

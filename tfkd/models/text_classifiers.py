@@ -18,7 +18,7 @@ import dataclasses
 
 import keras
 
-from tfkd.models.base import CLASSIFIER, POOLED, Initializers
+from tfkd.models.zoo import CLASSIFIER, POOLED, Initializers
 from tfkd.registry import Registry
 
 # Their own registry: the image and vector zoo (`MODELS`) keeps its (input_shape, mean,

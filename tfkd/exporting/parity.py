@@ -24,8 +24,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfkd import data
-from tfkd import export_formats as export
 from tfkd.atomic import write_text
+from tfkd.exporting import formats as export
 
 JSON_NAME, MARKDOWN_NAME = "export_report.json", "export_report.md"
 GOALS = {"float32_agreement": 0.999, "int8_accuracy_drop": 0.01, "int8_size_ratio": 0.3}

@@ -98,7 +98,7 @@ def build(
         seed: optional integer; when given every kernel initialiser is seeded from it, so two
             builds with the same seed have identical weights. The global Keras seed is not
             touched.
-        vocabulary_size: text models only (`tfkd.models.text`): the tokenizer's vocabulary
+        vocabulary_size: text models only (`tfkd.models.text_classifiers`): the tokenizer's vocabulary
             size; their input_shape is (sequence_length,) and mean and variance are unused.
 
     Returns:
@@ -108,7 +108,7 @@ def build(
         its BatchNormalization layers are synchronised (statistics of the global batch), so a
         step on N replicas is the step on one; the setting is saved with the model.
     """
-    from tfkd.models.text import TEXT_MODELS, build_text
+    from tfkd.models.text_classifiers import TEXT_MODELS, build_text
 
     if name in TEXT_MODELS:
         return build_text(

@@ -18,10 +18,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfkd import export_formats
 from tfkd.atomic import atomic_path
 from tfkd.data.tokenizers import text_inputs
-from tfkd.export_report import compare
+from tfkd.exporting import formats as export_formats
+from tfkd.exporting.parity import compare
 
 SERVE_TEXT = "serve_text"
 TEXT_INPUT_NAME = "texts"

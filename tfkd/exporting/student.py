@@ -22,8 +22,9 @@ import tempfile
 
 import keras
 
-from tfkd import checkpoint, export_report
-from tfkd.export_formats import (  # noqa: F401 - the public names of tfkd.export
+from tfkd import checkpoint
+from tfkd.exporting import parity as export_report
+from tfkd.exporting.formats import (  # noqa: F401 - the public names of tfkd.exporting.student
     DEFAULT_FORMATS,
     FILE_NAMES,
     FORMATS,
@@ -81,7 +82,7 @@ def export_student(
       formats: names from FORMATS (sequence or comma string).
       test_data: optional (x, y) test split, x raw (uint8 images) or already float. With it,
         every format is measured against the Keras student and `export_report.json` and
-        `export_report.md` are written (see `tfkd.export_report`).
+        `export_report.md` are written (see `tfkd.exporting.parity`).
       verbose: show a progress bar.
       train_images: training-split inputs [N, *shape]; required for tflite_int8, whose
         calibration examples come from here only.
@@ -93,7 +94,7 @@ def export_student(
       report_options: keyword arguments of `export_report.build_report` (latency_calls,
         batch_size, num_threads).
       tokenizer: text students (dict inputs of token ids) only: the data's `TextTokenizer`,
-        put inside the SavedModel's `serve_text` signature (`tfkd.export_text`).
+        put inside the SavedModel's `serve_text` signature (`tfkd.exporting.text_signatures`).
     Returns:
       The `exports` entry of `results.json`: file names relative to `output_dir` by format,
       and, with test data, `tflite_accuracy` / `tflite_agreement` of the float32 TFLite model
@@ -101,7 +102,7 @@ def export_student(
     """
     formats = check_formats(formats)
     if isinstance(getattr(student, "input", None), dict):
-        from tfkd import export_text
+        from tfkd.exporting import text_signatures as export_text
 
         return export_text.export_text_student(
             student, output_dir, formats, test_data, tokenizer, verbose=verbose, overwrite=overwrite

@@ -1,9 +1,9 @@
 """Student export formats: writing `.keras`, SavedModel and TFLite files, and running them.
 
-The lower layer of `tfkd.export`: `tfkd.export_report` measures with these functions and
-`tfkd.export.export_student` writes every format and the report, so neither imports the other's
+The lower layer of `tfkd.exporting.student`: `tfkd.exporting.parity` measures with these functions and
+`tfkd.exporting.student.export_student` writes every format and the report, so neither imports the other's
 importer. Formats, file names and the SavedModel / TFLite conventions are described in
-`tfkd.export`.
+`tfkd.exporting.student`.
 """
 
 import keras

@@ -445,7 +445,13 @@ def own_peak_rss_mb():
 
 def _child_rss(config, name):
     """Peak RSS (MB) of a fresh process that builds and runs only `name`."""
-    command = [sys.executable, "-m", "tfkd.bench", json.dumps(dataclasses.asdict(config)), name]
+    command = [
+        sys.executable,
+        "-m",
+        "tfkd.benchmarks",
+        json.dumps(dataclasses.asdict(config)),
+        name,
+    ]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     done = subprocess.run(
         command,
@@ -499,5 +505,5 @@ def run(config, command="bin/bench"):
     return report
 
 
-if __name__ == "__main__":  # the peak-RSS child of `run`: python -m tfkd.bench CONFIG VARIANT
+if __name__ == "__main__":  # the peak-RSS child of `run`: python -m tfkd.benchmarks CONFIG VARIANT
     rss_child(BenchConfig(**json.loads(sys.argv[1])), sys.argv[2])

@@ -1,0 +1,1 @@
+"""Student export: formats, their parity report, and text signatures."""

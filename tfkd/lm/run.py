@@ -64,6 +64,7 @@ class LMRunConfig:
     baseline: bool = True
     samples: int = 3
     seed: int = 0
+    data_seed: int = -1  # the corpus sample and split; -1: --seed
     output_dir: str = ""
 
     def check(self):
@@ -119,9 +120,10 @@ def evaluate(model, data, batch_size):
 
 
 def load_data(config):
+    data_seed = config.seed if config.data_seed < 0 else config.data_seed
     if config.dataset == STDLIB:
         path = os.path.join(config.output_dir, "corpus.txt")
-        lm_data.build_stdlib_corpus(path, seed=config.seed, max_bytes=config.corpus_bytes)
+        lm_data.build_stdlib_corpus(path, seed=data_seed, max_bytes=config.corpus_bytes)
     else:
         path = config.dataset[len("lm:") :]
     return lm_data.load_lm(
@@ -130,7 +132,7 @@ def load_data(config):
         split_by=config.split_by,
         validation_fraction=config.validation_fraction,
         test_fraction=config.test_fraction,
-        seed=config.seed,
+        seed=data_seed,
         prompt_column=config.prompt_column or None,
         completion_column=config.completion_column or None,
     )

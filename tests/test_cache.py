@@ -10,7 +10,7 @@ import tensorflow as tf
 from tensorflow.python.framework import config as tf_config
 
 import tfkd
-from tfkd import cache, teaching
+from tfkd.teacher import cache, teaching
 
 SHAPE, CLASSES = (12, 12, 3), 4
 

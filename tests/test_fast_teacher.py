@@ -1,11 +1,11 @@
-"""Folded batch norm, bfloat16 teachers and the soft-target check (tfkd.fast_teacher)."""
+"""Folded batch norm, bfloat16 teachers and the soft-target check (tfkd.teacher.serving)."""
 
 import keras
 import numpy as np
 import pytest
 
 import tfkd
-from tfkd import fast_teacher
+from tfkd.teacher import serving
 
 
 def _trained(name, input_shape=(16, 16, 3), classes=5, steps=3, seed=0):
@@ -35,9 +35,9 @@ def test_folded_model_gives_the_same_logits_and_leaves_the_original_alone(name):
     moving = [bn.moving_variance.numpy() for bn in _batch_norms(model)]
     assert not all(np.allclose(v, 1.0) for v in moving)  # the statistics moved
     before = [w.copy() for w in model.get_weights()]
-    folded = fast_teacher.fold_batch_norm(model)
+    folded = serving.fold_batch_norm(model)
     reference = model(x, training=False).numpy()
-    assert _relative_error(reference, folded(x, training=False)) <= fast_teacher.FOLD_TOLERANCE
+    assert _relative_error(reference, folded(x, training=False)) <= serving.FOLD_TOLERANCE
     assert len(_batch_norms(folded)) < len(_batch_norms(model))
     for old, new in zip(before, model.get_weights()):
         np.testing.assert_array_equal(old, new)
@@ -47,7 +47,7 @@ def test_folded_model_gives_the_same_logits_and_leaves_the_original_alone(name):
 def test_only_batch_norms_right_after_a_foldable_layer_fold():
     """WRN's pre-activation batch norms follow an Add; a conv read by two layers keeps its BN."""
     model, x = _trained("wrn_16_1")
-    folded = fast_teacher.fold_batch_norm(model)
+    folded = serving.fold_batch_norm(model)
     kept = {layer.name for layer in _batch_norms(folded)}
     assert "final_bn" in kept and "stage1_block0_bn1" in kept
     assert "stage1_block0_bn2" not in kept  # conv1 -> bn2 folds
@@ -58,7 +58,7 @@ def test_only_batch_norms_right_after_a_foldable_layer_fold():
     outputs = keras.layers.Dense(2)(keras.layers.Flatten()(keras.layers.Add()([normed, conv])))
     branchy = keras.Model(inputs, outputs)
     branchy.get_layer("bn").moving_mean.assign([0.5, -1.0, 2.0])
-    assert [layer.name for layer in _batch_norms(fast_teacher.fold_batch_norm(branchy))] == ["bn"]
+    assert [layer.name for layer in _batch_norms(serving.fold_batch_norm(branchy))] == ["bn"]
 
 
 def test_dense_then_batch_norm_folds_to_the_numpy_affine_map():
@@ -79,7 +79,7 @@ def test_dense_then_batch_norm_folds_to_the_numpy_affine_map():
     model.get_layer("bn").set_weights([gamma, beta, mean, variance])
     x = rng.normal(size=(5, 4)).astype("float32")
     expected = gamma * (x @ kernel + bias - mean) / np.sqrt(variance + 1e-3) + beta
-    folded = fast_teacher.fold_batch_norm(model)
+    folded = serving.fold_batch_norm(model)
     assert not _batch_norms(folded)
     np.testing.assert_allclose(folded(x).numpy(), expected, rtol=1e-5, atol=1e-5)
 
@@ -88,33 +88,33 @@ def test_soft_target_difference_is_the_largest_probability_gap():
     reference = np.array([[0.0, 0.0], [2.0, 0.0]])
     fast = np.array([[0.0, 0.0], [0.0, 0.0]])
     gap = np.exp(1.0) / (np.exp(1.0) + 1.0) - 0.5  # softmax([2, 0] / 2)[0] - 1/2
-    assert fast_teacher.soft_target_difference(reference, fast, 2.0) == pytest.approx(gap)
-    assert fast_teacher.check_soft_targets(reference, fast, 2.0, gap + 1e-9) == pytest.approx(gap)
+    assert serving.soft_target_difference(reference, fast, 2.0) == pytest.approx(gap)
+    assert serving.check_soft_targets(reference, fast, 2.0, gap + 1e-9) == pytest.approx(gap)
     with pytest.raises(ValueError, match="max \\|softmax"):
-        fast_teacher.check_soft_targets(reference, fast, 2.0, gap - 1e-6)
+        serving.check_soft_targets(reference, fast, 2.0, gap - 1e-6)
 
 
 def test_bfloat16_teacher_is_checked_and_fails_loudly_past_the_tolerance():
     model, x = _trained("cnn_small")
-    fast = fast_teacher.fast_teacher(model, "bfloat16", check_inputs=x, temperature=4.0)
+    fast = serving.fast_teacher(model, "bfloat16", check_inputs=x, temperature=4.0)
     assert fast.get_layer("conv0").dtype_policy.name == "bfloat16"
     assert fast.output.dtype == "float32"
-    difference = fast_teacher.soft_target_difference(
+    difference = serving.soft_target_difference(
         model.predict(x, verbose=0), fast.predict(x, verbose=0), 4.0
     )
-    assert 0 < difference <= fast_teacher.BFLOAT16_TOLERANCE
+    assert 0 < difference <= serving.BFLOAT16_TOLERANCE
     with pytest.raises(ValueError, match="exceeds the tolerance 0"):
-        fast_teacher.fast_teacher(model, "bfloat16", check_inputs=x, tolerance=0.0)
+        serving.fast_teacher(model, "bfloat16", check_inputs=x, tolerance=0.0)
 
 
 def test_bad_arguments_are_named():
     model, _ = _trained("cnn_small", steps=1)
     with pytest.raises(ValueError, match="precision must be one of float32, bfloat16"):
-        fast_teacher.fast_teacher(model, "float16")
+        serving.fast_teacher(model, "float16")
 
     class Subclassed(keras.Model):
         def call(self, x):
             return x
 
     with pytest.raises(ValueError, match="model must be a functional keras.Model"):
-        fast_teacher.fold_batch_norm(Subclassed())
+        serving.fold_batch_norm(Subclassed())

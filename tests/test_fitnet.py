@@ -107,7 +107,7 @@ def test_default_layers_are_the_zoo_features_and_missing_layers_name_the_flag():
 
 
 def test_fixed_teaching_is_refused():
-    from tfkd import teaching
+    from tfkd.teacher import teaching
 
     student = models.build("mlp_small", (6,), CLASSES, seed=0)
     teacher = models.build("mlp", (6,), CLASSES, seed=1)

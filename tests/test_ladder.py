@@ -16,7 +16,7 @@ from tfkd import data, experiment, models, training
 from tfkd.cli import ladder as ladder_cli
 from tfkd.experiment import calibration_ladder as ladder
 from tfkd.experiment import job, phases
-from tfkd.experiment.teaching_run import TeachingRun
+from tfkd.experiment.teacher_outputs import TeachingRun
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYNTHETIC = [

@@ -17,10 +17,11 @@ from partial_reference import (
     softmax,
 )
 
-from tfkd import models, teachers
+from tfkd import models
 from tfkd.data.superclass import read_superclass_map
 from tfkd.methods import METHODS, all_options
 from tfkd.models.introspection import classifier_weights
+from tfkd.teacher import loading
 
 K, D = 6, 5
 SUPERCLASS_OF = np.array([0, 0, 1, 1, 2, 2])
@@ -180,7 +181,7 @@ def test_every_method_refuses_the_same_out_of_range_values(method, option, value
 
 def test_kd_sim_reads_the_named_layer_even_inside_a_wrapped_teacher():
     student, teacher = _models()
-    wrapped = teachers.rescale_inputs(teacher, 255.0)
+    wrapped = loading.rescale_inputs(teacher, 255.0)
     expected = teacher.get_layer("classifier").kernel.numpy().T
     np.testing.assert_array_equal(classifier_weights(wrapped, "classifier"), expected)
     hidden = classifier_weights(teacher, "hidden0")

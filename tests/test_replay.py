@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 
 import tfkd
-from tfkd import cache, replay
 from tfkd.targets import hand_crafted as partial_targets
+from tfkd.teacher import cache, replay
 
 SHAPE, CLASSES = (10, 12, 3), 6
 

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfkd import data, models, teaching
+from tfkd import data, models
 from tfkd.methods import METHODS
+from tfkd.teacher import teaching
 
 IMAGE, CLASSES, BATCH = (8, 8, 3), 4, 8
 # Small teachers keep the traced graphs (one per replica) small: they only run forward.

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 from cli_helpers import kill_during_distillation
 
-from tfkd import experiment, fast_teacher
+from tfkd import experiment
 from tfkd.data import pipeline
 from tfkd.experiment import RunConfig
+from tfkd.teacher import serving
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DISTILL = os.path.join(ROOT, "bin", "distill")
@@ -236,8 +237,8 @@ def test_bfloat16_teacher_is_checked_and_a_failed_check_stops_the_run(tmp_path, 
     ]
     served = run(common, tmp_path / "bf16")["teacher_serving"]
     assert served["precision"] == "bfloat16" and served["batch_norms_folded"] == 2
-    assert 0 < served["soft_target_difference"] <= fast_teacher.TOLERANCES["bfloat16"]
-    monkeypatch.setitem(fast_teacher.TOLERANCES, "bfloat16", 1e-9)
+    assert 0 < served["soft_target_difference"] <= serving.TOLERANCES["bfloat16"]
+    monkeypatch.setitem(serving.TOLERANCES, "bfloat16", 1e-9)
     with pytest.raises(
         ValueError, match=r"^--teacher_precision=bfloat16:.*exceeds the tolerance"
     ) as caught:
@@ -307,8 +308,8 @@ def test_validation_batches_carry_the_cached_outputs_and_the_teacher_does_not_ru
     import types
 
     import tfkd
-    from tfkd import cache
     from tfkd.experiment import phases
+    from tfkd.teacher import cache
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(40, 6)).astype(np.float32)

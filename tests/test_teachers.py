@@ -2,8 +2,9 @@ import keras
 import numpy as np
 import pytest
 
-from tfkd import models, teachers
+from tfkd import models
 from tfkd.exporting import student as export
+from tfkd.teacher import loading
 
 
 @pytest.fixture(scope="module")
@@ -23,14 +24,14 @@ def test_keras_file_and_saved_model_folder_load_as_the_same_function(model, tmp_
     export.save_saved_model(model, str(tmp_path / "sm"))
     want = model.predict(x, verbose=0)
     for path in (tmp_path / "t.keras", tmp_path / "sm"):
-        loaded = teachers.load_model(str(path))
+        loaded = loading.load_model(str(path))
         assert loaded.output_shape == (None, 3)
         np.testing.assert_allclose(loaded.predict(x, verbose=0), want, rtol=1e-5, atol=1e-6)
 
 
 def test_rescale_inputs_multiplies_before_the_model(model):
     x = np.random.default_rng(1).random((4, 6)).astype("float32")
-    scaled = teachers.rescale_inputs(model, 255.0)
+    scaled = loading.rescale_inputs(model, 255.0)
     np.testing.assert_allclose(
         scaled.predict(x, verbose=0), model.predict(x * 255, verbose=0), rtol=1e-5
     )
@@ -46,7 +47,7 @@ def test_not_a_model_is_one_clear_error(tmp_path, name, content):
     elif content is not None:
         path.write_text(content)
     with pytest.raises(ValueError, match="--teacher"):
-        teachers.load_model(str(path))
+        loading.load_model(str(path))
 
 
 def _lambda_model():
@@ -60,7 +61,7 @@ def test_a_file_needing_unsafe_deserialization_is_refused_with_one_line(tmp_path
     path = str(tmp_path / f"lambda{suffix}")
     _lambda_model().save(path)
     with pytest.raises(ValueError, match="needs unsafe deserialization") as error:
-        teachers.load_model(path, flag="--teachers")
+        loading.load_model(path, flag="--teachers")
     message = str(error.value)
     assert "\n" not in message
     assert message == (
@@ -97,7 +98,7 @@ def test_zoo_models_load_in_safe_mode(name, tmp_path):
     )
     path = str(tmp_path / f"{name}.keras")
     export.save_keras(model, path)
-    loaded = teachers.load_model(path)
+    loaded = loading.load_model(path)
     x = np.random.default_rng(2).random((2, *shape)).astype("float32")
     np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), rtol=1e-5, atol=1e-6)
     assert loaded.get_layer(models.NORMALIZATION).get_config()["mean"] is not None
@@ -132,19 +133,19 @@ def _built(model):
 )
 def test_every_kind_of_built_model_reports_its_shapes(make):
     model = make()
-    assert teachers.known_input_shape(model) == (None, 6)
-    assert teachers.known_output_shape(model) == (None, 3)
+    assert loading.known_input_shape(model) == (None, 6)
+    assert loading.known_output_shape(model) == (None, 3)
 
 
 def test_a_model_never_called_reports_nothing():
-    assert teachers.known_input_shape(SubclassedDense()) is None
-    assert teachers.known_output_shape(SubclassedDense()) is None
+    assert loading.known_input_shape(SubclassedDense()) is None
+    assert loading.known_output_shape(SubclassedDense()) is None
 
 
 def test_rescale_inputs_wraps_subclassed_models():
     x = np.random.default_rng(1).random((4, 6)).astype("float32")
     for model in (_built(SubclassedDense()), SubclassedDense()):
-        scaled = teachers.rescale_inputs(model, 255.0)
+        scaled = loading.rescale_inputs(model, 255.0)
         np.testing.assert_allclose(
             scaled.predict(x, verbose=0), model.predict(x * 255, verbose=0), rtol=1e-5
         )

@@ -10,7 +10,8 @@ import tensorflow as tf
 from cli_helpers import run_distill
 
 import tfkd
-from tfkd import augment, data, teaching
+from tfkd import augment, data
+from tfkd.teacher import teaching
 
 # ---- augmentation -------------------------------------------------------------------------------
 

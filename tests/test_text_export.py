@@ -8,11 +8,12 @@ import keras
 import numpy as np
 import pytest
 
-from tfkd import models, teachers
+from tfkd import models
 from tfkd.data import text, tokenizers
 from tfkd.data.tokenizers import text_inputs
 from tfkd.exporting import student as export
 from tfkd.exporting import text_signatures as export_text
+from tfkd.teacher import loading
 
 LENGTH, CLASSES = 12, 3
 
@@ -61,7 +62,7 @@ def test_text_student_exports_agree_with_keras(kind, corpus, tmp_path):
     assert {"keras", "savedmodel", "tflite", "report"} <= set(exports)
     reference = np.asarray(student(text_inputs(token_ids)))
 
-    keras_file = teachers.load_model(str(tmp_path / exports["keras"]))
+    keras_file = loading.load_model(str(tmp_path / exports["keras"]))
     np.testing.assert_allclose(
         np.asarray(keras_file(text_inputs(token_ids))), reference, rtol=1e-5, atol=1e-5
     )

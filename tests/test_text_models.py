@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from tfkd import models, teachers
+from tfkd import models
 from tfkd.exporting import student as export
 from tfkd.models.text_classifiers import BERT_SIZES, MaskedGlobalMaxPooling1D
+from tfkd.teacher import loading
 
 VOCABULARY, LENGTH, CLASSES = 100, 12, 3
 
@@ -98,7 +99,7 @@ def test_text_models_round_trip_through_keras_files(name, tmp_path):
     model = models.build(name, (LENGTH,), CLASSES, vocabulary_size=VOCABULARY, seed=0)
     path = str(tmp_path / "model.keras")
     export.save_keras(model, path)
-    loaded = teachers.load_model(path)
+    loaded = loading.load_model(path)
     batch = inputs(seed=3)
     np.testing.assert_allclose(
         np.asarray(loaded(batch)), np.asarray(model(batch)), rtol=1e-5, atol=1e-5

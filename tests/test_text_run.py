@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import tfkd
-from tfkd import teachers
 from tfkd.data import text
 from tfkd.experiment import RunConfig, run
+from tfkd.teacher import loading
 
 LENGTH, VOCABULARY, CLASSES = 8, 50, 3
 
@@ -148,7 +148,7 @@ def test_run_from_csv_trains_teacher_distils_and_keeps_the_vocabulary(csv_run):
         vocabulary = handle.read().split()
     assert vocabulary[:4] == ["[PAD]", "[CLS]", "[SEP]", "[UNK]"]
     assert TEST_ONLY_WORD not in vocabulary  # fitted on the training split only
-    student = teachers.load_model(os.path.join(output, "student.keras"))
+    student = loading.load_model(os.path.join(output, "student.keras"))
     assert student.get_layer("token_embedding").input_dim == len(vocabulary)
     with open(os.path.join(output, "results.json")) as handle:
         assert json.load(handle)["student"] == results["student"]
@@ -157,7 +157,7 @@ def test_run_from_csv_trains_teacher_distils_and_keeps_the_vocabulary(csv_run):
 def test_run_from_text_folder_with_a_preset_teacher(csv_run, corpus, tmp_path):
     output, results = csv_run
     preset = tmp_path / "preset"
-    teachers.load_model(os.path.join(output, "teacher.keras")).save_to_preset(str(preset))
+    loading.load_model(os.path.join(output, "teacher.keras")).save_to_preset(str(preset))
     shutil.copy(os.path.join(output, "vocabulary.txt"), preset / "vocabulary.txt")
     config = RunConfig.from_flags(
         [

@@ -36,10 +36,11 @@ import numpy as np
 import tensorflow as tf
 
 import tfkd
-from tfkd import cache, fast_teacher, replay, training
+from tfkd import training
 from tfkd.atomic import write_text
 from tfkd.models import MODELS
 from tfkd.settings import ConfigError, check, setting
+from tfkd.teacher import cache, replay, serving
 
 VARIANTS = (
     "plain_fit",
@@ -236,7 +237,7 @@ class Bench:
             teacher = self.teacher(0)
             if name == "online_kd_fast_teacher":
                 start = time.perf_counter()
-                teacher = fast_teacher.fast_teacher(teacher, self.args.fast_precision)
+                teacher = serving.fast_teacher(teacher, self.args.fast_precision)
                 self.setup_seconds["fast_teacher"] = time.perf_counter() - start
             model = tfkd.Distiller(
                 self.student(precision), teacher, temperature=TEMPERATURE, alpha=ALPHA

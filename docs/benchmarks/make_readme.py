@@ -228,7 +228,7 @@ Missed goals, read honestly:
   {fmt(ratio.get("multi_teacher_k2_online/plain_fit"))}, k4
   {fmt(ratio.get("multi_teacher_k4_online/plain_fit"))}). The cache applies only when the teacher
   sees un-augmented inputs (teaching none or fixed); `multi_teacher_k*_cached` runs
-  `tfkd.cache.CachedMultiTeacherDistiller`, whose two overrides are the hook
+  `tfkd.teacher.cache.CachedMultiTeacherDistiller`, whose two overrides are the hook
   `MultiTeacherDistiller` needs to read cached outputs.
 - Replay keeps augmentation without a teacher in the loop: replay_kd runs at
   {fmt(ratio.get("replay_kd/plain_fit"))} of plain_fit, re-making each stored view (crop, flip)
@@ -240,7 +240,7 @@ Missed goals, read honestly:
   {bf16["soft_target_difference"]["T=1"]:.3f} at T = 1 and
   {bf16["soft_target_difference"]["T=4"]:.3f} at T = 4 for bfloat16, top-1 agreement
   {bf16["agreement"]:.1%}; folding alone (float32) moved it by at most
-  {f32["soft_target_difference"]["T=1"]:.1e}. `tfkd.fast_teacher.fast_teacher(...,
+  {f32["soft_target_difference"]["T=1"]:.1e}. `tfkd.teacher.serving.fast_teacher(...,
   check_inputs=...)` refuses a teacher past its tolerance.
 - online_kd against Keras's own `keras.distillation.Distiller` (LogitsDistillation, T = 4,
   KLDivergence): {fmt(ratio.get("online_kd/keras_distiller"))}. Both run the same teacher and

@@ -1,7 +1,7 @@
 """Measures how far a folded / bfloat16 teacher's soft targets move on a trained resnet20.
 
 Trains resnet20 on Fashion-MNIST (Debian's dataset-fashion-mnist, offline) for a short
-schedule, then reports `tfkd.fast_teacher.soft_target_difference` (max |softmax(z / T) -
+schedule, then reports `tfkd.teacher.serving.soft_target_difference` (max |softmax(z / T) -
 softmax(z' / T)| over every test example and class) and the largest relative logit error for the
 folded float32 and the folded bfloat16 teacher, at T = 1 and T = 4. Writes teacher_precision.json.
 
@@ -21,7 +21,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import tfkd  # noqa: E402
-from tfkd import fast_teacher  # noqa: E402
+from tfkd.teacher import serving  # noqa: E402
 
 
 def main():
@@ -69,8 +69,8 @@ def main():
         "softmax(z_fast / T)|; logit error relative to max |z_ref|",
         "precisions": {},
     }
-    for precision in fast_teacher.PRECISIONS:
-        fast = fast_teacher.fast_teacher(model, precision)
+    for precision in serving.PRECISIONS:
+        fast = serving.fast_teacher(model, precision)
         logits = fast.predict(x_test, batch_size=256, verbose=0)
         report["precisions"][precision] = {
             "relative_logit_error": float(
@@ -78,8 +78,7 @@ def main():
             ),
             "agreement": float(np.mean(logits.argmax(-1) == reference.argmax(-1))),
             "soft_target_difference": {
-                f"T={t:g}": fast_teacher.soft_target_difference(reference, logits, t)
-                for t in (1.0, 4.0)
+                f"T={t:g}": serving.soft_target_difference(reference, logits, t) for t in (1.0, 4.0)
             },
         }
     with open(args.output, "w") as handle:

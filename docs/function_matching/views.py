@@ -15,7 +15,8 @@ import tensorflow as tf
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from tfkd import augment, data, teaching  # noqa: E402
+from tfkd import augment, data  # noqa: E402
+from tfkd.teacher import teaching  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

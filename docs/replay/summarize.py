@@ -5,7 +5,7 @@
 Reads every RUNS_DIR/<variant>-seed<S>/results.json (test accuracy, `seconds.distill`, the
 replay entry of `teacher_cache`) and RUNS_DIR/<variant>-seed<S>.time (the process's user and
 system CPU seconds and wall seconds, from /usr/bin/time). Bytes per view are recomputed from the
-stored .npz entry as `tfkd.replay.ReplayStorage.bytes_per_view` does (every stored array's
+stored .npz entry as `tfkd.teacher.replay.ReplayStorage.bytes_per_view` does (every stored array's
 nbytes, divided by images x views) and checked against the run's recorded bytes_per_image.
 Needs only NumPy.
 """

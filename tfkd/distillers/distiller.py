@@ -5,10 +5,10 @@ import tensorflow as tf
 from keras import ops
 
 from tfkd import losses
-from tfkd import teaching as teaching_modes
 from tfkd.methods import Option
 from tfkd.targets import TemperatureSoftmax, build_target, standardize_logits
-from tfkd.teachers import known_output_shape
+from tfkd.teacher import teaching as teaching_modes
+from tfkd.teacher.loading import known_output_shape
 
 try:
     from keras.src.backend.common.masking import set_keras_mask as _set_keras_mask
@@ -320,7 +320,7 @@ class Distiller(keras.Model):
     `evaluate` also reports the distillation loss, computed exactly as in training.
     Save or export `distiller.student`, never the distiller (it holds the teacher).
 
-    `teaching` (None, a mode name or a `tfkd.teaching.Teaching`) decides what teacher and
+    `teaching` (None, a mode name or a `tfkd.teacher.teaching.Teaching`) decides what teacher and
     student see of each training batch: None hands both the batch unchanged; "fixed",
     "independent", "consistent" and "function_matching" are Beyer et al.'s (2022) modes.
     """
@@ -402,7 +402,7 @@ class Distiller(keras.Model):
             return None
         return ops.stop_gradient(self.teacher(x, training=False))
 
-    teacher_logits.logits_only = True  # read by tfkd.teaching.check_logit_based
+    teacher_logits.logits_only = True  # read by tfkd.teacher.teaching.check_logit_based
 
     def prepare_batch(self, x, y, training):
         """Returns (student input, teacher input, labels); augmentation hooks go here."""

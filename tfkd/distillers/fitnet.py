@@ -14,11 +14,12 @@ regressor trains with the student and is never exported. mdistiller trains FitNe
 import keras
 from keras import ops
 
-from tfkd import models, teaching
+from tfkd import models
 from tfkd import teacher_weighting as multi_teacher
 from tfkd.distillers.distiller import Distiller
 from tfkd.distillers.features import HINT_WEIGHT, build_adapter, feature_view
 from tfkd.methods import ALPHA, METHODS, TEMPERATURE, Method, Option
+from tfkd.teacher import teaching
 
 STUDENT_LAYER = Option(
     "student_layer", models.FEATURES, "fitnet: the student's hinted layer (its output h_s)."

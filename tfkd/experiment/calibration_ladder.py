@@ -6,7 +6,7 @@ For each teacher (an architecture trained here once, or a saved model loaded): t
 T* fitted on the validation split, ECE and NLL on the test split before and after temperature
 scaling; then the same student distilled from it uncalibrated ("none") and under each of `modes`
 ("scale": the teacher's logits divided by T*; "replace": the distillation temperature set to T*),
-`seeds` students each. Every student goes through `phases.distill`, the code path of
+`seeds` students each. Every student goes through `tfkd.experiment.distillation.distill`, the code path of
 `tfkd.experiment.run`, so every `RunConfig` setting (method options, --teaching, --curriculum,
 --distill_dataset, --test_every, the schedule, ...) applies to it as it would to one
 `bin/distill` run.
@@ -14,7 +14,7 @@ scaling; then the same student distilled from it uncalibrated ("none") and under
 Seeds. The data are loaded once, with `config.seed`: the splits, hence the validation split T* is
 fitted on and the test split every accuracy is measured on, are the same for every cell. Student
 k is distilled with a copy of `config` whose `data.seed` is `config.seed + k`, which that copy
-only uses for what `phases.distill` seeds with it: the student's initialisation, the batch order
+only uses for what `tfkd.experiment.distillation.distill` seeds with it: the student's initialisation, the batch order
 (and curriculum pacing), and the --teaching augmentation. The student with k = 0 is therefore
 the one `tfkd.experiment.run` distills with `--teacher=<that teacher>` and, for "scale" and
 "replace", `--calibrate_teacher --calibration_mode=<mode>`.
@@ -32,163 +32,53 @@ import dataclasses
 import os
 import shutil
 import time
+from typing import Any
 
 import numpy as np
 
-from tfkd import atomic, calibration, data, methods
-from tfkd.experiment import ladder_report, phases, report
-from tfkd.experiment.config import RunConfig
-from tfkd.experiment.teaching_run import TeachingRun
+from tfkd import atomic, data
+from tfkd.calibration import CALIBRATION_MODES
+from tfkd.experiment import (
+    distillation,
+    fitting,
+    ladder_report,
+    preflight,
+    report,
+    teacher_calibration,
+    teacher_setup,
+)
+from tfkd.experiment.ladder_config import (
+    FLAG,
+    UNCALIBRATED,
+    LadderConfig,
+    check,
+    default_output_dir,
+    distill_args,
+    flag_values,
+    ladder_args,
+    teacher_name,
+)
+from tfkd.experiment.teacher_outputs import TeachingRun
 from tfkd.experiment.workdir import PHASES_FILE, WorkDir, disk_error
-from tfkd.settings import ConfigError, setting
-from tfkd.settings import check as check_fields
-from tfkd.targets import CALIBRATION_MODES
-
-UNCALIBRATED = "none"
-FLAG = "--ladder_teachers"  # names the teachers in load errors
-# bin/distill flags the ladder sets itself: left out of its record and of its resume key.
-SET_BY_LADDER = ("teacher", "teachers", "calibrate_teacher", "calibration_mode")
-
-
-def teacher_name(spec):
-    """The row name of a teacher: an architecture's name, or a model path's file name."""
-    if not phases.is_model_path(spec):
-        return spec
-    return os.path.splitext(os.path.basename(os.path.normpath(spec)))[0]
-
-
-def ladder_values(teachers, modes, seeds):
-    """{flag: value} of the ladder's own settings."""
-    return {"ladder_teachers": list(teachers), "ladder_modes": list(modes), "ladder_seeds": seeds}
-
-
-def flag_values(config, teachers, modes, seeds, scope=None):
-    """{flag: value} of a ladder: its config's flags but SET_BY_LADDER, then its own; with
-    `scope`, only the config's settings that must match to resume (`RunConfig.settings`)."""
-    values = config.flag_values() if scope is None else config.settings(scope)
-    values = {name: value for name, value in values.items() if name not in SET_BY_LADDER}
-    return {**values, **ladder_values(teachers, modes, seeds)}
-
-
-def distill_args(config):
-    """The command-line strings of `config` but SET_BY_LADDER."""
-    ignored = {*SET_BY_LADDER, *(f"no{name}" for name in SET_BY_LADDER)}
-    return [arg for arg in config.to_flags() if arg[2:].split("=", 1)[0] not in ignored]
-
-
-def ladder_args(teachers, modes, seeds):
-    """The command-line strings of the ladder's own settings."""
-    return [
-        f"--ladder_teachers={','.join(teachers)}",
-        f"--ladder_modes={','.join(modes)}",
-        f"--ladder_seeds={seeds}",
-    ]
 
 
 @dataclasses.dataclass(frozen=True)
-class LadderConfig:
-    """A ladder: `run`, the RunConfig of every student and of the teachers trained here, and
-    the ladder's own settings (each its `bin/ladder` flag). Refuses, naming the field (`run.`
-    fields are the run's), what cannot run; teacher files are checked when the ladder starts."""
+class Ladder:
+    """What every cell of a running ladder shares: its config and method, the student seeds,
+    the data, the strategy, the ladder's WorkDir and the run's teaching settings."""
 
-    run: RunConfig
-    teachers: tuple = setting(
-        ("resnet8", "resnet14", "resnet20", "resnet32"),
-        flag="ladder_teachers",
-        group="ladder",
-        help="Teachers, smallest first: architectures to train or .keras/SavedModel paths.",
-    )
-    modes: tuple = setting(
-        CALIBRATION_MODES,
-        flag="ladder_modes",
-        group="ladder",
-        help="Calibration modes distilled besides the uncalibrated teacher: scale (teacher "
-        "logits / T*), replace (distillation temperature = T*).",
-    )
-    seeds: int = setting(
-        1,
-        flag="ladder_seeds",
-        group="ladder",
-        minimum=1,
-        help="Students per (teacher, mode), seeds --seed, --seed+1, ...",
-    )
-
-    def __post_init__(self):
-        object.__setattr__(self, "teachers", tuple(self.teachers))
-        object.__setattr__(self, "modes", tuple(self.modes))
-        if self.run.calibration.enabled:
-            raise ConfigError(
-                "run.calibration.enabled",
-                "`run.calibration.enabled` does not "
-                "apply to the ladder: every teacher is distilled uncalibrated and "
-                "under each of `modes`",
-            )
-        if not self.teachers:
-            raise ConfigError("teachers", "`teachers` must list at least one teacher")
-        names = [teacher_name(spec) for spec in self.teachers]
-        repeated = sorted({name for name in names if names.count(name) > 1})
-        if repeated:
-            raise ConfigError(
-                "teachers",
-                f"`teachers`: two teachers are named "
-                f"{', '.join(repeated)}; each row needs its own name (an "
-                "architecture once, model files with distinct names)",
-            )
-        unknown = [mode for mode in self.modes if mode not in CALIBRATION_MODES]
-        if unknown or len(set(self.modes)) < len(self.modes):
-            raise ConfigError(
-                "modes",
-                f"`modes`: unknown or repeated mode(s) in "
-                f"{', '.join(self.modes)}; known: {', '.join(CALIBRATION_MODES)}",
-            )
-        check_fields(self)
-        name = self.run.method.name
-        method = methods.METHODS.get(name)
-        if not method.needs_teacher:
-            raise ConfigError(
-                "run.method.name",
-                f"`run.method.name`={name} uses no teacher; the "
-                "ladder needs a method that distills from one",
-            )
-        if method.multi_teacher:
-            raise ConfigError(
-                "run.method.name",
-                f"`run.method.name`={name} is a multi-teacher "
-                "method; the ladder distills from one teacher at a time",
-            )
-        if "replace" in self.modes and "temperature" not in {o.name for o in method.options}:
-            raise ConfigError(
-                "modes",
-                f"`modes`=replace sets the distillation temperature, but "
-                f"`run.method.name`={name} has no `run.method.options.temperature` "
-                "option",
-            )
-        if self.run.data.validation_fraction == 0:
-            raise ConfigError(
-                "run.data.validation_fraction",
-                "the ladder fits T* on the "
-                "validation split, which is empty; set "
-                "`run.data.validation_fraction` > 0",
-            )
-
-
-def check(ladder):
-    """What the ladder's config cannot know: every teacher file exists and every teacher
-    architecture is known. Returns the registered Method; ConfigError naming the field."""
-    for spec in ladder.teachers:
-        try:
-            phases.check_teacher_spec(spec, "`teachers`")
-        except ValueError as error:
-            raise ConfigError("teachers", str(error)) from None
-    return methods.METHODS.get(ladder.run.method.name)
-
-
-def default_output_dir(config):
-    return os.path.join("savedmodels", f"ladder-{config.student}-{time.strftime('%Y%m%d-%H%M%S')}")
+    config: Any
+    method: Any
+    seeds: tuple
+    bundle: Any
+    strategy: Any
+    work: Any
+    teaching_run: Any
 
 
 def student_config(config, seed):
-    """`config` with `seed` for what `phases.distill` seeds: initialisation and batch order."""
+    """`config` with `seed` for what `distillation.distill` seeds: initialisation and batch
+    order."""
     return dataclasses.replace(config, data=dataclasses.replace(config.data, seed=seed))
 
 
@@ -242,15 +132,15 @@ def run_ladder(config, teachers, modes=CALIBRATION_MODES, seeds=1, command=None)
       seeds: students per (teacher, mode), with seeds config.seed, config.seed + 1, ...
       command: the command line recorded in ladder.md (default: the flags of these settings).
     """
-    ladder = LadderConfig(config, teachers, modes, seeds)
-    teachers, modes, seeds = list(ladder.teachers), list(ladder.modes), ladder.seeds
-    method = check(ladder)
+    settings = LadderConfig(config, teachers, modes, seeds)
+    teachers, modes, seeds = list(settings.teachers), list(settings.modes), settings.seeds
+    method = check(settings)
     if command is None:
         command = " ".join(
             ["bin/ladder", *distill_args(config), *ladder_args(teachers, modes, seeds)]
         )
-    strategy = phases.make_strategy(config)
-    phases.set_determinism(config)
+    strategy = fitting.make_strategy(config)
+    fitting.set_determinism(config)
     # Data, teaching and models are checked before the folder exists: bad input leaves none.
     bundle = data.load(config.data)
     if not len(bundle.validation[1]):
@@ -262,7 +152,7 @@ def run_ladder(config, teachers, modes=CALIBRATION_MODES, seeds=1, command=None)
         config, method, method.resolve(config.method.options, config.method.name), bundle
     )
     for spec in teachers:  # as bin/distill does: options, class counts, input shapes
-        phases.dry_build(
+        preflight.dry_build(
             method,
             dataclasses.replace(config, teacher=dataclasses.replace(config.teacher, spec=spec)),
             teaching_run.options,
@@ -275,27 +165,25 @@ def run_ladder(config, teachers, modes=CALIBRATION_MODES, seeds=1, command=None)
         config.output.overwrite,
         write=report.is_chief(strategy),
     ).open()
+    student_seeds = tuple(config.seed + k for k in range(seeds))
+    ladder = Ladder(config, method, student_seeds, bundle, strategy, work, teaching_run)
     try:
-        return _run_ladder(
-            config, method, teachers, modes, seeds, command, strategy, work, bundle, teaching_run
-        )
+        return _run_ladder(ladder, teachers, modes, command)
     except OSError as error:
         raise disk_error(error, work.path) from None
 
 
-def _run_ladder(
-    config, method, teachers, modes, seeds, command, strategy, work, bundle, teaching_run
-):
-    student_seeds = [config.seed + k for k in range(seeds)]
+def _run_ladder(ladder, teachers, modes, command):
+    config, work, bundle = ladder.config, ladder.work, ladder.bundle
     modes = [UNCALIBRATED, *modes]
     results = {
         "dataset": config.data.dataset,
         "method": config.method.name,
         "student": config.student,
-        "options": teaching_run.options,
+        "options": ladder.teaching_run.options,
         "modes": modes,
-        "seeds": seeds,
-        "student_seeds": student_seeds,
+        "seeds": len(ladder.seeds),
+        "student_seeds": list(ladder.seeds),
         "sizes": {
             split: int(len(getattr(bundle, split)[1])) for split in ("train", "validation", "test")
         },
@@ -303,18 +191,12 @@ def _run_ladder(
         "rows": [],
     }
     if config.output.baseline:
-        results["baseline"] = summarise(
-            [baseline(config, seed, bundle, strategy, work) for seed in student_seeds]
-        )
+        results["baseline"] = summarise([baseline(ladder, seed) for seed in ladder.seeds])
     for spec in teachers:
-        results["rows"].append(
-            teacher_row(
-                spec, config, method, modes, student_seeds, bundle, strategy, work, teaching_run
-            )
-        )
+        results["rows"].append(teacher_row(ladder, spec, modes))
         if work.write:  # the ladder so far, readable in the .partial folder
             ladder_report.write(results, work.path)
-    results["flags"] = flag_values(config, teachers, modes[1:], seeds)
+    results["flags"] = flag_values(config, teachers, modes[1:], len(ladder.seeds))
     results["deterministic"] = config.deterministic
     results["resumed"] = work.resumed
     if work.write:
@@ -329,25 +211,27 @@ def _run_ladder(
     return results
 
 
-def baseline(config, seed, bundle, strategy, work):
+def baseline(ladder, seed):
     """The test accuracy of the student trained alone with seed `seed` (once)."""
+    work, bundle = ladder.work, ladder.bundle
     phase = f"baseline/seed_{seed}"
     record = work.done(phase)
     if record is None:
-        model, seconds = phases.baseline(
-            student_config(config, seed), bundle, strategy, cell_workdir(work, phase)
+        model, seconds = distillation.baseline(
+            student_config(ladder.config, seed), bundle, ladder.strategy, cell_workdir(work, phase)
         )
-        record = {"accuracy": phases.accuracy(model, bundle.test), "seconds": seconds}
+        record = {"accuracy": fitting.accuracy(model, bundle.test), "seconds": seconds}
         work.finish(phase, record)
     keep_model(work, phase, "baseline.keras")
     return record["accuracy"]
 
 
-def teacher_row(spec, config, method, modes, seeds, bundle, strategy, work, teaching_run):
+def teacher_row(ladder, spec, modes):
     """One ladder row: the teacher's calibration, then its students under every mode."""
+    config, work, bundle, strategy = ladder.config, ladder.work, ladder.bundle, ladder.strategy
     name = teacher_name(spec)
     start = time.time()
-    teacher, _, trained = phases.get_teacher(
+    teacher, _, trained = teacher_setup.get_teacher(
         spec, f"teachers/{name}", FLAG, config, bundle, strategy, work, config.seed
     )
     summary = work.done(f"calibration/{name}")
@@ -355,7 +239,7 @@ def teacher_row(spec, config, method, modes, seeds, bundle, strategy, work, teac
         diagrams = work.file("reliability", name)
         if work.write:
             os.makedirs(diagrams, exist_ok=True)
-        summary = phases.measure_calibration(
+        summary = teacher_calibration.measure_calibration(
             teacher, bundle, diagrams if work.write else None, config.calibration.bins, name
         )
         work.finish(f"calibration/{name}", summary)
@@ -372,31 +256,14 @@ def teacher_row(spec, config, method, modes, seeds, bundle, strategy, work, teac
         f"ECE {summary['ece_before']:.4f} -> {summary['ece_after']:.4f}",
         flush=True,
     )
-    temperature = summary["temperature"]
     for mode in modes:
-        distill_from = teacher
-        if mode == "scale":
-            with strategy.scope():
-                distill_from = calibration.calibrate_model(teacher, temperature)
         cells = [
-            student(
-                f"students/{name}/{mode}/seed_{seed}",
-                mode,
-                temperature,
-                seed,
-                distill_from,
-                config,
-                method,
-                bundle,
-                strategy,
-                work,
-                teaching_run,
-            )
-            for seed in seeds
+            student(ladder, f"students/{name}/{mode}/seed_{seed}", mode, summary, teacher, seed)
+            for seed in ladder.seeds
         ]
         row["student"][mode] = {
             **summarise([cell["accuracy"] for cell in cells]),
-            "seeds": list(seeds),
+            "seeds": list(ladder.seeds),
             "teaching": [cell["teaching"] for cell in cells],
         }
         row["seconds"][mode] = float(sum(cell["seconds"] for cell in cells))
@@ -406,31 +273,33 @@ def teacher_row(spec, config, method, modes, seeds, bundle, strategy, work, teac
     return row
 
 
-def student(
-    phase, mode, temperature, seed, teacher, config, method, bundle, strategy, work, teaching_run
-):
-    """One cell: the student of `seed` distilled from `teacher` under `mode` (once); returns
-    its record {seed, accuracy, teaching, seconds}."""
+def student(ladder, phase, mode, calibration, teacher, seed):
+    """One cell: the student of `seed` distilled from `teacher` under `mode` (`UNCALIBRATED`
+    or a calibration mode, with the teacher's `calibration` summary) once; returns its record
+    {seed, accuracy, teaching, seconds}."""
+    work, bundle = ladder.work, ladder.bundle
     record = work.done(phase)
     if record is None:
         start = time.time()
-        seeded = teaching_for_seed(teaching_run, seed)
+        seeded = teaching_for_seed(ladder.teaching_run, seed)
         options = dict(seeded.options)
-        if mode == "replace":
-            options["temperature"] = temperature
-        model, _ = phases.distill(
-            method,
-            student_config(config, seed),
+        if mode != UNCALIBRATED:
+            teacher, options = teacher_calibration.calibrated_teacher(
+                teacher, options, ladder.method, mode, calibration["temperature"], ladder.strategy
+            )
+        model, _ = distillation.distill(
+            ladder.method,
+            student_config(ladder.config, seed),
             options,
             teacher,
             seeded.distill_bundle(bundle, teacher),
-            strategy,
+            ladder.strategy,
             cell_workdir(work, phase),
             seeded,
         )
         record = {
             "seed": seed,
-            "accuracy": phases.accuracy(model, bundle.test),
+            "accuracy": fitting.accuracy(model, bundle.test),
             "teaching": {**seeded.summary(), "options": options},
             "seconds": time.time() - start,
         }

@@ -15,12 +15,13 @@ import dataclasses
 from typing import Optional
 
 from tfkd import augment as augmentation
-from tfkd import calibration, curriculum, fast_teacher, targets, teaching, training
+from tfkd import calibration, curriculum, targets, training
 from tfkd.data import DataConfig
 from tfkd.experiment import validation
 from tfkd.experiment.command_line import CommandLine
 from tfkd.exporting import student as export
 from tfkd.settings import OUTPUT, REPORT, STUDENT, TEACHER, check, setting
+from tfkd.teacher import serving, teaching
 from tfkd.training import TrainConfig
 
 NONE = "none"
@@ -68,10 +69,10 @@ class TeacherConfig:
         "float32",
         flag="teacher_precision",
         group="models",
-        choices=fast_teacher.PRECISIONS,
+        choices=serving.PRECISIONS,
         help="Precision of the served teacher (batch norms folded): float32, or bfloat16 "
         "(checked against the float32 teacher's soft targets on validation inputs; a larger "
-        "difference than tfkd.fast_teacher.TOLERANCES stops the run).",
+        "difference than tfkd.teacher.serving.TOLERANCES stops the run).",
     )
 
     def __post_init__(self):
@@ -80,7 +81,7 @@ class TeacherConfig:
 
 @dataclasses.dataclass(frozen=True)
 class CacheConfig:
-    """How the teacher's outputs reach the training batches (`tfkd.cache`, `tfkd.replay`).
+    """How the teacher's outputs reach the training batches (`tfkd.teacher.cache`, `tfkd.teacher.replay`).
 
     `mode` "none": the teacher runs on every batch; "memory" or "disk": its outputs on the
     un-augmented training inputs are computed once and carried with the batches (disk: in
@@ -132,7 +133,7 @@ class MethodConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TeachingConfig:
-    """What teacher and student see of a batch (`tfkd.teaching`), and out-of-domain data."""
+    """What teacher and student see of a batch (`tfkd.teacher.teaching`), and out-of-domain data."""
 
     mode: str = setting(
         NONE,

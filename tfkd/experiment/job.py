@@ -8,13 +8,22 @@ loads the finished phases and resumes the interrupted one from its last complete
 import os
 import time
 
-from tfkd import data, methods, teachers
-from tfkd.experiment import phases, report, run_report
+from tfkd import data, methods
+from tfkd.experiment import (
+    distillation,
+    fitting,
+    preflight,
+    report,
+    run_report,
+    teacher_calibration,
+    teacher_setup,
+)
 from tfkd.experiment.config import RunConfig
-from tfkd.experiment.teaching_run import TeachingRun
+from tfkd.experiment.teacher_outputs import TeachingRun
 from tfkd.experiment.workdir import WorkDir, disk_error
 from tfkd.exporting import student as export
 from tfkd.settings import ConfigError
+from tfkd.teacher import loading
 
 
 def default_output_dir(config):
@@ -39,7 +48,7 @@ def check(config):
         specs = [("teacher.spec", config.teacher.spec)] if method.needs_teacher else []
     for field, spec in specs:
         try:
-            phases.check_teacher_spec(spec, f"`{field}`")
+            teacher_setup.check_teacher_spec(spec, f"`{field}`")
         except ValueError as error:
             raise ConfigError(field, str(error)) from None
     return method
@@ -49,7 +58,7 @@ def run(config: RunConfig) -> dict:
     """Runs the whole job; returns the results dictionary (also written as results.json)."""
     method = check(config)
     output_dir = config.output.dir or default_output_dir(config)
-    strategy = phases.make_strategy(config)
+    strategy = fitting.make_strategy(config)
     work = WorkDir(
         output_dir, resume_key(config), config.output.overwrite, write=report.is_chief(strategy)
     )
@@ -65,7 +74,7 @@ def run(config: RunConfig) -> dict:
 
 
 def _run(config, method, strategy, work):
-    phases.set_determinism(config)
+    fitting.set_determinism(config)
     bundle = data.load(config.data)
     if bundle.is_text and work.write:  # beside teacher.keras and student.keras
         bundle.tokenizer.save(work.path)
@@ -73,12 +82,12 @@ def _run(config, method, strategy, work):
         config, method, method.resolve(config.method.options, config.method.name), bundle
     )
     options = teaching_run.options
-    phases.dry_build(method, config, options, bundle, teaching_run)
+    preflight.dry_build(method, config, options, bundle, teaching_run)
     seconds = {}
     teacher, teacher_spec = None, None
     if method.multi_teacher:
         got = [
-            phases.get_teacher(
+            teacher_setup.get_teacher(
                 spec, f"teacher_{k}", "--teachers", config, bundle, strategy, work, config.seed + k
             )
             for k, spec in enumerate(config.teacher.specs)
@@ -86,17 +95,17 @@ def _run(config, method, strategy, work):
         teacher, teacher_spec = [g[0] for g in got], [g[1] for g in got]
         seconds.update({f"teacher_{k}": g[2] for k, g in enumerate(got) if g[2] is not None})
     elif method.needs_teacher:
-        teacher, teacher_spec, trained = phases.get_teacher(
+        teacher, teacher_spec, trained = teacher_setup.get_teacher(
             config.teacher.spec, "teacher", "--teacher", config, bundle, strategy, work, config.seed
         )
         if trained is not None:
             seconds["teacher"] = trained
-    teacher, options, calibration = phases.calibrate(
+    teacher, options, calibration = teacher_calibration.calibrate(
         teacher, config, options, bundle, strategy, work
     )
     start = time.time()
     distill_bundle = teaching_run.distill_bundle(bundle, teacher)
-    student, _ = phases.distill(
+    student, _ = distillation.distill(
         method, config, options, teacher, distill_bundle, strategy, work, teaching_run
     )
     seconds["distill"] = time.time() - start
@@ -112,7 +121,9 @@ def _run(config, method, strategy, work):
 
     def on_test(model):  # nothing when the test split must not be read (a search trial)
         return (
-            {"accuracy": phases.accuracy(model, bundle.test)} if config.output.evaluate_test else {}
+            {"accuracy": fitting.accuracy(model, bundle.test)}
+            if config.output.evaluate_test
+            else {}
         )
 
     if method.multi_teacher and config.output.evaluate_test:
@@ -132,20 +143,20 @@ def _run(config, method, strategy, work):
     results["student"] = {
         "arch": config.student,
         **on_test(student),
-        "val_accuracy": phases.accuracy(student, bundle.validation),
+        "val_accuracy": fitting.accuracy(student, bundle.validation),
         "params": int(student.count_params()),
     }
     if config.output.baseline:
-        alone, seconds["baseline"] = phases.baseline(config, bundle, strategy, work)
+        alone, seconds["baseline"] = distillation.baseline(config, bundle, strategy, work)
         results["baseline"] = {
             **on_test(alone),
-            "val_accuracy": phases.accuracy(alone, bundle.validation),
+            "val_accuracy": fitting.accuracy(alone, bundle.validation),
         }
     if work.write:
         # Exported from a copy outside the strategy: under MultiWorkerMirroredStrategy the
         # student's own predict is a collective call that the other workers do not join.
         results["exports"] = export.export_student(
-            teachers.load_model(work.file("checkpoints", "student.keras"), "student"),
+            loading.load_model(work.file("checkpoints", "student.keras"), "student"),
             work.path,
             config.output.export,
             test_data=bundle.test if config.output.evaluate_test else None,

@@ -18,12 +18,13 @@ import time
 
 import numpy as np
 
-from tfkd import analysis, calibration, data, models, teachers
+from tfkd import analysis, calibration, data, models
 from tfkd.atomic import replace, write_text
 from tfkd.data.superclass import superclass_map
-from tfkd.experiment import phases
+from tfkd.experiment import teacher_calibration
 from tfkd.exporting import student as export
 from tfkd.models.introspection import classifier_weights
+from tfkd.teacher import loading
 
 EXPORT_FORMATS = ("savedmodel", "tflite", "tflite_fp16", "tflite_dynamic", "tflite_int8")
 ANALYSIS_SPLITS = ("train", "validation", "test")
@@ -67,7 +68,7 @@ def calibrate(
         raise ValueError(
             "validation_fraction must be > 0: T* is fitted on the validation split, which is empty"
         )
-    classifier = teachers.rescale_inputs(teachers.load_model(model, "model"), model_input_scale)
+    classifier = loading.rescale_inputs(loading.load_model(model, "model"), model_input_scale)
     _check_calibrated_model(classifier, bundle, data_config.dataset)
     name = os.path.splitext(os.path.basename(os.path.normpath(model)))[0]
     report_dir = report_dir or os.path.join(
@@ -76,7 +77,7 @@ def calibrate(
     if os.path.exists(report_dir) and not os.path.isdir(report_dir):
         raise FileExistsError(f"report_dir {report_dir} exists and is not a folder")
     os.makedirs(report_dir, exist_ok=True)
-    summary = phases.measure_calibration(classifier, bundle, report_dir, calibration_bins, name)
+    summary = teacher_calibration.measure_calibration(classifier, bundle, report_dir, calibration_bins, name)
     summary.update(
         model=model,
         dataset=data_config.dataset,
@@ -156,7 +157,7 @@ def export_model(
         if value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value}")
     check_output_dir(output_dir, overwrite)
-    classifier = teachers.load_model(model, "model")
+    classifier = loading.load_model(model, "model")
     shape = export.example_shape(classifier, f"model {model}")
     bundle = data.load(data_config)
     if shape != tuple(bundle.input_shape):
@@ -252,7 +253,7 @@ def analyze(
     temperatures = _temperatures(analysis_temperatures)
     check_output_dir(output_dir, overwrite)
     bundle = data.load(data_config)
-    teacher_model = teachers.load_model(teacher, "teacher")
+    teacher_model = loading.load_model(teacher, "teacher")
     x, y = _examples(bundle, analysis_split, analysis_examples, data_config.seed)
     verbose = 1 if verbose == 1 else 0
     teacher_logits = teacher_model.predict(x, batch_size=PREDICT_BATCH_SIZE, verbose=verbose)
@@ -324,7 +325,7 @@ def _examples(bundle, split, count, seed):
 
 def _student(spec, bundle, seed):
     if os.path.exists(spec):
-        return teachers.load_model(spec, "student_model"), spec
+        return loading.load_model(spec, "student_model"), spec
     if spec not in models.MODELS:
         raise ValueError(
             f"student_model: {spec!r} is neither a model file or SavedModel "

@@ -15,7 +15,7 @@ from tfkd import data, settings
 from tfkd.atomic import write_text
 from tfkd.experiment import job, phases
 from tfkd.experiment import report as run_report
-from tfkd.experiment.teaching_run import TeachingRun
+from tfkd.experiment.teacher_outputs import TeachingRun
 from tfkd.experiment.workdir import WorkDir
 from tfkd.exporting import student as export
 from tfkd.tuning import search

@@ -6,7 +6,7 @@ Conv2D, DepthwiseConv2D or Dense layer whose output feeds nothing else, the two 
 layer with `W' = W * s` and `b' = (b - mean) * s + beta`, `s = gamma / sqrt(variance + epsilon)`
 (per output channel), which saves the batch norm's passes over every activation tensor.
 
-    teacher = tfkd.fast_teacher.fast_teacher(teacher, "bfloat16", check_inputs=x_val[:256])
+    teacher = tfkd.teacher.serving.fast_teacher(teacher, "bfloat16", check_inputs=x_val[:256])
 
 Precision. Folding changes only the float32 rounding: on the zoo models the folded logits equal
 the original ones within `FOLD_TOLERANCE` (relative to the largest |logit|). bfloat16 keeps 8

@@ -19,11 +19,11 @@ The stored target is `tfkd.targets.hand_crafted.kd_topk(softmax(z / T), k)` of t
 on the view: the k largest probabilities kept, the remaining mass spread uniformly over the
 other classes.
 
-    storage = tfkd.replay.build_replay(teacher, x_train, views=8, topk=5, temperature=4.0)
+    storage = tfkd.teacher.replay.build_replay(teacher, x_train, views=8, topk=5, temperature=4.0)
     storage.save("replay.npz")                      # ReplayStorage.load("replay.npz")
-    train = tfkd.replay.replay_dataset(storage, x_train, y_train, batch_size=128, seed=0)
+    train = tfkd.teacher.replay.replay_dataset(storage, x_train, y_train, batch_size=128, seed=0)
     distiller = tfkd.Distiller(student, teacher, temperature=storage.temperature)
-    distiller.teaching = tfkd.cache.CachedTeaching()   # the teacher never runs in training
+    distiller.teaching = tfkd.teacher.cache.CachedTeaching()   # the teacher never runs in training
 
 `tfkd.augment` draws crop boxes, flips and mixup weights from a seed but applies them in the
 same call; `apply_view` here applies explicit (stored) parameters.
@@ -235,7 +235,7 @@ def build_replay(
       views: R >= 1 views per image.
       topk: k, in [1, K], probabilities kept per view.
       temperature: T of the stored softmax(z / T); distil with the same T.
-      crop_scale, crop_ratio: inception crop ranges, as `tfkd.teaching.Teaching`.
+      crop_scale, crop_ratio: inception crop ranges, as `tfkd.teacher.teaching.Teaching`.
       flip: mirror half of the views.
       mixup_alpha: None (no mixup) or the Beta(a, a) parameter of function matching's mixup.
       batch_size: images per teacher forward pass.
@@ -473,7 +473,7 @@ def cached_replay(teacher, x, key, cache_dir, verbose=1, **build_options):
     on another number of images, is rebuilt.
 
     Args:
-      key: names the teacher, the images and every build option (`tfkd.cache.cache_key`).
+      key: names the teacher, the images and every build option (`tfkd.teacher.cache.cache_key`).
     Returns:
       (ReplayStorage, path of the entry, built: True when computed by this call).
     """

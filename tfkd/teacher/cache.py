@@ -3,13 +3,13 @@
 A frozen teacher in inference mode gives the same logits for the same input every epoch, so
 distilling on un-augmented inputs (teaching none or fixed) needs its forward pass only once:
 
-    key = tfkd.cache.cache_key([teacher], "cifar100", "train", subset=None, seed=0,
+    key = tfkd.teacher.cache.cache_key([teacher], "cifar100", "train", subset=None, seed=0,
                                preprocessing={"input_scale": 1.0})
-    cache = tfkd.cache.TeacherCache("disk", cache_dir="~/.cache/tfkd")
+    cache = tfkd.teacher.cache.TeacherCache("disk", cache_dir="~/.cache/tfkd")
     cached = cache.outputs([teacher], x_train, key)
     train = cache.dataset(x_train, y_train, cached, batch_size=128, shuffle=True, seed=0)
     distiller = tfkd.Distiller(student, teacher)
-    distiller.teaching = tfkd.cache.CachedTeaching()   # or teaching="fixed" for fix/ic
+    distiller.teaching = tfkd.teacher.cache.CachedTeaching()   # or teaching="fixed" for fix/ic
     distiller.fit(train, ...)
 
 Batches are `(x float32 [B, ...], {"labels": int32 [B], "teacher_logits": L})`, the format fixed
@@ -23,7 +23,7 @@ every weight, the data set and split, the subset and seed that chose the example
 preprocessing. A disk entry is written to a temporary folder, chunk by chunk, completed by a
 manifest written last and then renamed into place, so a folder without a manifest (a write that
 died half way) is never read: it is rebuilt. Random augmentation cannot be cached (every epoch
-sees new views): use `tfkd.replay` for that.
+sees new views): use `tfkd.teacher.replay` for that.
 """
 
 import dataclasses
@@ -40,11 +40,11 @@ import tensorflow as tf
 from keras import ops
 
 from tfkd import atomic, checkpoint
-from tfkd import teaching as teaching_modes
 from tfkd.data import to_float
 from tfkd.data.pipeline import convert
 from tfkd.distillers.multi_teacher import MultiTeacherDistiller
 from tfkd.models import FEATURES
+from tfkd.teacher import teaching as teaching_modes
 
 MODES = ("memory", "disk")
 OUTPUT_KINDS = ("logits", "features")

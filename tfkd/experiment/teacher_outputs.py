@@ -8,11 +8,12 @@ import time
 
 import numpy as np
 
-from tfkd import cache, data, replay, teaching
+from tfkd import data
 from tfkd.data import DataBundle
 from tfkd.distillers import Distiller
 from tfkd.experiment import validation
 from tfkd.settings import ConfigError
+from tfkd.teacher import cache, replay, teaching
 
 NONE = "none"
 PLAIN_CACHES = ("memory", "disk")
@@ -68,7 +69,7 @@ class TeachingRun:
         self.cache_mode = self._cache_mode(config, method, bundle)
         self.cache_record = None
         self.validation_extras = None  # set by extras()
-        self.serving = None  # what phases.serve_teacher made of the teacher(s)
+        self.serving = None  # what teacher_setup.serve_teacher made of the teacher(s)
         self.examples = len(bundle.train[1])
 
     def _cache_mode(self, config, method, bundle):
@@ -118,7 +119,7 @@ class TeachingRun:
 
     # ---- the teacher-output cache ----------------------------------------------------------------
     def cache_key(self, config, teachers, split="train", extra=None):
-        """`tfkd.cache.cache_key` of the served teachers on this run's training inputs: the data
+        """`tfkd.teacher.cache.cache_key` of the served teachers on this run's training inputs: the data
         set's identity (every data setting but the subset and seed, or --distill_dataset), the
         split, the subset (--train_limit, --validation_fraction), the seed and the preprocessing
         (--teacher_input_scale, the to_float convention, `extra`)."""
@@ -217,7 +218,7 @@ class TeachingRun:
 
     def stream(self, bundle, teacher, options, work, config, verbose=1):
         """For --teacher_cache=replay: `make(orders, first_epoch) -> (dataset, steps)`, the
-        resumable replay batches (`tfkd.replay.replay_epochs_dataset`); else None."""
+        resumable replay batches (`tfkd.teacher.replay.replay_epochs_dataset`); else None."""
         if self.cache_mode != REPLAY:
             return None
         settings = self.cache_settings

@@ -119,7 +119,7 @@ class Teaching:
                 if training:
                     raise ValueError(
                         "teaching='fixed' trains on batches (x, {'labels': y, 'teacher_logits': "
-                        "z}); build them with tfkd.teaching.fixed_dataset"
+                        "z}); build them with tfkd.teacher.teaching.fixed_dataset"
                     )
                 return x, x, labels
             teacher_x = PrecomputedLogits(carried)
@@ -259,7 +259,7 @@ def build(teaching):
         return Teaching(teaching)
     raise ValueError(
         f"teaching must be None, one of {', '.join(MODES)} or a "
-        f"tfkd.teaching.Teaching, got {teaching!r}"
+        f"tfkd.teacher.teaching.Teaching, got {teaching!r}"
     )
 
 

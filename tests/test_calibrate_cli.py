@@ -13,7 +13,7 @@ import pytest
 
 from tfkd import calibration, data, experiment
 from tfkd.cli import calibrate, common
-from tfkd.experiment import phases, tools
+from tfkd.experiment import distillation, tools
 from tfkd.exporting import student as export
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,18 +37,18 @@ TRAIN = [
 
 
 def run_distill(args, recorded):
-    """bin/distill's run() with `phases.distill` spied on: records the teacher and options."""
-    original = phases.distill
+    """bin/distill's run() with `distillation.distill` spied on: records the teacher and options."""
+    original = distillation.distill
 
     def spy(method, config, options, teacher, bundle, *rest):
         recorded.update(teacher=teacher, options=dict(options), bundle=bundle)
         return original(method, config, options, teacher, bundle, *rest)
 
-    phases.distill = spy
+    distillation.distill = spy
     try:
         return cli_helpers.run_distill(args)
     finally:
-        phases.distill = original
+        distillation.distill = original
 
 
 def run_calibrate(args):

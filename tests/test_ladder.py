@@ -15,7 +15,7 @@ import pytest
 from tfkd import data, experiment, models, training
 from tfkd.cli import ladder as ladder_cli
 from tfkd.experiment import calibration_ladder as ladder
-from tfkd.experiment import job, phases
+from tfkd.experiment import distillation, fitting, job
 from tfkd.experiment.teacher_outputs import TeachingRun
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -263,7 +263,7 @@ def test_a_killed_ladder_resumes_without_retraining_what_finished(tmp_path, monk
             f"--output_dir={out}",
         ]
     )
-    original = phases.distill
+    original = distillation.distill
     seeds = []
 
     def killed_at_the_second_student(method, config, *rest):
@@ -272,7 +272,7 @@ def test_a_killed_ladder_resumes_without_retraining_what_finished(tmp_path, monk
             raise KeyboardInterrupt
         return original(method, config, *rest)
 
-    monkeypatch.setattr(phases, "distill", killed_at_the_second_student)
+    monkeypatch.setattr(distillation, "distill", killed_at_the_second_student)
     with pytest.raises(KeyboardInterrupt):
         run_ladder(args)
     partial = tmp_path / "run.partial"
@@ -286,10 +286,10 @@ def test_a_killed_ladder_resumes_without_retraining_what_finished(tmp_path, monk
     def no_training(*args, **kwargs):
         raise AssertionError("a finished teacher was trained again")
 
-    monkeypatch.setattr(phases, "train_classifier", no_training)
+    monkeypatch.setattr(fitting, "train_classifier", no_training)
     seeds.clear()
     monkeypatch.setattr(
-        phases,
+        distillation,
         "distill",
         lambda method, config, *rest: (seeds.append(config.seed), original(method, config, *rest))[
             1

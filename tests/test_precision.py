@@ -10,7 +10,7 @@ from cli_helpers import run_distill
 
 import tfkd
 from tfkd import training
-from tfkd.experiment import RunConfig, phases
+from tfkd.experiment import RunConfig, fitting
 
 TINY = [
     "--dataset=synthetic",
@@ -74,14 +74,14 @@ def _relative_difference(first, second):
 
 
 def test_run_with_mixed_precision_saves_a_float32_student(tmp_path, monkeypatch):
-    built, build = [], phases.build_model
+    built, build = [], fitting.build_model
 
     def recording(arch, bundle, strategy, precision="float32"):
         model = build(arch, bundle, strategy, precision)
         built.append((arch, precision, model))
         return model
 
-    monkeypatch.setattr(phases, "build_model", recording)
+    monkeypatch.setattr(fitting, "build_model", recording)
     out = str(tmp_path / "mixed")
     results = run_distill(
         [*TINY, "--precision=mixed_bfloat16", f"--output_dir={out}", "--baseline"]
@@ -102,7 +102,7 @@ def test_run_with_mixed_precision_saves_a_float32_student(tmp_path, monkeypatch)
     assert all(layer.compute_dtype == "float32" for layer in student.layers)
     assert results["flags"]["precision"] == "mixed_bfloat16"
     # The same run in float32 ends elsewhere, though not far: bfloat16 keeps 8 bits of mantissa.
-    monkeypatch.setattr(phases, "build_model", build)
+    monkeypatch.setattr(fitting, "build_model", build)
     reference = tmp_path / "float32"
     expected = run_distill([*TINY, f"--output_dir={reference}", "--baseline"])
     float32 = keras.saving.load_model(reference / "student.keras")

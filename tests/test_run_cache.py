@@ -308,7 +308,7 @@ def test_validation_batches_carry_the_cached_outputs_and_the_teacher_does_not_ru
     import types
 
     import tfkd
-    from tfkd.experiment import phases
+    from tfkd.experiment import fitting
     from tfkd.teacher import cache
 
     rng = np.random.default_rng(0)
@@ -325,7 +325,7 @@ def test_validation_batches_carry_the_cached_outputs_and_the_teacher_does_not_ru
     distiller.teaching = cache.CachedTeaching()
     distiller.compile(optimizer="sgd")
     bundle = types.SimpleNamespace(validation=(x, y))
-    dataset = phases.validation_dataset(bundle, 16, {cache.TEACHER_LOGITS: carried})
+    dataset = fitting.validation_dataset(bundle, 16, {cache.TEACHER_LOGITS: carried})
     logs = distiller.evaluate(dataset, verbose=0, return_dict=True)
 
     def softmax(z):

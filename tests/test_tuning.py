@@ -16,7 +16,7 @@ import pytest
 import tfkd.data
 from tfkd import data, experiment, methods, tuning
 from tfkd.cli import common, distill, tune
-from tfkd.experiment import phases
+from tfkd.experiment import distillation, fitting
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = [
@@ -272,7 +272,7 @@ def spied():
             "poisoned": 0,
         }
         with pytest.MonkeyPatch.context() as patch:
-            original_load, original_train = data.load, phases.train_classifier
+            original_load, original_train = data.load, fitting.train_classifier
             original_run, original_search = experiment.run, tuning.search.run_search
 
             def load(config):
@@ -303,7 +303,7 @@ def spied():
                 return tuner
 
             patch.setattr(tfkd.data, "load", load)
-            patch.setattr(phases, "train_classifier", train_classifier)
+            patch.setattr(fitting, "train_classifier", train_classifier)
             patch.setattr(experiment, "run", run)
             patch.setattr(tuning.search, "run_search", run_search)
             log["results"] = run_tune(*args)
@@ -473,7 +473,7 @@ def test_search_resumes_without_redoing_trials_or_the_teacher(search, tmp_path):
     ]
     runs = []
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(phases, "train_classifier", lambda *a, **k: pytest.fail("retrained"))
+        patch.setattr(fitting, "train_classifier", lambda *a, **k: pytest.fail("retrained"))
         run = experiment.run
         patch.setattr(experiment, "run", lambda config: runs.append(config) or run(config))
         results = run_tune(*args, "--max_trials=3")
@@ -482,8 +482,8 @@ def test_search_resumes_without_redoing_trials_or_the_teacher(search, tmp_path):
     assert len(read_csv(out / "trials.csv")) == 3
     with pytest.raises(
         ValueError,
-        match=r"--output_dir .* other settings \(--student 'mlp_small' "
-        r"then, 'mlp' now\).*--overwrite",
+        match=r"--output_dir .* holds a search with other flags \(--student was 'mlp_small', "
+        r"now 'mlp'\).*--overwrite",
     ):
         run_tune(*args, "--student=mlp")
 
@@ -540,7 +540,7 @@ def test_calibrated_search_with_a_baseline_reproduces_and_reruns_as_a_no_op(teac
     assert reproduced["student"]["val_accuracy"] == results["best"]["val_accuracy"]
     assert reproduced["baseline"] == results["baseline"]  # the same schedule, alone
     with pytest.MonkeyPatch.context() as patch:  # the same command again: nothing to train
-        patch.setattr(phases, "train_classifier", lambda *a, **k: pytest.fail("retrained"))
+        patch.setattr(fitting, "train_classifier", lambda *a, **k: pytest.fail("retrained"))
         patch.setattr(experiment, "run", lambda *a, **k: pytest.fail("re-ran a trial"))
         again = run_tune(*args)
     assert again["best"] == results["best"] and again["baseline"] == results["baseline"]
@@ -756,7 +756,7 @@ def test_a_missing_module_in_a_run_stops_the_search_with_one_error(
         calls.append(1)
         raise ModuleNotFoundError("No module named 'tensorboard.plugins.hparams'")
 
-    monkeypatch.setattr(phases, "distill", distill_phase)
+    monkeypatch.setattr(distillation, "distill", distill_phase)
     (tmp_path / "space.json").write_text(json.dumps(SPACE))
     with pytest.raises(ValueError, match=r"^trial 0 \(temperature=") as error:
         run_tune(

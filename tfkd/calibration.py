@@ -1,4 +1,5 @@
-"""Model calibration: ECE, NLL, Brier score, temperature scaling and reliability diagrams.
+"""Model calibration: ECE, NLL, Brier score and temperature scaling (reliability diagrams:
+`tfkd.reliability`).
 
 Guo et al. (2017), "On calibration of modern neural networks", as used by "Rethinking knowledge
 distillation from the perspective of model calibration": a classifier is calibrated when its
@@ -21,6 +22,7 @@ import numpy as np
 
 DEFAULT_BINS = 15
 DEFAULT_BOUNDS = (1e-2, 1e2)
+CALIBRATION_MODES = ("scale", "replace")  # how a calibrated teacher is distilled
 
 
 # ---- input checks -------------------------------------------------------------------------------
@@ -369,74 +371,28 @@ def calibrate_model(model: keras.Model, temperature: float, name: str | None = N
     return keras.Model(inputs, outputs, name=name or f"{model.name}_calibrated")
 
 
-# ---- reliability diagram ------------------------------------------------------------------------
-def reliability_diagram(
-    probs: np.ndarray,
-    labels: np.ndarray,
-    path: str,
-    num_bins: int = DEFAULT_BINS,
-    title: str | None = None,
-):
-    """Writes a PNG reliability diagram: per-bin accuracy bars against the diagonal, the gap to the
-    mean confidence shaded, the bin counts below, ECE in the title.
+def calibrated_temperatures(mode, calibration_temperature, temperature):
+    """How a teacher calibrated at T* is distilled at the method's temperature T, as
+    `--calibration_mode` says; the one place the modes are applied.
 
     Args:
-      probs: [n, K] rows of probabilities.
-      labels: [n] integers in [0, K).
-      path: the PNG to write.
+      mode: "scale": the calibrated teacher's logits z / T* softened by T, so the teacher's
+        targets are softmax(z / (T* T)) and the student's softmax(s / T); "replace": the
+        paper's Eq. 3, T* replaces the distillation temperature: softmax(z / T*), softmax(s / T*).
+      calibration_temperature: T* (`fit_temperature`); temperature: the method's T, or None
+        for a method without one (which "replace" refuses).
     Returns:
-      the `calibration_bins` dictionary that was drawn.
+      (divisor of the teacher's logits, distillation temperature): (T*, T) or (1, T*).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
-    bins = calibration_bins(probs, labels, num_bins, "reliability_diagram")
-    edges, counts = bins["edges"], bins["counts"]
-    width = edges[1] - edges[0]
-    centers = edges[:-1] + width / 2
-    filled = counts > 0
-    figure, (top, bottom) = pyplot.subplots(
-        2, 1, figsize=(5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
-    )
-    top.bar(
-        centers[filled],
-        bins["accuracy"][filled],
-        width=width,
-        color="#1f77b4",
-        edgecolor="black",
-        linewidth=0.6,
-        label="accuracy",
-    )
-    low = np.minimum(bins["accuracy"], bins["confidence"])[filled]
-    gap = np.abs(bins["accuracy"] - bins["confidence"])[filled]
-    top.bar(
-        centers[filled],
-        gap,
-        bottom=low,
-        width=width,
-        color="#d62728",
-        alpha=0.35,
-        edgecolor="#d62728",
-        hatch="//",
-        linewidth=0.6,
-        label="gap to confidence",
-    )
-    top.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
-    top.set_ylim(0, 1)
-    top.set_ylabel("accuracy")
-    top.legend(loc="upper left", fontsize=8)
-    heading = f"ECE = {100 * bins['ece']:.2f}%  ({int(counts.sum())} examples, {num_bins} bins)"
-    top.set_title(f"{title}\n{heading}" if title else heading, fontsize=10)
-    bottom.bar(centers, counts, width=width, color="#7f7f7f", edgecolor="black", linewidth=0.6)
-    for center, count in zip(centers[filled], counts[filled]):
-        bottom.text(center, count, str(count), ha="center", va="bottom", fontsize=6)
-    bottom.set_yscale("log" if counts.max() > 50 * max(1, counts[filled].min()) else "linear")
-    bottom.set_xlim(0, 1)
-    bottom.set_xlabel("confidence (top-1 probability)")
-    bottom.set_ylabel("examples")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    pyplot.close(figure)
-    return bins
+    if mode not in CALIBRATION_MODES:
+        raise ValueError(
+            f"calibration_mode must be one of {', '.join(CALIBRATION_MODES)}, got {mode!r}"
+        )
+    if mode == "scale":
+        return float(calibration_temperature), temperature
+    if temperature is None:
+        raise ValueError(
+            "calibration_mode replace sets the distillation temperature to T*, and this "
+            "method has no temperature; use calibration_mode scale"
+        )
+    return 1.0, float(calibration_temperature)

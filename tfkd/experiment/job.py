@@ -27,6 +27,8 @@ from tfkd.teacher import loading
 
 
 def default_output_dir(config):
+    """savedmodels/<dataset>-<method>-<student>-<time>: where a run writes without
+    `output.dir`."""
     name = config.data.dataset.replace(":", "_").replace("/", "_").strip("_")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return os.path.join("savedmodels", f"{name}-{config.method.name}-{config.student}-{stamp}")
@@ -52,6 +54,20 @@ def check(config):
         except ValueError as error:
             raise ConfigError(field, str(error)) from None
     return method
+
+
+def check_run(config, bundle):
+    """What `run(config)` checks before its first phase, on the loaded data set `bundle`: the
+    teacher files and architectures (`check`), the teaching settings, and the method built with
+    its resolved options on untrained (or loaded) models (`preflight.dry_build`). Returns the
+    registered Method and its resolved options (the given values, the declared defaults, and
+    what the teaching settings change)."""
+    method = check(config)
+    options = TeachingRun(
+        config, method, method.resolve(config.method.options, config.method.name), bundle
+    ).options
+    preflight.dry_build(method, config, options, bundle)
+    return method, options
 
 
 def run(config: RunConfig) -> dict:

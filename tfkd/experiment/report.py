@@ -106,6 +106,8 @@ def multi_teacher_results(teachers, archs, bundle, method, options, work):
 
 
 def print_summary(results, output_dir):
+    """Prints a finished run's results (`results.json`'s dict): the teacher's and student's
+    accuracies and sizes, the baseline and the exports in `output_dir`."""
     rows = [(role, results[role]) for role in ("teacher", "student") if role in results]
     print(f"\ntfkd {results['method']} on {results['dataset']}")
     width = max([28] + [len(str(entry["arch"])) + 2 for _, entry in rows])  # any path fits

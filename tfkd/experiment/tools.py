@@ -77,7 +77,9 @@ def calibrate(
     if os.path.exists(report_dir) and not os.path.isdir(report_dir):
         raise FileExistsError(f"report_dir {report_dir} exists and is not a folder")
     os.makedirs(report_dir, exist_ok=True)
-    summary = teacher_calibration.measure_calibration(classifier, bundle, report_dir, calibration_bins, name)
+    summary = teacher_calibration.measure_calibration(
+        classifier, bundle, report_dir, calibration_bins, name
+    )
     summary.update(
         model=model,
         dataset=data_config.dataset,

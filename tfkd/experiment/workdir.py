@@ -61,16 +61,7 @@ class WorkDir:
             shutil.rmtree(self.path, ignore_errors=True)
         elif os.path.isfile(run_file):
             with open(run_file) as handle:
-                before = json.load(handle)
-            changed = [
-                f"--{name} was {before.get(name)!r}, now {self.args.get(name)!r}"
-                for name in settings.changed(before, self.args)
-            ]
-            if changed:
-                raise ValueError(
-                    f"{self.path} holds an unfinished run with other flags ({'; '.join(changed)}); "
-                    "re-run with the same flags to resume it, or pass --overwrite to start over"
-                )
+                refuse_other_settings(self.path, "an unfinished run", json.load(handle), self.args)
             self.resumed = True
             return self
         elif os.path.exists(self.path):
@@ -125,6 +116,37 @@ class WorkDir:
             replace(self.path, self.output_dir)
         except OSError as error:
             raise disk_error(error, self.output_dir) from None
+
+
+def refuse_other_settings(place, holds, before, now):
+    """ "Same settings, so resume?", decided and worded once for every resumable folder (a run's
+    `.partial/`, a search, a search's teachers): ValueError when the {flag: value} records
+    `before` (what `place` was made with) and `now` differ (`tfkd.settings.changed`; a config's
+    records leave out what only reports, `RunConfig.settings`). `holds` names what is there."""
+    changed = settings.changed(before, now)
+    if changed:
+        details = "; ".join(
+            f"--{name} was {before.get(name)!r}, now {now.get(name)!r}" for name in changed
+        )
+        raise ValueError(
+            f"{place} holds {holds} with other flags ({details}); re-run with the same flags to "
+            "resume it, or pass --overwrite to start over"
+        )
+
+
+def announce_resume(phase, epoch, step, epochs):
+    """Prints where a training phase resumes: epoch `epoch` (0-based) of `epochs`, after `step`
+    steps of it; nothing for a phase that starts from scratch."""
+    if step:
+        print(f"Resuming {phase} at epoch {epoch + 1} of {epochs}, step {step + 1}", flush=True)
+    elif epoch:
+        print(f"Resuming {phase} at epoch {epoch + 1} of {epochs}", flush=True)
+
+
+def announce_reuse(what):
+    """Prints that a finished phase's output, `what` ("the student distilled by this run"), is
+    loaded instead of made again."""
+    print(f"Loading {what}", flush=True)
 
 
 def disk_error(error, path):

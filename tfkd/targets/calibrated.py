@@ -3,9 +3,8 @@ model calibration" (`--calibrate_teacher`, `tfkd.calibration`)."""
 
 from keras import ops
 
+from tfkd.calibration import CALIBRATION_MODES, calibrated_temperatures
 from tfkd.targets.catalog import TARGETS
-
-CALIBRATION_MODES = ("scale", "replace")
 
 
 class CalibratedSoftmax:
@@ -41,9 +40,10 @@ class CalibratedSoftmax:
     @property
     def effective_temperature(self):
         """The single temperature the teacher's logits are divided by."""
-        if self.calibration_mode == "replace":
-            return self.calibration_temperature
-        return self.calibration_temperature * self.temperature
+        divisor, temperature = calibrated_temperatures(
+            self.calibration_mode, self.calibration_temperature, self.temperature
+        )
+        return divisor * temperature
 
     def __call__(self, teacher_logits, labels):
         return ops.softmax(teacher_logits / self.effective_temperature, axis=-1)

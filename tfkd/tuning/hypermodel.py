@@ -10,7 +10,6 @@ import keras
 import keras_tuner
 
 from tfkd import experiment
-from tfkd.experiment import job
 from tfkd.experiment.config import COMMAND_LINE
 from tfkd.settings import ConfigError
 from tfkd.tuning.shared_teachers import shared_teachers
@@ -45,7 +44,7 @@ class DistillerHyperModel(keras_tuner.HyperModel):
 
     def __init__(self, config, search_space, directory=None):
         super().__init__(name=f"{config.method.name}-{config.student}")
-        self.method = job.check(config)
+        self.method = experiment.check(config)
         if not config.data.validation_fraction > 0:
             raise ValueError(
                 "--validation_fraction must be > 0: the search maximises the "
@@ -190,7 +189,7 @@ class DistillerHyperModel(keras_tuner.HyperModel):
                 "DistillerHyperModel needs directory= with a tuner other than tfkd.tuning's: "
                 "it is where the trials' runs are written"
             )
-        key = json.dumps(job.resume_key(self.trial_config(hp, epochs)), sort_keys=True, default=str)
+        key = json.dumps(self.trial_config(hp, epochs).settings("run"), sort_keys=True, default=str)
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         return os.path.abspath(os.path.join(self.directory, RUNS_FOLDER, digest))
 
@@ -210,7 +209,7 @@ def finished_results(config):
         return None
     with open(path) as handle:
         results = json.load(handle)
-    wanted = json.loads(json.dumps(job.resume_key(config)))
+    wanted = json.loads(json.dumps(config.settings("run")))
     ran = results.get("flags", {})
     if any(ran.get(name) != value for name, value in wanted.items()):
         return None  # run() refuses the occupied folder with one clear error

@@ -1,7 +1,7 @@
 """The teachers of a search, trained once: `shared_teachers(config, directory)`.
 
 A teacher given as an architecture would be trained again by every trial's run. Here it is
-trained once, exactly as `bin/distill` trains it (`tfkd.experiment.phases.get_teacher`, same
+trained once, exactly as `bin/distill` trains it (`tfkd.experiment.get_teacher`, same
 seed), into `<directory>/teachers/`, and the search's config names the saved `.keras` files
 instead, so every trial, and `bin/distill --flagfile=best.flags`, loads the same teacher.
 """
@@ -11,9 +11,7 @@ import json
 import os
 import time
 
-from tfkd import data, settings
-from tfkd.experiment import job, phases
-from tfkd.experiment.workdir import WorkDir
+from tfkd import data, experiment
 
 FOLDER = "teachers"
 RESULTS_FILE = "results.json"
@@ -52,9 +50,9 @@ def shared_teachers(config, directory, bundle=None, strategy=None):
         --teacher_input_scale != 1 with a mix of architectures and files under --teachers (the
         scale applies to every loaded teacher, the trained ones included).
     """
-    method = job.check(config)
+    method = experiment.check(config)
     specs = teacher_specs(config, method)
-    to_train = [entry for entry in specs if not phases.is_model_path(entry[2])]
+    to_train = [entry for entry in specs if not experiment.is_model_path(entry[2])]
     paths = {
         name: os.path.abspath(spec)
         for name, _, spec, _ in specs
@@ -96,23 +94,21 @@ def _train(config, to_train, folder, trained_with, bundle, strategy):
     if os.path.isfile(results_file):
         with open(results_file) as handle:
             done = json.load(handle)
-        changed = settings.changed(done.get("settings", {}), trained_with)
-        if changed:
-            raise ValueError(
-                f"{folder} holds teachers trained with other flags "
-                f"({', '.join('--' + name for name in changed)}); use another "
-                "output folder or --overwrite"
-            )
-        print(f"Loading the teachers of this search from {folder}", flush=True)
+        experiment.refuse_other_settings(
+            folder, "the teachers of a search", done.get("settings", {}), trained_with
+        )
+        experiment.announce_reuse(f"the teachers of this search from {folder}")
         return {}
-    work = WorkDir(folder, trained_with).open()
-    phases.set_determinism(config)
+    work = experiment.WorkDir(folder, trained_with).open()
+    experiment.set_determinism(config)
     bundle = bundle or data.load(config.data)
-    strategy = strategy or phases.make_strategy(config)
+    strategy = strategy or experiment.make_strategy(config)
     seconds, entries = {}, {}
     for name, flag, spec, seed in to_train:
         start = time.time()
-        _, _, trained = phases.get_teacher(spec, name, flag, config, bundle, strategy, work, seed)
+        _, _, trained = experiment.get_teacher(
+            spec, name, flag, config, bundle, strategy, work, seed
+        )
         seconds[name] = trained if trained is not None else time.time() - start
         entries[name] = {"arch": spec, "file": f"{name}.keras", "seconds": seconds[name]}
     work.commit({"teachers": entries, "settings": trained_with})

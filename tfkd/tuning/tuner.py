@@ -11,12 +11,8 @@ import os
 import shutil
 import time
 
-from tfkd import data, settings
+from tfkd import data, experiment
 from tfkd.atomic import write_text
-from tfkd.experiment import job, phases
-from tfkd.experiment import report as run_report
-from tfkd.experiment.teacher_outputs import TeachingRun
-from tfkd.experiment.workdir import WorkDir
 from tfkd.exporting import student as export
 from tfkd.tuning import search
 from tfkd.tuning import trials as report
@@ -30,7 +26,9 @@ BASELINE_FOLDER = "baseline"
 
 
 def default_output_dir(config):
-    return os.path.join("savedmodels", "tune-" + os.path.basename(job.default_output_dir(config)))
+    return os.path.join(
+        "savedmodels", "tune-" + os.path.basename(experiment.default_output_dir(config))
+    )
 
 
 def search_settings(config, tuner, space_spec):
@@ -47,16 +45,8 @@ def prepare_output_dir(output_dir, search, overwrite):
         shutil.rmtree(output_dir)
     elif os.path.isfile(search_file):
         with open(search_file) as handle:
-            previous = json.load(handle)
-        changed = [
-            f"--{name} {previous.get(name)!r} then, {search.get(name)!r} now"
-            for name in settings.changed(previous, search)
-        ]
-        if changed:
-            raise ValueError(
-                f"--output_dir {output_dir} holds a search with other settings "
-                f"({'; '.join(changed)}): pass the same flags to resume it, or "
-                "--overwrite to start again"
+            experiment.refuse_other_settings(
+                f"--output_dir {output_dir}", "a search", json.load(handle), search
             )
         return True
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
@@ -95,15 +85,11 @@ def tune(config, tuner="random", max_trials=10, search_space=None):
     search.check_tuner(tuner, max_trials, config.schedule.epochs)
     output_dir = os.path.abspath(config.output.dir or default_output_dir(config))
     hypermodel = DistillerHyperModel(config, space, directory=output_dir)
-    phases.set_determinism(config)
+    experiment.set_determinism(config)
     # Data, models and method checked before the folder exists: bad input leaves none.
     bundle = data.load(config.data)
-    method = hypermodel.method
-    options = TeachingRun(
-        config, method, method.resolve(config.method.options, config.method.name), bundle
-    ).options
-    phases.dry_build(method, config, options, bundle)
-    strategy = phases.make_strategy(config)
+    experiment.check_run(config, bundle)
+    strategy = experiment.make_strategy(config)
     prepare_output_dir(
         output_dir, search_settings(config, tuner, space_spec), config.output.overwrite
     )
@@ -169,8 +155,8 @@ def tune(config, tuner="random", max_trials=10, search_space=None):
     results.update(teacher_results(config, base, hypermodel.method, bundle, strategy))
     results["student"] = {
         "arch": config.student,
-        "accuracy": phases.accuracy(student, bundle.test),
-        "val_accuracy": phases.accuracy(student, bundle.validation),
+        "accuracy": experiment.accuracy(student, bundle.test),
+        "val_accuracy": experiment.accuracy(student, bundle.validation),
         "params": int(student.count_params()),
     }
     if config.output.baseline:
@@ -197,7 +183,7 @@ def tune(config, tuner="random", max_trials=10, search_space=None):
     results["best_flags"] = distill_config.flag_values()
     results["seconds"] = seconds
     write_text(os.path.join(output_dir, "results.json"), json.dumps(results, indent=2) + "\n")
-    run_report.print_summary(results, output_dir)
+    experiment.print_summary(results, output_dir)
     print(
         f"  best     trial {best.trial_id} ({os.path.relpath(best_run, output_dir)}) of "
         f"{len(rows)}, validation accuracy {best.score:.4f}: {searched}"
@@ -215,12 +201,12 @@ def teacher_results(config, base, method, bundle, strategy):
     for (name, flag, spec, seed), given in zip(
         teacher_specs(base, method), teacher_specs(config, method)
     ):
-        teacher, _, _ = phases.get_teacher(spec, name, flag, base, bundle, strategy, None, seed)
+        teacher, _, _ = experiment.get_teacher(spec, name, flag, base, bundle, strategy, None, seed)
         entries.append(
             {
                 "arch": given[2],
                 "path": spec,
-                "accuracy": phases.accuracy(teacher, bundle.test),
+                "accuracy": experiment.accuracy(teacher, bundle.test),
                 "params": int(teacher.count_params()),
             }
         )
@@ -239,12 +225,14 @@ def baseline(config, bundle, strategy, output_dir):
     if finished is not None:
         return finished["baseline"], finished["seconds"]
     shutil.rmtree(folder, ignore_errors=True)  # the baseline of an earlier best trial
-    key = json.loads(json.dumps(job.resume_key(config)))
-    work = WorkDir(folder, key, overwrite=_holds_other_run(folder + ".partial", key)).open()
-    model, seconds = phases.baseline(config, bundle, strategy, work)
+    key = json.loads(json.dumps(config.settings("run")))
+    work = experiment.WorkDir(
+        folder, key, overwrite=_holds_other_run(folder + ".partial", key)
+    ).open()
+    model, seconds = experiment.baseline(config, bundle, strategy, work)
     entry = {
-        "accuracy": phases.accuracy(model, bundle.test),
-        "val_accuracy": phases.accuracy(model, bundle.validation),
+        "accuracy": experiment.accuracy(model, bundle.test),
+        "val_accuracy": experiment.accuracy(model, bundle.validation),
     }
     work.commit({"baseline": entry, "seconds": seconds, "flags": key})
     return entry, seconds

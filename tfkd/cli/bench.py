@@ -11,6 +11,7 @@ import shlex
 from tfkd import benchmarks as bench
 from tfkd.cli import common
 from tfkd.experiment.command_line import CommandLine
+from tfkd.lm import throughput as lm_throughput
 
 PROGRAM = "bin/bench"
 DOC = (
@@ -30,7 +31,11 @@ def parse(args):
 
 
 def main(argv):
-    """Runs bin/bench on `argv` (program name first); returns the report."""
+    """Runs bin/bench on `argv` (program name first); returns the report.
+
+    `bin/bench lm [--name=value ...]`: causal-LM throughput instead (`tfkd.lm.throughput`)."""
+    if argv[1:2] == ["lm"]:
+        return lm_throughput.main(argv[2:])
     common.handle_help(argv, DOC, flag_values=new_flag_values())
     config = parse(argv[1:])
     return bench.run(config, command=" ".join([PROGRAM, *map(shlex.quote, argv[1:])]))

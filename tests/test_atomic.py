@@ -1,14 +1,11 @@
 """Atomic writes: a destination is replaced whole or left as it was; nothing half-written or
-temporary stays behind; and the package writes through this one helper."""
+temporary stays behind (tests/test_architecture.py checks that nothing else renames)."""
 
 import os
-import re
 
 import pytest
 
 from tfkd import atomic
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_write_text_replaces_the_file_and_leaves_no_temporary(tmp_path):
@@ -55,23 +52,3 @@ def test_binary_files(tmp_path):
     with atomic.atomic_file(path, "wb") as handle:
         handle.write(bytes(range(4)))
     assert path.read_bytes() == bytes(range(4))
-
-
-def test_the_package_renames_only_through_the_helper():
-    """Write-then-rename is written once: no module but tfkd/atomic.py calls os.replace or
-    os.rename."""
-    calls = re.compile(r"\bos\.(replace|rename)\(")
-    found = []
-    for folder, _, files in os.walk(os.path.join(ROOT, "tfkd")):
-        for name in files:
-            path = os.path.join(folder, name)
-            if name.endswith(".py") and os.path.relpath(path, ROOT) != os.path.join(
-                "tfkd", "atomic.py"
-            ):
-                with open(path) as handle:
-                    found += [
-                        f"{os.path.relpath(path, ROOT)}:{number}"
-                        for number, line in enumerate(handle, 1)
-                        if calls.search(line)
-                    ]
-    assert found == []

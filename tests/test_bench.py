@@ -6,7 +6,7 @@ import statistics
 
 import pytest
 
-from tfkd import benchmarks as bench
+from tfkd import benchmark_report, benchmark_variants
 from tfkd.cli import bench as bench_cli
 from tfkd.cli import common
 
@@ -45,7 +45,7 @@ def test_report_structure_and_every_ratio_comes_from_the_reported_numbers(tmp_pa
         assert section in report
     assert report["command"].startswith("bin/bench ") and "--steps=2" in report["command"]
     chosen = variants.split(",")
-    for name in bench.VARIANTS:
+    for name in benchmark_variants.VARIANTS:
         if name in chosen:
             runs = report["repetitions"][name]["images_per_cpu_second"]
             assert len(runs) == 2 and all(value > 0 for value in runs)
@@ -72,7 +72,7 @@ def test_report_structure_and_every_ratio_comes_from_the_reported_numbers(tmp_pa
             statistics.median(per_repetition), rel=1e-12
         )
     goals = report["goals"]
-    assert set(goals) == {goal for goal, *_ in bench.GOALS}
+    assert set(goals) == {goal for goal, *_ in benchmark_report.GOALS}
     measured = goals["cached_kd_vs_plain_fit"]
     assert measured["met"] == (measured["measured"] >= 0.90)
     assert measured["margin"] == pytest.approx(measured["measured"] - 0.90)
@@ -88,7 +88,7 @@ def test_goal_verdicts_from_given_measurements():
         "plain_fit": [(1.0, images / 100), (1.0, images / 100), (1.0, images / 50)],
         "cached_kd": [(1.0, images / 95), (1.0, images / 80), (1.0, images / 45)],
     }
-    report = bench.summarize(
+    report = benchmark_report.summarize(
         args, measurements, {"replay_kd": "ValueError: no storage"}, {}, {}, "bin/bench"
     )
     # Per-repetition ratios 0.95, 0.80, 0.90: median 0.90 (the quotient of medians is 80 / 100).

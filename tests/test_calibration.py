@@ -401,3 +401,47 @@ def test_calibrated_distillation_two_replicas_take_the_same_step_as_one(mirrored
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
     for name in ("loss", "student_loss", "distillation_loss"):
         assert h2[name][0] == pytest.approx(h1[name][0], rel=1e-5)
+
+
+# ---- --calibration_mode, applied in one place ---------------------------------------------------
+@pytest.mark.parametrize("mode, expected", [("scale", (1.7, 3.0)), ("replace", (1.0, 1.7))])
+def test_calibrated_temperatures_give_the_logit_divisor_and_the_distillation_temperature(
+    mode, expected
+):
+    divisor, temperature = calibration.calibrated_temperatures(mode, 1.7, 3.0)
+    assert (divisor, temperature) == pytest.approx(expected)
+    # Teacher targets softmax(z / (divisor T)): the paper's Eq. 3 for replace, z / (T* T) for scale.
+    z = np.random.default_rng(12).normal(size=(6, 5)) * 3
+    reference = _softmax(z / (1.7 if mode == "replace" else 1.7 * 3.0))
+    np.testing.assert_allclose(_softmax(z / divisor / temperature), reference, rtol=1e-12)
+
+
+def test_calibrated_temperatures_refuse_an_unknown_mode_and_replace_without_a_temperature():
+    with pytest.raises(ValueError, match=r"calibration_mode must be one of scale, replace"):
+        calibration.calibrated_temperatures("both", 1.7, 3.0)
+    with pytest.raises(ValueError, match=r"replace sets the distillation temperature to T\*"):
+        calibration.calibrated_temperatures("replace", 1.7, None)
+    assert calibration.calibrated_temperatures("scale", 1.7, None) == (1.7, None)
+
+
+@pytest.mark.parametrize("mode", ["scale", "replace"])
+def test_a_run_and_the_ladder_calibrate_the_teacher_through_one_function(mode):
+    """`teacher_calibration.calibrated_teacher` (what --calibrate_teacher and every ladder cell
+    use): scale divides the teacher's logits by T* and keeps T; replace keeps the teacher and
+    sets T = T*."""
+    from tfkd.experiment import teacher_calibration
+
+    method = tfkd.methods.METHODS.get("kd")
+    teacher = _mlp(seed=3)
+    x = np.random.default_rng(13).normal(size=(5, 6)).astype("float32")
+    options = {"temperature": 4.0, "alpha": 0.9}
+    served, changed = teacher_calibration.calibrated_teacher(
+        teacher, options, method, mode, 1.6, tf.distribute.get_strategy()
+    )
+    logits = teacher.predict(x, verbose=0)
+    if mode == "scale":
+        np.testing.assert_allclose(served.predict(x, verbose=0), logits / 1.6, rtol=1e-6)
+        assert changed == options
+    else:
+        assert served is teacher and changed == {"temperature": 1.6, "alpha": 0.9}
+    assert options == {"temperature": 4.0, "alpha": 0.9}  # the caller's dict is not changed

@@ -13,7 +13,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", ".."))
 
-from tfkd import bench  # noqa: E402
+from tfkd import benchmark_report, benchmark_variants  # noqa: E402
 
 
 def _load(name):
@@ -97,7 +97,7 @@ def derived_values(report):
     ]
     pairs += [
         (name, name.removesuffix("_mixed_bfloat16"))
-        for name in bench.VARIANTS
+        for name in benchmark_variants.VARIANTS
         if name.endswith("_mixed_bfloat16")
         and report["images_per_cpu_second"].get(name) is not None
     ]
@@ -195,7 +195,7 @@ threads, tf.data included) is the stable measure. The "vs plain_fit" column and 
 median over repetitions of the per-repetition ratio of images per CPU-second. Peak RSS is
 {report["peak_rss_measure"]}.
 
-{bench.table(report)}
+{benchmark_report.table(report)}
 
 Set-up outside the timed windows (seconds, wall clock): """
         + ", ".join(f"{name} {value:.1f}" for name, value in setup.items())

@@ -70,6 +70,9 @@ write_text(os.path.join(folder, "DONE"), "")
 EOF
 fi
 
+mkdir -p docs/lm/runs/teacher
+cp "$OUT/teacher/history.csv" "$OUT/teacher/cpu_seconds" docs/lm/runs/teacher/
+
 flags_of() {
   case "$1" in
     fkl) echo "--divergence=forward_kl --baseline" ;;  # the student alone is this run's baseline
@@ -98,4 +101,5 @@ for seed in $SEEDS; do
     cp "$run/results.json" "$run/history.csv" "docs/lm/runs/$name-seed$seed/"
   done
 done
-cp "$OUT/teacher/history.csv" docs/lm/runs/teacher-history.csv
+mkdir -p docs/lm/runs/teacher
+cp "$OUT/teacher/history.csv" "$OUT/teacher/cpu_seconds" docs/lm/runs/teacher/

@@ -24,6 +24,7 @@ import keras
 
 from tfkd import checkpoint
 from tfkd.exporting import parity as export_report
+from tfkd.exporting import parity_markdown
 from tfkd.exporting.formats import (  # noqa: F401 - the public names of tfkd.exporting.student
     DEFAULT_FORMATS,
     FILE_NAMES,
@@ -91,8 +92,8 @@ def export_student(
       representative_samples: calibration examples for tflite_int8.
       seed: seeds the choice of calibration examples.
       overwrite: replace files already in `output_dir`; otherwise an existing one is an error.
-      report_options: keyword arguments of `export_report.build_report` (latency_calls,
-        batch_size, num_threads).
+      report_options: keyword arguments of `tfkd.exporting.parity.Measurement` (latency_calls,
+        batch_size, num_threads, throughput_seconds).
       tokenizer: text students (dict inputs of token ids) only: the data's `TextTokenizer`,
         put inside the SavedModel's `serve_text` signature (`tfkd.exporting.text_signatures`).
     Returns:
@@ -160,9 +161,9 @@ def export_student(
             settings={"int8_io": int8_io, "representative_samples": representative_samples}
             if "tflite_int8" in formats
             else {},
-            **(report_options or {}),
+            measurement=export_report.Measurement(**(report_options or {})),
         )
-        exports["report"] = export_report.write_report(report, output_dir)
+        exports["report"] = parity_markdown.write_report(report, output_dir)
         if "tflite" in report["formats"]:
             exports["tflite_accuracy"] = report["formats"]["tflite"]["accuracy"]
             exports["tflite_agreement"] = report["formats"]["tflite"]["agreement"]

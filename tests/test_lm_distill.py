@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 from tiny_lms import TIME, batch, kl, softmax, tiny_lm
 
-from tfkd.lm import CausalLMDistiller
+from tfkd.lm import CausalLMDistiller, objective
 from tfkd.models import gpt as lm_models
 
 
@@ -114,3 +114,10 @@ def test_bad_arguments_are_refused_by_name():
         CausalLMDistiller(student, None, on_policy_fraction=0.5)
     with pytest.raises(ValueError, match="--top_p must be in"):
         CausalLMDistiller(student, teacher, top_p=0.0)
+
+
+def test_masked_global_mean_is_sum_over_valid_tokens_over_their_count():
+    values = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], "float32")
+    mask = np.array([[1, 1, 0], [0, 1, 0]], "float32")
+    assert float(objective.masked_global_mean(values, mask)) == pytest.approx((1 + 2 + 5) / 3)
+    assert float(objective.masked_global_mean(values, np.zeros_like(mask))) == 0.0

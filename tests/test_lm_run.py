@@ -6,7 +6,7 @@ import os
 import pytest
 
 from tfkd.data import language_modeling as lm_data
-from tfkd.lm import LMRunConfig, run
+from tfkd.lm.run import LMRunConfig, run
 from tfkd.models import gpt as lm_models
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -193,6 +193,29 @@ def test_sparse_topk_kl_tail_bucket_matches_the_reference(k, temperature):
         )
 
 
+@pytest.mark.parametrize("temperature", [1.0, 2.0])
+def test_sparse_topk_kl_reads_a_stored_tail_mass(temperature):
+    """The tail mass stored at full precision beside float16 log-probabilities gives the
+    reference of the exact log-probabilities."""
+    teacher, student = _logits(31)
+    vocabulary = teacher.shape[-1]
+    ids, log_probs = _topk(teacher, 4)
+    stored_tail = (1.0 - np.exp(log_probs).sum(-1)).astype("float32")
+    np.testing.assert_allclose(
+        losses.sparse_topk_kl(ids, log_probs.astype("float32"), student, temperature, stored_tail),
+        reference_sparse(ids, log_probs, student, temperature, vocabulary),
+        rtol=1e-4,
+        atol=1e-5,
+    )
+    rounded = log_probs.astype("float16")
+    np.testing.assert_allclose(
+        losses.sparse_topk_kl(ids, rounded, student, temperature, stored_tail),
+        reference_sparse(ids, log_probs, student, temperature, vocabulary),
+        rtol=2e-2,
+        atol=2e-3,
+    )
+
+
 def test_sparse_topk_kl_at_temperature_1_is_the_equation_of_the_issue():
     """sum_{top-k} p_T,i (log p_T,i - log p_S,i) + (1 - sum p_T) log((1 - sum p_T) / (1 - sum
     p_S)), from the stored log-probabilities themselves."""

@@ -1,35 +1,21 @@
-"""Distillation of causal language models: token-level divergences, on-policy (GKD) batches,
-stored top-k teacher log-probabilities, and an end-to-end run.
+"""Distillation of causal language models: token-level divergences (`tfkd.losses`), on-policy
+(GKD) batches, stored top-k teacher log-probabilities, and the run `tfkd distill` routes
+language-model data to.
 
     from tfkd import lm
     distiller = lm.CausalLMDistiller(student, teacher, divergence="reverse_kl")
-    results = lm.run(lm.LMRunConfig(output_dir="/tmp/lm"))  # data, teacher, student, report
+    results = tfkd.experiment.run(RunConfig.from_flags(["--config=..."]))  # the whole job
 """
 
 from tfkd.lm.distiller import CausalLMDistiller, check_vocabularies
-from tfkd.lm.objective import (
-    DIVERGENCE_NAMES,
-    forward_kl,
-    generalized_jsd,
-    masked_global_mean,
-    reverse_kl,
-    sparse_topk_kl,
-)
-from tfkd.lm.run import LMRunConfig, run
+from tfkd.lm.objective import masked_global_mean
 from tfkd.lm.sampling import sample_completions
 from tfkd.lm.store import TopKStore
 
 __all__ = [
     "CausalLMDistiller",
-    "DIVERGENCE_NAMES",
-    "LMRunConfig",
     "TopKStore",
     "check_vocabularies",
-    "forward_kl",
-    "generalized_jsd",
     "masked_global_mean",
-    "reverse_kl",
-    "run",
     "sample_completions",
-    "sparse_topk_kl",
 ]

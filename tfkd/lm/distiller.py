@@ -100,10 +100,10 @@ class CausalLMDistiller(Distiller):
         seed=0,
         **kwargs,
     ):
-        if divergence not in objective.DIVERGENCE_NAMES:
+        if divergence not in losses.DIVERGENCES:
             raise ValueError(
                 f"--divergence must be one of "
-                f"{', '.join(objective.DIVERGENCE_NAMES)}, got {divergence!r}"
+                f"{', '.join(losses.DIVERGENCES.names())}, got {divergence!r}"
             )
         if not 0.0 <= jsd_beta <= 1.0:
             raise ValueError(f"--jsd_beta must be in [0, 1], got {jsd_beta}")
@@ -130,6 +130,7 @@ class CausalLMDistiller(Distiller):
         )
         self.divergence = divergence
         self.jsd_beta = float(jsd_beta)
+        self.divergence_function = losses.divergence(divergence, jsd_beta=self.jsd_beta)
         self.on_policy_fraction = float(on_policy_fraction)
         self.max_new_tokens = max_new_tokens
         self.sampling_temperature = float(sampling_temperature)
@@ -150,19 +151,18 @@ class CausalLMDistiller(Distiller):
         mask = ops.cast(weight, "float32") * valid
         return ops.where(labels == IGNORED_LABEL, 0, labels), mask
 
-    def divergence_terms(self, teacher, student_logits):
-        """Per-token D [batch, time]: `teacher` is logits, or the stored top-k dictionary."""
+    def divergence_terms(self, teacher, student_logits, labels=None):
+        """Per-token D [batch, time]: `teacher` is logits, or the stored top-k dictionary;
+        `labels`, the data's next tokens, are for weightings of several teachers."""
         if isinstance(teacher, dict):
-            return objective.sparse_topk_kl(
-                teacher["teacher_topk_log_probs"],
+            return losses.sparse_topk_kl(
                 teacher["teacher_topk_ids"],
+                teacher["teacher_topk_log_probs"],
                 student_logits,
                 self.temperature,
-                teacher["teacher_tail_mass"],
+                tail=teacher["teacher_tail_mass"],
             )
-        return objective.divergence(
-            self.divergence, teacher, student_logits, self.temperature, self.jsd_beta
-        )
+        return self.divergence_function(teacher, student_logits, self.temperature)
 
     def on_policy_inputs(self, inputs, labels, mask):
         """With probability `on_policy_fraction`: (inputs holding the student's samples, mask of
@@ -219,10 +219,10 @@ class CausalLMDistiller(Distiller):
             scored_inputs, divergence_mask = inputs, mask
         student_logits = self.student(scored_inputs, training=training)
         if stored and not on_policy:
-            divergence = self.divergence_terms(stored, student_logits)
+            divergence = self.divergence_terms(stored, student_logits, labels)
         elif self.teacher is not None:
             teacher = ops.stop_gradient(self.teacher(scored_inputs, training=False))
-            divergence = self.divergence_terms(teacher, student_logits)
+            divergence = self.divergence_terms(teacher, student_logits, labels)
         elif self.alpha == 0.0:  # the student alone: cross-entropy only
             divergence = ops.zeros_like(student_logits[..., 0])
         else:

@@ -20,10 +20,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfkd import losses
 from tfkd.data import language_modeling as lm_data
 from tfkd.lm.arguments import parse_flags
 from tfkd.lm.distiller import CausalLMDistiller
-from tfkd.lm.objective import DIVERGENCE_NAMES
 from tfkd.lm.sampling import sample_completions
 from tfkd.lm.store import TopKStore, check_k
 from tfkd.models import gpt as lm_models
@@ -72,9 +72,9 @@ class LMRunConfig:
             raise ValueError("--output_dir is required")
         if self.dataset != STDLIB and not self.dataset.startswith("lm:"):
             raise ValueError(f"--dataset must be {STDLIB} or lm:FILE_OR_DIR, got {self.dataset!r}")
-        if self.divergence not in DIVERGENCE_NAMES:
+        if self.divergence not in losses.DIVERGENCES:
             raise ValueError(
-                f"--divergence must be one of {', '.join(DIVERGENCE_NAMES)}, got "
+                f"--divergence must be one of {', '.join(losses.DIVERGENCES.names())}, got "
                 f"{self.divergence!r}"
             )
         if self.teacher_cache not in ("none", "disk"):

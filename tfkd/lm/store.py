@@ -1,26 +1,27 @@
 """Stored teacher top-k log-probabilities for every token of a training split, memory-mapped.
 
-    store = TopKStore.open_or_build(root, teacher, data.train, k=32, temperature=1.0)
+    store = TopKStore.open_or_build(root, teacher, data.train, k=32)
     distiller = CausalLMDistiller(student, teacher=None)  # the teacher can leave memory now
     distiller.fit(store.dataset(data.train, batch_size=32, shuffle=True), ...)
 
 Per input position of every training sequence the store holds the teacher's k most likely next
-tokens (int32 ids), their log-probabilities log softmax(z_T / T) (float16) and the teacher's
-remaining mass 1 - sum of the top-k probabilities (float32, computed at full precision): 6k + 4
-bytes per token. A store lives in a directory named by a key of the teacher's weights, the data's
-tokens, k and T; it is written under a temporary name and renamed when complete, and one found
-without its completion record or with arrays of the wrong shape is rebuilt.
+tokens (int32 ids), their log-probabilities log softmax(z_T) (float16, at temperature 1: one store
+serves every distillation temperature, `tfkd.losses.sparse_topk_kl` tempers them) and the
+teacher's remaining mass 1 - sum of the top-k probabilities (float32, computed at full
+precision): 6k + 4 bytes per token. A store lives in a directory named by a key of the teacher's
+weights, the data's tokens and k; it is written through `tfkd.atomic` (beside, then renamed when
+complete), and one found without its completion record or with arrays of the wrong shape is
+rebuilt.
 """
 
 import hashlib
 import json
 import os
-import shutil
 
 import numpy as np
 import tensorflow as tf
 
-from tfkd import atomic
+from tfkd import atomic, checkpoint
 
 ARRAYS = {
     "teacher_topk_ids": "int32",
@@ -28,6 +29,9 @@ ARRAYS = {
     "teacher_tail_mass": "float32",
 }
 RECORD = "store.json"
+# The temperature of the stored log-probabilities (part of the key of stores written before
+# stores were temperature-free, which stay valid).
+STORED_TEMPERATURE = 1.0
 
 
 def fingerprint(*arrays):
@@ -40,11 +44,11 @@ def fingerprint(*arrays):
     return digest.hexdigest()
 
 
-def store_key(teacher, split, k, temperature):
-    """The key of a store: teacher weights, the split's tokens and mask, k and temperature."""
+def store_key(teacher, split, k):
+    """The key of a store: teacher weights, the split's tokens and mask, and k."""
     weights = fingerprint(*teacher.get_weights())
     tokens = fingerprint(split.token_ids, split.padding_mask)
-    return hashlib.sha256(f"{weights}:{tokens}:{k}:{float(temperature)!r}".encode()).hexdigest()
+    return hashlib.sha256(f"{weights}:{tokens}:{k}:{STORED_TEMPERATURE!r}".encode()).hexdigest()
 
 
 def bytes_per_token(k):
@@ -62,11 +66,9 @@ def check_k(k, vocabulary_size):
         raise ValueError(f"--cache_topk {k} exceeds the vocabulary size {vocabulary_size}")
 
 
-def teacher_topk(teacher, inputs, k, temperature):
+def teacher_topk(teacher, inputs, k):
     """(ids int32, log-probabilities float32, tail mass float32) of `teacher` on a batch."""
-    log_probs = tf.nn.log_softmax(
-        tf.cast(teacher(inputs, training=False), tf.float32) / temperature, axis=-1
-    )
+    log_probs = tf.nn.log_softmax(tf.cast(teacher(inputs, training=False), tf.float32), axis=-1)
     top = tf.math.top_k(log_probs, k=k)
     tail = tf.maximum(1.0 - tf.reduce_sum(tf.exp(top.values), axis=-1), 0.0)
     return top.indices.numpy(), top.values.numpy(), tail.numpy()
@@ -98,19 +100,23 @@ class TopKStore:
         return self.size_bytes / (self.record["sequences"] * self.record["time"])
 
     @classmethod
-    def open_or_build(cls, root, teacher, split, k, temperature=1.0, batch_size=32):
-        """The store of (teacher, split, k, temperature) under `root`: reused when complete,
-        built otherwise (a partial one left by an interrupted run is replaced)."""
+    def open_or_build(cls, root, teacher, split, k, batch_size=32):
+        """The store of (teacher, split, k) under `root`: reused when complete, built otherwise
+        (a partial one left by an interrupted run is replaced)."""
         check_k(k, teacher.output_shape[-1] if hasattr(teacher, "output_shape") else None)
-        directory = os.path.join(root, f"lm_topk_{store_key(teacher, split, k, temperature)[:24]}")
+        directory = os.path.join(root, f"lm_topk_{store_key(teacher, split, k)[:24]}")
         x, _, _ = split.shifted()
         shape = x["token_ids"].shape
         if cls._complete(directory, shape, k):
             return cls(directory)
-        shutil.rmtree(directory, ignore_errors=True)
-        temporary = f"{directory}.tmp{os.getpid()}"
-        shutil.rmtree(temporary, ignore_errors=True)
-        os.makedirs(temporary)
+        with atomic.atomic_path(directory) as temporary:
+            os.makedirs(temporary)
+            cls._write(temporary, teacher, x, k, batch_size)
+        return cls(directory, built=True)
+
+    @staticmethod
+    def _write(temporary, teacher, x, k, batch_size):
+        shape = x["token_ids"].shape
         arrays = {
             name: np.lib.format.open_memmap(
                 os.path.join(temporary, f"{name}.npy"),
@@ -123,17 +129,18 @@ class TopKStore:
         for start in range(0, shape[0], batch_size):
             rows = slice(start, start + batch_size)
             ids, log_probs, tail = teacher_topk(
-                teacher, {name: value[rows] for name, value in x.items()}, k, temperature
+                teacher, {name: value[rows] for name, value in x.items()}, k
             )
             arrays["teacher_topk_ids"][rows] = ids
             arrays["teacher_topk_log_probs"][rows] = log_probs.astype("float16")
             arrays["teacher_tail_mass"][rows] = tail
+            checkpoint.fault_point("store", 1, start // batch_size + 1)
         for array in arrays.values():
             array.flush()
         del arrays
         record = {
             "k": k,
-            "temperature": float(temperature),
+            "temperature": STORED_TEMPERATURE,
             "sequences": int(shape[0]),
             "time": int(shape[1]),
             "teacher": getattr(teacher, "name", None),
@@ -142,8 +149,6 @@ class TopKStore:
         # The record is written last: a directory without it is incomplete.
         with open(os.path.join(temporary, RECORD), "w") as handle:
             json.dump(record, handle, indent=1)
-        atomic.replace(temporary, directory)
-        return cls(directory, built=True)
 
     @staticmethod
     def _complete(directory, shape, k):

@@ -1,4 +1,5 @@
-"""tfkd.calibration and the `calibrated` target, against NumPy written from the equations."""
+"""tfkd.calibration, tfkd.reliability and the `calibrated` target, against NumPy written from
+the equations."""
 
 import math
 import warnings
@@ -9,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 import tfkd
-from tfkd import calibration, targets
+from tfkd import calibration, reliability, targets
 from tfkd.calibration import TemperatureScaling
 from tfkd.exporting import student as export
 
@@ -304,7 +305,7 @@ def test_reliability_diagram_writes_a_png_of_the_binned_data(tmp_path):
     logits, labels = _random_case(8)
     probs = _softmax(logits)
     path = tmp_path / "diagram.png"
-    bins = calibration.reliability_diagram(probs, labels, str(path), num_bins=10, title="x")
+    bins = reliability.reliability_diagram(probs, labels, str(path), num_bins=10, title="x")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
     assert bins["ece"] == pytest.approx(_reference_ece(probs, labels, 10), abs=1e-12)
 

@@ -18,11 +18,13 @@ from tfkd.cli import export as export_cli
 from tfkd.experiment import tools
 from tfkd.exporting import parity as export_report
 from tfkd.exporting import student as export
+from tfkd.exporting.parity import Measurement
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPORT = os.path.join(ROOT, "bin", "export")
 SHAPE, CLASSES = (8, 8, 1), 3
-FAST_REPORT = {"latency_calls": 200, "batch_size": 64, "throughput_seconds": 0.05}
+FAST_REPORT = Measurement(latency_calls=200, batch_size=64, throughput_seconds=0.05)
+QUIET = export.ExportSettings(verbose=False)
 
 
 def bright_band_images(count, seed):
@@ -67,9 +69,8 @@ def exported(trained, tmp_path_factory):
         out,
         export.FORMATS,
         test_data=test,
-        verbose=False,
         train_images=train[0],
-        report_options=FAST_REPORT,
+        settings=export.ExportSettings(verbose=False, measurement=FAST_REPORT),
     )
     report = json.loads((out / "export_report.json").read_text())
     return out, exports, report
@@ -293,11 +294,10 @@ def test_int8_with_float_io_keeps_float_tensors(trained, tmp_path):
         tmp_path,
         ["tflite_int8"],
         test_data=test,
-        verbose=False,
         train_images=train[0],
-        int8_io="float",
-        representative_samples=100,
-        report_options=FAST_REPORT,
+        settings=export.ExportSettings(
+            verbose=False, int8_io="float", representative_samples=100, measurement=FAST_REPORT
+        ),
     )
     assert sorted(os.listdir(tmp_path)) == [
         "export_report.json",
@@ -320,17 +320,23 @@ def test_export_student_bad_arguments(trained, tmp_path):
         export.export_student(model, tmp_path, ["tflite_int8"])
     with pytest.raises(ValueError, match="int8_io.*int8, float"):
         export.export_student(
-            model, tmp_path, ["tflite_int8"], train_images=train[0], int8_io="uint4"
+            model,
+            tmp_path,
+            ["tflite_int8"],
+            train_images=train[0],
+            settings=export.ExportSettings(int8_io="uint4"),
         )
     assert not os.listdir(tmp_path)
-    export.export_student(model, tmp_path, ["keras"], verbose=False)
+    export.export_student(model, tmp_path, ["keras"], settings=QUIET)
     first = (tmp_path / "student.keras").read_bytes()
     with pytest.raises(FileExistsError, match="student.keras.*overwrite"):
-        export.export_student(model, tmp_path, ["keras"], verbose=False)
+        export.export_student(model, tmp_path, ["keras"], settings=QUIET)
     assert (tmp_path / "student.keras").read_bytes() == first  # refused: left as it was
     changed = keras.models.clone_model(model)  # the fixture's model stays as it is
     changed.set_weights([*model.get_weights()[:-1], np.ones(CLASSES, "float32")])
-    export.export_student(changed, tmp_path, ["keras"], verbose=False, overwrite=True)
+    export.export_student(
+        changed, tmp_path, ["keras"], settings=export.ExportSettings(verbose=False, overwrite=True)
+    )
     assert (keras.saving.load_model(tmp_path / "student.keras").get_weights()[-1] == 1).all()
 
 

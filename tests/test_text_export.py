@@ -57,7 +57,7 @@ def test_text_student_exports_agree_with_keras(kind, corpus, tmp_path):
         ("keras", "savedmodel", "tflite"),
         test_data=(token_ids, labels),
         tokenizer=tokenizer,
-        verbose=False,
+        settings=export.ExportSettings(verbose=False),
     )
     assert {"keras", "savedmodel", "tflite", "report"} <= set(exports)
     reference = np.asarray(student(text_inputs(token_ids)))
@@ -96,4 +96,9 @@ def test_quantised_formats_are_refused_for_text(corpus, tmp_path):
         "text_cnn", (LENGTH,), CLASSES, vocabulary_size=tokenizer.vocabulary_size, seed=0
     )
     with pytest.raises(ValueError, match=r"^--export: tflite_int8 not available for text models"):
-        export.export_student(student, str(tmp_path), ("keras", "tflite_int8"), verbose=False)
+        export.export_student(
+            student,
+            str(tmp_path),
+            ("keras", "tflite_int8"),
+            settings=export.ExportSettings(verbose=False),
+        )

@@ -176,11 +176,11 @@ def _run(config, method, strategy, work):
             work.path,
             config.output.export,
             test_data=bundle.test if config.output.evaluate_test else None,
-            verbose=config.output.verbose > 0,
             train_images=bundle.train[0],
             tokenizer=bundle.tokenizer,
-            overwrite=True,
-        )  # a killed export's files are replaced
+            # A killed export's files are replaced.
+            settings=export.ExportSettings(verbose=config.output.verbose > 0, overwrite=True),
+        )
     results["flags"] = {**config.flag_values(), **options}
     results["deterministic"] = config.deterministic
     results["resumed"] = work.resumed

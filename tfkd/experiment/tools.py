@@ -23,6 +23,7 @@ from tfkd.atomic import replace, write_text
 from tfkd.data.superclass import superclass_map
 from tfkd.experiment import teacher_calibration
 from tfkd.exporting import student as export
+from tfkd.exporting.parity import Measurement
 from tfkd.models.introspection import classifier_weights
 from tfkd.teacher import loading
 
@@ -172,23 +173,24 @@ def export_model(
             f"model {model} outputs {classifier.output_shape[-1]} logits but "
             f"dataset {data_config.dataset} has {bundle.num_classes} classes"
         )
-    report_options = {
-        "latency_calls": latency_calls,
-        "batch_size": throughput_batch_size,
-        "num_threads": num_threads,
-    }
     with staging_dir(output_dir) as work_dir:
         exports = export.export_student(
             classifier,
             work_dir,
             formats,
             test_data=bundle.test,
-            verbose=bool(verbose),
             train_images=bundle.train[0],
-            int8_io=int8_io,
-            representative_samples=representative_samples,
-            seed=data_config.seed,
-            report_options=report_options,
+            settings=export.ExportSettings(
+                verbose=bool(verbose),
+                int8_io=int8_io,
+                representative_samples=representative_samples,
+                seed=data_config.seed,
+                measurement=Measurement(
+                    latency_calls=latency_calls,
+                    batch_size=throughput_batch_size,
+                    num_threads=num_threads,
+                ),
+            ),
         )
         with open(os.path.join(work_dir, exports["report"])) as handle:
             report = json.load(handle)

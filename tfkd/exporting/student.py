@@ -16,6 +16,7 @@ model's concrete functions directly has produced models that output NaN. TFLite 
 the LiteRT interpreter (`ai_edge_litert`).
 """
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -60,19 +61,37 @@ def _check_targets(output_dir, formats, overwrite):
             raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
 
 
+@dataclasses.dataclass(frozen=True)
+class ExportSettings:
+    """How `export_student` writes and measures.
+
+    Attributes:
+      verbose: show a progress bar.
+      overwrite: replace files already in the output folder; otherwise an existing one is an
+        error.
+      int8_io: "int8" (int8 input and output tensors) or "float" (float32 I/O around an int8
+        model) for tflite_int8.
+      representative_samples: calibration examples for tflite_int8.
+      seed: seeds the choice of calibration examples.
+      measurement: how the parity report times every format (`tfkd.exporting.parity`).
+    """
+
+    verbose: bool = True
+    overwrite: bool = False
+    int8_io: str = "int8"
+    representative_samples: int = REPRESENTATIVE_SAMPLES
+    seed: int = 0
+    measurement: export_report.Measurement = export_report.Measurement()
+
+
 def export_student(
     student,
     output_dir,
     formats=DEFAULT_FORMATS,
     test_data=None,
-    verbose=True,
     train_images=None,
-    int8_io="int8",
-    representative_samples=REPRESENTATIVE_SAMPLES,
-    seed=0,
-    overwrite=False,
-    report_options=None,
     tokenizer=None,
+    settings=ExportSettings(),
 ):
     """Writes the student in each of `formats` under `output_dir`, each file atomically.
 
@@ -84,23 +103,19 @@ def export_student(
       test_data: optional (x, y) test split, x raw (uint8 images) or already float. With it,
         every format is measured against the Keras student and `export_report.json` and
         `export_report.md` are written (see `tfkd.exporting.parity`).
-      verbose: show a progress bar.
       train_images: training-split inputs [N, *shape]; required for tflite_int8, whose
         calibration examples come from here only.
-      int8_io: "int8" (int8 input and output tensors) or "float" (float32 I/O around an int8
-        model) for tflite_int8.
-      representative_samples: calibration examples for tflite_int8.
-      seed: seeds the choice of calibration examples.
-      overwrite: replace files already in `output_dir`; otherwise an existing one is an error.
-      report_options: keyword arguments of `tfkd.exporting.parity.Measurement` (latency_calls,
-        batch_size, num_threads, throughput_seconds).
       tokenizer: text students (dict inputs of token ids) only: the data's `TextTokenizer`,
         put inside the SavedModel's `serve_text` signature (`tfkd.exporting.text_signatures`).
+      settings: an `ExportSettings` (progress, overwriting, tflite_int8's I/O and calibration
+        examples, the report's timing).
     Returns:
       The `exports` entry of `results.json`: file names relative to `output_dir` by format,
       and, with test data, `tflite_accuracy` / `tflite_agreement` of the float32 TFLite model
       and `report` (the JSON report's file name).
     """
+    verbose, overwrite, int8_io = settings.verbose, settings.overwrite, settings.int8_io
+    representative_samples, seed = settings.representative_samples, settings.seed
     formats = check_formats(formats)
     if isinstance(getattr(student, "input", None), dict):
         from tfkd.exporting import text_signatures as export_text
@@ -161,7 +176,7 @@ def export_student(
             settings={"int8_io": int8_io, "representative_samples": representative_samples}
             if "tflite_int8" in formats
             else {},
-            measurement=export_report.Measurement(**(report_options or {})),
+            measurement=settings.measurement,
         )
         exports["report"] = parity_markdown.write_report(report, output_dir)
         if "tflite" in report["formats"]:

@@ -169,9 +169,8 @@ def tune(config, tuner="random", max_trials=10, search_space=None):
         output_dir,
         config.output.export,
         test_data=bundle.test,
-        verbose=config.output.verbose > 0,
         train_images=bundle.train[0],
-        overwrite=True,
+        settings=export.ExportSettings(verbose=config.output.verbose > 0, overwrite=True),
     )
     results["flags"] = {
         **config.flag_values(),

@@ -155,3 +155,27 @@ def test_bad_export_settings_are_refused(tmp_path):
         export_causal_lm(tiny_lm(1), str(tmp_path), ("keras", "tflite_int8"))
     with pytest.raises(ValueError, match=r"--max_new_tokens must be a positive integer, got 0"):
         export_causal_lm(tiny_lm(1), str(tmp_path), ("keras",), generation=Generation(0))
+
+
+def test_sampled_generation_keeps_to_the_top_k_and_follows_the_seed(exported, tmp_path):
+    student, split, _, _ = exported
+    prompts, mask, lengths = _prompts(split)
+    generation = Generation(max_new_tokens=NEW_TOKENS, sampling="sample", top_k=3)
+    export_causal_lm(student, str(tmp_path), ("savedmodel",), generation=generation)
+    generate = tf.saved_model.load(str(tmp_path / "saved_model")).signatures[GENERATE]
+    inputs = {"token_ids": tf.constant(prompts), "padding_mask": tf.constant(mask)}
+    first = generate(**inputs, seed=tf.constant([3, 0]))["token_ids"].numpy()
+    again = generate(**inputs, seed=tf.constant([3, 0]))["token_ids"].numpy()
+    np.testing.assert_array_equal(first, again)
+    # Every sampled token is among the 3 most likely after the tokens before it.
+    logits = np.asarray(
+        student({"token_ids": first[:, :-1], "padding_mask": np.ones_like(first[:, :-1])})
+    )
+    top3 = np.argsort(-logits, axis=-1)[..., :3]
+    for row, length in enumerate(lengths):
+        for position in range(length, length + NEW_TOKENS):
+            assert first[row, position] in top3[row, position - 1]
+    draws = [
+        generate(**inputs, seed=tf.constant([seed, 0]))["token_ids"].numpy() for seed in range(4)
+    ]
+    assert any(not np.array_equal(draws[0], other) for other in draws[1:])

@@ -37,12 +37,22 @@ def test_the_contracts_hold():
 
 def test_a_library_module_importing_the_command_line_breaks_the_contract(tmp_path):
     folder = copy_of_the_package(tmp_path)
-    with open(folder / "tfkd" / "losses.py", "a") as handle:
+    with open(folder / "tfkd" / "losses" / "soft_targets.py", "a") as handle:
         handle.write("\nfrom tfkd.cli import flags  # noqa: E402,F401\n")
     result = lint_imports(str(folder))
     assert result.returncode != 0, result.stdout
     assert f"{FORBIDDEN} BROKEN" in result.stdout
-    assert "tfkd.losses -> tfkd.cli.flags" in result.stdout
+    assert "tfkd.losses.soft_targets -> tfkd.cli.flags" in result.stdout
+
+
+def test_the_tuner_reaching_into_a_run_breaks_its_contract(tmp_path):
+    folder = copy_of_the_package(tmp_path)
+    with open(folder / "tfkd" / "tuning" / "tuner.py", "a") as handle:
+        handle.write("\nfrom tfkd.experiment import fitting  # noqa: E402,F401\n")
+    result = lint_imports(str(folder))
+    assert result.returncode != 0, result.stdout
+    assert "The tuner uses tfkd.experiment's public API" in result.stdout
+    assert "tfkd.tuning.tuner -> tfkd.experiment.fitting" in result.stdout
 
 
 def test_a_deferred_import_of_the_command_line_breaks_it_too(tmp_path):

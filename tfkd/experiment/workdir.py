@@ -60,8 +60,7 @@ class WorkDir:
         if self.overwrite:
             shutil.rmtree(self.path, ignore_errors=True)
         elif os.path.isfile(run_file):
-            with open(run_file) as handle:
-                refuse_other_settings(self.path, "an unfinished run", json.load(handle), self.args)
+            refuse_other_settings(self.path, "an unfinished run", self.started_with(), self.args)
             self.resumed = True
             return self
         elif os.path.exists(self.path):
@@ -73,6 +72,21 @@ class WorkDir:
 
     def file(self, *names):
         return os.path.join(self.path, *names)
+
+    def started_with(self):
+        """The settings ({flag: value}) the unfinished run in the `.partial/` folder was started
+        with, or None when there is none."""
+        run_file = self.file(RUN_FILE)
+        if not os.path.isfile(run_file):
+            return None
+        with open(run_file) as handle:
+            return json.load(handle)
+
+    def holds_other_settings(self):
+        """True when the `.partial/` folder holds an unfinished run started with other settings
+        than `args` (which `open` refuses unless `overwrite`)."""
+        before = self.started_with()
+        return before is not None and bool(settings.changed(before, self.args))
 
     def phases(self):
         path = self.file(PHASES_FILE)

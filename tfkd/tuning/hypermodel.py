@@ -9,7 +9,7 @@ import os
 import keras
 import keras_tuner
 
-from tfkd import experiment
+from tfkd import experiment, settings
 from tfkd.experiment.config import COMMAND_LINE
 from tfkd.settings import ConfigError
 from tfkd.tuning.shared_teachers import shared_teachers
@@ -211,7 +211,8 @@ def finished_results(config):
         results = json.load(handle)
     wanted = json.loads(json.dumps(config.settings("run")))
     ran = results.get("flags", {})
-    if any(ran.get(name) != value for name, value in wanted.items()):
+    # results.json's flags also hold what only reports; the resume key decides.
+    if settings.changed({name: ran.get(name) for name in wanted}, wanted):
         return None  # run() refuses the occupied folder with one clear error
     return results
 

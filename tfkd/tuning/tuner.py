@@ -225,9 +225,9 @@ def baseline(config, bundle, strategy, output_dir):
         return finished["baseline"], finished["seconds"]
     shutil.rmtree(folder, ignore_errors=True)  # the baseline of an earlier best trial
     key = json.loads(json.dumps(config.settings("run")))
-    work = experiment.WorkDir(
-        folder, key, overwrite=_holds_other_run(folder + ".partial", key)
-    ).open()
+    # An unfinished baseline of an earlier best trial is started over.
+    other = experiment.WorkDir(folder, key).holds_other_settings()
+    work = experiment.WorkDir(folder, key, overwrite=other).open()
     model, seconds = experiment.baseline(config, bundle, strategy, work)
     entry = {
         "accuracy": experiment.accuracy(model, bundle.test),
@@ -235,12 +235,3 @@ def baseline(config, bundle, strategy, output_dir):
     }
     work.commit({"baseline": entry, "seconds": seconds, "flags": key})
     return entry, seconds
-
-
-def _holds_other_run(partial, key):
-    """True when `partial` is an unfinished run of other flags (to be started over)."""
-    path = os.path.join(partial, "run.json")
-    if not os.path.isfile(path):
-        return False
-    with open(path) as handle:
-        return json.load(handle) != key

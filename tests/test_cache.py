@@ -10,7 +10,7 @@ import tensorflow as tf
 from tensorflow.python.framework import config as tf_config
 
 import tfkd
-from tfkd.teacher import cache, teaching
+from tfkd.teacher import cache, fingerprint, fixed
 
 SHAPE, CLASSES = (12, 12, 3), 4
 
@@ -46,7 +46,7 @@ def _key(teachers, **changes):
         preprocessing={"input_scale": 1.0},
     )
     identity.update(changes)
-    return cache.cache_key(teachers, **identity)
+    return fingerprint.cache_key(teachers, **identity)
 
 
 def test_key_names_teachers_weights_data_split_subset_seed_and_preprocessing():
@@ -87,7 +87,7 @@ def test_disk_round_trip_is_exact_and_a_second_call_reads(tmp_path):
     for k, teacher in enumerate(teachers):
         assert isinstance(read.logits[k], np.memmap)
         np.testing.assert_array_equal(read.logits[k], memory.logits[k])
-        expected = teaching.teacher_predictions(teacher, x, batch_size=16)
+        expected = fixed.teacher_predictions(teacher, x, batch_size=16)
         np.testing.assert_allclose(read.logits[k], expected, rtol=1e-6, atol=1e-6)
         # Features: float16 on disk, within the stated tolerance of the float32 ones.
         assert read.features[k].dtype == np.float16
@@ -105,7 +105,7 @@ def test_other_teacher_split_subset_or_preprocessing_recomputes(tmp_path):
     b = disk.outputs([second], x, _key([second]), batch_size=16)
     assert a.built and b.built and a.path != b.path
     np.testing.assert_allclose(
-        b.logits[0], teaching.teacher_predictions(second, x, 16), rtol=1e-6, atol=1e-6
+        b.logits[0], fixed.teacher_predictions(second, x, 16), rtol=1e-6, atol=1e-6
     )
     for changes in ({"split": "test"}, {"subset": 24}, {"preprocessing": "resize"}):
         assert disk.outputs([first], x, _key([first], **changes), batch_size=16).built
@@ -120,7 +120,7 @@ def test_half_written_or_stale_entries_are_ignored_and_rebuilt(tmp_path, monkeyp
     x, _ = _data()
     teacher = _model(1)
     key = _key([teacher])
-    expected = teaching.teacher_predictions(teacher, x, batch_size=16)
+    expected = fixed.teacher_predictions(teacher, x, batch_size=16)
     disk = cache.TeacherCache("disk", cache_dir=str(tmp_path), verbose=0)
     path = disk.outputs([teacher], x, key, batch_size=16).path
     # A write that died before its completion marker: garbage chunks, no manifest.
@@ -196,7 +196,6 @@ def test_cached_and_online_kd_take_the_same_steps(deterministic):
     )
     cached = cache.TeacherCache(verbose=0).outputs([teacher], x, _key([teacher]), batch_size=16)
     distiller = tfkd.Distiller(_model(7), teacher, temperature=4.0, alpha=0.9)
-    distiller.teaching = cache.CachedTeaching()
     history, weights = _fit(
         distiller, cache.cached_dataset(x, y, cached, batch_size=16, shuffle=True, seed=3)
     )
@@ -212,7 +211,7 @@ def test_cached_multi_teacher_with_features_takes_the_online_steps(deterministic
 
     def build():
         keras.utils.set_random_seed(0)  # the adapters' initial weights
-        return cache.CachedMultiTeacherDistiller(
+        return tfkd.MultiTeacherDistiller(
             _model(7), teachers, weighting="aver", lambda2=1.0, skip_features_first_epoch=False
         )
 
@@ -254,4 +253,4 @@ def test_bad_arguments_are_named(tmp_path):
     with pytest.raises(ValueError, match="disagree on the number of examples"):
         cache.cached_dataset(x[:4], y[:4], cached, 2)
     with pytest.raises(ValueError, match="teachers must be"):
-        cache.cache_key([], "d", "train")
+        fingerprint.cache_key([], "d", "train")

@@ -107,9 +107,10 @@ def test_default_layers_are_the_zoo_features_and_missing_layers_name_the_flag():
 
 
 def test_fixed_teaching_is_refused():
-    from tfkd.teacher import teaching
+    from tfkd.teacher import batch_format
 
     student = models.build("mlp_small", (6,), CLASSES, seed=0)
     teacher = models.build("mlp", (6,), CLASSES, seed=1)
+    stored = batch_format.StoredOutputs((np.zeros((2, CLASSES), np.float32),))
     with pytest.raises(ValueError, match="teacher_logits"):
-        teaching.check_logit_based(methods.build("fitnet", student, teacher))
+        methods.build("fitnet", student, teacher).stored_outputs(stored)

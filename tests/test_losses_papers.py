@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from tfkd import losses
-from tfkd.distillers.distiller import gather_global_batch
+from tfkd.global_batch import gather_global_batch
 
 
 def _softmax(z):

@@ -426,7 +426,7 @@ def test_clear_errors():
         tfkd.MultiTeacherDistiller(student, teachers, feature_weighting="median")
     vector_features = tfkd.models.build("mlp_small", (64,), 4).get_layer("features").output
     with pytest.raises(ValueError, match="both be feature maps"):
-        tfkd.distillers.multi_teacher.build_adapter(
+        tfkd.distillers.features.build_adapter(
             student.get_layer("features").output.shape[1:], vector_features.shape[1:], "adapter_0"
         )
     # One teacher is fine for label-free average weights without features.

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 import tfkd
 from tfkd.targets import hand_crafted as partial_targets
-from tfkd.teacher import cache, replay
+from tfkd.teacher import replay, replay_batches
 
 SHAPE, CLASSES = (10, 12, 3), 6
 
@@ -106,7 +106,9 @@ def test_replayed_views_are_the_stored_ones_and_targets_are_kd_topk(
         probability_dtype=probability_dtype,
         verbose=0,
     )
-    dataset = replay.replay_dataset(storage, x, y, batch_size=7, seed=3, return_view_ids=True)
+    dataset = replay_batches.replay_dataset(
+        storage, x, y, batch_size=7, seed=3, return_view_ids=True
+    )
     seen_views = set()
     for views, targets in dataset:
         examples = targets["example_index"].numpy()
@@ -160,10 +162,9 @@ def test_replay_trains_a_distiller_without_running_the_teacher():
         temperature=storage.temperature,
     )
     distiller.teacher = Refuses(teacher)
-    distiller.teaching = cache.CachedTeaching()
     distiller.compile(optimizer="sgd")
     history = distiller.fit(
-        replay.replay_dataset(storage, x, y, batch_size=8), epochs=2, verbose=0
+        replay_batches.replay_dataset(storage, x, y, batch_size=8), epochs=2, verbose=0
     ).history
     assert np.all(np.isfinite(history["loss"])) and history["distillation_loss"][0] > 0
 
@@ -179,18 +180,18 @@ def test_bad_arguments_are_named():
         replay.build_replay(teacher, x, probability_dtype="int8", verbose=0)
     storage = replay.build_replay(teacher, x, views=1, topk=1, verbose=0)
     with pytest.raises(ValueError, match="disagree on the number of images"):
-        replay.replay_dataset(storage, x[:2], y[:2], 2)
+        replay_batches.replay_dataset(storage, x[:2], y[:2], 2)
 
 
 def test_epoch_stream_replays_stored_views_and_resumes_exactly():
     x, y = _data()
     storage = replay.build_replay(_teacher(), x, views=3, topk=2, temperature=2.0, verbose=0)
     orders = tfkd.data.pipeline.shuffled_orders(len(y), 3, seed=5)
-    whole, steps = replay.replay_epochs_dataset(storage, x, y, orders, 8, seed=5)
+    whole, steps = replay_batches.replay_epochs_dataset(storage, x, y, orders, 8, seed=5)
     assert steps == 3
     batches = list(whole.as_numpy_iterator())
     assert len(batches) == 3 * steps
-    chosen = replay.epoch_views(len(y), 3, 3, seed=5)
+    chosen = replay_batches.epoch_views(len(y), 3, 3, seed=5)
     for epoch in range(3):
         for step in range(steps):
             views, targets = batches[epoch * steps + step]
@@ -207,7 +208,9 @@ def test_epoch_stream_replays_stored_views_and_resumes_exactly():
                 carried, storage.targets(examples, chosen[epoch, examples]), atol=1e-6
             )
     assert len(set(chosen.ravel().tolist())) == 3
-    resumed, _ = replay.replay_epochs_dataset(storage, x, y, orders[1:], 8, seed=5, first_epoch=1)
+    resumed, _ = replay_batches.replay_epochs_dataset(
+        storage, x, y, orders[1:], 8, seed=5, first_epoch=1
+    )
     for (va, ta), (vb, tb) in zip(batches[steps:], resumed.as_numpy_iterator(), strict=True):
         np.testing.assert_array_equal(va, vb)
         np.testing.assert_array_equal(ta["teacher_logits"], tb["teacher_logits"])

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from tfkd import data, models
 from tfkd.methods import METHODS
-from tfkd.teacher import teaching
+from tfkd.teacher import fixed, teaching
 
 IMAGE, CLASSES, BATCH = (8, 8, 3), 4, 8
 # Small teachers keep the traced graphs (one per replica) small: they only run forward.
@@ -79,7 +79,7 @@ def _build(strategy, name, mode, initial):
 def _dataset(mode, teacher_logits):
     x, y = _bundle().train
     if mode == "fixed":
-        return teaching.fixed_dataset(x, y, teacher_logits, BATCH)
+        return fixed.fixed_dataset(x, y, teacher_logits, BATCH)
     return data.as_dataset(x, y, BATCH)
 
 
@@ -87,7 +87,7 @@ def _one_step(strategy, name, mode, initial=None, teacher_logits=None):
     distiller, initial = _build(strategy, name, mode, initial)
     start = [variable.numpy() for variable in distiller.student.trainable_weights]
     if mode == "fixed" and teacher_logits is None:
-        teacher_logits = teaching.teacher_predictions(distiller.teacher, _bundle().train[0])
+        teacher_logits = fixed.teacher_predictions(distiller.teacher, _bundle().train[0])
     history = distiller.fit(
         _dataset(mode, teacher_logits), epochs=1, steps_per_epoch=1, shuffle=False, verbose=0
     )

@@ -309,7 +309,7 @@ def test_validation_batches_carry_the_cached_outputs_and_the_teacher_does_not_ru
 
     import tfkd
     from tfkd.experiment import fitting
-    from tfkd.teacher import cache
+    from tfkd.teacher import batch_format
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(40, 6)).astype(np.float32)
@@ -322,10 +322,9 @@ def test_validation_batches_carry_the_cached_outputs_and_the_teacher_does_not_ru
 
     student, teacher = model(1), model(2)
     distiller = tfkd.Distiller(student, teacher, temperature=4.0, alpha=1.0)
-    distiller.teaching = cache.CachedTeaching()
     distiller.compile(optimizer="sgd")
     bundle = types.SimpleNamespace(validation=(x, y))
-    dataset = fitting.validation_dataset(bundle, 16, {cache.TEACHER_LOGITS: carried})
+    dataset = fitting.validation_dataset(bundle, 16, {batch_format.TEACHER_LOGITS: carried})
     logs = distiller.evaluate(dataset, verbose=0, return_dict=True)
 
     def softmax(z):

@@ -11,7 +11,7 @@ from cli_helpers import run_distill
 
 import tfkd
 from tfkd import augment, data
-from tfkd.teacher import teaching
+from tfkd.teacher import fixed, teaching
 
 # ---- augmentation -------------------------------------------------------------------------------
 
@@ -208,21 +208,21 @@ def test_fixed_never_calls_the_teacher_and_learns_from_the_carried_logits():
     x, y = _images(n=48)
     recorder = Recorder((BATCH, *IMAGE))
     teacher, student = _conv(2, recorder), _conv(1)
-    logits = teaching.teacher_predictions(teacher, x, batch_size=BATCH)
+    logits = fixed.teacher_predictions(teacher, x, batch_size=BATCH)
     assert recorder.calls.numpy() == 3  # the one pass that computes the targets
     expected = teacher.predict(data.to_float(x), batch_size=BATCH, verbose=0)
     np.testing.assert_allclose(logits, expected, atol=1e-5)
     recorder.calls.assign(0.0)
     distiller = tfkd.Distiller(student, teacher, teaching="fixed", temperature=2.0, alpha=0.6)
     distiller.compile(optimizer=keras.optimizers.SGD(0.05))
-    fixed = teaching.fixed_dataset(x, y, logits, BATCH, shuffle=True, drop_remainder=True)
-    history = distiller.fit(fixed, epochs=3, verbose=0)
+    carried = fixed.fixed_dataset(x, y, logits, BATCH, shuffle=True, drop_remainder=True)
+    history = distiller.fit(carried, epochs=3, verbose=0)
     assert recorder.calls.numpy() == 0
     assert np.isfinite(history.history["loss"]).all()
     # Evaluation on carried targets uses them (made-up logits here), not the teacher.
     made_up = np.random.default_rng(4).normal(size=logits.shape).astype(np.float32) * 3
     result = distiller.evaluate(
-        teaching.fixed_dataset(x, y, made_up, BATCH), verbose=0, return_dict=True
+        fixed.fixed_dataset(x, y, made_up, BATCH), verbose=0, return_dict=True
     )
     assert recorder.calls.numpy() == 0
     z = student.predict(data.to_float(x), verbose=0)
@@ -247,8 +247,11 @@ def test_fixed_without_carried_logits_or_on_a_feature_method_is_a_clear_error():
         def teacher_logits(self, x):
             return super().teacher_logits(x)
 
-    with pytest.raises(ValueError, match="teacher_logits"):
-        teaching.check_logit_based(FeatureMethod(_conv(1), _conv(2)))
+    feature = FeatureMethod(_conv(1), _conv(2), teaching="fixed")
+    feature.compile(optimizer="sgd")
+    carried = fixed.fixed_dataset(x, y, fixed.teacher_predictions(feature.teacher, x), BATCH)
+    with pytest.raises(ValueError, match="overrides teacher_logits"):
+        feature.fit(carried, epochs=1, verbose=0)
 
 
 def _twin_step(strategy, mode, x, y):
@@ -259,7 +262,7 @@ def _twin_step(strategy, mode, x, y):
         distiller = tfkd.Distiller(student, teacher, teaching=mode, temperature=2.0)
         distiller.compile(optimizer=keras.optimizers.SGD(0.01))
     if mode == "fixed":
-        dataset = teaching.fixed_dataset(x, y, teaching.teacher_predictions(teacher, x), len(y))
+        dataset = fixed.fixed_dataset(x, y, fixed.teacher_predictions(teacher, x), len(y))
     else:
         dataset = data.as_dataset(x, y, len(y))
     return distiller.fit(dataset, epochs=1, verbose=0).history
@@ -416,17 +419,17 @@ def test_match_input_shape_resizes_and_converts_channels():
     rgb = np.zeros((2, 10, 10, 3), np.uint8)
     rgb[0] = (200, 100, 50)
     rgb[1, :, :5] = 255
-    grey = teaching.match_input_shape(rgb, (5, 5, 1))
+    grey = fixed.match_input_shape(rgb, (5, 5, 1))
     assert grey.shape == (2, 5, 5, 1) and grey.dtype == np.uint8
     luma = 0.2989 * 200 + 0.5870 * 100 + 0.1140 * 50
     assert np.all(np.abs(grey[0].astype(float) - luma) <= 1)
     assert grey[1, :, :2].min() >= 254 and grey[1, :, 3:].max() <= 1
-    back = teaching.match_input_shape(grey, (5, 5, 3))
+    back = fixed.match_input_shape(grey, (5, 5, 3))
     assert back.shape == (2, 5, 5, 3) and np.all(back[..., 0] == back[..., 2])
     with pytest.raises(ValueError, match="--distill_dataset"):
-        teaching.match_input_shape(np.zeros((2, 12), np.float32), (5, 5, 1))
+        fixed.match_input_shape(np.zeros((2, 12), np.float32), (5, 5, 1))
     with pytest.raises(ValueError, match="channels"):
-        teaching.match_input_shape(np.zeros((2, 4, 4, 2), np.uint8), (4, 4, 3))
+        fixed.match_input_shape(np.zeros((2, 4, 4, 2), np.uint8), (4, 4, 3))
 
 
 # ---- bin/distill --------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 import tfkd
 from tfkd import training
-from tfkd.teacher import cache, replay, serving
+from tfkd.teacher import cache, fingerprint, replay, replay_batches, serving
 
 VARIANTS = (
     "plain_fit",
@@ -71,7 +71,7 @@ class Bench:
 
     def cached(self, count):
         teachers = [self.teacher(k) for k in range(count)]
-        key = cache.cache_key(
+        key = fingerprint.cache_key(
             teachers, "bench-random", "train", subset=len(self.x), seed=0, preprocessing="uint8/255"
         )
         start = time.perf_counter()
@@ -140,10 +140,9 @@ class Bench:
             )
             dataset = self.plain_dataset()
             if name == "cached_kd":
-                model.teaching, dataset = cache.CachedTeaching(), self.cached(1)
+                dataset = self.cached(1)  # the batches carry the logits
             elif name == "replay_kd":
-                model.teaching = cache.CachedTeaching()
-                dataset = replay.replay_dataset(
+                dataset = replay_batches.replay_dataset(
                     self.replay_storage(),
                     self.x,
                     self.y,
@@ -157,8 +156,7 @@ class Bench:
             count = int(name.split("_k")[1].split("_")[0])
             teachers = [self.teacher(k) for k in range(count)]
             online = name.endswith("_online")
-            kind = tfkd.MultiTeacherDistiller if online else cache.CachedMultiTeacherDistiller
-            model = kind(
+            model = tfkd.MultiTeacherDistiller(
                 self.student(), teachers, weighting="aver", temperature=TEMPERATURE, lambda2=0.0
             )
             model.compile(optimizer=self.optimizer())

@@ -228,8 +228,8 @@ Missed goals, read honestly:
   {fmt(ratio.get("multi_teacher_k2_online/plain_fit"))}, k4
   {fmt(ratio.get("multi_teacher_k4_online/plain_fit"))}). The cache applies only when the teacher
   sees un-augmented inputs (teaching none or fixed); `multi_teacher_k*_cached` runs
-  `tfkd.teacher.cache.CachedMultiTeacherDistiller`, whose two overrides are the hook
-  `MultiTeacherDistiller` needs to read cached outputs.
+  the same `MultiTeacherDistiller` on batches carrying the cached outputs, which every
+  distiller reads as it reads any source's batches (`tfkd.teacher.batch_format`).
 - Replay keeps augmentation without a teacher in the loop: replay_kd runs at
   {fmt(ratio.get("replay_kd/plain_fit"))} of plain_fit, re-making each stored view (crop, flip)
   in the input pipeline, whose CPU-seconds this process counts.

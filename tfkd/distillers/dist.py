@@ -18,7 +18,8 @@ import dataclasses
 import keras
 
 from tfkd import losses
-from tfkd.distillers.distiller import BATCH_LOSS, Distiller, gather_global_batch
+from tfkd.distillers.distiller import BATCH_LOSS, Distiller
+from tfkd.global_batch import gather_global_batch
 from tfkd.methods import METHODS, TEMPERATURE, Method, Option
 
 # The official code's CIFAR-100 and ImageNet settings use tau = 1 (its default).

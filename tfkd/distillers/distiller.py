@@ -5,10 +5,12 @@ import tensorflow as tf
 from keras import ops
 
 from tfkd import losses
+from tfkd.global_batch import ElementWeights
 from tfkd.methods import Option
 from tfkd.targets import TemperatureSoftmax, build_target, standardize_logits
+from tfkd.teacher import batch_format
 from tfkd.teacher import teaching as teaching_modes
-from tfkd.teacher.loading import known_output_shape
+from tfkd.teacher.loading import check_class_counts, check_logits
 
 try:
     from keras.src.backend.common.masking import set_keras_mask as _set_keras_mask
@@ -16,240 +18,6 @@ except ImportError:  # moved in a later Keras: a graph tensor takes the attribut
 
     def _set_keras_mask(tensor, mask):
         tensor._keras_mask = mask
-
-
-def num_classes(model):
-    """The number of logits `model` gives, or None when it cannot tell without data."""
-    shape = known_output_shape(model)
-    return None if shape is None or shape[-1] is None else int(shape[-1])
-
-
-def check_class_counts(student, teacher, teacher_name="teacher", student_name="student"):
-    """Raises one clear error when student and teacher disagree on the number of classes.
-
-    Either model may be functional, Sequential or subclassed; a model that cannot report its
-    output shape yet (a subclassed model never called) passes here and is checked on the
-    logits of the first step (`check_logits`).
-    """
-    _compare_shapes(
-        known_output_shape(student),
-        known_output_shape(teacher),
-        student,
-        teacher,
-        teacher_name,
-        student_name,
-    )
-
-
-def check_logits(
-    student_logits, teacher_logits, student, teacher, teacher_name="teacher", student_name="student"
-):
-    """`check_class_counts` on the static shapes of one step's logits [..., batch, classes]."""
-    _compare_shapes(
-        (None, student_logits.shape[-1]),
-        (None, teacher_logits.shape[-1]),
-        student,
-        teacher,
-        teacher_name,
-        student_name,
-    )
-
-
-def _compare_shapes(student_shape, teacher_shape, student, teacher, teacher_name, student_name):
-    if (
-        student_shape is None
-        or teacher_shape is None
-        or None in (student_shape[-1], teacher_shape[-1])
-    ):
-        return
-    if student_shape[-1] != teacher_shape[-1]:
-        raise ValueError(
-            f"{student_name} and {teacher_name} disagree on the number of classes: "
-            f"{student_name}{_quoted_name(student)} output shape {student_shape}, "
-            f"{teacher_name}{_quoted_name(teacher)} output shape {teacher_shape}"
-        )
-
-
-def _quoted_name(model):
-    # Precomputed teacher logits (fixed teaching) come without a model.
-    return f" {model.name!r}" if model is not None else ""
-
-
-# ---- reduction over the elements of the global batch -----------------------------------------
-# Labels equal to this are not trained on (Hugging Face's and TRL's convention for sequences).
-IGNORE_LABEL = -100
-
-
-def _global_sum(value):
-    """The sum of a per-replica scalar over the replicas in sync (unchanged outside a replica
-    context with more than one replica). Reads counts of valid elements: no gradient."""
-    value = tf.stop_gradient(value)
-    if tf.distribute.in_cross_replica_context():
-        return value
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return value
-    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
-
-
-def gather_global_batch(value):
-    """`value` [local batch, ...] -> [global batch, ...] inside a replica context with more than
-    one replica (gradients flow back to each replica's own slice); unchanged otherwise.
-
-    For batch-level statistics (DIST's per-class correlations), which a distiller computes on
-    the global batch and passes to the pure loss; the loss then enters the objective through
-    `tfkd.losses.replica_scaled`.
-    """
-    if value is None or tf.distribute.in_cross_replica_context():
-        return value
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return value
-    return context.all_gather(value, axis=0)
-
-
-def _to_rank(weights, rank):
-    """`weights` of shape [batch], [batch, 1] or the full leading shape, as a tensor of `rank`
-    axes that broadcasts against it; None if it cannot."""
-    weights = tf.cast(weights, tf.float32)
-    have = len(weights.shape)
-    if have == rank + 1 and weights.shape[-1] == 1:
-        return tf.squeeze(weights, -1)
-    if have > rank:
-        return tf.reshape(weights, [-1]) if rank == 1 else None
-    return (
-        tf.reshape(weights, tf.concat([tf.shape(weights), tf.ones([rank - have], tf.int32)], 0))
-        if have < rank
-        else weights
-    )
-
-
-def _covers(shape, leading):
-    """Whether a weight or mask of `shape` gives one value per element of the `leading` shape
-    (rather than one per example, as [batch] or [batch, 1] do)."""
-    shape = tuple(shape)
-    if len(shape) == len(leading) + 1 and shape[-1] == 1:
-        shape = shape[:-1]
-    return len(shape) == len(leading) and all(
-        a == b or (a is None and b != 1) or (b is None and a != 1) for a, b in zip(shape, leading)
-    )
-
-
-class ElementWeights:
-    """How one batch's per-element terms `[...]` (the leading shape of the student's logits) are
-    reduced to the scalar that is differentiated and reported.
-
-    Two cases, so that classifiers keep Keras's and tfkd's first convention exactly:
-
-    * no mask (a classifier, or a sequence with neither padding nor ignored labels): the
-      weighted sum divided by the global number of elements (`tf.nn.compute_average_loss`),
-      `sample_weight` [batch] scaling each example as Keras's `sum_over_batch_size` does;
-    * a mask (a sequence with `sample_weight` [batch, time], a `padding_mask` input or labels
-      of -100): the weighted sum divided by the global sum of the weights across replicas,
-      i.e. by the global number of valid tokens. A per-example `sample_weight` [batch] still
-      scales its sequence's tokens without entering the divisor.
-
-    Attributes:
-      weights: float [...] per-element weights of the numerator (None: every element 1).
-      mask: float [...] in {0, 1}, the valid elements (None: every element valid).
-      normalizer: float scalar, this replica's divisor (None in the first case).
-      sample_weight: what the compiled metrics receive as `sample_weight`.
-    """
-
-    def __init__(self, weights=None, mask=None, normalizer=None, sample_weight=None):
-        self.weights, self.mask, self.normalizer = weights, mask, normalizer
-        self.sample_weight = sample_weight
-
-    @classmethod
-    def from_batch(cls, inputs, labels, sample_weight, logits):
-        """The weights of one batch; returns (weights, labels made safe for cross-entropy).
-
-        Per-token weights (outputs [batch, time, K], rank >= 2 before the classes) come from, in
-        this order: `sample_weight` of the full leading shape; else the `padding_mask` entry of
-        a dict input (KerasHub's preprocessors); and always from the labels, those equal to -100
-        masked out and replaced by 0 so that cross-entropy and every target can read them.
-        Classifier outputs [batch, K] read `sample_weight` only, as Keras does.
-        """
-        rank = len(logits.shape) - 1
-        if rank < 2:
-            return cls(weights=sample_weight, sample_weight=sample_weight), labels
-        masks = []
-        if (
-            labels is not None
-            and not isinstance(labels, dict)
-            and tf.as_dtype(getattr(labels, "dtype", tf.float32)).is_integer
-        ):
-            labels = losses.leading_labels(labels, logits)
-            if len(labels.shape) == rank:
-                ignored = tf.equal(labels, IGNORE_LABEL)
-                masks.append(1.0 - tf.cast(ignored, tf.float32))
-                labels = tf.where(ignored, tf.zeros_like(labels), labels)
-        per_token = None
-        leading = tuple(logits.shape[:-1])
-        if sample_weight is not None and _covers(sample_weight.shape, leading):
-            per_token = _to_rank(sample_weight, rank)
-        padding = inputs.get("padding_mask") if isinstance(inputs, dict) else None
-        if per_token is None and padding is not None and _covers(padding.shape, leading):
-            masks.append(_to_rank(padding, rank))
-        mask = None
-        for part in masks:
-            mask = part if mask is None else mask * part
-        if per_token is not None:
-            weights = per_token if mask is None else per_token * mask
-            mask = tf.cast(weights > 0, tf.float32)
-            normalizer = tf.reduce_sum(weights)
-        elif mask is not None:
-            weights = mask if sample_weight is None else _to_rank(sample_weight, rank) * mask
-            normalizer = tf.reduce_sum(mask)
-        else:
-            return cls(weights=sample_weight, sample_weight=sample_weight), labels
-        return cls(weights, mask, normalizer, sample_weight=weights), labels
-
-    def _weighted(self, values):
-        values = tf.cast(values, tf.float32)
-        if self.weights is None:
-            return values
-        weights = _to_rank(self.weights, len(values.shape))
-        return values if weights is None else values * weights
-
-    def global_mean(self, values):
-        """The scalar to differentiate from per-element `values` [...]: the weighted sum over
-        this replica divided by the global divisor, so that Keras's sum of the replicas'
-        gradients is the gradient of the global mean (2 replicas take the step 1 replica
-        takes)."""
-        weighted = self._weighted(values)
-        if self.normalizer is None:
-            return tf.nn.compute_average_loss(tf.reshape(weighted, [-1]))
-        return tf.math.divide_no_nan(tf.reduce_sum(weighted), _global_sum(self.normalizer))
-
-    def local_mean(self, values):
-        """(this replica's weighted mean of `values` [...], its weight): what a `Mean` metric
-        updated on every replica and batch turns into the global mean."""
-        weighted = self._weighted(values)
-        if self.normalizer is None:
-            return tf.reduce_mean(weighted), tf.cast(tf.size(weighted), tf.float32)
-        return tf.math.divide_no_nan(tf.reduce_sum(weighted), self.normalizer), self.normalizer
-
-
-def global_mean(per_example, sample_weight=None):
-    """Mean over the global batch of per-element values [batch] or [batch, time]: the weighted
-    sum over this replica divided by the global number of elements (no `sample_weight`, or a
-    per-example one as Keras's `sum_over_batch_size`) or by the global sum of a per-token
-    `sample_weight` [batch, time] (the mask of valid tokens).
-
-    Keras sums gradients across replicas, so dividing by a global quantity (what
-    `tf.nn.compute_average_loss` and Keras's own `Loss` objects do) makes 2 replicas take the
-    same step as 1 replica on the same global batch.
-    """
-    per_example = tf.convert_to_tensor(per_example)
-    if (
-        sample_weight is not None
-        and len(per_example.shape) >= 2
-        and len(sample_weight.shape) >= len(per_example.shape)
-    ):
-        weights = _to_rank(sample_weight, len(per_example.shape))
-        return ElementWeights(weights, normalizer=tf.reduce_sum(weights)).global_mean(per_example)
-    return ElementWeights(weights=sample_weight).global_mean(per_example)
 
 
 def per_worker_logs(logs):
@@ -396,19 +164,60 @@ class Distiller(keras.Model):
     # ---- pieces a method may override -------------------------------------------------------
     def teacher_logits(self, x):
         """The frozen teacher's logits (inference mode, no gradient), or None without a teacher."""
-        if isinstance(x, teaching_modes.PrecomputedLogits):  # fixed teaching: computed once
-            return ops.stop_gradient(ops.cast(x.logits, "float32"))
         if self.teacher is None or not getattr(self.target, "needs_teacher", True):
             return None
         return ops.stop_gradient(self.teacher(x, training=False))
 
-    teacher_logits.logits_only = True  # read by tfkd.teacher.teaching.check_logit_based
+    # Stored logits stand in for this method's teacher: an override (a method reading more
+    # from its teacher, as FitNets' hint layer) lacks the mark and refuses them.
+    teacher_logits.logits_only = True
+
+    # True: the method reads its teachers' feature maps (from stored outputs too).
+    reads_teacher_features = False
 
     def prepare_batch(self, x, y, training):
-        """Returns (student input, teacher input, labels); augmentation hooks go here."""
-        if self.teaching is not None:
-            return self.teaching.prepare_batch(self, x, y, training)
-        return x, x, y
+        """(student input, teacher input, labels) of one batch in the format of
+        `tfkd.teacher.batch_format`, whichever source made it: the teacher input is the inputs
+        (the teacher runs) or the `StoredOutputs` the batch carries; the teaching mode, if any,
+        decides the views."""
+        labels, stored = batch_format.unpack(y)
+        if self.teaching is None:
+            return x, (x if stored is None else stored), labels
+        student_x, teacher_x = self.teaching.views(self, x, stored, training)
+        return student_x, teacher_x, labels
+
+    def stored_outputs(self, stored):
+        """(teacher logits, teacher features) from the `StoredOutputs` a batch carries, in the
+        layout `teacher_outputs` gives (`arrange_teacher_outputs`), for one teacher and K."""
+        name = type(self).__name__
+        if not getattr(type(self).teacher_logits, "logits_only", False):
+            raise ValueError(
+                f"the batches carry the teacher's stored logits (teaching='fixed', a teacher "
+                f"cache or replay), but {name} overrides teacher_logits (it needs more from the "
+                "teacher); use batches without stored outputs (independent, consistent or "
+                "function_matching teaching)"
+            )
+        count = max(len(self.named_teachers()), 1)
+        if len(stored.logits) != count:
+            raise ValueError(
+                f"the batches carry {len(stored.logits)} teachers' logits but {name} has "
+                f"{count} teacher{'s' if count > 1 else ''}"
+            )
+        logits = [ops.stop_gradient(ops.cast(z, "float32")) for z in stored.logits]
+        features = None
+        if self.reads_teacher_features:
+            if stored.features is None:
+                raise ValueError(
+                    f"{name} uses teacher features but the batches carry logits only; store "
+                    "outputs=('logits', 'features')"
+                )
+            features = [ops.stop_gradient(ops.cast(f, "float32")) for f in stored.features]
+        return self.arrange_teacher_outputs(logits, features)
+
+    def arrange_teacher_outputs(self, logits, features):
+        """K teachers' logits and features (lists, or None) as `compute_terms` reads them: one
+        teacher's [B, ..., C] here; a multi-teacher method stacks them."""
+        return logits[0], None if features is None else features[0]
 
     def compute_terms(self, x, y, student_logits, teacher_logits, training):
         """Per-element loss terms, each [...] (the leading shape of the logits: [batch], or
@@ -509,7 +318,10 @@ class Distiller(keras.Model):
     def _forward(self, data, training):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         student_x, teacher_x, y = self.prepare_batch(x, y, training)
-        teacher_logits, teacher_features = self.teacher_outputs(teacher_x)
+        if isinstance(teacher_x, batch_format.StoredOutputs):
+            teacher_logits, teacher_features = self.stored_outputs(teacher_x)
+        else:
+            teacher_logits, teacher_features = self.teacher_outputs(teacher_x)
 
         def loss_fn():
             student_logits, student_features = self.student_outputs(student_x, training)

@@ -19,7 +19,6 @@ from tfkd import teacher_weighting as multi_teacher
 from tfkd.distillers.distiller import Distiller
 from tfkd.distillers.features import HINT_WEIGHT, build_adapter, feature_view
 from tfkd.methods import ALPHA, METHODS, TEMPERATURE, Method, Option
-from tfkd.teacher import teaching
 
 STUDENT_LAYER = Option(
     "student_layer", models.FEATURES, "fitnet: the student's hinted layer (its output h_s)."
@@ -75,16 +74,11 @@ class FitNetDistiller(Distiller):
         return [self.adapter]
 
     def teacher_outputs(self, x):
-        if isinstance(x, teaching.PrecomputedLogits):
-            raise ValueError(
-                "fitnet reads the teacher's hint layer, which precomputed logits "
-                "(teaching='fixed') do not carry"
-            )
         features, logits = self.teacher_view(x, training=False)
         return ops.stop_gradient(logits), ops.stop_gradient(features)
 
     def teacher_logits(self, x):
-        # Overridden so that fixed teaching (logits only) refuses this method.
+        # Overridden so that stored logits (fixed teaching, a cache, replay) refuse this method.
         return self.teacher_outputs(x)[0]
 
     def student_outputs(self, x, training):

@@ -23,25 +23,11 @@ adapters train with the student and are not part of it.
 import keras
 from keras import ops
 
-from tfkd import losses, methods, models
+from tfkd import losses, models
 from tfkd import teacher_weighting as multi_teacher
-from tfkd.distillers.distiller import (
-    LOGIT_STANDARDIZATION,
-    Distiller,
-    check_class_counts,
-    check_logits,
-)
-from tfkd.distillers.features import (  # noqa: F401  (ResizeFeatures: re-exported)
-    HINT_WEIGHT,
-    ResizeFeatures,
-    build_adapter,
-)
-from tfkd.distillers.features import (
-    check_graph as _check_graph,
-)
-from tfkd.distillers.features import (
-    layer_output as _layer_output,
-)
+from tfkd.distillers.distiller import Distiller
+from tfkd.distillers.features import build_adapter, check_graph, layer_output
+from tfkd.teacher.loading import check_class_counts, check_logits
 
 FEATURE_WEIGHTINGS = ("ca_mkd", "logits", "aver")
 
@@ -155,8 +141,7 @@ class MultiTeacherDistiller(Distiller):
         for k, teacher in enumerate(teachers):
             check_class_counts(student, teacher, f"teacher {k}")
             teacher.trainable = False
-        # No single teacher and no target transform: the terms come from `teachers`; teaching
-        # modes are for single-teacher distillers.
+        # No single teacher and no target transform: the terms come from `teachers`.
         super().__init__(student, None, temperature=temperature, alpha=1.0, target=None, **kwargs)
         self.fixed_weights = fixed_weights
         self.teachers = teachers
@@ -184,12 +169,12 @@ class MultiTeacherDistiller(Distiller):
 
     def _build_feature_path(self, layer_name):
         student = self.student
-        _check_graph(student, "the student")
+        check_graph(student, "the student")
         for k, teacher in enumerate(self.teachers):
-            _check_graph(teacher, f"teacher {k}")
+            check_graph(teacher, f"teacher {k}")
         self.student_view = keras.Model(
             student.input,
-            [_layer_output(student, layer_name, "the student"), student.output],
+            [layer_output(student, layer_name, "the student"), student.output],
             name=f"{student.name}_features",
         )
         self.teacher_views, self.adapters, self.teacher_heads = [], [], []
@@ -198,7 +183,7 @@ class MultiTeacherDistiller(Distiller):
             role = f"teacher {k}"
             view = keras.Model(
                 teacher.input,
-                [_layer_output(teacher, layer_name, role), teacher.output],
+                [layer_output(teacher, layer_name, role), teacher.output],
                 name=f"teacher_{k}_features",
             )
             self.teacher_views.append(view)
@@ -209,16 +194,22 @@ class MultiTeacherDistiller(Distiller):
                 self.teacher_heads.append(_teacher_head(teacher, layer_name, role))
 
     # ---- forward and losses ------------------------------------------------------------------
+    @property
+    def reads_teacher_features(self):
+        return self.uses_features
+
     def teacher_outputs(self, x):
         """Frozen teachers in inference mode: (logits [K, ..., C], feature maps list or None)."""
         if not self.uses_features:
-            return self._stack_logits([t(x, training=False) for t in self.teachers]), None
+            return self.arrange_teacher_outputs([t(x, training=False) for t in self.teachers], None)
         outputs = [view(x, training=False) for view in self.teacher_views]
-        logits = self._stack_logits([logit for _, logit in outputs])
-        return logits, [ops.stop_gradient(feature) for feature, _ in outputs]
+        return self.arrange_teacher_outputs(
+            [logit for _, logit in outputs], [ops.stop_gradient(feature) for feature, _ in outputs]
+        )
 
-    def _stack_logits(self, logits):
-        """K x [..., C] -> [K, ..., C], after checking that the teachers agree on C."""
+    def arrange_teacher_outputs(self, logits, features):
+        """K x [..., C] -> [K, ..., C], after checking that the teachers agree on C; the K
+        feature maps as a list."""
         for k in range(1, len(logits)):
             check_logits(
                 logits[0],
@@ -228,7 +219,7 @@ class MultiTeacherDistiller(Distiller):
                 f"teacher {k}",
                 "teacher 0",
             )
-        return ops.stop_gradient(ops.stack(logits))
+        return ops.stop_gradient(ops.stack(logits)), features
 
     def feature_terms(self, y, student_features, teacher_features, logit_weights, training):
         """(L_inter [B], w' [B, K] or None) for the student's feature map [B, ...]."""
@@ -313,177 +304,3 @@ class MultiTeacherDistiller(Distiller):
 
     def named_teachers(self):
         return [(teacher, f"teacher {k}") for k, teacher in enumerate(self.teachers)]
-
-
-# ---- methods for bin/distill ------------------------------------------------------------------
-LAMBDA1 = methods.Option("lambda1", 1.0, "Multi-teacher methods: weight of the weighted KD term.")
-LAMBDA2 = methods.Option(
-    "lambda2", 50.0, "ca_mkd: weight of the intermediate-feature term L_inter (paper: 50)."
-)
-OFFICIAL_SCALING = methods.Option(
-    "official_scaling",
-    False,
-    "ca_mkd, ebkd: also divide the weighted terms by the number of "
-    "teachers as the authors' code does (changes the effective lambda1 and lambda2).",
-)
-SKIP_FIRST_EPOCH = methods.Option(
-    "skip_features_first_epoch",
-    True,
-    "ca_mkd, fitnet_mkd: leave the feature term out "
-    "during the first epoch, as the authors' code does.",
-)
-FEATURE_LAYER = methods.Option(
-    "mkd_feature_layer",
-    models.FEATURES,
-    "ca_mkd, fitnet_mkd: the layer matched in the student and every teacher.",
-)
-ABLATION = methods.Option(
-    "ca_mkd_ablation",
-    "none",
-    "ca_mkd: the paper's Table 4 ablations: average_weights "
-    "(w = w' = 1/K), no_features (no L_inter), logit_weights_for_features (w' = w).",
-    choices=("none", "average_weights", "no_features", "logit_weights_for_features"),
-)
-WEIGHT_GRADIENT = methods.Option(
-    "ca_mkd_weight_gradient",
-    False,
-    "ca_mkd: let the gradient flow through the feature "
-    "weights w' as the authors' code does, instead of holding w' constant.",
-)
-FIXED_WEIGHTS = methods.Option(
-    "fixed_teacher_weights", "", "fixed_mkd: a comma list of relative per-teacher weights."
-)
-
-
-def _build(weighting, **fixed):
-    def build(student, teachers, data, options):
-        settings = dict(fixed)
-        for name in ("lambda1", "lambda2"):
-            if name in options:
-                settings.setdefault(name, options[name])
-        return MultiTeacherDistiller(
-            student,
-            teachers,
-            weighting=weighting,
-            temperature=options["temperature"],
-            logit_standardization=options.get("logit_standardization", False),
-            official_scaling=options.get("official_scaling", False),
-            skip_features_first_epoch=options.get("skip_features_first_epoch", True),
-            feature_layer=options.get("mkd_feature_layer", models.FEATURES),
-            feature_weight_gradient=options.get("ca_mkd_weight_gradient", False),
-            **settings,
-        )
-
-    return build
-
-
-def _build_ca_mkd(student, teachers, data, options):
-    ablation = options["ca_mkd_ablation"]
-    if ablation == "average_weights":
-        return _build("aver", feature_weighting="aver")(student, teachers, data, options)
-    if ablation == "no_features":
-        return _build("ca_mkd", lambda2=0.0)(student, teachers, data, options)
-    if ablation == "logit_weights_for_features":
-        return _build("ca_mkd", feature_weighting="logits")(student, teachers, data, options)
-    return _build("ca_mkd", feature_weighting="ca_mkd")(student, teachers, data, options)
-
-
-def _build_fitnet_mkd(student, teachers, data, options):
-    return _build("aver", feature_weighting="aver", lambda2=options["hint_weight"])(
-        student, teachers, data, options
-    )
-
-
-def _build_fixed(student, teachers, data, options):
-    weights = _fixed_weights(options)
-    if weights is None:
-        raise ValueError("--fixed_teacher_weights: fixed_mkd needs one weight per teacher")
-    return _build("fixed", lambda2=0.0, fixed_weights=weights)(student, teachers, data, options)
-
-
-def _fixed_weights(options):
-    text = options["fixed_teacher_weights"]
-    try:
-        return [float(w) for w in text.split(",")] if text.strip() else None
-    except ValueError:
-        raise ValueError(
-            f"--fixed_teacher_weights must be a comma list of numbers; got {text!r}"
-        ) from None
-
-
-def _ca_mkd_weighting(options):
-    return ("aver" if options.get("ca_mkd_ablation") == "average_weights" else "ca_mkd"), None
-
-
-def _weighting(name):
-    return lambda options: (name, None)
-
-
-_T, _LS = methods.TEMPERATURE, LOGIT_STANDARDIZATION
-for _name, _method in (
-    (
-        "aver",
-        methods.Method(
-            _build("aver", lambda2=0.0),
-            (_T, LAMBDA1, _LS),
-            multi_teacher=True,
-            weighting=_weighting("aver"),
-            description="You et al. 2017: CE + l1 * mean_k T^2 KL_k",
-        ),
-    ),
-    (
-        "ebkd",
-        methods.Method(
-            _build("ebkd", lambda2=0.0),
-            (_T, LAMBDA1, OFFICIAL_SCALING, _LS),
-            multi_teacher=True,
-            weighting=_weighting("ebkd"),
-            min_teachers=multi_teacher.min_teachers("ebkd"),
-            description="Kwon et al. 2020: entropy-weighted teachers",
-        ),
-    ),
-    (
-        "fixed_mkd",
-        methods.Method(
-            _build_fixed,
-            (_T, LAMBDA1, FIXED_WEIGHTS),
-            multi_teacher=True,
-            weighting=lambda options: ("fixed", _fixed_weights(options)),
-            description="Teachers with fixed user-given weights",
-        ),
-    ),
-    (
-        "fitnet_mkd",
-        methods.Method(
-            _build_fitnet_mkd,
-            (_T, LAMBDA1, HINT_WEIGHT, SKIP_FIRST_EPOCH, FEATURE_LAYER),
-            multi_teacher=True,
-            needs_features=True,
-            weighting=_weighting("aver"),
-            description="AVER + mean over teachers of FitNet hints",
-        ),
-    ),
-    (
-        "ca_mkd",
-        methods.Method(
-            _build_ca_mkd,
-            (
-                _T,
-                LAMBDA1,
-                LAMBDA2,
-                OFFICIAL_SCALING,
-                SKIP_FIRST_EPOCH,
-                FEATURE_LAYER,
-                ABLATION,
-                WEIGHT_GRADIENT,
-                _LS,
-            ),
-            multi_teacher=True,
-            needs_features=True,
-            min_teachers=multi_teacher.min_teachers("ca_mkd"),
-            weighting=_ca_mkd_weighting,
-            description="Zhang et al. 2022: confidence-aware weights on logits and features",
-        ),
-    ),
-):
-    methods.METHODS.register(_name, _method)

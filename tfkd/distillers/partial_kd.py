@@ -8,10 +8,10 @@ against the smoothed label alone.
 
 from tfkd.data.superclass import superclass_map
 from tfkd.distillers.distiller import Distiller
-from tfkd.distillers.distiller import num_classes as count_classes
 from tfkd.methods import ALPHA, METHODS, TEMPERATURE, Method, Option
 from tfkd.models.introspection import classifier_weights
 from tfkd.targets.partial import LabelSmoothingTarget
+from tfkd.teacher.loading import num_classes as count_classes
 
 EPSILON = Option("epsilon", 0.1, "ls: label-smoothing factor in [0, 1].")
 TOPK = Option("topk", 3, "kd_topk: number k of largest teacher probabilities kept, in [1, K].")

@@ -1,5 +1,16 @@
-"""What the teaching settings change in one run: the teaching mode, the teacher-output cache,
-out-of-domain data, options."""
+"""How teacher outputs reach one run's batches: the source (`tfkd.teacher.output_sources`)
+picked from the RunConfig, and what the teaching settings change (teaching mode, out-of-domain
+data, options).
+
+  --teacher_cache=none    online: the distiller runs the (served) teacher on every batch
+  --teaching=fixed        fixed: the logits once, on the clean inputs (memory, or disk with
+                          --teacher_cache=disk)
+  --teacher_cache=memory  the cache: outputs once per split, kept with the run (or, with disk,
+  --teacher_cache=disk    under --cache_dir across runs)
+  --teacher_cache=replay  the teacher's top-k on stored augmented views
+
+Whatever the source, the distiller reads the batches one way (`tfkd.teacher.batch_format`).
+"""
 
 import dataclasses
 import json
@@ -12,13 +23,11 @@ from tfkd import data
 from tfkd.data import DataBundle
 from tfkd.distillers import Distiller
 from tfkd.experiment import validation
+from tfkd.experiment.validation import NONE, PLAIN_CACHES, REPLAY
+from tfkd.models import FEATURES
 from tfkd.settings import ConfigError
-from tfkd.teacher import cache, replay, teaching
+from tfkd.teacher import cache, fingerprint, fixed, output_sources, replay, teaching
 
-NONE = "none"
-PLAIN_CACHES = ("memory", "disk")
-REPLAY = "replay"
-REPLAY_MODES = ("consistent", "function_matching")
 # The folder (in the run's checkpoints, removed when the run finishes) of a memory cache, so a
 # resumed run reads what its first attempt computed.
 MEMORY_FOLDER = "teacher_cache"
@@ -27,8 +36,9 @@ CACHE_PHASE = "teacher_cache"  # the phase record: mode, key, built
 
 class TeachingRun:
     """Built from the config before the teacher (so bad settings fail fast); then
-    `distill_bundle` gives the data the student learns from, `extras` what fixed teaching carries
-    with each example, `attach` sets the teaching mode on the distiller.
+    `distill_bundle` gives the data the student learns from, `attach` sets the teaching mode on
+    the distiller, `extras` and `stream` build the source of teacher outputs (`source`) whose
+    batches the run trains on.
 
     Args:
       config: the RunConfig; method: its registered Method; options: the method's options.
@@ -55,7 +65,7 @@ class TeachingRun:
             other_config = dataclasses.replace(
                 config.data, dataset=self.distill_dataset, validation_fraction=0.0, test_limit=None
             )
-            self.other = teaching.match_input_shape(
+            self.other = fixed.match_input_shape(
                 data.load(other_config).train[0], bundle.input_shape
             )
         # Labels go unused under function matching and out of domain: KL only, unless --alpha.
@@ -69,6 +79,7 @@ class TeachingRun:
         self.cache_mode = self._cache_mode(config, method, bundle)
         self.cache_record = None
         self.validation_extras = None  # set by extras()
+        self.source = None  # set by extras() and stream()
         self.serving = None  # what teacher_setup.serve_teacher made of the teacher(s)
         self.examples = len(bundle.train[1])
 
@@ -103,7 +114,7 @@ class TeachingRun:
         `bundle`'s validation and test splits."""
         if self.other is None:
             return bundle
-        logits = teaching.teacher_predictions(teacher, self.other)
+        logits = fixed.teacher_predictions(teacher, self.other)
         pseudo_labels = np.argmax(logits, axis=-1).astype(np.int64)
         self.examples = len(pseudo_labels)
         return DataBundle(
@@ -119,7 +130,7 @@ class TeachingRun:
 
     # ---- the teacher-output cache ----------------------------------------------------------------
     def cache_key(self, config, teachers, split="train", extra=None):
-        """`tfkd.teacher.cache.cache_key` of the served teachers on this run's training inputs: the data
+        """`tfkd.teacher.fingerprint.cache_key` of the served teachers on this run's training inputs: the data
         set's identity (every data setting but the subset and seed, or --distill_dataset), the
         split, the subset (--train_limit, --validation_fraction), the seed and the preprocessing
         (--teacher_input_scale, the to_float convention, `extra`)."""
@@ -136,7 +147,7 @@ class TeachingRun:
             "inputs": "to_float",
             **(extra or {}),
         }
-        return cache.cache_key(
+        return fingerprint.cache_key(
             teachers, json.dumps(settings, sort_keys=True), split, subset, seed, preprocessing
         )
 
@@ -144,42 +155,50 @@ class TeachingRun:
     def _inputs_identity(bundle, inputs):
         """The inputs' shape and a digest of their bytes: data files changed on disk under the
         same name make another key (rebuilt), never a stale entry."""
-        return {"input_shape": list(bundle.input_shape), "inputs": cache.inputs_fingerprint(inputs)}
+        return {
+            "input_shape": list(bundle.input_shape),
+            "inputs": fingerprint.inputs_fingerprint(inputs),
+        }
 
     def extras(
         self, bundle, teacher, distiller=None, work=None, config=None, options=None, verbose=1
     ):
-        """Per-example arrays the training batches carry: the cached teacher outputs (fixed
-        teaching's logits among them), or None when the teacher runs on every batch. A plain
-        cache also holds the teacher's outputs on the validation split, which
-        `validation_extras` then gives (the validation pass runs no teacher).
+        """Computes (or reads) the stored teacher outputs of fixed teaching or a plain cache and
+        makes `source` the `StoredSource` whose batches carry them; a plain cache also holds the
+        validation split's (then `validation_extras`: the validation pass runs no teacher).
 
         Args:
           bundle: the data the student learns from; teacher: the served teacher (a list for
             multi-teacher methods); distiller: the built method (tells whether features are
             needed); work: the run's WorkDir; config: the RunConfig.
         Returns:
-          None, or {"teacher_logits": float32 [N, C] (a tuple of K for K teachers), and with
-          teacher features "teacher_features"}; a disk cache's arrays are memory-mapped.
+          None: the batches come from `stream`.
         """
         self.validation_extras = None
+        self.source = output_sources.OnlineSource(
+            bundle.train, bundle.validation, bool(config and config.augment)
+        )
         if self.cache_mode not in PLAIN_CACHES:
             return None
         teachers = list(teacher) if isinstance(teacher, (list, tuple)) else [teacher]
-        uses_features = bool(getattr(distiller, "uses_features", False))
-        feature_layer = (options or {}).get("mkd_feature_layer", cache.FEATURES)
-        outputs = ("logits", "features") if uses_features else ("logits",)
+        reads_features = bool(getattr(distiller, "reads_teacher_features", False))
+        feature_layer = (options or {}).get("mkd_feature_layer", FEATURES)
+        outputs = ("logits", "features") if reads_features else ("logits",)
         private = self.cache_mode == "memory"
         if private and (work is None or not work.write):
             store = cache.TeacherCache("memory", verbose=verbose)
         else:
             folder = work.file("checkpoints", MEMORY_FOLDER) if private else self.cache_settings.dir
             store = cache.TeacherCache("disk", folder, verbose=verbose)
-        single = len(teachers) == 1 and not isinstance(teacher, (list, tuple))
+        single = not isinstance(teacher, (list, tuple))
+        earlier = (work.done(CACHE_PHASE) if work is not None else None) or {}
 
         def carried(x, name, label):
             key = self.cache_key(
                 config, teachers, split=name, extra=self._inputs_identity(bundle, x)
+            )
+            announce_changed_teacher(
+                earlier.get("key" if name == "train" else "validation_key"), key
             )
             print(
                 f"Teacher outputs ({self.cache_mode} cache, key {key}) on {len(x)} {label} "
@@ -187,18 +206,11 @@ class TeachingRun:
                 flush=True,
             )
             cached = store.outputs(teachers, x, key, outputs=outputs, feature_layer=feature_layer)
-            logits, features = list(cached.logits), cached.features
-            if private:  # held in memory while training
-                logits = [np.array(array) for array in logits]
-                features = None if features is None else [np.array(a) for a in features]
-            arrays = {cache.TEACHER_LOGITS: logits[0] if single else tuple(logits)}
-            if features is not None:
-                arrays[cache.TEACHER_FEATURES] = features[0] if single else tuple(features)
-            return arrays, key, cached
+            return output_sources.outputs_of(cached, single, in_memory=private), key, cached
 
         start = time.time()
         train, key, cached = carried(bundle.train[0], "train", "training")
-        # Fixed teaching reads its batches its own way; the other modes validate on the cache.
+        # Fixed teaching validates with the teacher; the other modes on the cache.
         record = {
             "mode": self.cache_mode,
             "key": key,
@@ -214,13 +226,27 @@ class TeachingRun:
                 validation_key=validation_key, validation_path=None if private else validation.path
             )
         self._record(work, {**record, "seconds": time.time() - start})
-        return train
+        self.source = output_sources.StoredSource(
+            "fixed" if self.mode == "fixed" else self.cache_mode,
+            bundle.train,
+            train,
+            bundle.validation,
+            self.validation_extras,
+            bool(config.augment),
+        )
+        return None
 
     def stream(self, bundle, teacher, options, work, config, verbose=1):
-        """For --teacher_cache=replay: `make(orders, first_epoch) -> (dataset, steps)`, the
-        resumable replay batches (`tfkd.teacher.replay.replay_epochs_dataset`); else None."""
-        if self.cache_mode != REPLAY:
+        """`make(orders, first_epoch, batch_size, seed) -> (dataset, steps)`: the training
+        batches of the source holding stored outputs (fixed, cache, replay: for replay built
+        here); None for the online source (the run's own pipeline, the teacher running)."""
+        if self.cache_mode == REPLAY:
+            self.source = self._replay_source(bundle, teacher, options, work, config, verbose)
+        if self.source is None or not self.source.stores_outputs:
             return None
+        return self.source.training_batches
+
+    def _replay_source(self, bundle, teacher, options, work, config, verbose):
         settings = self.cache_settings
         temperature = float(validation.option(self.method, options, "temperature", undeclared=1.0))
         recipe = {
@@ -234,6 +260,8 @@ class TeachingRun:
         }
         identity = self._inputs_identity(bundle, bundle.train[0])
         key = self.cache_key(config, [teacher], extra={**recipe, **identity})
+        earlier = (work.done(CACHE_PHASE) if work is not None else None) or {}
+        announce_changed_teacher(earlier.get("key"), key)
         start = time.time()
         print(f"Replay views (key {key}): {settings.replay_views} per training image", flush=True)
         storage, path, built = replay.cached_replay(
@@ -264,14 +292,7 @@ class TeachingRun:
                 "seconds": time.time() - start,
             },
         )
-        x, y = bundle.train
-
-        def make(orders, first_epoch, batch_size, seed):
-            return replay.replay_epochs_dataset(
-                storage, x, y, orders, batch_size, seed, first_epoch, temperature
-            )
-
-        return make
+        return output_sources.ReplaySource(storage, bundle.train, bundle.validation, temperature)
 
     def _record(self, work, record):
         earlier = work.done(CACHE_PHASE) if work is not None else None
@@ -303,36 +324,28 @@ class TeachingRun:
         return self.serving
 
     def check_distiller(self, distiller):
-        """Raises one ValueError when the method's distiller cannot read cached outputs."""
-        if (
-            self.cache_mode is None
-            or self.mode == "fixed"
-            or isinstance(distiller, cache.MultiTeacherDistiller)
-        ):
+        """Raises one ValueError when the method's distiller cannot read stored outputs."""
+        if self.cache_mode is None or self.mode == "fixed":
             return
         flag = f"--teacher_cache={self.cache_settings.mode}"
         if not isinstance(distiller, Distiller):
             raise ValueError(
                 f"{flag} needs a tfkd Distiller, the method built a {type(distiller).__name__}"
             )
-        try:
-            teaching.check_logit_based(distiller)
-        except ValueError:
+        if not getattr(type(distiller).teacher_logits, "logits_only", False):
             raise ValueError(
                 f"{flag} carries only the teacher's logits, but "
                 f"{type(distiller).__name__} needs more from the teacher; use "
                 "--teacher_cache=none"
-            ) from None
+            )
 
     def attach(self, distiller):
-        """Sets what the distiller reads from a batch: the teaching mode, or for a cache the
-        carried teacher outputs (validation batches carry none: the teacher runs on them)."""
+        """Sets the teaching mode on the distiller. A source of stored outputs (cache, replay)
+        needs none: the distiller reads what the batches carry (validation batches without
+        them run the teacher); fixed teaching augments the student's view."""
         if self.cache_mode is not None and self.mode != "fixed":
-            if isinstance(distiller, cache.MultiTeacherDistiller):
-                cache.read_cached_outputs(distiller)
-                return
             self.check_distiller(distiller)
-            distiller.teaching = cache.CachedTeaching()
+            distiller.teaching = None
             return
         if self.teaching is None:
             return
@@ -340,8 +353,6 @@ class TeachingRun:
             raise ValueError(
                 f"--teaching needs a tfkd Distiller, the method built a {type(distiller).__name__}"
             )
-        if self.mode == "fixed":
-            teaching.check_logit_based(distiller)
         distiller.teaching = self.teaching
 
     def summary(self):
@@ -352,3 +363,14 @@ class TeachingRun:
             "options": self.options,
             **({"augmentation": dataclasses.asdict(self.teaching)} if self.teaching else {}),
         }
+
+
+def announce_changed_teacher(earlier_key, key):
+    """One line when a resumed run's teacher outputs are keyed otherwise than its first attempt's
+    (the teacher file, or its inputs, replaced in between): the stored outputs are rebuilt."""
+    if earlier_key and earlier_key != key:
+        print(
+            "teacher outputs: the teacher changed since the stored outputs were written "
+            f"(key {earlier_key} -> {key}); rebuilding the cache",
+            flush=True,
+        )

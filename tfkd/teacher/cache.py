@@ -3,26 +3,24 @@
 A frozen teacher in inference mode gives the same logits for the same input every epoch, so
 distilling on un-augmented inputs (teaching none or fixed) needs its forward pass only once:
 
-    key = tfkd.teacher.cache.cache_key([teacher], "cifar100", "train", subset=None, seed=0,
-                               preprocessing={"input_scale": 1.0})
+    key = tfkd.teacher.fingerprint.cache_key([teacher], "cifar100", "train", subset=None,
+                                             seed=0, preprocessing={"input_scale": 1.0})
     cache = tfkd.teacher.cache.TeacherCache("disk", cache_dir="~/.cache/tfkd")
     cached = cache.outputs([teacher], x_train, key)
     train = cache.dataset(x_train, y_train, cached, batch_size=128, shuffle=True, seed=0)
-    distiller = tfkd.Distiller(student, teacher)
-    distiller.teaching = tfkd.teacher.cache.CachedTeaching()   # or teaching="fixed" for fix/ic
-    distiller.fit(train, ...)
+    tfkd.Distiller(student, teacher).fit(train, ...)   # the teacher never runs in training
 
-Batches are `(x float32 [B, ...], {"labels": int32 [B], "teacher_logits": L})`, the format fixed
-teaching uses, with L float32 [B, C] for one teacher and a tuple of K float32 [B, C] (teacher k
-at position k) for K teachers; with outputs=("logits", "features") they also carry
-"teacher_features": float32 [B, *feature_shape] (a tuple of K for K teachers).
-`CachedMultiTeacherDistiller` consumes the K-teacher format.
+Batches are in the format of `tfkd.teacher.batch_format`: `(x float32 [B, ...], {"labels": int32
+[B], "teacher_logits": L})` with L float32 [B, C] for one teacher and a tuple of K float32 [B, C]
+(teacher k at position k) for K teachers; with outputs=("logits", "features") they also carry
+"teacher_features": float32 [B, *feature_shape] (a tuple of K for K teachers). Every distiller,
+single- or multi-teacher, reads them as it reads any other source's batches.
 
 The key names everything the outputs depend on: every teacher's architecture and the bytes of
 every weight, the data set and split, the subset and seed that chose the examples and the
-preprocessing. A disk entry is written to a temporary folder, chunk by chunk, completed by a
-manifest written last and then renamed into place, so a folder without a manifest (a write that
-died half way) is never read: it is rebuilt. Random augmentation cannot be cached (every epoch
+preprocessing (`tfkd.teacher.fingerprint`). A disk entry is written beside its place, chunk by
+chunk, completed by a manifest written last and then renamed into place (`tfkd.atomic`), so a
+write that died half way is never read: it is rebuilt. Random augmentation cannot be cached (every epoch
 sees new views): use `tfkd.teacher.replay` for that.
 """
 
@@ -30,91 +28,25 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from typing import Optional
 
 import keras
 import numpy as np
 import tensorflow as tf
-from keras import ops
 
 from tfkd import atomic, checkpoint
 from tfkd.data import to_float
 from tfkd.data.pipeline import convert
-from tfkd.distillers.multi_teacher import MultiTeacherDistiller
 from tfkd.models import FEATURES
-from tfkd.teacher import teaching as teaching_modes
+from tfkd.teacher import batch_format
+from tfkd.teacher.fingerprint import FORMAT_VERSION, inputs_fingerprint, teacher_list
 
 MODES = ("memory", "disk")
 OUTPUT_KINDS = ("logits", "features")
-LABELS, TEACHER_LOGITS, TEACHER_FEATURES = "labels", "teacher_logits", "teacher_features"
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
 # float16 keeps 11 significant bits, a relative rounding error <= 2^-11 ~ 4.9e-4 per value; a
 # feature chunk is stored float16 only if max |f16 - f32| <= this tolerance * max |f32|.
 FEATURE_TOLERANCE = 1e-3
-
-
-def _teacher_list(teachers):
-    if isinstance(teachers, keras.Model):
-        return [teachers]
-    teachers = list(teachers or [])
-    if not teachers or not all(isinstance(t, keras.Model) for t in teachers):
-        raise ValueError("teachers must be a keras.Model or a non-empty list of keras.Model")
-    return teachers
-
-
-def _architecture(model):
-    try:
-        described = json.loads(model.to_json())
-    except Exception:  # noqa: BLE001 - e.g. a wrapped SavedModel; its weights still count
-        return json.dumps([type(layer).__name__ for layer in model.layers])
-    # How the model was compiled (optimizer names count up per process) does not change its
-    # outputs.
-    described.pop("compile_config", None)
-    return json.dumps(described, sort_keys=True)
-
-
-def cache_key(teachers, dataset_id, split, subset=None, seed=None, preprocessing=None):
-    """A hex digest naming the teachers' outputs on one data split.
-
-    Args:
-      teachers: a keras.Model or a list of them (order matters).
-      dataset_id: the data set's identity, e.g. "cifar100" or "npz:/data/set".
-      split: "train", "validation", ...
-      subset: what chose the examples (e.g. a train limit), JSON-serialisable, or None.
-      seed: the seed of that choice, or None.
-      preprocessing: how inputs were prepared (input scale, resizing, ...), JSON-serialisable.
-    Returns:
-      str, 32 hex digits; equal only for equal architectures, weights (every byte), data, split,
-      subset, seed and preprocessing.
-    """
-    digest = hashlib.sha256()
-    digest.update(f"tfkd-teacher-cache-{FORMAT_VERSION}".encode())
-    for teacher in _teacher_list(teachers):
-        digest.update(_architecture(teacher).encode())
-        for weight in teacher.weights:
-            value = np.ascontiguousarray(ops.convert_to_numpy(weight))
-            digest.update(f"{weight.path}:{value.dtype}:{value.shape}".encode())
-            digest.update(value.tobytes())
-    identity = {
-        "dataset": dataset_id,
-        "split": split,
-        "subset": subset,
-        "seed": seed,
-        "preprocessing": preprocessing,
-    }
-    digest.update(json.dumps(identity, sort_keys=True, default=repr).encode())
-    return digest.hexdigest()[:32]
-
-
-def inputs_fingerprint(x):
-    """A digest of the inputs' shape, dtype and bytes (to catch a key reused for other data)."""
-    x = np.ascontiguousarray(x)
-    digest = hashlib.blake2b(f"{x.dtype}:{x.shape}".encode(), digest_size=16)
-    digest.update(memoryview(x).cast("B"))
-    return digest.hexdigest()
 
 
 @dataclasses.dataclass
@@ -196,7 +128,7 @@ class TeacherCache:
         Returns:
           `CachedOutputs`.
         """
-        teachers = _teacher_list(teachers)
+        teachers = teacher_list(teachers)
         outputs = tuple(outputs)
         if outputs not in (("logits",), ("logits", "features")):
             raise ValueError(
@@ -282,16 +214,16 @@ class TeacherCache:
             )
 
     def _write(self, entry, views, x, spec, batch_size, feature_tolerance):
-        os.makedirs(self.cache_dir, exist_ok=True)
-        final = os.path.join(self.cache_dir, entry)
-        temporary = tempfile.mkdtemp(prefix=f".{entry}-", dir=self.cache_dir)
-        try:
+        # The entry is written beside its place and renamed into it complete (tfkd.atomic): a
+        # write that dies half way leaves no entry, and the next run rebuilds it.
+        with atomic.atomic_path(os.path.join(self.cache_dir, entry)) as folder:
+            os.makedirs(folder)
             arrays = self._allocate(
                 views,
                 x,
                 spec,
                 lambda name, shape, dtype: np.lib.format.open_memmap(
-                    os.path.join(temporary, f"{name}.npy"), mode="w+", dtype=dtype, shape=shape
+                    os.path.join(folder, f"{name}.npy"), mode="w+", dtype=dtype, shape=shape
                 ),
             )
             self._compute(views, x, arrays, spec, batch_size, feature_tolerance)
@@ -300,21 +232,8 @@ class TeacherCache:
             checkpoint.fault_point("cache")  # every array written, the entry not yet complete
             names = sorted(arrays)
             del arrays
-            manifest = {"spec": spec, "arrays": names}
-            with open(os.path.join(temporary, MANIFEST), "w") as handle:
-                json.dump(manifest, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            existing = self._read(entry, spec)
-            if existing is not None:  # completed meanwhile by another writer
-                shutil.rmtree(temporary)
-                return existing
-            if os.path.isdir(final):
-                shutil.rmtree(final)  # half-written or stale: never read, replaced
-            atomic.replace(temporary, final)  # arrays flushed, manifest synced above
-        except BaseException:
-            shutil.rmtree(temporary, ignore_errors=True)
-            raise
+            with open(os.path.join(folder, MANIFEST), "w") as handle:
+                json.dump({"spec": spec, "arrays": names}, handle)
         return self._read(entry, spec)
 
     # ---- computing ------------------------------------------------------------------------------
@@ -440,107 +359,16 @@ def cached_dataset(x, y, cached, batch_size, shuffle=False, seed=0, drop_remaind
         inputs = convert(values[0])
         count = cached.count
         logits = values[2 : 2 + count]
-        targets = {LABELS: values[1], TEACHER_LOGITS: logits[0] if count == 1 else tuple(logits)}
-        if cached.features is not None:
-            features = values[2 + count :]
-            targets[TEACHER_FEATURES] = features[0] if count == 1 else tuple(features)
-        return inputs, targets
+        features = values[2 + count :] if cached.features is not None else None
+        one = count == 1
+        return inputs, batch_format.targets(
+            values[1],
+            logits[0] if one else tuple(logits),
+            None if features is None else (features[0] if one else tuple(features)),
+        )
 
     indices = tf.data.Dataset.range(len(y))
     if shuffle and len(y):
         indices = indices.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
     indices = indices.batch(batch_size, drop_remainder=drop_remainder)
     return indices.map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-
-
-# ---- consumers ----------------------------------------------------------------------------------
-class CachedTeaching:
-    """A `Distiller` teaching hook for cached logits: the student sees the batch unchanged and
-    the teacher's logits come from the batch (`distiller.teaching = CachedTeaching()`).
-
-    Batches without carried logits (e.g. a plain validation set) run the teacher as usual.
-    For the fix/ic recipe (student sees crops of the images the teacher saw clean) use
-    `teaching="fixed"` with the same batches instead.
-    """
-
-    def prepare_batch(self, distiller, x, y, training):
-        labels, carried = teaching_modes.unpack_labels(y)
-        if carried is None:
-            return x, x, labels
-        teaching_modes.check_logit_based(distiller)
-        if isinstance(carried, (tuple, list)):
-            raise ValueError(
-                f"the batches carry {len(carried)} teachers' logits; a single-"
-                "teacher Distiller takes one (use CachedMultiTeacherDistiller)"
-            )
-        return x, teaching_modes.PrecomputedLogits(carried), labels
-
-
-class CachedTeacherOutputs(tuple):
-    """Teacher input standing for K teachers' cached outputs: (logits tuple, features tuple or
-    None)."""
-
-    def __new__(cls, logits, features=None):
-        return super().__new__(cls, (tuple(logits), None if features is None else tuple(features)))
-
-    @property
-    def logits(self):
-        return self[0]
-
-    @property
-    def features(self):
-        return self[1]
-
-
-class CachedMultiTeacherDistiller(MultiTeacherDistiller):
-    """`MultiTeacherDistiller` that takes the K teachers' logits (and feature maps) from batches
-    built by `cached_dataset`, and runs the teachers only on batches that carry none.
-
-    The two overrides are the whole hook: `prepare_batch` lifts the cached outputs out of the
-    label dict, `teacher_outputs` returns them ([K, B, C] logits, K feature maps) instead of
-    running the teachers. The cache must hold outputs of the same teachers, in the same order,
-    and features of this distiller's `feature_layer` when it uses features.
-    """
-
-    def prepare_batch(self, x, y, training):
-        if isinstance(y, dict) and TEACHER_LOGITS in y:
-            logits = y[TEACHER_LOGITS]
-            logits = list(logits) if isinstance(logits, (tuple, list)) else [logits]
-            features = y.get(TEACHER_FEATURES)
-            if features is not None and not isinstance(features, (tuple, list)):
-                features = [features]
-            if len(logits) != len(self.teachers):
-                raise ValueError(
-                    f"the batches carry {len(logits)} teachers' logits but the "
-                    f"distiller has {len(self.teachers)} teachers"
-                )
-            return x, CachedTeacherOutputs(logits, features), y[LABELS]
-        return super().prepare_batch(x, y, training)
-
-    def teacher_outputs(self, x):
-        if not isinstance(x, CachedTeacherOutputs):
-            return super().teacher_outputs(x)
-        logits = ops.stop_gradient(ops.stack([ops.cast(z, "float32") for z in x.logits]))
-        if not self.uses_features:
-            return logits, None
-        if x.features is None:
-            raise ValueError(
-                "this distiller uses teacher features but the cache holds logits "
-                "only; build it with outputs=('logits', 'features')"
-            )
-        return logits, [ops.stop_gradient(ops.cast(f, "float32")) for f in x.features]
-
-
-def read_cached_outputs(distiller):
-    """Makes a `MultiTeacherDistiller` read the teachers' outputs from batches that carry them
-    (`CachedMultiTeacherDistiller`: the same state, two more overrides); returns it.
-
-    Raises ValueError for any other distiller.
-    """
-    if type(distiller) is MultiTeacherDistiller:
-        distiller.__class__ = CachedMultiTeacherDistiller
-    elif not isinstance(distiller, CachedMultiTeacherDistiller):
-        raise ValueError(
-            f"read_cached_outputs takes a MultiTeacherDistiller, got {type(distiller).__name__}"
-        )
-    return distiller

@@ -1,5 +1,6 @@
-"""Loading trained classifiers (teachers, models to calibrate or export) from disk, and the
-shapes any Keras classifier (functional, Sequential or subclassed) can report."""
+"""Loading trained classifiers (teachers, models to calibrate or export) from disk, the shapes
+any Keras classifier (functional, Sequential or subclassed) can report, and the check that a
+student and its teachers agree on the number of classes."""
 
 import os
 
@@ -194,3 +195,60 @@ def rescale_inputs(model, scale):
         return keras.Sequential([keras.layers.Rescaling(scale), model], name=model.name)
     inputs = keras.Input(shape=input_shape[1:])
     return keras.Model(inputs, model(keras.layers.Rescaling(scale)(inputs)), name=model.name)
+
+
+def num_classes(model):
+    """The number of logits `model` gives, or None when it cannot tell without data."""
+    shape = known_output_shape(model)
+    return None if shape is None or shape[-1] is None else int(shape[-1])
+
+
+def check_class_counts(student, teacher, teacher_name="teacher", student_name="student"):
+    """Raises one clear error when student and teacher disagree on the number of classes.
+
+    Either model may be functional, Sequential or subclassed; a model that cannot report its
+    output shape yet (a subclassed model never called) passes here and is checked on the
+    logits of the first step (`check_logits`).
+    """
+    _compare_shapes(
+        known_output_shape(student),
+        known_output_shape(teacher),
+        student,
+        teacher,
+        teacher_name,
+        student_name,
+    )
+
+
+def check_logits(
+    student_logits, teacher_logits, student, teacher, teacher_name="teacher", student_name="student"
+):
+    """`check_class_counts` on the static shapes of one step's logits [..., batch, classes]."""
+    _compare_shapes(
+        (None, student_logits.shape[-1]),
+        (None, teacher_logits.shape[-1]),
+        student,
+        teacher,
+        teacher_name,
+        student_name,
+    )
+
+
+def _compare_shapes(student_shape, teacher_shape, student, teacher, teacher_name, student_name):
+    if (
+        student_shape is None
+        or teacher_shape is None
+        or None in (student_shape[-1], teacher_shape[-1])
+    ):
+        return
+    if student_shape[-1] != teacher_shape[-1]:
+        raise ValueError(
+            f"{student_name} and {teacher_name} disagree on the number of classes: "
+            f"{student_name}{_quoted_name(student)} output shape {student_shape}, "
+            f"{teacher_name}{_quoted_name(teacher)} output shape {teacher_shape}"
+        )
+
+
+def _quoted_name(model):
+    # Precomputed teacher logits (fixed teaching) come without a model.
+    return f" {model.name!r}" if model is not None else ""

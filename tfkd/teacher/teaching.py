@@ -11,9 +11,9 @@ Beyer et al. (2022), "Knowledge distillation: A good teacher is patient and cons
                      an input manifold widened beyond the training images.
 
 A `Teaching` plugs into any logit-based `Distiller` (`Distiller(..., teaching="consistent")`,
-or `distiller.teaching = Teaching(...)` before `compile`) through its `prepare_batch` hook:
-the augmentation runs inside `train_step`, so teacher and student receive bit-identical
-tensors where the mode says so. Evaluation sees un-augmented inputs.
+or `distiller.teaching = Teaching(...)` before `compile`): the distiller's `prepare_batch` asks
+its `views` what each model sees. The augmentation runs inside `train_step`, so teacher and
+student receive bit-identical tensors where the mode says so. Evaluation sees un-augmented inputs.
 
 Augmentation is drawn once per GLOBAL batch, so N replicas train exactly as one replica on the
 same global batch. The seed of a step is (seed, optimizer step), the same on every replica.
@@ -28,28 +28,18 @@ example gets thus depends on its position in the global batch only, not on which
 holds it. `apply(x, parameters)` applies given parameters to a whole batch, so parameters can
 be stored and replayed.
 
-`fixed` needs batches `(x, {"labels": y, "teacher_logits": z})`: build them with
-`fixed_dataset(x, y, teacher_predictions(teacher, x), batch_size)`.
+`fixed` needs batches carrying the teacher's logits (`tfkd.teacher.batch_format`): build them
+with `tfkd.teacher.fixed.fixed_dataset(x, y, teacher_predictions(teacher, x), batch_size)`.
 """
 
 import dataclasses
-from typing import NamedTuple
 
-import numpy as np
 import tensorflow as tf
 
 from tfkd import augment
-from tfkd.data import as_dataset, to_float
-from tfkd.data.pipeline import convert
+from tfkd.global_batch import gather_global_batch, replica_rows
 
 MODES = ("fixed", "independent", "consistent", "function_matching")
-LABELS, TEACHER_LOGITS = "labels", "teacher_logits"
-
-
-class PrecomputedLogits(NamedTuple):
-    """Teacher input standing for logits already computed (fixed teaching): [batch, K]."""
-
-    logits: tf.Tensor
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,28 +95,30 @@ class Teaching:
                 raise ValueError(f"{name} must be {expected}, got {value!r}")
 
     # ---- the hook a Distiller delegates to ------------------------------------------------------
-    def prepare_batch(self, distiller, x, y, training):
-        """(student input, teacher input, labels) for one batch; see the module docstring.
+    def views(self, distiller, x, stored, training):
+        """(student input, teacher input) of one batch; see the module docstring.
 
-        `y` is the labels, or a dict with "labels" and "teacher_logits" (fixed teaching). The
-        teacher input is a `PrecomputedLogits` when the logits come from the data set.
+        `stored` is the `tfkd.teacher.batch_format.StoredOutputs` the batch carries, or None.
+        In fixed mode they are the teacher input (the logits were computed on the clean
+        inputs); the other modes augment the teacher's view, which no stored output was made on.
         """
-        labels, carried = unpack_labels(y)
-        teacher_x = x
-        if self.mode == "fixed":
-            check_logit_based(distiller)
-            if carried is None:
-                if training:
-                    raise ValueError(
-                        "teaching='fixed' trains on batches (x, {'labels': y, 'teacher_logits': "
-                        "z}); build them with tfkd.teacher.teaching.fixed_dataset"
-                    )
-                return x, x, labels
-            teacher_x = PrecomputedLogits(carried)
+        if stored is None:
+            if self.mode == "fixed" and training:
+                raise ValueError(
+                    "teaching='fixed' trains on batches (x, {'labels': y, 'teacher_logits': "
+                    "z}); build them with tfkd.teacher.fixed.fixed_dataset"
+                )
+        elif self.mode != "fixed" and training:
+            raise ValueError(
+                f"teaching={self.mode!r} augments the teacher's view of every batch, but the "
+                "batches carry stored teacher outputs; use teaching='fixed', or batches "
+                "without stored outputs"
+            )
+        teacher_x = x if stored is None else stored
         if not training:
-            return x, teacher_x, labels
+            return x, teacher_x
         student_x, augmented_teacher_x = self.augment_replica_batch(x, self.batch_seed(distiller))
-        return student_x, (teacher_x if self.mode == "fixed" else augmented_teacher_x), labels
+        return student_x, (teacher_x if self.mode == "fixed" else augmented_teacher_x)
 
     # ---- explicit parameters --------------------------------------------------------------------
     def parameters(self, batch_size, seed, image_size=None):
@@ -229,28 +221,6 @@ class Teaching:
         return tf.stack([tf.constant(self.seed, tf.int64), step])
 
 
-def replica_rows(local_size):
-    """(offset, global batch size): this replica holds rows [offset, offset + local_size) of
-    the global batch, the concatenation of the replicas' batches in replica order.
-
-    Uneven splits (a final partial batch) are handled: the sizes are exchanged, not assumed.
-    """
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return tf.constant(0, local_size.dtype), local_size
-    sizes = context.all_gather(tf.reshape(local_size, [1]), axis=0)  # [replicas]
-    replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
-    return tf.reduce_sum(sizes[:replica]), tf.reduce_sum(sizes)
-
-
-def gather_global_batch(x):
-    """The global batch [global batch, ...] from this replica's rows x [local batch, ...]."""
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return x
-    return context.all_gather(x, axis=0)
-
-
 def build(teaching):
     """None (the batch goes unchanged to both models), a mode name or a `Teaching`."""
     if teaching is None or isinstance(teaching, Teaching):
@@ -261,102 +231,3 @@ def build(teaching):
         f"teaching must be None, one of {', '.join(MODES)} or a "
         f"tfkd.teacher.teaching.Teaching, got {teaching!r}"
     )
-
-
-def unpack_labels(y):
-    """(labels, carried teacher logits or None) from plain labels or a fixed-teaching dict."""
-    if isinstance(y, dict):
-        if LABELS not in y:
-            raise ValueError(f"label dict needs key {LABELS!r}, got keys {sorted(y)}")
-        return y[LABELS], y.get(TEACHER_LOGITS)
-    return y, None
-
-
-def check_logit_based(distiller):
-    """Fixed teaching replaces the teacher's forward pass by carried logits, which is only
-    right for methods that take nothing else from the teacher."""
-    # The base marks its own teacher_logits; an override (a method needing more from the
-    # teacher) lacks the mark. No import of the base: it imports this module.
-    if not getattr(type(distiller).teacher_logits, "logits_only", False):
-        raise ValueError(
-            f"teaching='fixed' carries only the teacher's logits, but {type(distiller).__name__} "
-            "overrides teacher_logits (it needs more from the teacher); use independent, "
-            "consistent or function_matching"
-        )
-
-
-# ---- data for fixed teaching and out-of-domain distillation --------------------------------------
-def teacher_predictions(teacher, x, batch_size=256, verbose=0):
-    """The teacher's logits on un-augmented inputs, computed once.
-
-    Args:
-      teacher: keras model, inputs in the `to_float` convention.
-      x: uint8 images [N, H, W, C] or float vectors [N, D].
-    Returns:
-      float32 [N, K].
-    """
-    inputs = as_dataset(x, np.zeros(len(x), np.int32), batch_size).map(lambda a, b: a)
-    return np.asarray(teacher.predict(inputs, verbose=verbose), np.float32)
-
-
-def fixed_dataset(x, y, teacher_logits, batch_size, shuffle=False, seed=0, drop_remainder=False):
-    """Batches for fixed teaching: (x float32 [B, ...], {"labels": int32 [B],
-    "teacher_logits": float32 [B, K]}), each example keeping its own precomputed logits."""
-    y = np.asarray(y).astype(np.int32)
-    teacher_logits = np.asarray(teacher_logits, np.float32)
-    if not len(x) == len(y) == len(teacher_logits):
-        raise ValueError(
-            f"x, y and teacher_logits disagree on the number of examples: "
-            f"{len(x)}, {len(y)}, {len(teacher_logits)}"
-        )
-    dataset = tf.data.Dataset.from_tensor_slices((x, {LABELS: y, TEACHER_LOGITS: teacher_logits}))
-    if shuffle:
-        dataset = dataset.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
-    return dataset.map(
-        lambda inputs, targets: (convert(inputs), targets), num_parallel_calls=tf.data.AUTOTUNE
-    ).prefetch(tf.data.AUTOTUNE)
-
-
-def match_input_shape(x, input_shape, name="--distill_dataset", chunk_size=2048):
-    """Brings another data set's inputs to the teacher's input shape.
-
-    Images are resized (bilinear, antialiased) and converted between grey-scale (averaged with
-    the ITU-R 601 luma weights) and RGB (repeated); vectors must already have the right size.
-
-    Args:
-      x: uint8 images [N, h, w, c] or float vectors [N, d].
-      input_shape: the teacher's (H, W, C) or (D,).
-    Returns:
-      x with shape [N, *input_shape], uint8 for images.
-    Raises:
-      ValueError naming `name` when no conversion applies.
-    """
-    x = np.asarray(x)
-    input_shape = tuple(input_shape)
-    if x.shape[1:] == input_shape:
-        return x
-    if x.ndim != 4 or len(input_shape) != 3:
-        raise ValueError(
-            f"{name}: inputs of shape {x.shape[1:]} cannot be brought to the "
-            f"teacher's input shape {input_shape}; only images can be resized"
-        )
-    channels, target = x.shape[-1], input_shape[-1]
-    if channels != target and {channels, target} != {1, 3}:
-        raise ValueError(
-            f"{name}: cannot convert {channels}-channel images to {target} channels "
-            "(only grey-scale <-> RGB)"
-        )
-    converted = []
-    for start in range(0, len(x), chunk_size):
-        chunk = tf.convert_to_tensor(to_float(x[start : start + chunk_size]))
-        chunk = tf.image.resize(chunk, input_shape[:2], antialias=True)
-        if channels == 3 and target == 1:
-            chunk = tf.image.rgb_to_grayscale(chunk)
-        elif channels == 1 and target == 3:
-            chunk = tf.image.grayscale_to_rgb(chunk)
-        converted.append(chunk.numpy())
-    images = np.concatenate(converted) if converted else np.zeros((0, *input_shape), np.float32)
-    if x.dtype == np.uint8:
-        return np.clip(np.round(images * 255.0), 0, 255).astype(np.uint8)
-    return images.astype(np.float32)

@@ -206,7 +206,11 @@ def summarize(bench, measurements, gen, command):
             "bytes_per_token": bench.stored.bytes_per_token,
             **bench.setup_seconds,
         },
-        "config": {**dataclasses.asdict(config), "cpu_count": os.cpu_count()},
+        "config": {
+            **dataclasses.asdict(config),
+            "cpu_count": os.cpu_count(),
+            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        },
         "command": command,
     }
 

@@ -5,18 +5,19 @@
 #
 #   nice -n 10 bash docs/lm/compare.sh          # resumable: a run whose results.json exists
 #                                               # is skipped; the teacher is trained once
+# (a run killed midway leaves savedmodels/lm_compare/<name>-seed<N>.lock: remove it to rerun)
 #
 # Outputs go under savedmodels/lm_compare/ (git-ignored); each run's results.json and
 # history.csv are copied to docs/lm/runs/<name>-seed<N>/. `touch savedmodels/lm_compare/
 # teacher/STOP` ends the teacher's training after its current epoch (its last epoch is kept).
-# Environment: SEEDS ("0 1 2"), EPOCHS (student epochs, 2), TEACHER_EPOCHS (25), RUNS (names).
+# Environment: SEEDS ("0 1 2"), EPOCHS (student epochs, 1), TEACHER_EPOCHS (4), RUNS (names).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PYTHON=${PYTHON:-.venv/bin/python}
 OUT=savedmodels/lm_compare
 SEEDS=${SEEDS:-"0 1 2"}
-EPOCHS=${EPOCHS:-2}
-TEACHER_EPOCHS=${TEACHER_EPOCHS:-25}
+EPOCHS=${EPOCHS:-1}
+TEACHER_EPOCHS=${TEACHER_EPOCHS:-4}
 RUNS=${RUNS:-"fkl rkl jsd onpolicy k8 k32 kV"}
 export TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 TF_CPP_MIN_LOG_LEVEL=2
 COMMON=(--flagfile=docs/lm/stdlib_gpt.flags --data_seed=0 --batch_size=16
@@ -90,12 +91,16 @@ for seed in $SEEDS; do
   for name in $RUNS; do
     run="$OUT/$name-seed$seed"
     if [ ! -f "$run/results.json" ]; then
+      # Several copies of this script may run at once (e.g. SEEDS="1 2" RUNS="fkl k32" beside
+      # the full loop): a run is taken by the first to create its lock.
+      mkdir "$run.lock" 2>/dev/null || continue
       mkdir -p "$run"
       # Stores are keyed by teacher, split and k: every seed reads the ones seed 0 built.
       [ -e "$run/store" ] || ln -s ../stores "$run/store"
       # shellcheck disable=SC2046
       "$PYTHON" -m tfkd.lm "${COMMON[@]}" $(flags_of "$name") --teacher="$TEACHER" \
-        --seed="$seed" --output_dir="$run" > "$run/log.txt" 2>&1
+        --seed="$seed" --output_dir="$run" > "$OUT/$name-seed$seed.log" 2>&1
+      rmdir "$run.lock"
     fi
     mkdir -p "docs/lm/runs/$name-seed$seed"
     cp "$run/results.json" "$run/history.csv" "docs/lm/runs/$name-seed$seed/"

@@ -254,3 +254,52 @@ def test_bad_arguments_are_named(tmp_path):
         cache.cached_dataset(x[:4], y[:4], cached, 2)
     with pytest.raises(ValueError, match="teachers must be"):
         fingerprint.cache_key([], "d", "train")
+
+
+def test_a_teacher_replaced_between_a_kill_and_a_rerun_rebuilds_the_cache(
+    tmp_path, monkeypatch, capsys
+):
+    """A run stopped in its distillation (SIGINT through the fault hook) and resumed after its
+    teacher file was replaced: the cache key changes, the run says so in one line and the
+    rebuilt disk entry holds the new teacher's logits."""
+    from tfkd import checkpoint, data, experiment
+    from tfkd.experiment import RunConfig
+
+    path = str(tmp_path / "teacher.keras")
+    tfkd.models.build("mlp_small", (12,), CLASSES, seed=1).save(path)
+    flags = [
+        "--dataset=synthetic",
+        "--synthetic_size=200",
+        "--synthetic_dim=12",
+        f"--synthetic_classes={CLASSES}",
+        "--synthetic_superclasses=2",
+        "--student=mlp_small",
+        "--epochs=2",
+        "--batch_size=64",
+        "--verbose=0",
+        "--export=keras",
+        f"--teacher={path}",
+        "--teacher_cache=disk",
+        f"--cache_dir={tmp_path / 'cache'}",
+        f"--output_dir={tmp_path / 'run'}",
+    ]
+    config = RunConfig.from_flags(flags)
+    monkeypatch.setenv("TFKD_FAULT", "distill:2:INT")  # stop at the second epoch's first step
+    with pytest.raises(checkpoint.Preempted):
+        experiment.run(config)
+    first = [line for line in capsys.readouterr().out.splitlines() if "key " in line]
+    old_key = first[0].split("key ")[1].split(")")[0]
+    monkeypatch.delenv("TFKD_FAULT")
+    replaced = tfkd.models.build("mlp_small", (12,), CLASSES, seed=2)
+    replaced.save(path)
+    results = experiment.run(config)
+    lines = [line for line in capsys.readouterr().out.splitlines() if "changed" in line]
+    record = results["teacher_cache"]
+    assert record["built"] is True and record["key"] != old_key
+    assert lines == [
+        "teacher outputs: the teacher changed since the stored outputs were written "
+        f"(key {old_key} -> {record['key']}); rebuilding the cache"
+    ]
+    stored = np.load(os.path.join(record["path"], "teacher_0_logits.npy"))
+    train_x = data.load(config.data).train[0]
+    np.testing.assert_allclose(stored, replaced.predict(train_x, verbose=0), rtol=1e-5, atol=1e-6)

@@ -197,9 +197,8 @@ class TeachingRun:
             key = self.cache_key(
                 config, teachers, split=name, extra=self._inputs_identity(bundle, x)
             )
-            announce_changed_teacher(
-                earlier.get("key" if name == "train" else "validation_key"), key
-            )
+            if name == "train":  # one line: the validation split's key changes alike
+                announce_changed_teacher(earlier.get("key"), key)
             print(
                 f"Teacher outputs ({self.cache_mode} cache, key {key}) on {len(x)} {label} "
                 "examples",

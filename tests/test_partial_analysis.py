@@ -13,7 +13,7 @@ from partial_reference import softmax
 
 from tfkd import analysis, data, experiment
 from tfkd.cli import analyze, common
-from tfkd.experiment import tools
+from tfkd.experiment import teacher_knowledge
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_DATA = [
@@ -225,11 +225,13 @@ def test_analyze_library_names_the_argument(trained_run, tmp_path):
     data_config = experiment.RunConfig.from_flags(TINY_DATA).data
     teacher = str(out / "teacher.keras")
     with pytest.raises(ValueError, match="^analysis_temperatures must be numbers > 0"):
-        tools.analyze(teacher, data_config, str(tmp_path / "a"), analysis_temperatures=[1, 0])
+        teacher_knowledge.analyze(
+            teacher, data_config, str(tmp_path / "a"), analysis_temperatures=[1, 0]
+        )
     with pytest.raises(ValueError, match="^analysis_split must be one of train, validation"):
-        tools.analyze(teacher, data_config, str(tmp_path / "a"), analysis_split="dev")
+        teacher_knowledge.analyze(teacher, data_config, str(tmp_path / "a"), analysis_split="dev")
     with pytest.raises(ValueError, match="^output_dir is required"):
-        tools.analyze(teacher, data_config, None)
+        teacher_knowledge.analyze(teacher, data_config, None)
     assert not (tmp_path / "a").exists()
 
 

@@ -1,4 +1,4 @@
-"""`bin/analyze`: flags -> tfkd.experiment.tools.analyze.
+"""`bin/analyze`: flags -> tfkd.experiment.teacher_knowledge.analyze.
 
 What a teacher knows (Tang et al. 2020, Figs. 1 and 2), as PNGs and JSON in --output_dir:
 
@@ -14,7 +14,7 @@ from absl import flags
 
 from tfkd.cli import common
 from tfkd.cli import flags as flag_table
-from tfkd.experiment import tools
+from tfkd.experiment import teacher_knowledge
 
 PROGRAM = "bin/analyze"
 DOC = (
@@ -53,7 +53,7 @@ def define_analyze_flags(flag_values):
     flags.DEFINE_enum(
         "analysis_split",
         "train",
-        list(tools.ANALYSIS_SPLITS),
+        list(teacher_knowledge.ANALYSIS_SPLITS),
         "Which split the analyses read.",
         **own,
     )
@@ -67,7 +67,7 @@ def new_flag_values():
 
 
 def arguments(flag_values):
-    """Parsed flags -> the keyword arguments of tools.analyze."""
+    """Parsed flags -> the keyword arguments of teacher_knowledge.analyze."""
     names = (
         "teacher",
         "output_dir",
@@ -121,7 +121,7 @@ def main(argv):
     common.handle_help(argv, DOC, flag_values=new_flag_values())
     flag_values = flag_table.parse(argv[1:], new_flag_values(), PROGRAM)
     try:
-        results = tools.analyze(**arguments(flag_values))
+        results = teacher_knowledge.analyze(**arguments(flag_values))
     except (ValueError, FileExistsError) as error:
         raise flag_table.flag_error(error, flag_values) from error
     print_summary(results, flag_values.output_dir)

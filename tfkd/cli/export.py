@@ -81,12 +81,19 @@ def print_summary(report, model, output_dir):
     print(f"\ntfkd export of {model} to {output_dir} ({report['test_examples']} test examples)")
     print(f"  {'keras':<16}accuracy {report['keras']['accuracy']:.4f}")
     for name, entry in report["formats"].items():
+        latency = entry.get("latency_ms_median")  # text exports are not timed
         print(
             f"  {name:<16}accuracy {entry['accuracy']:.4f}   agreement "
-            f"{100 * entry['agreement']:.2f}%   {entry['size_bytes']:>10,} bytes   "
-            f"{entry['latency_ms_median']:.3f} ms"
+            f"{100 * entry['agreement']:.2f}%   {entry['size_bytes']:>10,} bytes"
+            + ("" if latency is None else f"   {latency:.3f} ms")
         )
-    for name, goal in report["goals"].items():
+        if "serve_text" in entry:
+            parity = entry["serve_text"]
+            print(
+                f"  {'  serve_text':<16}accuracy {parity['accuracy']:.4f}   agreement "
+                f"{100 * parity['agreement']:.2f}%   (raw strings, tokenizer inside)"
+            )
+    for name, goal in report.get("goals", {}).items():
         print(
             f"  goal {name}: {goal['value']:.4f} ({goal['target']}) "
             f"{'met' if goal['met'] else 'NOT met'}"

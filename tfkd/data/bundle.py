@@ -169,7 +169,8 @@ class DataBundle:
     """Train/validation/test arrays of one data set plus what the models need to know about it.
 
     Images are uint8 NHWC, vectors float32 [N, D], texts int32 token ids [N, L] (0 is
-    padding; `tokenizer` made them); labels int64 [N].
+    padding; `tokenizer` made them, and `test_texts` holds the test split's raw strings, for
+    exports that tokenize inside); labels int64 [N].
     """
 
     name: str
@@ -181,6 +182,7 @@ class DataBundle:
     superclass_of: Optional[np.ndarray] = None
     class_names: Optional[list] = None
     tokenizer: Optional[object] = None
+    test_texts: Optional[np.ndarray] = None
 
     @property
     def is_image(self):

@@ -46,7 +46,7 @@ def load(config):
     )
     train = splits.limit(*train, config.train_limit, train_seed)
     test = splits.limit(test_x, test_y, config.test_limit, test_seed)
-    tokenizer = None
+    tokenizer, test_texts = None, None
     if text.is_text(train_x):
         # The vocabulary sees the training texts only: validation and test words it never
         # met are out of vocabulary, as they would be for new text.
@@ -57,6 +57,7 @@ def load(config):
             config.vocabulary_size,
             config.vocabulary,
         )
+        test_texts = test[0]
         train, validation, test = ((tokenizer.encode(x), y) for x, y in (train, validation, test))
     return DataBundle(
         name=name,
@@ -68,4 +69,5 @@ def load(config):
         superclass_of=source.superclass_of,
         class_names=source.class_names,
         tokenizer=tokenizer,
+        test_texts=test_texts,
     )

@@ -12,6 +12,8 @@ import os
 
 import numpy as np
 
+from tfkd.atomic import atomic_file
+
 TOKENIZERS = ("wordpiece", "byte")
 RESERVED_TOKENS = ("[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]")
 VOCABULARY_FILE = "vocabulary.txt"
@@ -104,7 +106,7 @@ class TextTokenizer:
         if self.kind == "byte":
             return None
         path = os.path.join(directory, VOCABULARY_FILE)
-        with open(path, "w", encoding="utf-8") as handle:
+        with atomic_file(path, "w", encoding="utf-8") as handle:
             handle.write("\n".join(self.vocabulary) + "\n")
         return path
 

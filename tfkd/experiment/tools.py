@@ -1,13 +1,15 @@
-"""A trained model's calibration, its deployable files and what a teacher knows, from Python.
+"""A trained model's calibration and its deployable files, from Python (what a teacher knows:
+`tfkd.experiment.teacher_knowledge.analyze`).
 
     calibrate(model, data_config, ...)       T* and calibration before/after; the calibrated model
     export_model(model, data_config, ...)    SavedModel / TFLite files and their parity report
-    analyze(teacher, data_config, ...)       class relationships and gradient rescaling plots
 
 Each takes plain arguments (model paths, a `DataConfig`), writes its files and returns the
-dictionary it also writes as JSON. A bad argument raises one ValueError (FileExistsError for an
-occupied output folder) whose message starts with the argument's name; `bin/calibrate`,
-`bin/export` and `bin/analyze` call these with the flags of the same names.
+dictionary it also writes as JSON. A text model (KerasHub dict inputs of token ids) reads the
+data tokenized with the vocabulary.txt beside its file unless the `DataConfig` names one
+(`tfkd.experiment.model_data`). A bad argument raises one ValueError (FileExistsError for an
+occupied output folder) whose message starts with the argument's name; `bin/calibrate` and
+`bin/export` call these with the flags of the same names.
 """
 
 import contextlib
@@ -16,20 +18,16 @@ import os
 import shutil
 import time
 
-import numpy as np
-
-from tfkd import analysis, calibration, data, models
+from tfkd import calibration, data, models
 from tfkd.atomic import replace, write_text
-from tfkd.data.superclass import superclass_map
-from tfkd.experiment import teacher_calibration
+from tfkd.data import tokenizers
+from tfkd.experiment import model_data, teacher_calibration
 from tfkd.exporting import student as export
+from tfkd.exporting import text_signatures as export_text
 from tfkd.exporting.parity import Measurement
-from tfkd.models.introspection import classifier_weights
 from tfkd.teacher import loading
 
 EXPORT_FORMATS = ("savedmodel", "tflite", "tflite_fp16", "tflite_dynamic", "tflite_int8")
-ANALYSIS_SPLITS = ("train", "validation", "test")
-PREDICT_BATCH_SIZE = 256
 
 
 def calibrate(
@@ -64,13 +62,19 @@ def calibrate(
         raise ValueError(f"calibration_bins must be an integer >= 1, got {calibration_bins}")
     if model_input_scale <= 0:
         raise ValueError(f"model_input_scale must be a number > 0, got {model_input_scale}")
-    bundle = data.load(data_config)
+    classifier = loading.load_model(model, "model")
+    if models.is_text_model(classifier) and model_input_scale != 1.0:
+        raise ValueError(
+            f"model_input_scale scales images; model {model} reads token ids, got "
+            f"{model_input_scale}"
+        )
+    bundle = data.load(model_data.config_for(classifier, model, data_config))
     if not len(bundle.validation[1]):
         raise ValueError(
             "validation_fraction must be > 0: T* is fitted on the validation split, which is empty"
         )
-    classifier = loading.rescale_inputs(loading.load_model(model, "model"), model_input_scale)
-    _check_calibrated_model(classifier, bundle, data_config.dataset)
+    model_data.check(classifier, model, bundle)
+    classifier = loading.rescale_inputs(classifier, model_input_scale)
     name = os.path.splitext(os.path.basename(os.path.normpath(model)))[0]
     report_dir = report_dir or os.path.join(
         "savedmodels", f"calibrate-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -87,29 +91,37 @@ def calibrate(
         report_dir=report_dir,
         sizes={split: int(len(getattr(bundle, split)[1])) for split in ("validation", "test")},
     )
+    if bundle.is_text:
+        summary["tokenizer"] = bundle.tokenizer.describe()
     if save:
-        calibrated = calibration.calibrate_model(classifier, summary["temperature"])
-        if save.endswith(".keras"):
-            export.save_keras(calibrated, save)
-        else:
-            export.save_saved_model(calibrated, save)
+        _save_calibrated(
+            calibration.calibrate_model(classifier, summary["temperature"]), save, bundle
+        )
         summary["saved"] = save
     write_text(os.path.join(report_dir, "calibration.json"), json.dumps(summary, indent=2))
     return summary
 
 
-def _check_calibrated_model(model, bundle, dataset):
-    inputs, outputs = tuple(model.input_shape[1:]), tuple(model.output_shape)
-    if inputs != tuple(bundle.input_shape):
-        raise ValueError(
-            f"model takes inputs of shape {inputs} but dataset {dataset} has "
-            f"inputs of shape {tuple(bundle.input_shape)}"
-        )
-    if outputs[-1] != bundle.num_classes:
-        raise ValueError(
-            f"model gives {outputs[-1]} outputs (shape {outputs}) but dataset "
-            f"{dataset} has {bundle.num_classes} classes"
-        )
+def _save_calibrated(calibrated, save, bundle):
+    """PATH.keras, or a SavedModel folder (a text model's with `serve_text`); a WordPiece text
+    model's vocabulary.txt goes beside it, where a run writes it beside its models."""
+    folder = os.path.dirname(os.path.abspath(save))
+    if bundle.is_text and bundle.tokenizer.kind == "wordpiece":
+        existing = loading.vocabulary_beside(save)
+        if existing and tokenizers.read_vocabulary(existing) != bundle.tokenizer.vocabulary:
+            raise FileExistsError(
+                f"save: {existing} is another vocabulary than the model's "
+                f"({bundle.tokenizer.describe()}); save the calibrated model in another folder"
+            )
+    if save.endswith(".keras"):
+        export.save_keras(calibrated, save)
+    elif bundle.is_text:
+        export_text.save_text_saved_model(calibrated, save, bundle.tokenizer)
+    else:
+        export.save_saved_model(calibrated, save)
+    if bundle.is_text:
+        os.makedirs(folder, exist_ok=True)
+        bundle.tokenizer.save(folder)
 
 
 def export_model(
@@ -161,224 +173,59 @@ def export_model(
             raise ValueError(f"{name} must be an integer >= 1, got {value}")
     check_output_dir(output_dir, overwrite)
     classifier = loading.load_model(model, "model")
-    shape = export.example_shape(classifier, f"model {model}")
-    bundle = data.load(data_config)
-    if shape != tuple(bundle.input_shape):
-        raise ValueError(
-            f"model {model} takes examples of shape {shape} but dataset "
-            f"{data_config.dataset} has examples of shape {bundle.input_shape}"
-        )
-    if classifier.output_shape[-1] != bundle.num_classes:
-        raise ValueError(
-            f"model {model} outputs {classifier.output_shape[-1]} logits but "
-            f"dataset {data_config.dataset} has {bundle.num_classes} classes"
-        )
+    if models.is_text_model(classifier):
+        formats = _text_formats(formats)
+    else:
+        export.example_shape(classifier, f"model {model}")
+    bundle = model_data.load_for(classifier, model, data_config)
     with staging_dir(output_dir) as work_dir:
-        exports = export.export_student(
-            classifier,
-            work_dir,
-            formats,
-            test_data=bundle.test,
-            train_images=bundle.train[0],
-            settings=export.ExportSettings(
+        if bundle.is_text:  # serve_text measured on the raw test texts
+            exports = export_text.export_text_student(
+                classifier,
+                work_dir,
+                formats,
+                bundle.test,
+                bundle.tokenizer,
+                bundle.test_texts,
                 verbose=bool(verbose),
-                int8_io=int8_io,
-                representative_samples=representative_samples,
-                seed=data_config.seed,
-                measurement=Measurement(
-                    latency_calls=latency_calls,
-                    batch_size=throughput_batch_size,
-                    num_threads=num_threads,
+            )
+            bundle.tokenizer.save(work_dir)
+        else:
+            exports = export.export_student(
+                classifier,
+                work_dir,
+                formats,
+                test_data=bundle.test,
+                train_images=bundle.train[0],
+                settings=export.ExportSettings(
+                    verbose=bool(verbose),
+                    int8_io=int8_io,
+                    representative_samples=representative_samples,
+                    seed=data_config.seed,
+                    measurement=Measurement(
+                        latency_calls=latency_calls,
+                        batch_size=throughput_batch_size,
+                        num_threads=num_threads,
+                    ),
                 ),
-            ),
-        )
+            )
         with open(os.path.join(work_dir, exports["report"])) as handle:
             report = json.load(handle)
     return report
 
 
-def analyze(
-    teacher,
-    data_config,
-    output_dir,
-    student_model=None,
-    analysis_temperatures=(1.0, 4.0),
-    analysis_split="train",
-    analysis_examples=5000,
-    temperature=4.0,
-    alpha=0.9,
-    superclass_map=None,
-    classifier_layer="classifier",
-    overwrite=False,
-    verbose=0,
-):
-    """What a trained teacher knows (Tang et al. 2020, Figs. 1 and 2), written to `output_dir`:
-
-      class_relationships.png  Pearson correlation between classes of the teacher's
-                               distributions at each of `analysis_temperatures`, classes ordered
-                               by super-class, beside the cosine similarity of the classifier
-                               weights (layer `classifier_layer`).
-      gradient_rescaling.png   w_i = |d L_KD / d z| / |d CE / d z| of the student's logits
-                               against the teacher's p_t, at `temperature` and `alpha` (only
-                               with `student_model`).
-      analysis.json            the numbers behind both (the returned dictionary).
-
-    Args:
-      teacher: a .keras file or SavedModel folder.
-      data_config: the `DataConfig` of the data set.
-      output_dir: the folder written; it appears only when the analysis succeeds.
-      student_model: a trained student (.keras / SavedModel) or an architecture name (analysed
-        at initialisation, seeded by the data seed); None skips the gradient plot.
-      analysis_temperatures: numbers > 0.
-      analysis_split: one of ANALYSIS_SPLITS.
-      analysis_examples: random examples of the split analysed (0 = all).
-      superclass_map: a JSON file of the super-class of each class; None uses the data set's
-        own, if it has one.
-      verbose: 1 shows prediction progress bars.
-    """
-    if not teacher or not os.path.exists(teacher):
+def _text_formats(formats):
+    """The formats a text model exports to: the default list becomes the text formats in it;
+    a quantised TFLite format asked for is refused."""
+    if tuple(formats) == EXPORT_FORMATS:
+        return tuple(name for name in formats if name in export_text.TEXT_FORMATS)
+    refused = [name for name in formats if name not in export_text.TEXT_FORMATS]
+    if refused:
         raise ValueError(
-            f"teacher must name a trained teacher (.keras file or SavedModel "
-            f"folder), got {teacher!r}"
+            f"formats: {', '.join(refused)} not available for text models; use "
+            f"{', '.join(export_text.TEXT_FORMATS)}"
         )
-    if not output_dir:
-        raise ValueError("output_dir is required")
-    if analysis_split not in ANALYSIS_SPLITS:
-        raise ValueError(
-            f"analysis_split must be one of {', '.join(ANALYSIS_SPLITS)}, got {analysis_split!r}"
-        )
-    if analysis_examples < 0:
-        raise ValueError(f"analysis_examples must be >= 0, got {analysis_examples}")
-    if not 0.0 <= alpha <= 1.0 or temperature <= 0:
-        raise ValueError(
-            f"alpha must be in [0, 1] and temperature > 0, got alpha={alpha}, "
-            f"temperature={temperature}"
-        )
-    temperatures = _temperatures(analysis_temperatures)
-    check_output_dir(output_dir, overwrite)
-    bundle = data.load(data_config)
-    teacher_model = loading.load_model(teacher, "teacher")
-    x, y = _examples(bundle, analysis_split, analysis_examples, data_config.seed)
-    verbose = 1 if verbose == 1 else 0
-    teacher_logits = teacher_model.predict(x, batch_size=PREDICT_BATCH_SIZE, verbose=verbose)
-    results = {
-        "teacher": teacher,
-        "dataset": data_config.dataset,
-        "split": analysis_split,
-        "examples": int(len(y)),
-        "teacher_accuracy": float(np.mean(teacher_logits.argmax(-1) == y)),
-    }
-    with staging_dir(output_dir) as work_dir:
-        results["class_relationships"] = _class_relationships(
-            teacher_model,
-            teacher_logits,
-            bundle,
-            temperatures,
-            superclass_map,
-            classifier_layer,
-            os.path.join(work_dir, "class_relationships.png"),
-        )
-        if student_model:
-            student, name = _student(student_model, bundle, data_config.seed)
-            student_logits = student.predict(x, batch_size=PREDICT_BATCH_SIZE, verbose=verbose)
-            weights, p_true = analysis.gradient_rescaling(
-                student_logits, teacher_logits, y, temperature, alpha
-            )
-            analysis.plot_gradient_rescaling(
-                weights,
-                p_true,
-                os.path.join(work_dir, "gradient_rescaling.png"),
-                title=f"T = {temperature:g}, alpha = {alpha:g}:",
-            )
-            results["gradient_rescaling"] = {
-                "student": name,
-                "temperature": temperature,
-                "alpha": alpha,
-                "pearson_w_pt": analysis.pearson(weights, p_true),
-                "spearman_w_pt": analysis.spearman(weights, p_true),
-                "w_mean": float(weights.mean()),
-                "w_median": float(np.median(weights)),
-            }
-        write_text(os.path.join(work_dir, "analysis.json"), json.dumps(results, indent=2))
-    return results
-
-
-def _temperatures(values):
-    try:
-        temperatures = [float(value) for value in values]
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"analysis_temperatures must be numbers > 0, got {','.join(map(str, values))}"
-        ) from None
-    if not temperatures or min(temperatures) <= 0:
-        raise ValueError(
-            f"analysis_temperatures must be numbers > 0, got {','.join(map(str, values))}"
-        )
-    return temperatures
-
-
-def _examples(bundle, split, count, seed):
-    x, y = getattr(bundle, split)
-    if len(y) < 2:
-        raise ValueError(f"analysis_split {split} has {len(y)} examples; need at least 2")
-    if count and count < len(y):
-        chosen = np.sort(np.random.default_rng(seed).choice(len(y), count, replace=False))
-        x, y = x[chosen], y[chosen]
-    return data.to_float(x), np.asarray(y)
-
-
-def _student(spec, bundle, seed):
-    if os.path.exists(spec):
-        return loading.load_model(spec, "student_model"), spec
-    if spec not in models.MODELS:
-        raise ValueError(
-            f"student_model: {spec!r} is neither a model file or SavedModel "
-            f"folder nor a known architecture; known: {', '.join(models.names())}"
-        )
-    mean, variance = bundle.stats()
-    return models.build(
-        spec, bundle.input_shape, bundle.num_classes, mean, variance, seed=seed
-    ), f"{spec} (initialisation)"
-
-
-def _superclasses(bundle, path):
-    """The super-class of each class, or None when no map is given and the data has none."""
-    try:
-        return superclass_map(bundle, path, bundle.num_classes)
-    except ValueError:
-        if path:
-            raise
-        return None
-
-
-def _class_relationships(
-    teacher, teacher_logits, bundle, temperatures, superclass_map, classifier_layer, plot_path
-):
-    superclass_of = _superclasses(bundle, superclass_map)
-    correlations = {
-        t: analysis.class_correlation(analysis.softmax(teacher_logits, t)) for t in temperatures
-    }
-    try:
-        cosine = analysis.classifier_cosine(classifier_weights(teacher, classifier_layer))
-    except ValueError as error:  # a SavedModel teacher exposes no weights: plot the rest
-        print(f"no classifier-weight heatmap: {error}")
-        cosine = None
-    analysis.plot_class_relationships(
-        correlations, cosine, superclass_of, plot_path, title=f"{bundle.name}"
-    )
-    summary = {
-        "superclass_of": None if superclass_of is None else superclass_of.tolist(),
-        "correlation": {f"{t:g}": {} for t in temperatures},
-    }
-    for t, matrix in correlations.items():
-        entry = summary["correlation"][f"{t:g}"]
-        if cosine is not None:
-            entry["pearson_with_cosine"] = analysis.off_diagonal_pearson(matrix, cosine)
-        if superclass_of is not None:
-            entry["block_contrast"] = analysis.block_contrast(matrix, superclass_of)
-    if cosine is not None and superclass_of is not None:
-        summary["cosine_block_contrast"] = analysis.block_contrast(cosine, superclass_of)
-    return summary
+    return tuple(formats)
 
 
 def check_output_dir(path, overwrite):

@@ -21,7 +21,7 @@ import tensorflow as tf
 from tfkd.atomic import atomic_path
 from tfkd.data.tokenizers import text_inputs
 from tfkd.exporting import formats as export_formats
-from tfkd.exporting.parity import compare
+from tfkd.exporting.parity import compare, size_bytes
 
 SERVE_TEXT = "serve_text"
 TEXT_INPUT_NAME = "texts"
@@ -135,6 +135,7 @@ def build_report(student, output_dir, exports, test_data, texts=None, batch_size
         path = os.path.join(output_dir, exports["savedmodel"])
         formats["savedmodel"] = {
             "file": exports["savedmodel"],
+            "size_bytes": size_bytes(path),
             **compare(saved_model_predict(path, token_ids, batch_size), reference, labels),
         }
         if texts is not None and SERVE_TEXT in tf.saved_model.load(path).signatures:
@@ -145,6 +146,7 @@ def build_report(student, output_dir, exports, test_data, texts=None, batch_size
         path = os.path.join(output_dir, exports["tflite"])
         formats["tflite"] = {
             "file": exports["tflite"],
+            "size_bytes": size_bytes(path),
             **compare(tflite_predict(path, token_ids), reference, labels),
         }
     return {

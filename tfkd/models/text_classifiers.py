@@ -62,9 +62,13 @@ def bert_classifier(
         dropout=dropout,
         max_sequence_length=sequence_length,
     )
-    return keras_hub.models.BertTextClassifier(
+    classifier = keras_hub.models.BertTextClassifier(
         backbone=backbone, num_classes=num_classes, preprocessor=None, dropout=dropout
     )
+    # Logits in float32 under any precision, as for every zoo model: KerasHub's head computes
+    # in the backbone's policy (bfloat16 under mixed_bfloat16), and losses want float32.
+    classifier.output_dense.dtype_policy = "float32"
+    return classifier
 
 
 @keras.saving.register_keras_serializable(package="tfkd")
@@ -128,7 +132,10 @@ def text_cnn(
     )(x)
     pooled = MaskedGlobalMaxPooling1D(name=POOLED)(x, inputs[PADDING_MASK])
     logits = keras.layers.Dense(
-        num_classes, kernel_initializer=initializers.glorot_uniform(), name=CLASSIFIER
+        num_classes,
+        kernel_initializer=initializers.glorot_uniform(),
+        dtype="float32",  # float32 logits under any precision, as for every zoo model
+        name=CLASSIFIER,
     )(pooled)
     return keras.Model(inputs, logits, name="text_cnn")
 
@@ -168,3 +175,21 @@ for _name, (_layers, _hidden) in BERT_SIZES.items():
         ),
     )
 TEXT_MODELS.register("text_cnn", TextArchitecture(text_cnn))
+
+
+def sequence_lengths(model):
+    """(the fixed number of tokens a text model reads, or None when any number up to the
+    longest fits; the longest, or None when unbounded)."""
+    fixed = model.input[TOKEN_IDS].shape[1]
+    backbone = getattr(model, "backbone", None)
+    longest = getattr(backbone, "max_sequence_length", None) or fixed
+    return (None if fixed is None else int(fixed)), (None if longest is None else int(longest))
+
+
+def classifier_layer_name(model, name):
+    """`name` when `model` has a layer of that name; otherwise the name of a KerasHub
+    classifier's head (its `output_dense`, "logits" for BERT), or `name` when it has none."""
+    if any(layer.name == name for layer in model.layers):
+        return name
+    head = getattr(model, "output_dense", None)
+    return name if head is None else head.name

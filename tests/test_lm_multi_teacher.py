@@ -9,6 +9,7 @@ from tiny_lms import TIME, VOCABULARY, batch, kl, softmax, tiny_lm
 from tfkd.data.language_modeling import TokenSplit
 from tfkd.lm.multi_teacher import (
     MultiTeacherCausalLMDistiller,
+    run_distiller,
     stacked_store_dataset,
     stored_token_weights,
     token_weights,
@@ -247,3 +248,17 @@ def test_bad_methods_are_refused():
         MultiTeacherCausalLMDistiller(
             tiny_lm(2), teachers(), weighting="ca_mkd", on_policy_fraction=0.5
         )
+
+
+def test_a_run_reads_lambda1_as_the_multi_teacher_methods_weight():
+    x, y, weight = batch()
+    distiller = run_distiller(
+        tiny_lm(2), teachers(), "ebkd", {"temperature": 2.0, "lambda1": 3.0, "extra": None}
+    )
+    distiller.compile(optimizer=keras.optimizers.SGD(0.1))
+    logs = distiller.evaluate(x, y, sample_weight=weight, batch_size=4, verbose=0, return_dict=True)
+    # (CE + lambda1 * sum_k w_k D_k) / (1 + lambda1), at the method's temperature.
+    assert distiller.temperature == 2.0
+    assert logs["loss"] == pytest.approx(
+        (logs["student_loss"] + 3.0 * logs["distillation_loss"]) / 4.0, rel=1e-5
+    )

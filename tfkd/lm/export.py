@@ -321,3 +321,15 @@ def export_causal_lm(
         write_text(os.path.join(output_dir, MARKDOWN_NAME), to_markdown(report))
         exports["report"] = REPORT_NAME
     return exports
+
+
+def export_run_student(student, folder, formats, data, max_new_tokens):
+    """A language-model run's `--export`: greedy `generate` of `max_new_tokens` (16 when 0)
+    stopping at the tokenizer's end token, the report on the data's test split."""
+    generation = Generation(
+        max_new_tokens=max_new_tokens or Generation.max_new_tokens,
+        end_token_id=data.tokenizer.end_token_id,
+    )
+    return export_causal_lm(
+        student, folder, formats, test_split=data.test, generation=generation, overwrite=True
+    )

@@ -214,3 +214,20 @@ def stacked_store_dataset(stores, split, batch_size, shuffle=False, seed=0):
     if shuffle:
         indices = indices.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
     return indices.batch(batch_size).map(gather).prefetch(2)
+
+
+def run_distiller(student, teachers, method, options, **settings):
+    """The distiller of a language-model run's `--method` on its `--teachers` (models, or None
+    to read stacked stores): the method's `temperature`, and its `lambda1` as alpha = lambda1 /
+    (1 + lambda1), so that the objective is (CE + lambda1 * sum_k w_k D_k) / (1 + lambda1),
+    the multi-teacher methods' loss divided by 1 + lambda1. `settings`: the sampling options
+    of `CausalLMDistiller`."""
+    lambda1 = float(options["lambda1"])
+    return MultiTeacherCausalLMDistiller(
+        student,
+        teachers,
+        weighting=method,
+        temperature=options["temperature"],
+        alpha=lambda1 / (1.0 + lambda1),
+        **settings,
+    )

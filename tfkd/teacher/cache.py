@@ -85,9 +85,13 @@ class TeacherCache:
       mode: "memory" (kept in this object) or "disk" (under `cache_dir`, shared across runs).
       cache_dir: folder of the disk entries, one sub-folder per entry (mode "disk" only).
       verbose: 1 shows a progress bar while outputs are computed, 0 is silent.
+      feature_tolerance: float16 features must satisfy max |f16 - f32| <= tolerance *
+        max |f32| on every chunk, else `outputs` raises ValueError.
     """
 
-    def __init__(self, mode="memory", cache_dir=None, verbose=1):
+    def __init__(
+        self, mode="memory", cache_dir=None, verbose=1, feature_tolerance=FEATURE_TOLERANCE
+    ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if mode == "disk" and not cache_dir:
@@ -95,6 +99,7 @@ class TeacherCache:
         self.mode = mode
         self.cache_dir = os.path.expanduser(cache_dir) if cache_dir else None
         self.verbose = verbose
+        self.feature_tolerance = feature_tolerance
         self._memory = {}
         self.builds = 0  # how many times outputs were computed rather than read
 
@@ -109,7 +114,6 @@ class TeacherCache:
         feature_layer=FEATURES,
         dtype="float32",
         feature_dtype="float16",
-        feature_tolerance=FEATURE_TOLERANCE,
     ):
         """The teachers' outputs on `x`, read from the cache or computed once and stored.
 
@@ -123,8 +127,7 @@ class TeacherCache:
             every teacher; tfkd models call their last feature map "features").
           dtype: storage dtype of the logits, "float32" or "float16".
           feature_dtype: storage dtype of the features, "float16" or "float32".
-          feature_tolerance: float16 features must satisfy max |f16 - f32| <= tolerance *
-            max |f32| on every chunk, else ValueError.
+          (float16 features are checked against the cache's `feature_tolerance`.)
         Returns:
           `CachedOutputs`.
         """
@@ -160,11 +163,11 @@ class TeacherCache:
             arrays = self._allocate(
                 views, x, spec, lambda name, shape, dtype: np.empty(shape, dtype)
             )
-            self._compute(views, x, arrays, spec, batch_size, feature_tolerance)
+            self._compute(views, x, arrays, spec, batch_size)
             self._memory[entry] = (spec, arrays)
             result = self._wrap(spec, arrays, None)
         else:
-            result = self._write(entry, views, x, spec, batch_size, feature_tolerance)
+            result = self._write(entry, views, x, spec, batch_size)
         self.builds += 1
         result.built = True
         return result
@@ -213,7 +216,7 @@ class TeacherCache:
                 "dataset_id / split / subset / seed / preprocessing do not identify x"
             )
 
-    def _write(self, entry, views, x, spec, batch_size, feature_tolerance):
+    def _write(self, entry, views, x, spec, batch_size):
         # The entry is written beside its place and renamed into it complete (tfkd.atomic): a
         # write that dies half way leaves no entry, and the next run rebuilds it.
         with atomic.atomic_path(os.path.join(self.cache_dir, entry)) as folder:
@@ -226,7 +229,7 @@ class TeacherCache:
                     os.path.join(folder, f"{name}.npy"), mode="w+", dtype=dtype, shape=shape
                 ),
             )
-            self._compute(views, x, arrays, spec, batch_size, feature_tolerance)
+            self._compute(views, x, arrays, spec, batch_size)
             for array in arrays.values():
                 array.flush()
             checkpoint.fault_point("cache")  # every array written, the entry not yet complete
@@ -272,7 +275,8 @@ class TeacherCache:
                 )
         return arrays
 
-    def _compute(self, views, x, arrays, spec, batch_size, feature_tolerance):
+    def _compute(self, views, x, arrays, spec, batch_size):
+        feature_tolerance = self.feature_tolerance
         progress = keras.utils.Progbar(len(x), verbose=self.verbose, unit_name="example")
         for start in range(0, len(x), batch_size):
             chunk = tf.nest.map_structure(tf.constant, to_float(x[start : start + batch_size]))

@@ -183,10 +183,38 @@ def _index_dtype(num_classes):
     return np.uint16 if num_classes <= 65536 else np.int32
 
 
-def _draw_parameters(count, views, height, width, crop_scale, crop_ratio, flip, mixup_alpha, seed):
+@dataclasses.dataclass(frozen=True)
+class ReplayRecipe:
+    """How `build_replay` draws the views and what it stores of each.
+
+    Attributes:
+      views: R >= 1 views per image.
+      topk: k, in [1, K], probabilities kept per view.
+      temperature: T of the stored softmax(z / T); distil with the same T.
+      crop_scale, crop_ratio: inception crop ranges, as `tfkd.teacher.teaching.Teaching`.
+      flip: mirror half of the views.
+      mixup_alpha: None (no mixup) or the Beta(a, a) parameter of function matching's mixup.
+      seed: int seed; equal seeds draw equal views.
+      probability_dtype: "float16" (half the bytes, 11 significant bits) or "float32".
+    """
+
+    views: int = 4
+    topk: int = 5
+    temperature: float = 4.0
+    crop_scale: tuple = (0.08, 1.0)
+    crop_ratio: tuple = (3 / 4, 4 / 3)
+    flip: bool = True
+    mixup_alpha: Optional[float] = None
+    seed: int = 0
+    probability_dtype: str = "float16"
+
+
+def _draw_parameters(count, height, width, recipe):
     """Every view's parameters, already rounded to their storage dtypes."""
+    crop_scale, crop_ratio = tuple(recipe.crop_scale), tuple(recipe.crop_ratio)
+    flip, mixup_alpha, seed = recipe.flip, recipe.mixup_alpha, recipe.seed
     boxes, flips, partners, weights = [], [], [], []
-    for view in range(views):
+    for view in range(recipe.views):
         view_seed = tf.random.experimental.stateless_fold_in(tf.constant([seed, 0], tf.int64), view)
         crop_seed, flip_seed, partner_seed, weight_seed = augment.split_seed(view_seed, 4)
         boxes.append(
@@ -211,39 +239,22 @@ def _draw_parameters(count, views, height, width, crop_scale, crop_ratio, flip, 
     return stack(boxes), stack(flips), stack(partners), stack(weights)
 
 
-def build_replay(
-    teacher,
-    x,
-    views=4,
-    topk=5,
-    temperature=4.0,
-    crop_scale=(0.08, 1.0),
-    crop_ratio=(3 / 4, 4 / 3),
-    flip=True,
-    mixup_alpha=None,
-    batch_size=256,
-    seed=0,
-    probability_dtype="float16",
-    verbose=1,
-):
+def build_replay(teacher, x, batch_size=256, verbose=1, **recipe):
     """Draws `views` views of every image and stores the teacher's top-k output on each.
 
     Args:
       teacher: keras model giving logits, inputs in the `to_float` convention.
       x: uint8 images [N, H, W, C] (or float images in [0, 1]).
-      views: R >= 1 views per image.
-      topk: k, in [1, K], probabilities kept per view.
-      temperature: T of the stored softmax(z / T); distil with the same T.
-      crop_scale, crop_ratio: inception crop ranges, as `tfkd.teacher.teaching.Teaching`.
-      flip: mirror half of the views.
-      mixup_alpha: None (no mixup) or the Beta(a, a) parameter of function matching's mixup.
       batch_size: images per teacher forward pass.
-      seed: int seed; equal seeds draw equal views.
-      probability_dtype: "float16" (half the bytes, 11 significant bits) or "float32".
       verbose: 1 shows a progress bar.
+      **recipe: the fields of `ReplayRecipe` (views, topk, temperature, crop_scale, crop_ratio,
+        flip, mixup_alpha, seed, probability_dtype); unnamed ones keep their defaults.
     Returns:
       `ReplayStorage`.
     """
+    recipe = ReplayRecipe(**recipe)
+    views, topk, temperature = recipe.views, recipe.topk, recipe.temperature
+    mixup_alpha, probability_dtype = recipe.mixup_alpha, recipe.probability_dtype
     x = np.asarray(x)
     if x.ndim != 4:
         raise ValueError(f"x must be images [N, H, W, C], got shape {x.shape}")
@@ -265,9 +276,7 @@ def build_replay(
     num_classes = int(teacher.output_shape[-1])
     if not isinstance(topk, (int, np.integer)) or not 1 <= topk <= num_classes:
         raise ValueError(f"topk must be an integer in [1, {num_classes}], got {topk!r}")
-    boxes, flips, partners, weights = _draw_parameters(
-        count, views, height, width, tuple(crop_scale), tuple(crop_ratio), flip, mixup_alpha, seed
-    )
+    boxes, flips, partners, weights = _draw_parameters(count, height, width, recipe)
     indices = np.zeros((count, views, topk), _index_dtype(num_classes))
     probabilities = np.zeros((count, views, topk), probability_dtype)
 
@@ -297,11 +306,11 @@ def build_replay(
             probabilities[rows, view] = values.numpy()
             progress.add(len(rows))
     settings = {
-        "crop_scale": list(crop_scale),
-        "crop_ratio": list(crop_ratio),
-        "flip": bool(flip),
+        "crop_scale": list(recipe.crop_scale),
+        "crop_ratio": list(recipe.crop_ratio),
+        "flip": bool(recipe.flip),
         "mixup_alpha": mixup_alpha,
-        "seed": int(seed),
+        "seed": int(recipe.seed),
     }
     return ReplayStorage(
         boxes,

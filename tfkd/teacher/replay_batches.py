@@ -70,7 +70,6 @@ def replay_dataset(
     seed=0,
     shuffle=True,
     drop_remainder=False,
-    temperature=None,
     return_view_ids=False,
 ):
     """Training batches that replay one stored view of each image, drawn afresh every epoch.
@@ -80,15 +79,14 @@ def replay_dataset(
       x: the images `storage` was built on, uint8 [N, H, W, C]; y: integer labels [N].
       batch_size: examples per batch; seed: seeds the order and the view choice.
       shuffle: reshuffle the images every epoch.
-      temperature: the distiller's temperature T_d; None means storage.temperature.
       return_view_ids: also carry "example_index" and "view_index" int32 [B].
     Returns:
       tf.data.Dataset of (views float32 [B, H, W, C], {"labels": int32 [B], "teacher_logits":
-      float32 [B, K]}), where teacher_logits = T_d * log(target): softmax(teacher_logits / T_d)
-      is the stored kd_topk target, the batch format of fixed teaching.
+      float32 [B, K]}), where teacher_logits = T * log(target) at the storage's temperature T:
+      softmax(teacher_logits / T) is the stored kd_topk target (`tfkd.teacher.batch_format`).
     """
     _check_replay_arrays(storage, x, y, batch_size)
-    load = _replay_batch(storage, x, y, temperature, return_view_ids)
+    load = _replay_batch(storage, x, y, None, return_view_ids)
 
     def draw(example, batch_seed):
         view = tf.random.stateless_uniform(

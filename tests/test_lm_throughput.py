@@ -39,6 +39,7 @@ def test_report_is_written_with_every_variant_and_the_goal(report):
     assert set(written["variants"]) == set(throughput.VARIANTS)
     for entry in written["variants"].values():
         assert len(entry["cpu_seconds"]) == len(entry["wall_seconds"]) == config.repetitions
+        assert entry["input_pipeline_cpu_seconds"] >= 0
     goal = written["goals"]["stored_topk_vs_student_alone"]
     assert goal["at_least"] == 0.90
     assert goal["met"] == (goal["measured"] >= 0.90)

@@ -104,6 +104,7 @@ for seed in $SEEDS; do
     fi
     mkdir -p "docs/lm/runs/$name-seed$seed"
     cp "$run/results.json" "$run/history.csv" "docs/lm/runs/$name-seed$seed/"
+    if [ -f "$run/baseline.csv" ]; then cp "$run/baseline.csv" "docs/lm/runs/$name-seed$seed/"; fi
   done
 done
 mkdir -p docs/lm/runs/teacher

@@ -114,7 +114,7 @@ def comparison():
             ),
         },
         "student_parameters": any_run["student"]["parameters"],
-        "sizes": {**any_run["data"], **sizes(any_run["config"])},
+        "sizes": {**any_run["data"], **sizes(any_run.get("flags") or any_run["config"])},
     }
     summary["teacher"].update(teacher_training())
     if "forward_kl" in rows and "stored_top32" in rows:

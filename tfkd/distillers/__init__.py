@@ -8,7 +8,7 @@ new module here and nothing else changes.
 import importlib
 import pkgutil
 
-from tfkd.distillers.distiller import Distiller
+from tfkd.distillers.base import Distiller
 from tfkd.global_batch import global_mean
 from tfkd.teacher.loading import check_class_counts
 

@@ -18,7 +18,7 @@ import dataclasses
 import keras
 
 from tfkd import losses
-from tfkd.distillers.distiller import BATCH_LOSS, Distiller
+from tfkd.distillers.base import BATCH_LOSS, Distiller
 from tfkd.global_batch import gather_global_batch
 from tfkd.methods import METHODS, TEMPERATURE, Method, Option
 

@@ -13,7 +13,7 @@ import keras
 from keras import ops
 
 from tfkd import losses
-from tfkd.distillers.distiller import LOGIT_STANDARDIZATION, Distiller
+from tfkd.distillers.base import LOGIT_STANDARDIZATION, Distiller
 from tfkd.methods import METHODS, TEMPERATURE, Method, Option
 
 TCKD_WEIGHT = Option(

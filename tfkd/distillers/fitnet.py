@@ -16,7 +16,7 @@ from keras import ops
 
 from tfkd import models
 from tfkd import teacher_weighting as multi_teacher
-from tfkd.distillers.distiller import Distiller
+from tfkd.distillers.base import Distiller
 from tfkd.distillers.features import HINT_WEIGHT, build_adapter, feature_view
 from tfkd.methods import ALPHA, METHODS, TEMPERATURE, Method, Option
 

@@ -7,7 +7,7 @@ models' logits first (Sun et al. 2024).
 """
 
 from tfkd import losses
-from tfkd.distillers.distiller import LOGIT_STANDARDIZATION, Distiller
+from tfkd.distillers.base import LOGIT_STANDARDIZATION, Distiller
 from tfkd.methods import ALPHA, METHODS, TEMPERATURE, Method, Option
 
 DIVERGENCE = Option(

@@ -3,7 +3,7 @@
 
 from tfkd import methods, models
 from tfkd import teacher_weighting as multi_teacher
-from tfkd.distillers.distiller import LOGIT_STANDARDIZATION
+from tfkd.distillers.base import LOGIT_STANDARDIZATION
 from tfkd.distillers.features import HINT_WEIGHT
 from tfkd.distillers.multi_teacher import MultiTeacherDistiller
 

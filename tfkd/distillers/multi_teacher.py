@@ -25,7 +25,7 @@ from keras import ops
 
 from tfkd import losses, models
 from tfkd import teacher_weighting as multi_teacher
-from tfkd.distillers.distiller import Distiller
+from tfkd.distillers.base import Distiller
 from tfkd.distillers.features import build_adapter, check_graph, layer_output
 from tfkd.teacher.loading import check_class_counts, check_logits
 

@@ -7,7 +7,7 @@ against the smoothed label alone.
 """
 
 from tfkd.data.superclass import superclass_map
-from tfkd.distillers.distiller import Distiller
+from tfkd.distillers.base import Distiller
 from tfkd.methods import ALPHA, METHODS, TEMPERATURE, Method, Option
 from tfkd.models.introspection import classifier_weights
 from tfkd.targets.partial import LabelSmoothingTarget

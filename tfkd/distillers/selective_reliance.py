@@ -12,7 +12,7 @@ import tensorflow as tf
 from keras import ops
 
 from tfkd import curriculum, losses
-from tfkd.distillers.distiller import Distiller
+from tfkd.distillers.base import Distiller
 from tfkd.methods import METHODS, TEMPERATURE, Method, Option
 
 RELIANCE_SHIFT = Option(

@@ -227,7 +227,7 @@ def train_classifier(arch, fit, strategy, work):
     with strategy.scope():
         if strategy.extended._in_multi_worker_mode():
             # Cross-entropy through a teacher-less Distiller, whose step logs Keras can reduce
-            # across workers (see tfkd.distillers.distiller.per_worker_logs).
+            # across workers (see tfkd.distillers.base.per_worker_logs).
             trainer = Distiller(
                 model,
                 None,

@@ -28,7 +28,7 @@ import tensorflow as tf
 from keras import ops
 
 from tfkd import losses
-from tfkd.distillers.distiller import Distiller, per_worker_logs
+from tfkd.distillers.base import Distiller, per_worker_logs
 from tfkd.lm import objective
 from tfkd.lm.sampling import sample_completions
 

@@ -91,6 +91,10 @@ class Distiller(keras.Model):
     `teaching` (None, a mode name or a `tfkd.teacher.teaching.Teaching`) decides what teacher and
     student see of each training batch: None hands both the batch unchanged; "fixed",
     "independent", "consistent" and "function_matching" are Beyer et al.'s (2022) modes.
+
+    Batches are `(inputs, labels)` or carry stored teacher outputs (`tfkd.teacher.batch_format`:
+    fixed teaching, the cache, replay); `prepare_batch` reads both, for one teacher and K alike,
+    and stored outputs stand in for the teachers' forward pass.
     """
 
     loss_terms = ("loss", "student_loss", "distillation_loss")

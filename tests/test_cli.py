@@ -117,6 +117,7 @@ INPUT_SHAPES = {
     "cifar100": (32, 32, 3),
     "synthetic": None,
     "text_synthetic": None,
+    "stdlib": None,  # causal LMs: gpt_small and gpt_tiny are not classifiers of models.MODELS
     "idx:/usr/share/datasets/fashion-mnist": (28, 28, 1),
 }
 
@@ -318,10 +319,11 @@ def test_real_fashion_mnist_end_to_end(tmp_path):
     results = run_distill(
         [
             f"--dataset=idx:{FASHION_MNIST}",
-            "--train_limit=3000",
-            "--test_limit=500",
+            "--validation_fraction=0.02",
+            "--train_limit=1000",
+            "--test_limit=300",
             "--teacher=cnn_small",
-            "--teacher_epochs=3",
+            "--teacher_epochs=2",
             "--student=cnn_small",
             "--epochs=2",
             "--batch_size=64",
@@ -340,7 +342,7 @@ def test_offline_tfds_fails_fast_with_one_line(tmp_path, monkeypatch):
     from tfkd.data import tfds_source
 
     monkeypatch.setattr(tfds_source, "internet_reachable", lambda *a, **k: False)
-    with pytest.raises(data.DataUnavailableError) as caught:
+    with pytest.raises(data.DataUnavailableError, match="cifar10") as caught:
         run_distill(
             TINY + ["--dataset=cifar10", f"--data_dir={tmp_path}", f"--output_dir={tmp_path}/o"]
         )
@@ -348,22 +350,3 @@ def test_offline_tfds_fails_fast_with_one_line(tmp_path, monkeypatch):
     assert "\n" not in message and "cifar10" in message and str(tmp_path) in message
     assert "idx:" in message and "synthetic" in message
     assert not (tmp_path / "o").exists()
-
-
-def test_mirrored_strategy_run(tmp_path):
-    args = TINY + ["--deterministic", "--export=keras,tflite"]
-    results = run_distill(args + ["--strategy=mirrored", f"--output_dir={tmp_path}/m"])
-    reference = run_distill(args + [f"--output_dir={tmp_path}/d"])
-    # Two replicas add their halves of each gradient in another order than one replica adds the
-    # whole batch: float32 sums that differ in the last bits, carried on by Adam for 2 epochs.
-    # Measured: 4.7e-6 of a tensor's largest magnitude (teacher), 2.8e-7 (student).
-    tolerance = 2e-5
-    for name in ("teacher.keras", "student.keras"):
-        mirrored = keras.saving.load_model(tmp_path / "m" / name).get_weights()
-        default = keras.saving.load_model(tmp_path / "d" / name).get_weights()
-        for a, b in zip(mirrored, default):
-            assert np.max(np.abs(a - b)) <= tolerance * np.max(np.abs(b)), name
-    test_examples = 120  # 600 examples, 20% test
-    for role in ("teacher", "student"):
-        assert abs(results[role]["accuracy"] - reference[role]["accuracy"]) <= 1.01 / test_examples
-    assert results["exports"]["tflite_agreement"] >= 0.999

@@ -27,6 +27,38 @@ from tfkd.atomic import atomic_file
 
 SPLITS = ("train", "validation", "test")
 SPLIT_BY = ("document", "block")
+STDLIB = "stdlib"  # --dataset=stdlib: the standard library's docstrings (`build_stdlib_corpus`)
+LM_PREFIX = "lm:"
+
+
+def is_language_model_data(dataset):
+    """True for the data sets a causal LM is distilled on: `stdlib` and `lm:FILE_OR_DIR`."""
+    return dataset == STDLIB or dataset.startswith(LM_PREFIX)
+
+
+def epoch_batches(orders, batch_size):
+    """A `tf.data.Dataset` of int64 row batches: every epoch's order (int [epochs, N]) cut into
+    batches of `batch_size` rows, the last of an epoch possibly shorter; so the batches are a
+    function of the orders alone, and a resumed run can skip the steps it has done."""
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices(np.asarray(orders, "int64")).flat_map(
+        lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+    )
+
+
+def shuffled_orders(count, epochs, seed, first_epoch=0):
+    """int [epochs - first_epoch, count]: epoch e's order is a permutation seeded by (seed, e)."""
+    return (
+        np.stack(
+            [
+                np.random.default_rng([seed, epoch]).permutation(count)
+                for epoch in range(first_epoch, epochs)
+            ]
+        )
+        if epochs > first_epoch
+        else np.zeros((0, count), "int64")
+    )
 
 
 class ByteTokenizer:
@@ -104,11 +136,19 @@ class LMData:
             raise ValueError(f"split must be one of {', '.join(SPLITS)}; got {name!r}")
         return getattr(self, name)
 
-    def dataset(self, split, batch_size, shuffle=False, seed=0, drop_remainder=False):
-        """A `tf.data.Dataset` of (x, y, sample_weight) batches of `split`."""
+    def dataset(self, split, batch_size, shuffle=False, seed=0, drop_remainder=False, orders=None):
+        """A `tf.data.Dataset` of (x, y, sample_weight) batches of `split`; with `orders`
+        (int [epochs, N]) the batches of those epochs in those orders (`epoch_batches`)."""
         import tensorflow as tf
 
         x, y, weight = self.split(split).shifted()
+        if orders is not None:
+            arrays = tf.nest.map_structure(tf.constant, (x, y, weight))
+            return (
+                epoch_batches(orders, batch_size)
+                .map(lambda rows: tf.nest.map_structure(lambda a: tf.gather(a, rows), arrays))
+                .prefetch(2)
+            )
         dataset = tf.data.Dataset.from_tensor_slices((x, y, weight))
         if shuffle:
             dataset = dataset.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)

@@ -20,6 +20,7 @@ from tfkd.data import DataConfig
 from tfkd.experiment import validation
 from tfkd.experiment.command_line import CommandLine
 from tfkd.exporting import student as export
+from tfkd.lm.language_model_config import LanguageModelConfig
 from tfkd.settings import OUTPUT, REPORT, STUDENT, TEACHER, check, setting
 from tfkd.teacher import serving, teaching
 from tfkd.training import TrainConfig
@@ -350,6 +351,7 @@ class RunConfig:
         "to run and after a resume.",
     )
     output: OutputConfig = OutputConfig()
+    lm: LanguageModelConfig = LanguageModelConfig()  # --dataset=lm:... or stdlib (tfkd.lm.run)
 
     def __post_init__(self):
         """Refuses a config that cannot run: a field outside its choices or range, or options

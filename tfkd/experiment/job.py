@@ -9,6 +9,7 @@ import os
 import time
 
 from tfkd import data, methods
+from tfkd.data import language_modeling as lm_data
 from tfkd.experiment import (
     distillation,
     fitting,
@@ -22,6 +23,8 @@ from tfkd.experiment.config import RunConfig
 from tfkd.experiment.teacher_outputs import TeachingRun
 from tfkd.experiment.workdir import WorkDir, disk_error
 from tfkd.exporting import student as export
+from tfkd.lm import run as lm_run
+from tfkd.models import gpt
 from tfkd.settings import ConfigError
 from tfkd.teacher import loading
 
@@ -48,6 +51,8 @@ def check(config):
         specs = [("teacher.specs", spec) for spec in config.teacher.specs]
     else:
         specs = [("teacher.spec", config.teacher.spec)] if method.needs_teacher else []
+    if lm_data.is_language_model_data(config.data.dataset):  # the causal-LM zoo is built here
+        specs = [(field, spec) for field, spec in specs if spec not in gpt.CAUSAL_LMS]
     for field, spec in specs:
         try:
             teacher_setup.check_teacher_spec(spec, f"`{field}`")
@@ -80,6 +85,9 @@ def run(config: RunConfig) -> dict:
     )
     try:
         work.open()
+        if lm_data.is_language_model_data(config.data.dataset):
+            fitting.set_determinism(config)
+            return lm_run.run(config, strategy, work)
         return _run(config, method, strategy, work)
     except OSError as error:
         work.discard_if_empty()

@@ -9,7 +9,9 @@ counts, input shapes) or on files (a teacher path) is checked when the run start
 """
 
 from tfkd import methods, models
+from tfkd.data import language_modeling as lm_data
 from tfkd.exporting import student as export
+from tfkd.models import gpt
 from tfkd.settings import ConfigError, check_value
 
 NONE = "none"
@@ -21,8 +23,11 @@ REPLAY_MODES = ("consistent", "function_matching")
 def check(config):
     """Raises ConfigError for the first rule `config` breaks; returns its registered Method."""
     method = _method(config)
-    _student(config)
     _options(config, method)
+    if lm_data.is_language_model_data(config.data.dataset):
+        _language_model(config)
+        return method
+    _student(config)
     _export(config)
     _curriculum(config, method)
     _teachers(config, method)
@@ -53,6 +58,12 @@ def _method(config):
 
 def _student(config):
     name = config.student
+    if name in gpt.CAUSAL_LMS:
+        raise ConfigError(
+            "student",
+            f"`student`: {name!r} is a causal language model; it learns from "
+            "`data.dataset`=lm:FILE_OR_DIR or stdlib",
+        )
     if name not in models.MODELS and name not in models.TEXT_MODELS:
         raise ConfigError(
             "student",
@@ -255,3 +266,94 @@ def _cache(config, method):
             "and student alike; it needs `teaching.mode`=consistent "
             f"or function_matching, got `teaching.mode`={teaching}",
         )
+
+
+def _is_causal_lm(spec):
+    return spec in gpt.CAUSAL_LMS or spec.endswith(".keras") or spec.startswith("preset:")
+
+
+def _language_model(config):
+    """A causal LM distilled per token on language-model data (`tfkd.lm.run`)."""
+    dataset, lm, mode = config.data.dataset, config.lm, config.cache.mode
+    if config.method.name != "kd":
+        raise ConfigError(
+            "method.name",
+            f"`method.name`={config.method.name}: a causal LM on `data.dataset`={dataset} is "
+            "distilled per token by kd (`method.options.divergence` forward_kl, reverse_kl or "
+            "jsd)",
+        )
+    for field, spec in (("student", config.student), ("teacher.spec", config.teacher.spec)):
+        if not _is_causal_lm(spec):
+            raise ConfigError(
+                field,
+                f"`{field}`: {spec!r} is not a causal LM, which `data.dataset`={dataset} "
+                f"needs: one of {', '.join(gpt.causal_lm_names())}, a .keras file or preset:DIR",
+            )
+    if config.teacher.specs:
+        raise ConfigError(
+            "teacher.specs", "`teacher.specs`: a causal LM is distilled from one `teacher.spec`"
+        )
+    if mode not in (NONE, "disk"):
+        raise ConfigError(
+            "cache.mode",
+            f"`cache.mode`={mode}: a causal LM's teacher runs online (none) or is stored as "
+            "top-k log-probabilities (disk, `lm.cache_topk`); replay of augmented views does "
+            "not apply to text",
+        )
+    vocabulary = lm_data.ByteTokenizer.vocabulary_size
+    if mode == "disk" and lm.cache_topk > vocabulary:
+        raise ConfigError(
+            "lm.cache_topk",
+            f"`lm.cache_topk`={lm.cache_topk} exceeds the vocabulary size {vocabulary} of the "
+            "data's byte tokenizer",
+        )
+    if mode == "disk" and lm.on_policy_fraction > 0:
+        raise ConfigError(
+            "lm.on_policy_fraction",
+            f"`lm.on_policy_fraction`={lm.on_policy_fraction} scores the student's own "
+            "samples, but `cache.mode`=disk stores the teacher's outputs on the data only; use "
+            "`cache.mode`=none",
+        )
+    if lm.on_policy_fraction > 0 and lm.max_new_tokens == 0:
+        raise ConfigError(
+            "lm.max_new_tokens",
+            f"`lm.max_new_tokens`=0 samples nothing, but `lm.on_policy_fraction`="
+            f"{lm.on_policy_fraction} scores batches on the student's samples; set "
+            "`lm.max_new_tokens` >= 1",
+        )
+    pairs = dataset.startswith(lm_data.LM_PREFIX) and dataset.endswith(".jsonl")
+    for field in ("lm.prompt_column", "lm.completion_column"):
+        if getattr(lm, field.split(".")[1]) and not pairs:
+            raise ConfigError(
+                field,
+                f"`{field}` names a field of prompt/completion pairs, read from "
+                f"`data.dataset`=lm:FILE.jsonl; got `data.dataset`={dataset}",
+            )
+    _language_model_unused(config)
+
+
+def _language_model_unused(config):
+    """Options of image and classifier runs that a causal-LM run would not honour."""
+    unused = {
+        "augment": config.augment,
+        "teaching.mode": config.teaching.mode != NONE,
+        "teaching.distill_dataset": bool(config.teaching.distill_dataset),
+        "curriculum.order": config.curriculum.order != NONE,
+        "calibration.enabled": config.calibration.enabled,
+        "method.options.logit_standardization": config.method.options.get(
+            "logit_standardization", False
+        ),
+        "output.export": set(config.output.export) - {"keras"},
+    }
+    for field, used in unused.items():
+        if used:
+            extra = (
+                " (the student is saved as student.keras); pass `output.export`=keras"
+                if field == "output.export"
+                else ""
+            )
+            raise ConfigError(
+                field,
+                f"`{field}` does not apply to a causal LM on "
+                f"`data.dataset`={config.data.dataset}{extra}",
+            )

@@ -109,7 +109,8 @@ class CausalLMDistiller(Distiller):
             raise ValueError(f"--jsd_beta must be in [0, 1], got {jsd_beta}")
         if not 0.0 <= on_policy_fraction <= 1.0:
             raise ValueError(f"--on_policy_fraction must be in [0, 1], got {on_policy_fraction}")
-        check_positive_integer("max_new_tokens", max_new_tokens)
+        if on_policy_fraction > 0:
+            check_positive_integer("max_new_tokens", max_new_tokens)
         if sampling_temperature <= 0:
             raise ValueError(f"--sampling_temperature must be > 0, got {sampling_temperature}")
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:

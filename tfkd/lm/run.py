@@ -1,278 +1,319 @@
-"""An end-to-end causal-LM distillation run: data, teacher, student, student alone, report.
+"""The causal-LM job: what `tfkd.experiment.run` (`tfkd distill`) does with language-model data.
 
-    results = tfkd.lm.run(tfkd.lm.LMRunConfig(output_dir="/tmp/lm", epochs=2))
-    python -m tfkd.lm --flagfile=docs/lm/stdlib_gpt.flags --output_dir=/tmp/lm
+    tfkd distill --config=lm                               # the stdlib recipe
+    tfkd distill --dataset=lm:corpus/ --teacher=preset:DIR --student=gpt_tiny --epochs=2
 
-Writes `results.json` (per-token NLL and perplexity of teacher, student and student alone on
-the validation and test splits, `results[role]["perplexity"]` on test; CPU seconds per phase;
-the store's bytes per token; a few sampled completions), `history.csv` (the student's epochs)
-and `student.keras` under `output_dir`.
+data -> teacher (trained here by name, or loaded) -> the teacher's top-k store (with
+`--teacher_cache=disk`) -> distillation -> the student alone (`--baseline`) -> report, in the
+run's `<output_dir>.partial/` until everything succeeded; every phase resumes (`tfkd.lm.resumable_fit`).
+results.json holds per-token NLL and perplexity on the validation and test splits of teacher,
+student and student alone (`results[role]["perplexity"]` on test), the store's bytes per token,
+CPU seconds per phase and a few sampled completions; history.csv the student's epochs; the
+folder also holds student.keras (and teacher.keras when the teacher was trained here).
 """
 
-import dataclasses
 import gc
 import json
-import math
-import os
+import re
 import time
 
 import keras
-import numpy as np
-import tensorflow as tf
 
-from tfkd import losses
+from tfkd import checkpoint, methods, training
+from tfkd.atomic import atomic_path, write_text
 from tfkd.data import language_modeling as lm_data
-from tfkd.lm.arguments import parse_flags
-from tfkd.lm.distiller import CausalLMDistiller
-from tfkd.lm.sampling import sample_completions
-from tfkd.lm.store import TopKStore, check_k
-from tfkd.models import gpt as lm_models
+from tfkd.lm import evaluation
+from tfkd.lm.distiller import CausalLMDistiller, check_vocabularies
+from tfkd.lm.resumable_fit import Phase, fit_resumable
+from tfkd.lm.store import TopKStore
+from tfkd.models import gpt
+from tfkd.settings import ConfigError
 
-STDLIB = "stdlib"
-
-
-@dataclasses.dataclass(frozen=True)
-class LMRunConfig:
-    """One run; every field is the flag `--<name>` of `python -m tfkd.lm`."""
-
-    dataset: str = STDLIB  # "stdlib" (the standard library's docstrings) or lm:FILE_OR_DIR
-    corpus_bytes: int = 120_000  # size of the stdlib corpus
-    sequence_length: int = 64
-    split_by: str = "document"
-    validation_fraction: float = 0.1
-    test_fraction: float = 0.1
-    prompt_column: str = ""
-    completion_column: str = ""
-    teacher: str = "gpt_small"  # a zoo name (trained here), preset:DIR or a .keras file
-    teacher_epochs: int = 3
-    student: str = "gpt_tiny"
-    epochs: int = 3
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    dropout: float = 0.0
-    divergence: str = "forward_kl"
-    jsd_beta: float = 0.5
-    temperature: float = 1.0
-    alpha: float = 0.9
-    on_policy_fraction: float = 0.0
-    max_new_tokens: int = 16
-    sampling_temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    teacher_cache: str = "none"  # "disk": distil from stored top-k, the teacher out of memory
-    cache_topk: int = 32
-    baseline: bool = True
-    samples: int = 3
-    seed: int = 0
-    data_seed: int = -1  # the corpus sample and split; -1: --seed
-    output_dir: str = ""
-
-    def check(self):
-        if not self.output_dir:
-            raise ValueError("--output_dir is required")
-        if self.dataset != STDLIB and not self.dataset.startswith("lm:"):
-            raise ValueError(f"--dataset must be {STDLIB} or lm:FILE_OR_DIR, got {self.dataset!r}")
-        if self.divergence not in losses.DIVERGENCES:
-            raise ValueError(
-                f"--divergence must be one of {', '.join(losses.DIVERGENCES.names())}, got "
-                f"{self.divergence!r}"
-            )
-        if self.teacher_cache not in ("none", "disk"):
-            raise ValueError(f"--teacher_cache must be none or disk, got {self.teacher_cache!r}")
-        if self.teacher_cache == "disk" and self.on_policy_fraction > 0:
-            raise ValueError(
-                "--teacher_cache=disk cannot serve --on_policy_fraction > 0: the "
-                "store holds the teacher's outputs on the data, not on samples"
-            )
-        for name in ("epochs", "batch_size", "sequence_length", "max_new_tokens"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be a positive integer, got {getattr(self, name)}")
-
-    @classmethod
-    def from_flags(cls, argv):
-        """A config from `--name=value` arguments and `--flagfile=PATH` files."""
-        return cls(**parse_flags(argv, cls))
+# The flags the data and model readers name in their errors, and the fields behind them.
+FIELDS = {
+    "dataset": "data.dataset",
+    "sequence_length": "data.sequence_length",
+    "split_by": "lm.split_by",
+    "prompt_column": "lm.prompt_column",
+    "completion_column": "lm.completion_column",
+}
+FLAG = re.compile(r"--(\w+)")
 
 
-def token_nll(model, dataset):
-    """Per-token negative log-likelihood (nats) and perplexity of `model` over `dataset`'s
-    weighted target tokens."""
-    total, count = 0.0, 0.0
-    for x, y, weight in dataset:
-        inputs = {"token_ids": x["token_ids"], "padding_mask": x["padding_mask"]}
-        log_probs = tf.nn.log_softmax(tf.cast(model(inputs, training=False), tf.float32))
-        nll = -tf.gather(log_probs, tf.cast(y, tf.int32), batch_dims=2)
-        total += float(tf.reduce_sum(nll * weight))
-        count += float(tf.reduce_sum(weight))
-    nll = total / max(count, 1.0)
-    return {"nll": nll, "perplexity": math.exp(nll), "tokens": int(count)}
+def as_config_error(error, field):
+    """`error` of a reader as a ConfigError: the first flag it names (else `field`) is the field,
+    every flag it names written as its field."""
+    text = str(error)
+    named = [FIELDS[name] for name in FLAG.findall(text) if name in FIELDS]
+    message = FLAG.sub(lambda m: f"`{FIELDS[m.group(1)]}`" if m.group(1) in FIELDS else m[0], text)
+    return ConfigError(named[0] if named else field, message)
 
 
-def evaluate(model, data, batch_size):
-    scores = {
-        split: token_nll(model, data.dataset(split, batch_size)) for split in ("validation", "test")
-    }
-    return {
-        **scores,
-        "perplexity": scores["test"]["perplexity"],
-        "parameters": int(model.count_params()),
-    }
+def data_seed(config):
+    return config.seed if config.lm.data_seed < 0 else config.lm.data_seed
 
 
-def load_data(config):
-    data_seed = config.seed if config.data_seed < 0 else config.data_seed
-    if config.dataset == STDLIB:
-        path = os.path.join(config.output_dir, "corpus.txt")
-        lm_data.build_stdlib_corpus(path, seed=data_seed, max_bytes=config.corpus_bytes)
+def load_data(config, folder):
+    """The run's LMData; `--dataset=stdlib` writes its corpus to `folder`/corpus.txt first."""
+    dataset = config.data.dataset
+    if dataset == lm_data.STDLIB:
+        path = f"{folder}/corpus.txt"
+        lm_data.build_stdlib_corpus(path, seed=data_seed(config), max_bytes=config.lm.corpus_bytes)
     else:
-        path = config.dataset[len("lm:") :]
-    return lm_data.load_lm(
-        path,
-        config.sequence_length,
-        split_by=config.split_by,
-        validation_fraction=config.validation_fraction,
-        test_fraction=config.test_fraction,
-        seed=data_seed,
-        prompt_column=config.prompt_column or None,
-        completion_column=config.completion_column or None,
-    )
-
-
-def build_model(spec, data, config, seed):
-    return lm_models.load_causal_lm(
-        spec, data.vocabulary_size, data.sequence_length, seed=seed, dropout=config.dropout
-    )
-
-
-def train_alone(model, config, data, epochs, log_dir=None):
-    """Trains `model` on the per-token cross-entropy of the data (no teacher)."""
-    trainer = CausalLMDistiller(model, None, alpha=0.0)
-    trainer.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
-    callbacks = [keras.callbacks.CSVLogger(os.path.join(log_dir, "history.csv"))] if log_dir else []
-    return trainer.fit(
-        data.dataset("train", config.batch_size, shuffle=True, seed=config.seed),
-        epochs=epochs,
-        validation_data=data.dataset("validation", config.batch_size),
-        callbacks=callbacks,
-        shuffle=False,
-        verbose=0,
-    ).history
-
-
-def completions(model, data, count, config):
-    """A few completions of test-split prompts (their first quarter) sampled from `model`."""
-    split = data.test
-    rows = min(count, len(split))
-    tokens = split.token_ids[:rows]
-    lengths = np.maximum(split.padding_mask[:rows].sum(axis=1) // 4, 1).astype("int32")
-    sampled, generated = sample_completions(
-        model,
-        tokens,
-        lengths,
-        config.max_new_tokens,
-        seed=tf.constant([config.seed, 0]),
-        temperature=config.sampling_temperature,
-        top_k=config.top_k,
-        top_p=config.top_p,
-        end_token_id=data.tokenizer.end_token_id,
-    )
-    sampled, generated = sampled.numpy(), generated.numpy()
-    return [
-        {
-            "prompt": data.tokenizer.decode(tokens[row, : lengths[row]]),
-            "completion": data.tokenizer.decode(sampled[row][generated[row] > 0]),
-        }
-        for row in range(rows)
-    ]
-
-
-def run(config):
-    """Runs `config` (an `LMRunConfig`) and returns the results it writes to results.json."""
-    config.check()
-    os.makedirs(config.output_dir, exist_ok=True)
-    keras.utils.set_random_seed(config.seed)
-    seconds, results = {}, {"config": dataclasses.asdict(config)}
-    data = load_data(config)
-    results["data"] = {
-        split: {
-            "sequences": len(data.split(split)),
-            "target_tokens": data.split(split).num_target_tokens,
-        }
-        for split in lm_data.SPLITS
-    }
-    results["data"]["vocabulary_size"] = data.vocabulary_size
-
-    start = time.process_time()
-    teacher = build_model(config.teacher, data, config, seed=config.seed + 1)
-    if config.teacher in lm_models.CAUSAL_LMS:
-        train_alone(teacher, config, data, config.teacher_epochs)
-        # Later runs on the same data can load it: --teacher=OUTPUT_DIR/teacher.keras.
-        teacher.save(os.path.join(config.output_dir, "teacher.keras"))
-    results["teacher"] = evaluate(teacher, data, config.batch_size)
-    seconds["teacher"] = time.process_time() - start
-
-    train = data.dataset("train", config.batch_size, shuffle=True, seed=config.seed)
-    validation = data.dataset("validation", config.batch_size)
-    if config.teacher_cache == "disk":
-        check_k(config.cache_topk, data.vocabulary_size)
-        start = time.process_time()
-        root = os.path.join(config.output_dir, "store")
-        store, validation_store = (
-            TopKStore.open_or_build(root, teacher, data.split(split), config.cache_topk)
-            for split in ("train", "validation")
+        path = dataset[len(lm_data.LM_PREFIX) :]
+    try:
+        return lm_data.load_lm(
+            path,
+            config.data.sequence_length,
+            split_by=config.lm.split_by,
+            validation_fraction=config.data.validation_fraction,
+            test_fraction=config.lm.test_fraction,
+            seed=data_seed(config),
+            prompt_column=config.lm.prompt_column or None,
+            completion_column=config.lm.completion_column or None,
         )
-        seconds["store"] = time.process_time() - start
-        results["store"] = {
-            "k": store.k,
-            "bytes_per_token": store.bytes_per_token,
-            "size_bytes": store.size_bytes + validation_store.size_bytes,
-            "reused": not store.built,
-        }
-        train = store.dataset(data.train, config.batch_size, shuffle=True, seed=config.seed)
-        validation = validation_store.dataset(data.validation, config.batch_size)
-        del teacher  # distillation reads the store only
-        gc.collect()
-        teacher = None
+    except ValueError as error:
+        raise as_config_error(error, "data.dataset") from None
 
+
+def load_model(spec, field, data, config, seed, strategy):
+    """The causal LM `spec` names: built (seeded) for the data's vocabulary when it is a zoo
+    name, else loaded as it is; ConfigError naming `field`."""
+    size = data.vocabulary_size if spec in gpt.CAUSAL_LMS else None
+    try:
+        with strategy.scope():
+            return gpt.load_causal_lm(
+                spec, size, data.sequence_length, seed=seed, dropout=config.lm.dropout
+            )
+    except ValueError as error:
+        raise ConfigError(field, f"`{field}`: {error}") from None
+
+
+def loaded_models(config, data, strategy):
+    """The teacher and student files (zoo names are built for the data later), loaded and
+    checked before any training: one vocabulary shared with each other and with the data's
+    tokenizer. Returns the loaded teacher, or None for a zoo name."""
+    loaded = {
+        field: load_model(spec, field, data, config, None, strategy)
+        for field, spec in (("teacher.spec", config.teacher.spec), ("student", config.student))
+        if spec not in gpt.CAUSAL_LMS
+    }
+    if len(loaded) == 2:
+        try:
+            check_vocabularies(loaded["student"], loaded["teacher.spec"])
+        except ValueError as error:
+            raise ConfigError("teacher.spec", f"`teacher.spec` and `student`: {error}") from None
+    for field, model in loaded.items():
+        size = model.output_shape[-1]
+        if size != data.vocabulary_size:
+            raise ConfigError(
+                field,
+                f"`{field}` {model.name!r} has a vocabulary of {size} tokens; the data's "
+                f"tokenizer has {data.vocabulary_size}",
+            )
+    return loaded.get("teacher.spec")
+
+
+def save_model(model, path):
+    with atomic_path(path, suffix=".keras") as temporary:
+        model.save(temporary)
+
+
+def fit_phase(model, name, schedule, data, config, work, batches, validation):
+    """Fits `model` (a CausalLMDistiller) resumably for `schedule`; returns the epoch logs."""
+    steps = -(-len(data.train) // schedule.batch_size)
+    model.compile(optimizer=training.make_optimizer(schedule, steps))
+    phase = Phase(
+        name,
+        schedule.epochs,
+        steps,
+        batches,
+        validation,
+        write=work.write,
+        verbose=config.output.verbose,
+    )
+    return fit_resumable(model, work, phase)
+
+
+def data_batches(data, schedule, seed):
+    def batches(first_epoch):
+        orders = lm_data.shuffled_orders(len(data.train), schedule.epochs, seed, first_epoch)
+        return data.dataset("train", schedule.batch_size, orders=orders)
+
+    return batches
+
+
+def train_alone(spec, name, schedule, seed, context):
+    """`spec` trained alone on the data's per-token cross-entropy (a teacher or the baseline),
+    saved as `name`.keras in the run's folder once: a resumed run loads it. Returns
+    (model, {"cpu_seconds", "history"})."""
+    config, data, strategy, work = context
+    # A teacher trained here stays beside the results, for later runs (--teacher=PATH).
+    saved = (
+        work.file(f"{name}.keras")
+        if name == "teacher"
+        else work.file("checkpoints", f"{name}.keras")
+    )
+    record = work.done(name)
+    if record is not None:
+        with strategy.scope():
+            return gpt.load_causal_lm(saved), record
     start = time.process_time()
-    student = build_model(config.student, data, config, seed=config.seed + 2)
-    distiller = CausalLMDistiller(
-        student,
-        teacher,
-        divergence=config.divergence,
-        temperature=config.temperature,
-        alpha=config.alpha,
-        jsd_beta=config.jsd_beta,
-        on_policy_fraction=config.on_policy_fraction,
-        max_new_tokens=config.max_new_tokens,
-        sampling_temperature=config.sampling_temperature,
-        top_k=config.top_k,
-        top_p=config.top_p,
-        end_token_id=data.tokenizer.end_token_id,
-        seed=config.seed,
+    model = load_model(
+        spec, "student" if name == "baseline" else "teacher.spec", data, config, seed, strategy
     )
-    distiller.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
-    history = distiller.fit(
-        train,
-        epochs=config.epochs,
-        validation_data=validation,
-        callbacks=[keras.callbacks.CSVLogger(os.path.join(config.output_dir, "history.csv"))],
-        shuffle=False,
-        verbose=0,
+    with strategy.scope():
+        trainer = CausalLMDistiller(model, None, alpha=0.0)
+    validation = data.dataset("validation", schedule.batch_size)
+    history = fit_phase(
+        trainer,
+        name,
+        schedule,
+        data,
+        config,
+        work,
+        data_batches(data, schedule, config.seed),
+        validation,
     )
-    seconds["student"] = time.process_time() - start
-    results["student"] = {**evaluate(student, data, config.batch_size), "history": history.history}
-    student.save(os.path.join(config.output_dir, "student.keras"))
-    if config.samples > 0:
-        results["samples"] = completions(student, data, config.samples, config)
+    record = {"cpu_seconds": time.process_time() - start, "history": history}
+    if work.write:
+        save_model(model, saved)
+        write_text(work.file(f"{name}.csv"), checkpoint.history_csv(history))
+    work.finish(name, record)
+    return model, record
 
-    if config.baseline:
+
+def build_store(config, data, teacher):
+    """The teacher's top-k stores of the training and validation splits (reused when complete):
+    (train store, validation store, the results' "store" record)."""
+    k = config.lm.cache_topk
+    stores = [
+        TopKStore.open_or_build(config.cache.dir, teacher, data.split(split), k)
+        for split in ("train", "validation")
+    ]
+    record = {
+        "k": k,
+        "bytes_per_token": stores[0].bytes_per_token,
+        "size_bytes": sum(store.size_bytes for store in stores),
+        "reused": not stores[0].built,
+        "directory": stores[0].directory,
+    }
+    return stores, record
+
+
+def distill(config, options, teacher, stores, context):
+    """The student distilled from `teacher` (or from `stores`), resumably; (student, record)."""
+    _, data, strategy, work = context
+    saved = work.file("student.keras")
+    record = work.done("distill")
+    if record is not None:
+        with strategy.scope():
+            return gpt.load_causal_lm(saved), record
+    start = time.process_time()
+    schedule, lm = config.schedule, config.lm
+    keras.utils.set_random_seed(config.seed)
+    student = load_model(config.student, "student", data, config, config.seed + 2, strategy)
+    with strategy.scope():
+        distiller = CausalLMDistiller(
+            student,
+            teacher,
+            divergence=options["divergence"],
+            temperature=options["temperature"],
+            alpha=options["alpha"],
+            jsd_beta=options["jsd_beta"],
+            on_policy_fraction=lm.on_policy_fraction,
+            max_new_tokens=lm.max_new_tokens,
+            sampling_temperature=lm.sampling_temperature,
+            top_k=lm.sampling_top_k,
+            top_p=lm.sampling_top_p,
+            end_token_id=data.tokenizer.end_token_id,
+            seed=config.seed,
+        )
+    if stores is None:
+        batches = data_batches(data, schedule, config.seed)
+        validation = data.dataset("validation", schedule.batch_size)
+    else:
+
+        def batches(first_epoch):
+            orders = lm_data.shuffled_orders(
+                len(data.train), schedule.epochs, config.seed, first_epoch
+            )
+            return stores[0].dataset(data.train, schedule.batch_size, orders=orders)
+
+        validation = stores[1].dataset(data.validation, schedule.batch_size)
+    history = fit_phase(distiller, "distill", schedule, data, config, work, batches, validation)
+    record = {"cpu_seconds": time.process_time() - start, "history": history}
+    if work.write:
+        save_model(student, saved)
+        write_text(work.file("history.csv"), checkpoint.history_csv(history))
+    work.finish("distill", record)
+    return student, record
+
+
+def run(config, strategy, work):
+    """Runs `config` (a `RunConfig` on language-model data) in `work` (its opened WorkDir);
+    returns the results it writes to results.json."""
+    options = methods.METHODS.get(config.method.name).resolve(config.method.options, "kd")
+    data = load_data(config, work.path)
+    context = (config, data, strategy, work)
+    batch_size = config.schedule.batch_size
+    spec = config.teacher.spec
+    teacher, record = loaded_models(config, data, strategy), None
+    if teacher is None:
+        teacher, record = train_alone(
+            spec, "teacher", config.teacher_schedule(), config.seed + 1, context
+        )
+    seconds = {"teacher": record["cpu_seconds"]} if record else {}
+    results = {
+        "dataset": config.data.dataset,
+        "method": config.method.name,
+        "options": options,
+        "data": {
+            **{
+                split: {
+                    "sequences": len(data.split(split)),
+                    "target_tokens": data.split(split).num_target_tokens,
+                }
+                for split in lm_data.SPLITS
+            },
+            "vocabulary_size": data.vocabulary_size,
+        },
+        "teacher": {"arch": spec, **evaluation.evaluate(teacher, data, batch_size)},
+    }
+    stores = None
+    if config.cache.mode == "disk":
         start = time.process_time()
-        alone = build_model(config.student, data, config, seed=config.seed + 2)
-        train_alone(alone, config, data, config.epochs)
-        seconds["baseline"] = time.process_time() - start
-        results["baseline"] = evaluate(alone, data, config.batch_size)
-    results["cpu_seconds"] = seconds
-    with open(os.path.join(config.output_dir, "results.json"), "w") as handle:
-        json.dump(results, handle, indent=1, default=float)
+        stores, results["store"] = build_store(config, data, teacher)
+        seconds["store"] = time.process_time() - start
+        teacher = None  # distillation reads the store only
+        gc.collect()
+    student, record = distill(config, options, teacher, stores, context)
+    seconds["student"] = record["cpu_seconds"]
+    results["student"] = {
+        "arch": config.student,
+        **evaluation.evaluate(student, data, batch_size),
+        "history": evaluation.history_columns(record["history"]),
+    }
+    if config.lm.samples and config.lm.max_new_tokens:
+        results["samples"] = evaluation.completions(
+            student, data, config.lm.samples, config.lm, config.seed
+        )
+    if config.output.baseline:
+        alone, record = train_alone(
+            config.student, "baseline", config.schedule, config.seed + 2, context
+        )
+        seconds["baseline"] = record["cpu_seconds"]
+        results["baseline"] = evaluation.evaluate(alone, data, batch_size)
+    results.update(
+        cpu_seconds=seconds,
+        flags=config.flag_values(),
+        deterministic=config.deterministic,
+        resumed=work.resumed,
+    )
+    if work.write:
+        write_text(work.file("report.md"), evaluation.report_markdown(results))
+    work.commit(results)
+    summary = {role: results[role]["perplexity"] for role in evaluation.ROLES if role in results}
+    print(json.dumps({"test_perplexity": summary, "cpu_seconds": seconds}), flush=True)
+    print(f"Results: {work.output_dir}/results.json", flush=True)
     return results

@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfkd import atomic, checkpoint
+from tfkd.data.language_modeling import epoch_batches
 
 ARRAYS = {
     "teacher_topk_ids": "int32",
@@ -164,9 +165,10 @@ class TopKStore:
         except (OSError, ValueError, KeyError):
             return False
 
-    def dataset(self, split, batch_size, shuffle=False, seed=0):
+    def dataset(self, split, batch_size, shuffle=False, seed=0, orders=None):
         """(x with the stored top-k, y, sample_weight) batches of `split`, which must be the
-        split the store was built from; the stored arrays are read batch by batch."""
+        split the store was built from; the stored arrays are read batch by batch. With
+        `orders` (int [epochs, N]): the batches of those epochs in those orders."""
         x, y, weight = split.shifted()
         if x["token_ids"].shape[0] != self.record["sequences"]:
             raise ValueError(
@@ -194,6 +196,8 @@ class TopKStore:
             )
             return inputs, tf.gather(y, rows), tf.gather(weight, rows)
 
+        if orders is not None:
+            return epoch_batches(orders, batch_size).map(gather).prefetch(2)
         indices = tf.data.Dataset.range(len(y))
         if shuffle:
             indices = indices.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)

@@ -22,6 +22,7 @@ from tfkd.exporting import student as export
 
 
 def seed_everything(seed):
+    """Seeds Python's, NumPy's and TensorFlow's generators (`keras.utils.set_random_seed`)."""
     keras.utils.set_random_seed(seed)
 
 
@@ -39,6 +40,8 @@ def set_determinism(config):
 
 
 def build_model(arch, bundle, strategy, precision="float32"):
+    """The zoo's `arch` for the data set `bundle` (its input shape, classes and, for images or
+    vectors, normalization statistics), built in `strategy`'s scope at `precision`."""
     is_text_model = arch in models.TEXT_MODELS
     if is_text_model != bundle.is_text:
         kind = "token ids" if bundle.is_text else "images or vectors"

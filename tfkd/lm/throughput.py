@@ -220,7 +220,7 @@ def summarize(bench, measurements, pipelines, gen, command):
         "config": {
             **dataclasses.asdict(config),
             "cpu_count": os.cpu_count(),
-            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "TF_NUM_INTRAOP_THREADS": os.environ.get("TF_NUM_INTRAOP_THREADS"),
         },
         "command": command,
     }

@@ -8,7 +8,7 @@ mean validation perplexity minus the method's, with the standard deviation of th
 paired differences. Partial results (fewer seeds) are summarised as they are, seeds listed.
 
 The first run (`fkl2`, `online`, `store32`: one seed, teachers of 8 and 14 epochs) is kept under
-"first_run".
+"first_run", and the store-speed benchmark (docs/benchmarks/lm_throughput.json) under "bench".
 """
 
 import csv
@@ -211,10 +211,38 @@ def table(summary):
     return "\n".join(lines) + "\n"
 
 
+def bench():
+    """The store-speed numbers of docs/benchmarks/lm_throughput.json (`bin/bench lm`)."""
+    path = os.path.join(HERE, "..", "benchmarks", "lm_throughput.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        report = json.load(f)
+    return {
+        "command": report["command"],
+        "tokens_per_cpu_second": {
+            name: entry["tokens_per_cpu_second"] for name, entry in report["variants"].items()
+        },
+        "input_pipeline_cpu_seconds": {
+            name: entry["input_pipeline_cpu_seconds"]
+            for name, entry in report["variants"].items()
+            if "input_pipeline_cpu_seconds" in entry
+        },
+        "ratio_to_student_alone": report["cpu_time_ratio_to_student_alone"],
+        "goal": report["goals"]["stored_topk_vs_student_alone"],
+        "generation_tokens_per_second": report["generation"]["tokens_per_second"],
+        "generation_tokens_per_cpu_second": report["generation"]["tokens_per_cpu_second"],
+        "steps": report["config"]["steps"],
+        "batch_size": report["config"]["batch_size"],
+        "repetitions": report["config"]["repetitions"],
+    }
+
+
 def main():
     summary = {
         "script": "python docs/lm/summarize.py",
         "comparison": comparison(),
+        "bench": bench(),
         "first_run": first_run(),
     }
     with open(os.path.join(HERE, "summary.json"), "w") as f:

@@ -102,6 +102,8 @@ def _train(config, to_train, folder, trained_with, bundle, strategy):
     work = experiment.WorkDir(folder, trained_with).open()
     experiment.set_determinism(config)
     bundle = bundle or data.load(config.data)
+    if bundle.is_text:  # beside the teachers, as a run writes it beside its models
+        bundle.tokenizer.save(work.path)
     strategy = strategy or experiment.make_strategy(config)
     seconds, entries = {}, {}
     for name, flag, spec, seed in to_train:

@@ -170,8 +170,11 @@ def tune(config, tuner="random", max_trials=10, search_space=None):
         config.output.export,
         test_data=bundle.test,
         train_images=bundle.train[0],
+        tokenizer=bundle.tokenizer,
         settings=export.ExportSettings(verbose=config.output.verbose > 0, overwrite=True),
     )
+    if bundle.is_text:  # beside the exported student, as a run writes it
+        bundle.tokenizer.save(output_dir)
     results["flags"] = {
         **config.flag_values(),
         "tuner": tuner,

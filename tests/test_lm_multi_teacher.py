@@ -177,6 +177,12 @@ def test_stored_objective_matches_numpy(method, stored):
     # One batch: `loss` is the mean over batches, the other terms are token-weighted.
     dataset = stacked_store_dataset(stores[K_STORED], split, batch_size=len(y))
     logs = distiller.evaluate(dataset, verbose=0, return_dict=True)
+    # The rows in an epoch order of their own, as a resumable run reads them.
+    ordered = stacked_store_dataset(
+        stores[K_STORED], split, batch_size=4, orders=np.arange(len(y))[None, ::-1]
+    )
+    reordered = distiller.evaluate(ordered, verbose=0, return_dict=True)
+    assert reordered["distillation_loss"] == pytest.approx(logs["distillation_loss"], rel=1e-5)
     student_probs = softmax(np.asarray(student(x)))
     per_teacher = []
     for store in stores[K_STORED]:  # sparse top-k KL with the stored tail bucket, T = 1
@@ -233,7 +239,7 @@ def test_teachers_with_different_vocabularies_are_refused():
     other = lm_models.gpt2_causal_lm(VOCABULARY + 6, 1, 16, 2, TIME, seed=5, name="wide")
     with pytest.raises(
         ValueError,
-        match=r"--teachers must share the tokenizer: teacher 'lm_1_16' has a vocabulary of "
+        match=r"teachers must share the tokenizer: teacher 'lm_1_16' has a vocabulary of "
         r"24 tokens, teacher 'wide' 30",
     ):
         MultiTeacherCausalLMDistiller(tiny_lm(2), [tiny_lm(1), other], weighting="aver")

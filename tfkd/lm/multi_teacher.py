@@ -31,6 +31,7 @@ from keras import ops
 
 from tfkd import losses
 from tfkd import teacher_weighting as weighting_functions
+from tfkd.data.language_modeling import epoch_batches
 from tfkd.lm.distiller import (
     STORE_INPUTS,
     CausalLMDistiller,
@@ -49,7 +50,7 @@ def check_shared_vocabulary(teachers):
         sizes = vocabulary_size(first), vocabulary_size(second)
         if None not in sizes and sizes[0] != sizes[1]:
             raise ValueError(
-                f"--teachers must share the tokenizer: teacher {first.name!r} has a vocabulary "
+                f"teachers must share the tokenizer: teacher {first.name!r} has a vocabulary "
                 f"of {sizes[0]} tokens, teacher {second.name!r} {sizes[1]}"
             )
 
@@ -107,6 +108,7 @@ class TeacherStack(keras.Model):
         self.teachers = list(teachers)
         for teacher in self.teachers:
             teacher.trainable = False
+        self.built = all(teacher.built for teacher in self.teachers)
 
     def call(self, inputs, training=False):
         return ops.stack([teacher(inputs, training=False) for teacher in self.teachers], axis=0)
@@ -171,10 +173,11 @@ class MultiTeacherCausalLMDistiller(CausalLMDistiller):
         return ops.sum(weights * ops.stack(per_teacher, axis=-1), axis=-1)
 
 
-def stacked_store_dataset(stores, split, batch_size, shuffle=False, seed=0):
+def stacked_store_dataset(stores, split, batch_size, shuffle=False, seed=0, orders=None):
     """(x, y, sample_weight) batches of `split` with the stored top-k of K teachers, one
     `TopKStore` each (built from `split`, with one k): x's `teacher_topk_ids` and
-    `teacher_topk_log_probs` are [batch, K, time, k], `teacher_tail_mass` [batch, K, time]."""
+    `teacher_topk_log_probs` are [batch, K, time, k], `teacher_tail_mass` [batch, K, time].
+    With `orders` (int [epochs, N]): the batches of those epochs in those orders."""
     stores = list(stores)
     if not stores:
         raise ValueError("stacked_store_dataset needs at least one store")
@@ -210,10 +213,22 @@ def stacked_store_dataset(stores, split, batch_size, shuffle=False, seed=0):
         inputs.update(zip(STORE_INPUTS, (ids, log_probs, tail)))
         return inputs, tf.gather(y, rows), tf.gather(weight, rows)
 
+    if orders is not None:
+        return epoch_batches(orders, batch_size).map(gather).prefetch(2)
     indices = tf.data.Dataset.range(len(y))
     if shuffle:
         indices = indices.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
     return indices.batch(batch_size).map(gather).prefetch(2)
+
+
+class StackedStores:
+    """One `TopKStore` per teacher read as one source: `dataset` as `TopKStore.dataset`."""
+
+    def __init__(self, stores):
+        self.stores = list(stores)
+
+    def dataset(self, split, batch_size, shuffle=False, seed=0, orders=None):
+        return stacked_store_dataset(self.stores, split, batch_size, shuffle, seed, orders)
 
 
 def run_distiller(student, teachers, method, options, **settings):

@@ -151,6 +151,6 @@ def test_the_classifier_data_reader_points_lm_data_to_the_lm_run():
     from tfkd.data import sources
 
     with pytest.raises(
-        ValueError, match="is causal-language-model data, which `python -m tfkd.lm`"
+        ValueError, match="is causal-language-model data, which `tfkd distill` distils into a"
     ):
         sources.read_source(types.SimpleNamespace(dataset="lm:corpus.txt"))

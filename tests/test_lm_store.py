@@ -2,6 +2,8 @@
 keyed, rebuilt when half-written, refused above the vocabulary size."""
 
 import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -106,3 +108,32 @@ def test_training_from_the_store_runs_without_a_teacher(tmp_path):
         store.dataset(split, batch_size=3, shuffle=True, seed=0), epochs=3, shuffle=False, verbose=0
     ).history
     assert history["distillation_loss"][-1] < history["distillation_loss"][0]
+
+
+def test_a_store_killed_while_written_is_rebuilt_whole(tmp_path):
+    """SIGKILL after the store's second batch (TFKD_FAULT, in a subprocess) leaves no store,
+    only a hidden temporary; the next build writes the whole store, equal to an uninterrupted
+    one."""
+    script = (
+        "import sys; sys.path.insert(0, 'tests'); "
+        "from test_lm_store import _split; from tiny_lms import tiny_lm; "
+        "from tfkd.lm.store import TopKStore; "
+        "TopKStore.open_or_build(sys.argv[1], tiny_lm(1), _split(), k=3, batch_size=2)"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    killed = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "killed")],
+        env={**os.environ, "TFKD_FAULT": "store:1:2", "TF_CPP_MIN_LOG_LEVEL": "3"},
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    left = os.listdir(tmp_path / "killed")
+    assert left and all(name.startswith(".lm_topk_") for name in left)
+    rebuilt = TopKStore.open_or_build(str(tmp_path / "killed"), tiny_lm(1), _split(), k=3)
+    whole = TopKStore.open_or_build(str(tmp_path / "whole"), tiny_lm(1), _split(), k=3)
+    assert rebuilt.built and rebuilt.record == whole.record
+    for name, array in whole.arrays.items():
+        np.testing.assert_array_equal(rebuilt.arrays[name], array)

@@ -62,7 +62,7 @@ def read_source(config):
     if prefix == "lm" and separator:
         raise ValueError(
             f"--dataset {dataset!r} is causal-language-model data, which "
-            "`python -m tfkd.lm` (tfkd.lm.run) distils; classifiers read "
+            "`tfkd distill` distils into a causal-LM student (tfkd.lm.run); classifiers read "
             f"{ACCEPTED_FORMS}"
         )
     if prefix == "csv" and separator:

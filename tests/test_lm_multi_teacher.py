@@ -1,12 +1,17 @@
 """Several causal-LM teachers per token (AVER, EBKD, CA-MKD), live and from stored top-k, against
-NumPy references written from the weightings' equations."""
+NumPy references written from the weightings' equations; a language-model run with --teachers."""
+
+import json
 
 import keras
 import numpy as np
 import pytest
 from tiny_lms import TIME, VOCABULARY, batch, kl, softmax, tiny_lm
 
+from tfkd import experiment
+from tfkd.data import language_modeling as lm_data
 from tfkd.data.language_modeling import TokenSplit
+from tfkd.experiment import RunConfig
 from tfkd.lm.multi_teacher import (
     MultiTeacherCausalLMDistiller,
     run_distiller,
@@ -16,6 +21,7 @@ from tfkd.lm.multi_teacher import (
 )
 from tfkd.lm.store import TopKStore
 from tfkd.models import gpt as lm_models
+from tfkd.settings import ConfigError
 
 METHODS = ("aver", "ebkd", "ca_mkd")
 K_STORED = 5
@@ -268,3 +274,74 @@ def test_a_run_reads_lambda1_as_the_multi_teacher_methods_weight():
     assert logs["loss"] == pytest.approx(
         (logs["student_loss"] + 3.0 * logs["distillation_loss"]) / 4.0, rel=1e-5
     )
+
+
+def _run_files(folder):
+    """A corpus of 40 short documents, two teachers and a student saved as .keras files."""
+    corpus = folder / "corpus.txt"
+    corpus.write_text(
+        "\n\n".join(f"def f{i}(x): return x + {i}  # adds {i} to x" for i in range(40))
+    )
+    size = lm_data.ByteTokenizer.vocabulary_size
+    for name, seed, hidden in (("a", 1, 32), ("b", 3, 24), ("student", 2, 16)):
+        model = lm_models.gpt2_causal_lm(size, 1, hidden, 2, 16, seed=seed, name=name)
+        model.save(str(folder / f"{name}.keras"))
+
+
+def _run_flags(folder, *extra):
+    return [
+        f"--dataset=lm:{folder}/corpus.txt",
+        "--sequence_length=16",
+        f"--teachers={folder}/a.keras,{folder}/b.keras",
+        f"--student={folder}/student.keras",
+        "--method=ca_mkd",
+        "--temperature=1",
+        "--lambda1=3",
+        "--epochs=1",
+        "--batch_size=8",
+        "--teacher_cache=disk",
+        "--cache_topk=8",
+        "--samples=0",
+        "--max_new_tokens=4",
+        "--verbose=0",
+        f"--cache_dir={folder}/cache",
+        f"--output_dir={folder}/run",
+        *extra,
+    ]
+
+
+def test_a_language_model_run_distils_from_several_stored_teachers_and_exports(tmp_path):
+    keras.utils.set_random_seed(0)
+    _run_files(tmp_path)
+    results = experiment.run(
+        RunConfig.from_flags(_run_flags(tmp_path, "--export=keras,savedmodel"))
+    )
+    folder = tmp_path / "run"
+    assert [entry["arch"] for entry in results["teachers"]] == [
+        f"{tmp_path}/a.keras",
+        f"{tmp_path}/b.keras",
+    ]
+    assert results["teacher"]["validation"]["perplexity"] == min(
+        entry["validation"]["perplexity"] for entry in results["teachers"]
+    )
+    assert len(results["store"]["directory"]) == 2
+    assert results["store"]["bytes_per_token"] == 8 * 4 + 8 * 2 + 4
+    report = json.loads((folder / "export_report.json").read_text())
+    assert report["formats"]["savedmodel"]["agreement"] == 1.0
+    assert report["formats"]["savedmodel"]["max_abs_logit_diff"] < 1e-4
+    assert report["formats"]["savedmodel"]["generate"]["token_agreement"] == 1.0
+    assert results["exports"]["report"] == "export_report.json"
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (("--on_policy_fraction=0.5", "--teacher_cache=none"), r"ca_mkd weighs teachers by"),
+        (("--lambda2=3",), r"--lambda2 does not apply to ca_mkd on a causal LM"),
+        (("--export=keras,tflite_int8",), r"tflite_int8 \(a causal LM exports to keras, "),
+        (("--method=fitnet_mkd",), r"or from several --teachers by aver, ebkd, ca_mkd"),
+    ],
+)
+def test_a_language_model_run_refuses_what_several_teachers_cannot_do(tmp_path, extra, match):
+    with pytest.raises(ConfigError, match=match):
+        RunConfig.from_flags(_run_flags(tmp_path, *extra))

@@ -11,6 +11,8 @@ counts, input shapes) or on files (a teacher path) is checked when the run start
 from tfkd import methods, models
 from tfkd.data import language_modeling as lm_data
 from tfkd.exporting import student as export
+from tfkd.lm.export import LM_FORMATS
+from tfkd.lm.multi_teacher import METHODS as LM_WEIGHTINGS
 from tfkd.models import gpt
 from tfkd.settings import ConfigError, check_value
 
@@ -275,21 +277,28 @@ def _is_causal_lm(spec):
 def _language_model(config):
     """A causal LM distilled per token on language-model data (`tfkd.lm.run`)."""
     dataset, lm, mode = config.data.dataset, config.lm, config.cache.mode
-    if config.method.name != "kd":
+    several = config.method.name in LM_WEIGHTINGS
+    if config.method.name != "kd" and not several:
         raise ConfigError(
             "method.name",
             f"`method.name`={config.method.name}: a causal LM on `data.dataset`={dataset} is "
             "distilled per token by kd (`method.options.divergence` forward_kl, reverse_kl or "
-            "jsd)",
+            f"jsd), or from several `teacher.specs` by {', '.join(LM_WEIGHTINGS)}",
         )
-    for field, spec in (("student", config.student), ("teacher.spec", config.teacher.spec)):
+    teachers = [("teacher.specs", spec) for spec in config.teacher.specs]
+    for field, spec in (
+        ("student", config.student),
+        *(teachers or [("teacher.spec", config.teacher.spec)]),
+    ):
         if not _is_causal_lm(spec):
             raise ConfigError(
                 field,
                 f"`{field}`: {spec!r} is not a causal LM, which `data.dataset`={dataset} "
                 f"needs: one of {', '.join(gpt.causal_lm_names())}, a .keras file or preset:DIR",
             )
-    if config.teacher.specs:
+    if several:
+        _language_model_teachers(config)
+    elif config.teacher.specs:
         raise ConfigError(
             "teacher.specs", "`teacher.specs`: a causal LM is distilled from one `teacher.spec`"
         )
@@ -332,6 +341,24 @@ def _language_model(config):
     _language_model_unused(config)
 
 
+def _language_model_teachers(config):
+    """aver, ebkd and ca_mkd weigh several causal-LM teachers per token (`tfkd.lm.multi_teacher`):
+    of their options, the temperature and lambda1 only."""
+    _teachers(config, methods.METHODS.get(config.method.name))
+    for name in sorted(set(config.method.options) - {"temperature", "lambda1"}):
+        raise ConfigError(
+            f"method.options.{name}",
+            f"`method.options.{name}` does not apply to {config.method.name} on a causal LM "
+            "(its temperature and lambda1 do)",
+        )
+    if config.method.name == "ca_mkd" and config.lm.on_policy_fraction > 0:
+        raise ConfigError(
+            "lm.on_policy_fraction",
+            "`lm.on_policy_fraction`: ca_mkd weighs teachers by the data's next token; it "
+            "takes no on-policy batches",
+        )
+
+
 def _language_model_unused(config):
     """Options of image and classifier runs that a causal-LM run would not honour."""
     unused = {
@@ -343,12 +370,12 @@ def _language_model_unused(config):
         "method.options.logit_standardization": config.method.options.get(
             "logit_standardization", False
         ),
-        "output.export": set(config.output.export) - {"keras"},
+        "output.export": set(config.output.export) - set(LM_FORMATS),
     }
     for field, used in unused.items():
         if used:
             extra = (
-                " (the student is saved as student.keras); pass `output.export`=keras"
+                f": {', '.join(sorted(used))} (a causal LM exports to {', '.join(LM_FORMATS)})"
                 if field == "output.export"
                 else ""
             )

@@ -22,8 +22,9 @@ import keras
 from tfkd import checkpoint, methods, training
 from tfkd.atomic import atomic_path, write_text
 from tfkd.data import language_modeling as lm_data
-from tfkd.lm import evaluation
-from tfkd.lm.distiller import CausalLMDistiller, check_vocabularies
+from tfkd.lm import evaluation, multi_teacher
+from tfkd.lm.distiller import CausalLMDistiller, check_vocabularies, vocabulary_size
+from tfkd.lm.export import export_run_student
 from tfkd.lm.resumable_fit import Phase, fit_resumable
 from tfkd.lm.store import TopKStore
 from tfkd.models import gpt
@@ -114,6 +115,34 @@ def loaded_models(config, data, strategy):
     return loaded.get("teacher.spec")
 
 
+def several_teachers(config, context):
+    """aver, ebkd and ca_mkd: the `--teachers`, each trained here by name (teacher_<k>.keras)
+    or loaded, sharing one vocabulary with the data. Returns (models, CPU seconds)."""
+    _, data, strategy, _ = context
+    models, seconds = [], 0.0
+    for index, spec in enumerate(config.teacher.specs):
+        if spec in gpt.CAUSAL_LMS:
+            schedule = config.teacher_schedule()
+            model, record = train_alone(
+                spec, f"teacher_{index}", schedule, config.seed + 1 + index, context
+            )
+            seconds += record["cpu_seconds"]
+        else:
+            model = load_model(spec, "teacher.specs", data, config, None, strategy)
+        models.append(model)
+    try:
+        multi_teacher.check_shared_vocabulary(models)
+    except ValueError as error:
+        raise ConfigError("teacher.specs", f"`teacher.specs`: {error}") from None
+    if vocabulary_size(models[0]) != data.vocabulary_size:
+        raise ConfigError(
+            "teacher.specs",
+            f"`teacher.specs` {models[0].name!r} has a vocabulary of "
+            f"{vocabulary_size(models[0])} tokens; the data's tokenizer has {data.vocabulary_size}",
+        )
+    return models, seconds
+
+
 def save_model(model, path):
     with atomic_path(path, suffix=".keras") as temporary:
         model.save(temporary)
@@ -201,6 +230,20 @@ def build_store(config, data, teacher):
     return stores, record
 
 
+def several_stores(config, data, teachers):
+    """One top-k store per teacher, read together (`multi_teacher.StackedStores`)."""
+    built = [build_store(config, data, model) for model in teachers]
+    records = [record for _, record in built]
+    record = {
+        **records[0],
+        "size_bytes": sum(entry["size_bytes"] for entry in records),
+        "reused": all(entry["reused"] for entry in records),
+        "directory": [entry["directory"] for entry in records],
+    }
+    stores = [multi_teacher.StackedStores([pair[index] for pair, _ in built]) for index in (0, 1)]
+    return stores, record
+
+
 def distill(config, options, teacher, stores, context):
     """The student distilled from `teacher` (or from `stores`), resumably; (student, record)."""
     _, data, strategy, work = context
@@ -213,22 +256,30 @@ def distill(config, options, teacher, stores, context):
     schedule, lm = config.schedule, config.lm
     keras.utils.set_random_seed(config.seed)
     student = load_model(config.student, "student", data, config, config.seed + 2, strategy)
+    sampling = dict(
+        on_policy_fraction=lm.on_policy_fraction,
+        max_new_tokens=lm.max_new_tokens,
+        sampling_temperature=lm.sampling_temperature,
+        top_k=lm.sampling_top_k,
+        top_p=lm.sampling_top_p,
+        end_token_id=data.tokenizer.end_token_id,
+        seed=config.seed,
+    )
     with strategy.scope():
-        distiller = CausalLMDistiller(
-            student,
-            teacher,
-            divergence=options["divergence"],
-            temperature=options["temperature"],
-            alpha=options["alpha"],
-            jsd_beta=options["jsd_beta"],
-            on_policy_fraction=lm.on_policy_fraction,
-            max_new_tokens=lm.max_new_tokens,
-            sampling_temperature=lm.sampling_temperature,
-            top_k=lm.sampling_top_k,
-            top_p=lm.sampling_top_p,
-            end_token_id=data.tokenizer.end_token_id,
-            seed=config.seed,
-        )
+        if config.method.name in multi_teacher.METHODS:
+            distiller = multi_teacher.run_distiller(
+                student, teacher, config.method.name, options, **sampling
+            )
+        else:
+            distiller = CausalLMDistiller(
+                student,
+                teacher,
+                divergence=options["divergence"],
+                temperature=options["temperature"],
+                alpha=options["alpha"],
+                jsd_beta=options["jsd_beta"],
+                **sampling,
+            )
     if stores is None:
         batches = data_batches(data, schedule, config.seed)
         validation = data.dataset("validation", schedule.batch_size)
@@ -258,11 +309,22 @@ def run(config, strategy, work):
     context = (config, data, strategy, work)
     batch_size = config.schedule.batch_size
     spec = config.teacher.spec
-    teacher, record = loaded_models(config, data, strategy), None
-    if teacher is None:
-        teacher, record = train_alone(
-            spec, "teacher", config.teacher_schedule(), config.seed + 1, context
-        )
+    several = config.method.name in multi_teacher.METHODS
+    if several:  # the best of the teachers on validation perplexity stands as "teacher"
+        teacher, spent = several_teachers(config, context)
+        record = {"cpu_seconds": spent} if spent else None
+        teachers = [
+            {"arch": name, **evaluation.evaluate(model, data, batch_size)}
+            for name, model in zip(config.teacher.specs, teacher)
+        ]
+        best = min(teachers, key=lambda entry: entry["validation"]["perplexity"])
+    else:
+        teacher, record = loaded_models(config, data, strategy), None
+        if teacher is None:
+            teacher, record = train_alone(
+                spec, "teacher", config.teacher_schedule(), config.seed + 1, context
+            )
+        best = {"arch": spec, **evaluation.evaluate(teacher, data, batch_size)}
     seconds = {"teacher": record["cpu_seconds"]} if record else {}
     results = {
         "dataset": config.data.dataset,
@@ -278,12 +340,15 @@ def run(config, strategy, work):
             },
             "vocabulary_size": data.vocabulary_size,
         },
-        "teacher": {"arch": spec, **evaluation.evaluate(teacher, data, batch_size)},
+        "teacher": best,
+        **({"teachers": teachers} if several else {}),
     }
     stores = None
     if config.cache.mode == "disk":
         start = time.process_time()
-        stores, results["store"] = build_store(config, data, teacher)
+        stores, results["store"] = (several_stores if several else build_store)(
+            config, data, teacher
+        )
         seconds["store"] = time.process_time() - start
         teacher = None  # distillation reads the store only
         gc.collect()
@@ -297,6 +362,10 @@ def run(config, strategy, work):
     if config.lm.samples and config.lm.max_new_tokens:
         results["samples"] = evaluation.completions(
             student, data, config.lm.samples, config.lm, config.seed
+        )
+    if set(config.output.export) - {"keras"} and work.write:
+        results["exports"] = export_run_student(
+            student, work.path, config.output.export, data, config.lm.max_new_tokens
         )
     if config.output.baseline:
         alone, record = train_alone(

@@ -4,7 +4,8 @@ language-model data to.
 
     from tfkd import lm
     distiller = lm.CausalLMDistiller(student, teacher, divergence="reverse_kl")
-    results = tfkd.experiment.run(RunConfig.from_flags(["--config=..."]))  # the whole job
+    # the whole job, as `tfkd distill --config=lm` runs it:
+    results = tfkd.experiment.run(RunConfig.from_flags(["--flagfile=tfkd/configs/lm.flags"]))
 """
 
 from tfkd.lm.distiller import CausalLMDistiller, check_vocabularies

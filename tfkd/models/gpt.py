@@ -48,19 +48,18 @@ def gpt2_causal_lm(
     hidden_dim,
     num_heads,
     sequence_length,
-    intermediate_dim=None,
     dropout=0.0,
     seed=None,
     name=None,
 ):
-    """A KerasHub `GPT2CausalLM` (no preprocessor) from a config.
+    """A KerasHub `GPT2CausalLM` (no preprocessor) from a config; its feed-forward layers are
+    4 * `hidden_dim` wide, as GPT-2's.
 
     Args:
       vocabulary_size: number of token ids (the data's tokenizer's), >= 2.
       num_layers, hidden_dim, num_heads: the transformer's shape; `hidden_dim` divisible by
         `num_heads`.
       sequence_length: the longest input the position embedding covers.
-      intermediate_dim: width of the feed-forward layers (default 4 * hidden_dim).
       dropout: dropout rate of the embeddings and every transformer layer.
       seed: when given, every weight is drawn from GPT-2's initial distributions with a NumPy
         generator seeded by it, so two builds with the same seed are identical; Keras's global
@@ -82,7 +81,7 @@ def gpt2_causal_lm(
         num_layers=num_layers,
         num_heads=num_heads,
         hidden_dim=hidden_dim,
-        intermediate_dim=intermediate_dim or 4 * hidden_dim,
+        intermediate_dim=GPTConfig(num_layers, hidden_dim, num_heads).intermediate_dim,
         dropout=dropout,
         max_sequence_length=int(sequence_length),
     )
@@ -118,7 +117,6 @@ def build_causal_lm(name, vocabulary_size, sequence_length, dropout=0.0, seed=No
         config.hidden_dim,
         config.num_heads,
         sequence_length,
-        config.intermediate_dim,
         dropout=dropout,
         seed=seed,
         name=name,

@@ -47,9 +47,9 @@ TRAINING = [
 ]
 # Two workers add their halves of each gradient in an all-reduce, one worker sums the whole batch
 # at once: the same numbers added in another order, so float32 weights differ in the last bits
-# and Adam carries the difference on. Measured after 2 epochs of 5 steps: about 1e-7 of the
-# largest weight of a tensor.
-TWO_WORKERS = 1e-5
+# and Adam carries the difference on. Measured after 2 epochs of 5 steps: at most 1.25e-6 of the
+# largest weight of a tensor (the student's convolution kernel).
+TWO_WORKERS = 5e-6
 pytestmark = pytest.mark.timeout(1500)
 
 
@@ -144,13 +144,10 @@ def reference(teacher, tmp_path_factory):
 
 def test_a_killed_text_run_resumes_exactly(teacher, reference, tmp_path):
     args = distill_args(teacher, "--strategy=multiworker", "--output_dir=out")
-    # SIGTERM after step 2 of epoch 1 checkpoints that step and exits 75; SIGKILL at the first
-    # step of epoch 2 leaves the checkpoint of epoch 1. Each re-run resumes what is left.
-    stopped = run_one(args, tmp_path, check=False, TFKD_FAULT="distill:1:2:TERM")
-    assert stopped.returncode == tfkd.checkpoint.PREEMPTED, stopped.stderr[-3000:]
+    # SIGKILL after the first step of epoch 2: the checkpoint of epoch 1 (weights, Adam's
+    # state, the epoch's logs) is what is left, and the re-run goes on from it.
     killed = run_one(args, tmp_path, check=False, TFKD_FAULT="distill:2:1")
     assert killed.returncode == -9, killed.stderr[-3000:]
-    assert "Resuming distill at epoch 1 of 2, step 3" in killed.stdout
     assert not (tmp_path / "out").exists()
     last = run_one(args, tmp_path)
     assert "Resuming distill at epoch 2 of 2" in last.stdout
@@ -166,6 +163,11 @@ def test_two_workers_take_the_steps_of_one(teacher, reference, tmp_path):
     run_cluster(args, 2, tmp_path)
     mine, expected = outcome(tmp_path / "out"), outcome(reference)
     assert mine[0] == expected[0]
+    # Same losses per epoch to the same tolerance.
+    for row, expected_row in zip(mine[2].splitlines()[1:], expected[2].splitlines()[1:]):
+        np.testing.assert_allclose(
+            np.array(row.split(","), float), np.array(expected_row.split(","), float), rtol=1e-5
+        )
     for a, b in zip(mine[1], expected[1], strict=True):
         assert np.max(np.abs(a - b)) <= TWO_WORKERS * max(np.max(np.abs(b)), 1e-6)
 

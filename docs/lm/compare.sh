@@ -18,7 +18,7 @@ OUT=savedmodels/lm_compare
 SEEDS=${SEEDS:-"0 1 2"}
 EPOCHS=${EPOCHS:-1}
 TEACHER_EPOCHS=${TEACHER_EPOCHS:-4}
-RUNS=${RUNS:-"fkl rkl jsd onpolicy k8 k32 kV"}
+RUNS=${RUNS:-"fkl rkl jsd onpolicy k8 k32 kV aver"}
 export TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 TF_CPP_MIN_LOG_LEVEL=2
 COMMON=(--flagfile=docs/lm/stdlib_gpt.flags --data_seed=0 --batch_size=16
         --learning_rate=0.002 --epochs="$EPOCHS" --samples=2)
@@ -83,6 +83,8 @@ flags_of() {
     k8) echo "--teacher_cache=disk --cache_topk=8 --nobaseline" ;;
     k32) echo "--teacher_cache=disk --cache_topk=32 --nobaseline" ;;
     kV) echo "--teacher_cache=disk --cache_topk=259 --nobaseline" ;;
+    # AVER of two live teachers: the loaded gpt_small and a gpt_tiny trained here 2 epochs.
+    aver) echo "--method=aver --teachers=$TEACHER,gpt_tiny --teacher_epochs=2 --nobaseline" ;;
     *) echo "unknown run $1" >&2; exit 1 ;;
   esac
 }

@@ -28,6 +28,7 @@ ROWS = {
     "stored_top8": ("k8", "student"),
     "stored_top32": ("k32", "student"),
     "stored_top259_all": ("kV", "student"),
+    "multi_teacher_aver": ("aver", "student"),
 }
 GOAL_SHARE, GOAL_BYTES = 0.95, 200
 
@@ -71,6 +72,12 @@ def row_summary(run, role):
         "test_perplexity": spread([results[s][role]["test"]["perplexity"] for s in seeds]),
         "cpu_seconds": spread([results[s]["cpu_seconds"][phase] for s in seeds]),
     }
+    teachers = results[seeds[0]].get("teachers")
+    if teachers:  # several teachers: each one's validation perplexity
+        row["teachers_validation_perplexity"] = {
+            entry.get("arch", str(index)): entry["validation"]["perplexity"]
+            for index, entry in enumerate(teachers)
+        }
     store = results[seeds[0]].get("store")
     if store and role == "student":
         row["store"] = {

@@ -153,7 +153,9 @@ def test_generated_corpus_uses_class_words():
 
 def test_negated_texts_carry_a_marker_and_the_next_class_words():
     plain, labels, _ = text.make_text_corpus(400, 4, seed=2)
-    negated, negated_labels, _ = text.make_text_corpus(400, 4, seed=2, negation_share=1.0)
+    negated, negated_labels, _ = text.make_text_corpus(
+        400, 4, seed=2, style=text.CorpusStyle(negation_share=1.0)
+    )
     np.testing.assert_array_equal(labels, negated_labels)
 
     def class_words(texts, labels):
@@ -177,7 +179,7 @@ def test_negated_texts_carry_a_marker_and_the_next_class_words():
 
 def test_lead_words_carry_the_class_and_the_rest_another_class():
     plain, labels, _ = text.make_text_corpus(400, 4, seed=3)
-    led, led_labels, _ = text.make_text_corpus(400, 4, seed=3, lead_words=6)
+    led, led_labels, _ = text.make_text_corpus(400, 4, seed=3, style=text.CorpusStyle(lead_words=6))
     np.testing.assert_array_equal(labels, led_labels)
     counts = [{} for _ in range(4)]
     for sentence, label in zip(plain, labels, strict=True):

@@ -20,7 +20,9 @@ LENGTH, CLASSES = 12, 3
 
 @pytest.fixture(scope="module")
 def corpus():
-    texts, labels, _ = text.make_text_corpus(40, CLASSES, seed=1, length=(4, 14))
+    texts, labels, _ = text.make_text_corpus(
+        40, CLASSES, seed=1, style=text.CorpusStyle(length=(4, 14))
+    )
     tokenizer = tokenizers.make_tokenizer("wordpiece", LENGTH, texts[:30], 100)
     return tokenizer, texts[30:], tokenizer.encode(texts[30:]), labels[30:]
 

@@ -102,7 +102,9 @@ def corpus(tmp_path_factory):
     """The same 150 generated texts as a csv: folder and a text: folder; every test text ends
     with a word no training text holds."""
     root = tmp_path_factory.mktemp("corpus")
-    texts, labels, names = text.make_text_corpus(150, 2, seed=0, length=(6, 10))
+    texts, labels, names = text.make_text_corpus(
+        150, 2, seed=0, style=text.CorpusStyle(length=(6, 10))
+    )
     texts = np.array([str(t) for t in texts], object)
     splits = {
         "train": (texts[:120], labels[:120]),

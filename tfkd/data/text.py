@@ -10,6 +10,7 @@ sets and a generated corpus; each read as strings, then tokenized (`tfkd.data.to
 """
 
 import csv
+import dataclasses
 import json
 import os
 
@@ -250,35 +251,43 @@ def _pseudo_words(count, rng, taken):
     return words
 
 
-def make_text_corpus(
-    num_examples,
-    num_classes,
-    seed=0,
-    topic_words=12,
-    noise_words=300,
-    length=(12, 30),
-    topic_share=0.2,
-    confuser_share=0.1,
-    negation_share=0.0,
-    negation_words=3,
-    lead_words=0,
-    lead_share=0.5,
-):
-    """A seeded corpus in which each class has its own words among shared noise words.
+@dataclasses.dataclass(frozen=True)
+class CorpusStyle:
+    """How `make_text_corpus` writes its texts.
 
-    Every text draws `length` words: a `topic_share` of them from its class's `topic_words`,
-    a `confuser_share` from the words of one other class fixed per text, the rest from the
-    shared noise words; so a text's class shows only through word statistics. A
+    Every text draws `length` (min, max) words: a `topic_share` of them from its class's
+    `topic_words`, a `confuser_share` from the words of one other class fixed per text, the rest
+    from the shared `noise_words`; so a text's class shows only through word statistics. A
     `negation_share` of the texts are negated: one of `negation_words` marker words sits at a
     random place and the topic words are those of the next class (label + 1 mod classes), so
     their class depends on an interaction of words that no bag-of-words linear model captures.
     With `lead_words`, only the first `lead_words` words speak for the class (a `lead_share` of
     them its topic words, the rest noise); the rest of the text draws its topic words from
     another class, so the class depends on where words stand, not only on which words occur.
+    """
+
+    topic_words: int = 12
+    noise_words: int = 300
+    length: tuple = (12, 30)
+    topic_share: float = 0.2
+    confuser_share: float = 0.1
+    negation_share: float = 0.0
+    negation_words: int = 3
+    lead_words: int = 0
+    lead_share: float = 0.5
+
+
+def make_text_corpus(num_examples, num_classes, seed=0, style=CorpusStyle()):
+    """A seeded corpus in which each class has its own words among shared noise words, written
+    as `style` (a `CorpusStyle`) says.
 
     Returns:
       (texts object [N], labels int64 [N], class names list), classes balanced.
     """
+    topic_words, noise_words, length = style.topic_words, style.noise_words, style.length
+    topic_share, confuser_share = style.topic_share, style.confuser_share
+    negation_share, negation_words = style.negation_share, style.negation_words
+    lead_words, lead_share = style.lead_words, style.lead_share
     rng = np.random.default_rng(seed)
     taken = set()
     topics = [_pseudo_words(topic_words, rng, taken) for _ in range(num_classes)]
@@ -328,8 +337,7 @@ def read_text_synthetic(config):
         config.synthetic_size,
         config.synthetic_classes,
         config.seed,
-        lead_words=SYNTHETIC_LEAD_WORDS,
-        length=(10, 20),
+        CorpusStyle(lead_words=SYNTHETIC_LEAD_WORDS, length=(10, 20)),
     )
     num_train = int(round(SYNTHETIC_TRAIN_SHARE * len(labels)))
     return SourceData(

@@ -226,10 +226,18 @@ def test_analyze_library_names_the_argument(trained_run, tmp_path):
     teacher = str(out / "teacher.keras")
     with pytest.raises(ValueError, match="^analysis_temperatures must be numbers > 0"):
         teacher_knowledge.analyze(
-            teacher, data_config, str(tmp_path / "a"), analysis_temperatures=[1, 0]
+            teacher,
+            data_config,
+            str(tmp_path / "a"),
+            options=teacher_knowledge.AnalysisOptions(analysis_temperatures=[1, 0]),
         )
     with pytest.raises(ValueError, match="^analysis_split must be one of train, validation"):
-        teacher_knowledge.analyze(teacher, data_config, str(tmp_path / "a"), analysis_split="dev")
+        teacher_knowledge.analyze(
+            teacher,
+            data_config,
+            str(tmp_path / "a"),
+            options=teacher_knowledge.AnalysisOptions(analysis_split="dev"),
+        )
     with pytest.raises(ValueError, match="^output_dir is required"):
         teacher_knowledge.analyze(teacher, data_config, None)
     assert not (tmp_path / "a").exists()

@@ -10,6 +10,8 @@ What a teacher knows (Tang et al. 2020, Figs. 1 and 2), as PNGs and JSON in --ou
   analysis.json            the numbers behind both.
 """
 
+import dataclasses
+
 from absl import flags
 
 from tfkd.cli import common
@@ -68,23 +70,18 @@ def new_flag_values():
 
 def arguments(flag_values):
     """Parsed flags -> the keyword arguments of teacher_knowledge.analyze."""
-    names = (
-        "teacher",
-        "output_dir",
-        "student_model",
-        "analysis_temperatures",
-        "analysis_split",
-        "analysis_examples",
-        "temperature",
-        "alpha",
-        "superclass_map",
-        "classifier_layer",
-        "overwrite",
-        "verbose",
-    )
+    options = {
+        field.name: flag_values[field.name].value
+        for field in dataclasses.fields(teacher_knowledge.AnalysisOptions)
+    }
     return {
+        "teacher": flag_values.teacher,
         "data_config": flag_table.data_config(flag_values),
-        **{name: flag_values[name].value for name in names},
+        "output_dir": flag_values.output_dir,
+        "student_model": flag_values.student_model,
+        "options": teacher_knowledge.AnalysisOptions(**options),
+        "overwrite": flag_values.overwrite,
+        "verbose": flag_values.verbose,
     }
 
 

@@ -10,6 +10,7 @@ from tfkd.cli import common
 from tfkd.cli import flags as flag_table
 from tfkd.experiment import tools
 from tfkd.exporting import student as export
+from tfkd.exporting.parity import Measurement
 
 PROGRAM = "bin/export"
 DOC = (
@@ -67,13 +68,17 @@ def arguments(flag_values):
         "data_config": flag_table.data_config(flag_values),
         "output_dir": flag_values.output_dir,
         "formats": flag_values.formats,
-        "int8_io": flag_values.int8_io,
-        "representative_samples": flag_values.representative_samples,
-        "latency_calls": flag_values.latency_calls,
-        "throughput_batch_size": flag_values.throughput_batch_size,
-        "num_threads": flag_values.num_threads,
-        "overwrite": flag_values.overwrite,
-        "verbose": flag_values.verbose > 0,
+        "settings": export.ExportSettings(
+            verbose=flag_values.verbose > 0,
+            overwrite=flag_values.overwrite,
+            int8_io=flag_values.int8_io,
+            representative_samples=flag_values.representative_samples,
+            measurement=Measurement(
+                latency_calls=flag_values.latency_calls,
+                batch_size=flag_values.throughput_batch_size,
+                num_threads=flag_values.num_threads,
+            ),
+        ),
     }
 
 

@@ -9,8 +9,10 @@ dict inputs of token ids) reads the data tokenized with the vocabulary.txt besid
 (`tfkd.experiment.model_data`).
 """
 
+import dataclasses
 import json
 import os
+from typing import Optional
 
 import numpy as np
 
@@ -26,20 +28,32 @@ ANALYSIS_SPLITS = ("train", "validation", "test")
 PREDICT_BATCH_SIZE = 256
 
 
+@dataclasses.dataclass(frozen=True)
+class AnalysisOptions:
+    """What `analyze` measures.
+
+    Attributes:
+      analysis_temperatures: temperatures (numbers > 0) of the class-correlation heatmaps.
+      analysis_split: one of ANALYSIS_SPLITS.
+      analysis_examples: random examples of the split analysed (0 = all).
+      temperature, alpha: the KD loss whose gradients the rescaling plot measures.
+      superclass_map: a JSON file of the super-class of each class; None uses the data set's
+        own, if it has one.
+      classifier_layer: the teacher's final Dense layer (a KerasHub classifier's head when it
+        has no layer of this name).
+    """
+
+    analysis_temperatures: tuple = (1.0, 4.0)
+    analysis_split: str = "train"
+    analysis_examples: int = 5000
+    temperature: float = 4.0
+    alpha: float = 0.9
+    superclass_map: Optional[str] = None
+    classifier_layer: str = "classifier"
+
+
 def analyze(
-    teacher,
-    data_config,
-    output_dir,
-    student_model=None,
-    analysis_temperatures=(1.0, 4.0),
-    analysis_split="train",
-    analysis_examples=5000,
-    temperature=4.0,
-    alpha=0.9,
-    superclass_map=None,
-    classifier_layer="classifier",
-    overwrite=False,
-    verbose=0,
+    teacher, data_config, output_dir, student_model=None, options=None, overwrite=False, verbose=0
 ):
     """What a trained teacher knows (Tang et al. 2020, Figs. 1 and 2), written to `output_dir`:
 
@@ -58,13 +72,13 @@ def analyze(
       output_dir: the folder written; it appears only when the analysis succeeds.
       student_model: a trained student (.keras / SavedModel) or an architecture name (analysed
         at initialisation, seeded by the data seed); None skips the gradient plot.
-      analysis_temperatures: numbers > 0.
-      analysis_split: one of ANALYSIS_SPLITS.
-      analysis_examples: random examples of the split analysed (0 = all).
-      superclass_map: a JSON file of the super-class of each class; None uses the data set's
-        own, if it has one.
+      options: an `AnalysisOptions` (default: its defaults).
+      overwrite: replace a non-empty `output_dir`.
       verbose: 1 shows prediction progress bars.
     """
+    options = options or AnalysisOptions()
+    analysis_split, analysis_examples = options.analysis_split, options.analysis_examples
+    temperature, alpha = options.temperature, options.alpha
     if not teacher or not os.path.exists(teacher):
         raise ValueError(
             f"teacher must name a trained teacher (.keras file or SavedModel "
@@ -83,7 +97,7 @@ def analyze(
             f"alpha must be in [0, 1] and temperature > 0, got alpha={alpha}, "
             f"temperature={temperature}"
         )
-    temperatures = _temperatures(analysis_temperatures)
+    temperatures = _temperatures(options.analysis_temperatures)
     check_output_dir(output_dir, overwrite)
     teacher_model = loading.load_model(teacher, "teacher")
     bundle = model_data.load_for(teacher_model, teacher, data_config, "teacher")
@@ -103,8 +117,8 @@ def analyze(
             teacher_logits,
             bundle,
             temperatures,
-            superclass_map,
-            models.text_classifiers.classifier_layer_name(teacher_model, classifier_layer),
+            options.superclass_map,
+            models.text_classifiers.classifier_layer_name(teacher_model, options.classifier_layer),
             os.path.join(work_dir, "class_relationships.png"),
         )
         if student_model:

@@ -13,6 +13,7 @@ occupied output folder) whose message starts with the argument's name; `bin/cali
 """
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -24,7 +25,6 @@ from tfkd.data import tokenizers
 from tfkd.experiment import model_data, teacher_calibration
 from tfkd.exporting import student as export
 from tfkd.exporting import text_signatures as export_text
-from tfkd.exporting.parity import Measurement
 from tfkd.teacher import loading
 
 EXPORT_FORMATS = ("savedmodel", "tflite", "tflite_fp16", "tflite_dynamic", "tflite_int8")
@@ -124,19 +124,7 @@ def _save_calibrated(calibrated, save, bundle):
         bundle.tokenizer.save(folder)
 
 
-def export_model(
-    model,
-    data_config,
-    output_dir,
-    formats=EXPORT_FORMATS,
-    int8_io="int8",
-    representative_samples=export.REPRESENTATIVE_SAMPLES,
-    latency_calls=200,
-    throughput_batch_size=256,
-    num_threads=1,
-    overwrite=False,
-    verbose=True,
-):
+def export_model(model, data_config, output_dir, formats=EXPORT_FORMATS, settings=None):
     """Exports the `.keras` classifier at path `model` into `output_dir` and measures every
     format against it on the test split (`tfkd.exporting.student.export_student`).
 
@@ -146,12 +134,11 @@ def export_model(
         split only (seeded by its seed), parity and accuracy are measured on its test split.
       output_dir: the folder written; it appears only when the export succeeds.
       formats: names from `tfkd.exporting.student.FORMATS`, in the order written.
-      int8_io: tflite_int8 input/output tensors, one of `tfkd.exporting.student.INT8_IO`.
-      representative_samples, latency_calls, throughput_batch_size, num_threads: integers >= 1
-        (int8 calibration examples, timed single-example calls, batch size of the accuracy and
-        throughput pass, LiteRT interpreter threads).
-      overwrite: replace a non-empty `output_dir`.
-      verbose: progress bars.
+      settings: an `ExportSettings` (default: its defaults): progress bars (verbose), replacing a non-empty
+        `output_dir` (overwrite), tflite_int8's input/output tensors (int8_io, one of
+        `tfkd.exporting.student.INT8_IO`) and calibration examples (representative_samples),
+        and the report's timing (measurement: latency_calls, batch_size, num_threads), each
+        count an integer >= 1; its seed is replaced by the data's.
 
     Returns:
       export_report.json's dictionary.
@@ -163,15 +150,18 @@ def export_model(
         raise ValueError("model is required: the .keras file to export")
     if not output_dir:
         raise ValueError("output_dir is required: the folder to write the export to")
+    settings = settings or export.ExportSettings()
+    measurement = settings.measurement
     for name, value in (
-        ("representative_samples", representative_samples),
-        ("latency_calls", latency_calls),
-        ("throughput_batch_size", throughput_batch_size),
-        ("num_threads", num_threads),
+        ("representative_samples", settings.representative_samples),
+        ("latency_calls", measurement.latency_calls),
+        ("throughput_batch_size", measurement.batch_size),
+        ("num_threads", measurement.num_threads),
     ):
         if value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value}")
-    check_output_dir(output_dir, overwrite)
+    check_output_dir(output_dir, settings.overwrite)
+    settings = dataclasses.replace(settings, seed=data_config.seed, overwrite=False)
     classifier = loading.load_model(model, "model")
     if models.is_text_model(classifier):
         formats = _text_formats(formats)
@@ -187,7 +177,7 @@ def export_model(
                 bundle.test,
                 bundle.tokenizer,
                 bundle.test_texts,
-                verbose=bool(verbose),
+                verbose=settings.verbose,
             )
             bundle.tokenizer.save(work_dir)
         else:
@@ -197,17 +187,7 @@ def export_model(
                 formats,
                 test_data=bundle.test,
                 train_images=bundle.train[0],
-                settings=export.ExportSettings(
-                    verbose=bool(verbose),
-                    int8_io=int8_io,
-                    representative_samples=representative_samples,
-                    seed=data_config.seed,
-                    measurement=Measurement(
-                        latency_calls=latency_calls,
-                        batch_size=throughput_batch_size,
-                        num_threads=num_threads,
-                    ),
-                ),
+                settings=settings,
             )
         with open(os.path.join(work_dir, exports["report"])) as handle:
             report = json.load(handle)

@@ -74,9 +74,8 @@ def _stored_sources(teachers, x, y, tmp_path, outputs=("logits",)):
     for mode in ("memory", "disk"):
         store = cache.TeacherCache(mode, tmp_path / "cache" if mode == "disk" else None, 0)
         cached = store.outputs(teachers, x, key, outputs=outputs, feature_dtype="float32")
-        found[mode] = output_sources.StoredSource(
-            mode, (x, y), output_sources.outputs_of(cached, single)
-        )
+        carried = output_sources.outputs_of(cached, single)
+        found[mode] = output_sources.StoredSource(mode, (x, y), carried, (x, y), carried)
     return found
 
 
@@ -98,6 +97,16 @@ def test_online_memory_disk_and_fixed_give_kd_the_same_batches_and_step(tmp_path
         assert (stored is None) == (name == "online")
         if stored is not None:
             assert len(stored.logits) == 1 and stored.features is None
+            np.testing.assert_allclose(stored.logits[0], want_logits, rtol=1e-5, atol=1e-6)
+
+    # Validation batches carry the stored outputs too (the cache's), or none (online).
+    sources["online"].validation = (x, y)
+    for name in ("online", "memory", "disk"):
+        inputs, targets = next(iter(sources[name].validation_batches(EXAMPLES)))
+        labels, stored = batch_format.unpack(targets)
+        np.testing.assert_array_equal(labels, y)
+        assert (stored is None) == (name == "online")
+        if stored is not None:
             np.testing.assert_allclose(stored.logits[0], want_logits, rtol=1e-5, atol=1e-6)
 
     def build(name):

@@ -82,7 +82,3 @@ class TeacherOutputSource(abc.ABC):
     def validation_batches(self, batch_size):
         """The validation batches (carrying stored outputs where the source holds them), or
         None without a validation split."""
-
-    def record(self):
-        """What results.json records of the source (None: nothing)."""
-        return None

@@ -10,7 +10,8 @@
 # Outputs go under savedmodels/lm_compare/ (git-ignored); each run's results.json and
 # history.csv are copied to docs/lm/runs/<name>-seed<N>/. `touch savedmodels/lm_compare/
 # teacher/STOP` ends the teacher's training after its current epoch (its last epoch is kept).
-# Environment: SEEDS ("0 1 2"), EPOCHS (student epochs, 1), TEACHER_EPOCHS (4), RUNS (names).
+# Environment: SEEDS ("0 1 2"), EPOCHS (student epochs, 1), TEACHER_EPOCHS (4), RUNS (names),
+# SUFFIX (added to run names, e.g. SUFFIX=_e3 EPOCHS=3 RUNS="fkl k32" for longer students).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PYTHON=${PYTHON:-.venv/bin/python}
@@ -91,7 +92,7 @@ flags_of() {
 
 for seed in $SEEDS; do
   for name in $RUNS; do
-    run="$OUT/$name-seed$seed"
+    run="$OUT/$name$SUFFIX-seed$seed"
     if [ ! -f "$run/results.json" ]; then
       # Several copies of this script may run at once (e.g. SEEDS="1 2" RUNS="fkl k32" beside
       # the full loop): a run is taken by the first to create its lock.
@@ -101,12 +102,12 @@ for seed in $SEEDS; do
       [ -e "$run/store" ] || ln -s ../stores "$run/store"
       # shellcheck disable=SC2046
       "$PYTHON" -m tfkd.lm "${COMMON[@]}" $(flags_of "$name") --teacher="$TEACHER" \
-        --seed="$seed" --output_dir="$run" > "$OUT/$name-seed$seed.log" 2>&1
+        --seed="$seed" --output_dir="$run" > "$run.log" 2>&1
       rmdir "$run.lock"
     fi
-    mkdir -p "docs/lm/runs/$name-seed$seed"
-    cp "$run/results.json" "$run/history.csv" "docs/lm/runs/$name-seed$seed/"
-    if [ -f "$run/baseline.csv" ]; then cp "$run/baseline.csv" "docs/lm/runs/$name-seed$seed/"; fi
+    mkdir -p "docs/lm/runs/$name$SUFFIX-seed$seed"
+    cp "$run/results.json" "$run/history.csv" "docs/lm/runs/$name$SUFFIX-seed$seed/"
+    if [ -f "$run/baseline.csv" ]; then cp "$run/baseline.csv" "docs/lm/runs/$name$SUFFIX-seed$seed/"; fi
   done
 done
 mkdir -p docs/lm/runs/teacher

@@ -185,7 +185,7 @@ def _config(*extra):
         (["--method=dkd"], "--method=dkd: a causal LM on --dataset=stdlib is distilled per"),
         (["--student=resnet8"], "--student: 'resnet8' is not a causal LM"),
         (["--prompt_column=question"], "--prompt_column names a field of prompt/completion"),
-        (["--export=keras,tflite"], "--export does not apply to a causal LM"),
+        (["--augment"], "--augment does not apply to a causal LM on --dataset=stdlib"),
     ],
 )
 def test_bad_options_are_refused_naming_the_flag(extra, message):

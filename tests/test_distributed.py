@@ -51,10 +51,11 @@ TEST_EXAMPLES = 180
 # Two workers add their halves of each gradient in an all-reduce, one worker sums the whole
 # batch at once: the same numbers added in another order, so float32 results differ in the last
 # bits and Adam (or momentum) carries the difference on. Measured, as the largest difference of
-# a tensor divided by the tensor's largest magnitude: after the guide's two steps per phase
-# (ResNets, synchronized BatchNorm) 2e-7; after 2 x 11 steps of PHASES 9.4e-7 (student), teacher
-# outputs (curriculum confidences, cached logits) 2.2e-7, T* 3.6e-9.
-AFTER_TWO_STEPS, AFTER_TWO_EPOCHS = 1e-5, 1e-5
+# a tensor divided by the tensor's largest magnitude: PHASES after 2 x 11 steps, weights 4.0e-7,
+# losses 1.1e-6, cached logits 2.2e-7, curriculum confidences 1.1e-7, T* 3.6e-9; the guide's
+# recipe after two steps of each phase (ResNets, synchronized BatchNorm, SGD at 0.1 with
+# momentum), weights 2.5e-6. The bounds are about four times those.
+AFTER_TWO_EPOCHS, AFTER_TWO_STEPS = 5e-6, 1e-5
 # Each test starts clusters of real processes (bounded by cluster.TIMEOUT each).
 pytestmark = pytest.mark.timeout(1500)
 
@@ -143,7 +144,8 @@ def test_every_phase_on_two_workers_equals_one_worker(every_phase):
         two / "out", one / "out", ("teacher.csv", "baseline.csv", "history.csv"), AFTER_TWO_EPOCHS
     )
     for role in ("teacher", "student", "baseline"):
-        # At most one of the 180 test examples may fall the other side of a decision boundary.
+        # Weights 4e-7 apart may put one of the 180 test examples on the other side of a
+        # decision boundary (measured: none is).
         assert abs(results[role]["accuracy"] - reference[role]["accuracy"]) <= 1.01 / TEST_EXAMPLES
     # Calibration: the fitted temperature and the calibration errors it gives.
     for key in ("temperature", "ece_before", "ece_after", "nll_before", "nll_after"):

@@ -5,22 +5,17 @@ teaching is the cache, replay runs end to end and a killed cached run resumes ex
 import json
 import os
 import re
-import shutil
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
-from cli_helpers import kill_during_distillation
+from cluster import run_one
 
 from tfkd import experiment
 from tfkd.data import pipeline
 from tfkd.experiment import RunConfig
 from tfkd.teacher import serving
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DISTILL = os.path.join(ROOT, "bin", "distill")
 TINY = [
     "--dataset=synthetic",
     "--synthetic_size=600",
@@ -28,7 +23,7 @@ TINY = [
     "--synthetic_classes=4",
     "--synthetic_superclasses=2",
     "--student=mlp_small",
-    "--epochs=2",
+    "--epochs=1",
     "--batch_size=64",
     "--optimizer=adam",
     "--learning_rate=0.01",
@@ -275,31 +270,20 @@ def test_memory_mapped_extras_equal_in_memory_ones(tmp_path):
 
 
 def test_a_killed_cached_run_resumes_and_equals_an_uninterrupted_one(teachers, tmp_path):
+    args = [*TINY, f"--teacher={teachers['a']}", "--epochs=3", "--teacher_cache=memory"]
+    # SIGKILL after step 2 of the third epoch (two epochs checkpointed).
+    killed = run_one([*args, "--output_dir=run"], tmp_path, check=False, TFKD_FAULT="distill:3:2")
+    assert killed.returncode == -9 and not (tmp_path / "run").exists(), killed.stderr[-3000:]
+    resumed = run_one([*args, "--output_dir=run"], tmp_path)
+    assert "Resuming distill at epoch 3 of 3" in resumed.stdout
     out = tmp_path / "run"
-    args = [
-        *TINY,
-        f"--teacher={teachers['a']}",
-        "--synthetic_size=4000",
-        "--epochs=10",
-        "--batch_size=32",
-        "--teacher_cache=memory",
-        f"--output_dir={out}",
-    ]
-    killed_at = kill_during_distillation(args, out)
-    assert 2 <= killed_at < 10
-    resumed = subprocess.run(
-        [sys.executable, DISTILL, *args], capture_output=True, text=True, timeout=300
-    )
-    assert resumed.returncode == 0, resumed.stderr
-    assert f"Resuming distill at epoch {killed_at + 1} of 10" in resumed.stdout
     results = json.loads((out / "results.json").read_text())
     record = results["teacher_cache"]
     assert results["resumed"] and record["built"] and record["reused_on_resume"]
-    reference = run([*args[:-1]], tmp_path / "reference")
+    reference = run(args, tmp_path / "reference")
     assert reference["teacher_cache"]["key"] == record["key"]
     assert_same_student(out, tmp_path / "reference")
     assert results["student"] == reference["student"]
-    shutil.rmtree(out)
 
 
 def test_validation_batches_carry_the_cached_outputs_and_the_teacher_does_not_run(tmp_path):

@@ -100,7 +100,7 @@ def test_goal_verdicts_from_given_measurements():
 
 
 def test_unknown_variant_is_named(capsys):
-    with pytest.raises(SystemExit) as caught:
+    with pytest.raises(SystemExit, match="^2$") as caught:
         common.run_tool(bench_cli.main, ["bin/bench", "--variants=plain_fit,warp_drive"])
     assert caught.value.code == 2
     error = capsys.readouterr().err

@@ -312,7 +312,7 @@ def test_label_outside_range_names_the_data_set_and_value(tmp_path):
 
 def test_data_config_is_frozen_and_checks_its_fields():
     config = DataConfig("synthetic")
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field .seed."):
         config.seed = 3
     with pytest.raises(ValueError, match="validation_fraction"):
         DataConfig("synthetic", validation_fraction=1.0)

@@ -154,3 +154,34 @@ def test_the_classifier_data_reader_points_lm_data_to_the_lm_run():
         ValueError, match="is causal-language-model data, which `tfkd distill` distils into a"
     ):
         sources.read_source(types.SimpleNamespace(dataset="lm:corpus.txt"))
+
+
+def test_epoch_batches_report_their_count_so_keras_runs_no_extra_step():
+    import keras
+    import tensorflow as tf
+    from keras import ops
+
+    from tfkd.data.language_modeling import epoch_batches
+
+    class ConstantLoss(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.tracker = keras.metrics.Mean(name="loss")
+
+        @property
+        def metrics(self):
+            return [self.tracker]
+
+        def test_step(self, rows):
+            self.tracker.update_state(ops.cast(ops.shape(rows)[0], "float32") * 0 + 5.0)
+            return {"loss": self.tracker.result()}
+
+    orders = np.stack([np.random.default_rng([0, epoch]).permutation(10) for epoch in range(2)])
+    batches = epoch_batches(orders, 4)
+    assert int(batches.cardinality()) == 2 * 3  # ceil(10 / 4) batches per epoch
+    assert [len(b) for b in batches.as_numpy_iterator()] == [4, 4, 2, 4, 4, 2]
+    assert np.array_equal(np.concatenate(list(batches.as_numpy_iterator())), orders.ravel())
+    model = ConstantLoss()
+    model.compile()
+    # Every step reports 5: a mean below 5 would count a step that did not happen.
+    assert model.evaluate(batches.map(lambda r: tf.cast(r, "float32")), verbose=0) == 5.0

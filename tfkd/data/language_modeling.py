@@ -42,9 +42,13 @@ def epoch_batches(orders, batch_size):
     function of the orders alone, and a resumed run can skip the steps it has done."""
     import tensorflow as tf
 
-    return tf.data.Dataset.from_tensor_slices(np.asarray(orders, "int64")).flat_map(
+    orders = np.asarray(orders, "int64")
+    batches = tf.data.Dataset.from_tensor_slices(orders).flat_map(
         lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
     )
+    # flat_map hides the count; with an unknown cardinality Keras reports one step too many.
+    steps = len(orders) * -(-orders.shape[-1] // batch_size) if orders.size else 0
+    return batches.apply(tf.data.experimental.assert_cardinality(steps))
 
 
 def shuffled_orders(count, epochs, seed, first_epoch=0):

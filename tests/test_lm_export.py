@@ -11,7 +11,7 @@ import tensorflow as tf
 from tiny_lms import TIME, VOCABULARY, tiny_lm
 
 from tfkd.data.language_modeling import TokenSplit
-from tfkd.lm.export import GENERATE, Generation, export_causal_lm
+from tfkd.lm.causal_lm_export import GENERATE, Generation, export_causal_lm
 
 NEW_TOKENS = 3
 

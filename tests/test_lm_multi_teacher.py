@@ -12,7 +12,7 @@ from tfkd import experiment
 from tfkd.data import language_modeling as lm_data
 from tfkd.data.language_modeling import TokenSplit
 from tfkd.experiment import RunConfig
-from tfkd.lm.multi_teacher import (
+from tfkd.lm.multi_teacher_distiller import (
     MultiTeacherCausalLMDistiller,
     run_distiller,
     stacked_store_dataset,

@@ -11,8 +11,8 @@ counts, input shapes) or on files (a teacher path) is checked when the run start
 from tfkd import methods, models
 from tfkd.data import language_modeling as lm_data
 from tfkd.exporting import student as export
-from tfkd.lm.export import LM_FORMATS
-from tfkd.lm.multi_teacher import METHODS as LM_WEIGHTINGS
+from tfkd.lm.causal_lm_export import LM_FORMATS
+from tfkd.lm.multi_teacher_distiller import METHODS as LM_WEIGHTINGS
 from tfkd.models import gpt
 from tfkd.settings import ConfigError, check_value
 
@@ -342,7 +342,8 @@ def _language_model(config):
 
 
 def _language_model_teachers(config):
-    """aver, ebkd and ca_mkd weigh several causal-LM teachers per token (`tfkd.lm.multi_teacher`):
+    """aver, ebkd and ca_mkd weigh several causal-LM teachers per token
+    (`tfkd.lm.multi_teacher_distiller`):
     of their options, the temperature and lambda1 only."""
     _teachers(config, methods.METHODS.get(config.method.name))
     for name in sorted(set(config.method.options) - {"temperature", "lambda1"}):

@@ -22,9 +22,10 @@ import keras
 from tfkd import checkpoint, methods, training
 from tfkd.atomic import atomic_path, write_text
 from tfkd.data import language_modeling as lm_data
-from tfkd.lm import evaluation, multi_teacher
+from tfkd.lm import evaluation
+from tfkd.lm import multi_teacher_distiller as multi_teacher
+from tfkd.lm.causal_lm_export import export_run_student
 from tfkd.lm.distiller import CausalLMDistiller, check_vocabularies, vocabulary_size
-from tfkd.lm.export import export_run_student
 from tfkd.lm.resumable_fit import Phase, fit_resumable
 from tfkd.lm.store import TopKStore
 from tfkd.models import gpt

@@ -272,7 +272,7 @@ def test_bad_input_gives_one_clear_line(case, bad_inputs, tmp_path, capsys):
     extra = [arg.format(root=bad_inputs) for arg in extra]
     out = tmp_path / "out"
     args = TINY + ["--export=keras", f"--output_dir={out}"] + extra
-    with pytest.raises(SystemExit) as caught:
+    with pytest.raises(SystemExit, match="^2$") as caught:
         common.run_tool(distill.main, ["bin/distill", *args])
     assert caught.value.code == 2
     stderr = capsys.readouterr().err.strip()
@@ -300,7 +300,7 @@ def test_a_full_disk_gives_one_line_and_keeps_earlier_results(tmp_path, monkeypa
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(export, "export_student", full)
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit, match="^2$"):
         common.run_tool(distill.main, ["bin/distill", *TINY, f"--output_dir={out}", "--overwrite"])
     stderr = capsys.readouterr().err.strip()
     assert len(stderr.splitlines()) == 1 and "no space left" in stderr, stderr
@@ -320,10 +320,10 @@ def test_real_fashion_mnist_end_to_end(tmp_path):
         [
             f"--dataset=idx:{FASHION_MNIST}",
             "--validation_fraction=0.02",
-            "--train_limit=1000",
+            "--train_limit=3000",
             "--test_limit=300",
             "--teacher=cnn_small",
-            "--teacher_epochs=2",
+            "--teacher_epochs=3",
             "--student=cnn_small",
             "--epochs=2",
             "--batch_size=64",

@@ -132,7 +132,7 @@ def test_a_kill_in_every_phase_with_a_disk_cache_ends_as_the_uninterrupted_run(r
     faults = [
         "teacher:1:3",
         "calibration",
-        "cache",
+        "cache:TERM",
         "distill:1:2:TERM",
         "distill:2:1",
         "baseline:1:3",
@@ -140,22 +140,23 @@ def test_a_kill_in_every_phase_with_a_disk_cache_ends_as_the_uninterrupted_run(r
     ]
     attempts = dict(zip(faults + ["end"], run_chain(args, faults, tmp_path)))
     assert "Training teacher mlp_small" in attempts["calibration"].stdout
-    assert "Loading teacher mlp_small trained by this run" in attempts["cache"].stdout
+    assert "Loading teacher mlp_small trained by this run" in attempts["cache:TERM"].stdout
     assert "Resuming distill at epoch 1 of 2, step 3" in attempts["distill:2:1"].stdout
     assert "Resuming distill at epoch 2 of 2" in attempts["baseline:1:3"].stdout
     assert "Loading the student distilled by this run" in attempts["export"].stdout
     stopped = attempts["distill:1:2:TERM"].stderr.strip().splitlines()[-1]
     assert stopped.startswith("distill: stopped by SIGTERM after step 2 of epoch 1;")
     assert "to resume, run the same command again:" in stopped
-    # The entry killed with its arrays written and no manifest stays a hidden temporary folder,
-    # never read; the complete entries are those of the training and validation splits.
+    # The entry stopped by SIGTERM with its arrays written and no manifest stays a hidden
+    # temporary folder, never read; the complete entries are those of the training and
+    # validation splits.
     assert len([name for name in os.listdir(cache) if not name.startswith(".")]) == 2
     assert_same_outcome(outcome(tmp_path), reference)
 
 
-def test_a_sigterm_while_a_memory_cache_is_built_ends_as_the_uninterrupted_run(reference, tmp_path):
+def test_a_kill_while_a_memory_cache_is_built_ends_as_the_uninterrupted_run(reference, tmp_path):
     args = [*BASE, *PHASES, "--teacher_cache=memory"]
-    run_chain(args, ["cache:TERM", "distill:2:1"], tmp_path)
+    run_chain(args, ["cache", "distill:2:1"], tmp_path)
     assert_same_outcome(outcome(tmp_path), reference)
 
 

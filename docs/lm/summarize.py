@@ -130,6 +130,9 @@ def comparison(specs=ROWS, first="fkl"):
         "student_parameters": any_run["student"]["parameters"],
         "sizes": {**any_run["data"], **sizes(any_run.get("flags") or any_run["config"])},
     }
+    summary["teacher"]["above_student_alone_validation"] = -summary["teacher"][
+        "below_student_alone_validation"
+    ]
     summary["teacher"].update(teacher_training())
     if "forward_kl" in rows and "stored_top32" in rows:
         full = rows["forward_kl"]["gain_over_student_alone"]["mean"]

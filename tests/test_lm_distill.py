@@ -7,6 +7,7 @@ import tensorflow as tf
 from tiny_lms import TIME, batch, kl, softmax, tiny_lm
 
 from tfkd.lm import CausalLMDistiller, objective
+from tfkd.lm.sampling import Sampling
 from tfkd.models import gpt as lm_models
 
 
@@ -107,13 +108,29 @@ def test_bad_arguments_are_refused_by_name():
     with pytest.raises(ValueError, match="--divergence must be one of"):
         CausalLMDistiller(student, teacher, divergence="tv")
     with pytest.raises(ValueError, match="--max_new_tokens must be a positive integer, got 0"):
-        CausalLMDistiller(student, teacher, on_policy_fraction=0.5, max_new_tokens=0)
+        CausalLMDistiller(
+            student, teacher, on_policy_fraction=0.5, sampling=Sampling(max_new_tokens=0)
+        )
     with pytest.raises(ValueError, match="--on_policy_fraction must be in"):
         CausalLMDistiller(student, teacher, on_policy_fraction=1.5)
     with pytest.raises(ValueError, match="--on_policy_fraction > 0 needs a live teacher"):
         CausalLMDistiller(student, None, on_policy_fraction=0.5)
     with pytest.raises(ValueError, match="--top_p must be in"):
-        CausalLMDistiller(student, teacher, top_p=0.0)
+        CausalLMDistiller(student, teacher, sampling=Sampling(top_p=0.0))
+
+
+@pytest.mark.parametrize(
+    "field, message",
+    [
+        ({"max_new_tokens": -1}, r"--max_new_tokens must be an integer >= 0 .*, got -1"),
+        ({"temperature": 0.0}, r"--sampling_temperature must be > 0, got 0.0"),
+        ({"top_k": 1.5}, r"--top_k must be an integer >= 0 .*, got 1.5"),
+        ({"top_p": 1.5}, r"--top_p must be in \(0, 1\], got 1.5"),
+    ],
+)
+def test_sampling_refuses_bad_values_naming_the_field(field, message):
+    with pytest.raises(ValueError, match=message):
+        Sampling(**field)
 
 
 def test_masked_global_mean_is_sum_over_valid_tokens_over_their_count():

@@ -7,7 +7,7 @@ import tensorflow as tf
 from tiny_lms import TIME, VOCABULARY, batch, kl, softmax, tiny_lm
 
 from tfkd.lm import CausalLMDistiller
-from tfkd.lm.sampling import filter_logits
+from tfkd.lm.sampling import Sampling, filter_logits
 
 PROMPT_LENGTHS = np.array([2, 3, 1, 4])  # start token included
 NEW_TOKENS = 3
@@ -64,9 +64,7 @@ def test_on_policy_batches_are_scored_on_the_students_samples_up_to_the_end_toke
         teacher,
         alpha=1.0,
         on_policy_fraction=1.0,
-        max_new_tokens=NEW_TOKENS,
-        top_k=1,
-        end_token_id=end_token_id,
+        sampling=Sampling(max_new_tokens=NEW_TOKENS, top_k=1, end_token_id=end_token_id),
     )
     history = _train(distiller, (x, y, weight))
     assert history["distillation_loss"][0] == pytest.approx(expected, rel=1e-4)
@@ -96,7 +94,7 @@ def test_zero_fraction_is_off_policy_distillation():
     for fraction in (0.0, 1e-9):
         teacher, student = tiny_lm(1, hidden=32), tiny_lm(2)
         distiller = CausalLMDistiller(
-            student, teacher, alpha=0.8, on_policy_fraction=fraction, seed=5
+            student, teacher, alpha=0.8, on_policy_fraction=fraction, sampling=Sampling(seed=5)
         )
         _train(distiller, data, steps=1, learning_rate=0.5)
         weights.append([v.numpy() for v in student.trainable_variables])
@@ -132,8 +130,7 @@ def test_students_own_samples_move_towards_the_teachers_preferred_token():
         divergence="reverse_kl",
         alpha=1.0,
         on_policy_fraction=1.0,
-        max_new_tokens=NEW_TOKENS,
-        seed=0,
+        sampling=Sampling(max_new_tokens=NEW_TOKENS, seed=0),
     )
     distiller.compile(optimizer=keras.optimizers.Adam(0.05))
     dataset = tf.data.Dataset.from_tensor_slices((x, y, weight)).batch(4).repeat()
@@ -165,8 +162,7 @@ def _greedy_on_policy_step(strategy, weights):
             divergence="jsd",
             alpha=0.5,
             on_policy_fraction=1.0,
-            max_new_tokens=NEW_TOKENS,
-            top_k=1,
+            sampling=Sampling(max_new_tokens=NEW_TOKENS, top_k=1),
         )
         distiller.compile(optimizer=keras.optimizers.SGD(1.0))
     if weights is not None:

@@ -37,7 +37,7 @@ import tensorflow as tf
 from tfkd.atomic import atomic_path, write_text
 from tfkd.exporting import formats as export_formats
 from tfkd.exporting.parity import compare, size_bytes, versions
-from tfkd.lm.sampling import sample_completions
+from tfkd.lm.sampling import Sampling, sample_completions
 
 GENERATE = "generate"
 INPUT_NAMES = ("token_ids", "padding_mask")
@@ -68,6 +68,17 @@ class Generation:
             )
         return self
 
+    def sampler(self):
+        """The `Sampling` of the `generate` loop: greedy is a top-k of 1 at temperature 1."""
+        greedy = self.sampling == "greedy"
+        return Sampling(
+            max_new_tokens=self.max_new_tokens,
+            temperature=1.0 if greedy else self.temperature,
+            top_k=1 if greedy else self.top_k,
+            top_p=1.0 if greedy else self.top_p,
+            end_token_id=self.end_token_id,
+        )
+
 
 def generate_tokens(model, token_ids, padding_mask, generation, seed=(0, 0)):
     """The `generate` signature's computation, in-graph: prompts int [batch, time] ->
@@ -78,17 +89,8 @@ def generate_tokens(model, token_ids, padding_mask, generation, seed=(0, 0)):
     new = generation.max_new_tokens
     buffer = tf.concat([token_ids * padding_mask, tf.zeros([batch, new], tf.int32)], axis=1)
     prompt_lengths = tf.maximum(tf.reduce_sum(padding_mask, axis=1), 1)
-    greedy = generation.sampling == "greedy"
     buffer, generated = sample_completions(
-        model,
-        buffer,
-        prompt_lengths,
-        new,
-        seed=tf.cast(seed, tf.int32),
-        temperature=1.0 if greedy else generation.temperature,
-        top_k=1 if greedy else generation.top_k,
-        top_p=1.0 if greedy else generation.top_p,
-        end_token_id=generation.end_token_id,
+        model, buffer, prompt_lengths, generation.sampler(), seed=tf.cast(seed, tf.int32)
     )
     positions = tf.range(tf.shape(buffer)[1])[tf.newaxis, :]
     keep = tf.cast((positions < prompt_lengths[:, tf.newaxis]) | (generated > 0), tf.int32)

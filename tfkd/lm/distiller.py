@@ -1,7 +1,8 @@
 """Token-level distillation of causal language models, off- and on-policy (GKD).
 
     distiller = CausalLMDistiller(student, teacher, divergence="jsd", jsd_beta=0.5,
-                                  on_policy_fraction=0.5, max_new_tokens=32, end_token_id=2)
+                                  on_policy_fraction=0.5,
+                                  sampling=Sampling(max_new_tokens=32, end_token_id=2))
     distiller.compile(optimizer="adam")
     distiller.fit(data.dataset("train", 32, shuffle=True), epochs=3)
 
@@ -30,7 +31,7 @@ from keras import ops
 from tfkd import losses
 from tfkd.distillers.base import Distiller, per_worker_logs
 from tfkd.lm import objective
-from tfkd.lm.sampling import sample_completions
+from tfkd.lm.sampling import Sampling, sample_completions
 
 MODEL_INPUTS = ("token_ids", "padding_mask")
 STORE_INPUTS = ("teacher_topk_ids", "teacher_topk_log_probs", "teacher_tail_mass")
@@ -76,9 +77,9 @@ class CausalLMDistiller(Distiller):
       temperature: T of every softmax in the divergence (terms scaled by T^2).
       alpha: weight of the divergence; 1 - alpha weighs cross-entropy on the data.
       on_policy_fraction: probability that a training batch is scored on the student's samples.
-      max_new_tokens, sampling_temperature, top_k (0: all), top_p (1: all): the sampling.
-      end_token_id: tokens after a sample's first end token are left out of the loss.
-      seed: seeds the on-policy draws with the optimizer's step, so a resumed run repeats them.
+      sampling: the student's draws, a `Sampling` (None: `Sampling()`); tokens after a
+        sample's first end token are left out of the loss, and its seed seeds the on-policy
+        draws with the optimizer's step, so a resumed run repeats them.
     """
 
     loss_terms = ("loss", "student_loss", "distillation_loss")
@@ -92,14 +93,10 @@ class CausalLMDistiller(Distiller):
         alpha=0.9,
         jsd_beta=0.5,
         on_policy_fraction=0.0,
-        max_new_tokens=16,
-        sampling_temperature=1.0,
-        top_k=0,
-        top_p=1.0,
-        end_token_id=None,
-        seed=0,
+        sampling=None,
         **kwargs,
     ):
+        sampling = Sampling() if sampling is None else sampling
         if divergence not in losses.DIVERGENCES:
             raise ValueError(
                 f"--divergence must be one of "
@@ -110,15 +107,7 @@ class CausalLMDistiller(Distiller):
         if not 0.0 <= on_policy_fraction <= 1.0:
             raise ValueError(f"--on_policy_fraction must be in [0, 1], got {on_policy_fraction}")
         if on_policy_fraction > 0:
-            check_positive_integer("max_new_tokens", max_new_tokens)
-        if sampling_temperature <= 0:
-            raise ValueError(f"--sampling_temperature must be > 0, got {sampling_temperature}")
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
-            raise ValueError(
-                f"--top_k must be an integer >= 0 (0 keeps every token), got {top_k!r}"
-            )
-        if not 0.0 < top_p <= 1.0:
-            raise ValueError(f"--top_p must be in (0, 1], got {top_p}")
+            check_positive_integer("max_new_tokens", sampling.max_new_tokens)
         if teacher is None and on_policy_fraction > 0:
             raise ValueError(
                 "--on_policy_fraction > 0 needs a live teacher: stored teacher "
@@ -133,11 +122,7 @@ class CausalLMDistiller(Distiller):
         self.jsd_beta = float(jsd_beta)
         self.divergence_function = losses.divergence(divergence, jsd_beta=self.jsd_beta)
         self.on_policy_fraction = float(on_policy_fraction)
-        self.max_new_tokens = max_new_tokens
-        self.sampling_temperature = float(sampling_temperature)
-        self.top_k, self.top_p = top_k, float(top_p)
-        self.end_token_id = end_token_id
-        self.seed = int(seed)
+        self.sampling = sampling
         self.perplexity = Perplexity(name="perplexity")
 
     # ---- the objective ---------------------------------------------------------------------
@@ -169,7 +154,7 @@ class CausalLMDistiller(Distiller):
         """With probability `on_policy_fraction`: (inputs holding the student's samples, mask of
         the sampled targets); otherwise (inputs, mask) unchanged."""
         step = ops.cast(self.optimizer.iterations, "int32")
-        choice = tf.random.stateless_uniform([], seed=tf.stack([self.seed, step]))
+        choice = tf.random.stateless_uniform([], seed=tf.stack([self.sampling.seed, step]))
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
 
         def sampled():
@@ -181,12 +166,8 @@ class CausalLMDistiller(Distiller):
                 self.student,
                 tokens,
                 prompt_lengths,
-                self.max_new_tokens,
-                seed=tf.stack([self.seed + 1 + replica, step]),
-                temperature=self.sampling_temperature,
-                top_k=self.top_k,
-                top_p=self.top_p,
-                end_token_id=self.end_token_id,
+                self.sampling,
+                seed=tf.stack([self.sampling.seed + 1 + replica, step]),
             )
             positions = ops.arange(ops.shape(tokens)[1] - 1)[None, :]
             padding = (positions < prompt_lengths[:, None]) | (generated[:, :-1] > 0)

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from tfkd.lm.sampling import sample_completions
+from tfkd.lm.sampling import Sampling, sample_completions
 
 SPLITS = ("validation", "test")
 ROLES = ("teacher", "student", "baseline")
@@ -43,16 +43,15 @@ def completions(model, data, count, sampling, seed):
     rows = min(count, len(split))
     tokens = split.token_ids[:rows]
     lengths = np.maximum(split.padding_mask[:rows].sum(axis=1) // 4, 1).astype("int32")
-    sampled, generated = sample_completions(
-        model,
-        tokens,
-        lengths,
-        sampling.max_new_tokens,
-        seed=tf.constant([seed, 0]),
+    sampler = Sampling(
+        max_new_tokens=sampling.max_new_tokens,
         temperature=sampling.sampling_temperature,
         top_k=sampling.sampling_top_k,
         top_p=sampling.sampling_top_p,
         end_token_id=data.tokenizer.end_token_id,
+    )
+    sampled, generated = sample_completions(
+        model, tokens, lengths, sampler, seed=tf.constant([seed, 0])
     )
     sampled, generated = sampled.numpy(), generated.numpy()
     return [

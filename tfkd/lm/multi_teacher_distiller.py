@@ -235,8 +235,8 @@ def run_distiller(student, teachers, method, options, **settings):
     """The distiller of a language-model run's `--method` on its `--teachers` (models, or None
     to read stacked stores): the method's `temperature`, and its `lambda1` as alpha = lambda1 /
     (1 + lambda1), so that the objective is (CE + lambda1 * sum_k w_k D_k) / (1 + lambda1),
-    the multi-teacher methods' loss divided by 1 + lambda1. `settings`: the sampling options
-    of `CausalLMDistiller`."""
+    the multi-teacher methods' loss divided by 1 + lambda1. `settings`: the on-policy options
+    of `CausalLMDistiller` (`on_policy_fraction`, `sampling`)."""
     lambda1 = float(options["lambda1"])
     return MultiTeacherCausalLMDistiller(
         student,

@@ -27,6 +27,7 @@ from tfkd.lm import multi_teacher_distiller as multi_teacher
 from tfkd.lm.causal_lm_export import export_run_student
 from tfkd.lm.distiller import CausalLMDistiller, check_vocabularies, vocabulary_size
 from tfkd.lm.resumable_fit import Phase, fit_resumable
+from tfkd.lm.sampling import Sampling
 from tfkd.lm.store import TopKStore
 from tfkd.models import gpt
 from tfkd.settings import ConfigError
@@ -257,19 +258,21 @@ def distill(config, options, teacher, stores, context):
     schedule, lm = config.schedule, config.lm
     keras.utils.set_random_seed(config.seed)
     student = load_model(config.student, "student", data, config, config.seed + 2, strategy)
-    sampling = dict(
+    on_policy = dict(
         on_policy_fraction=lm.on_policy_fraction,
-        max_new_tokens=lm.max_new_tokens,
-        sampling_temperature=lm.sampling_temperature,
-        top_k=lm.sampling_top_k,
-        top_p=lm.sampling_top_p,
-        end_token_id=data.tokenizer.end_token_id,
-        seed=config.seed,
+        sampling=Sampling(
+            max_new_tokens=lm.max_new_tokens,
+            temperature=lm.sampling_temperature,
+            top_k=lm.sampling_top_k,
+            top_p=lm.sampling_top_p,
+            end_token_id=data.tokenizer.end_token_id,
+            seed=config.seed,
+        ),
     )
     with strategy.scope():
         if config.method.name in multi_teacher.METHODS:
             distiller = multi_teacher.run_distiller(
-                student, teacher, config.method.name, options, **sampling
+                student, teacher, config.method.name, options, **on_policy
             )
         else:
             distiller = CausalLMDistiller(
@@ -279,7 +282,7 @@ def distill(config, options, teacher, stores, context):
                 temperature=options["temperature"],
                 alpha=options["alpha"],
                 jsd_beta=options["jsd_beta"],
-                **sampling,
+                **on_policy,
             )
     if stores is None:
         batches = data_batches(data, schedule, config.seed)

@@ -6,7 +6,43 @@ from the model's next-token distribution at the position before it. The model is
 the tokens after that position (data, padding, or earlier draws of other rows) do not change it.
 """
 
+import dataclasses
+
 import tensorflow as tf
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampling:
+    """How completions are drawn: up to `max_new_tokens` tokens (0 samples nothing) at
+    `temperature`, from the `top_k` most likely tokens (0: every token) and the nucleus of mass
+    `top_p` (1: every token); tokens after the first `end_token_id` (None: never stops) are
+    masked. `seed` seeds the draws."""
+
+    max_new_tokens: int = 16
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    end_token_id: int | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        count = self.max_new_tokens
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(
+                f"--max_new_tokens must be an integer >= 0 (0 samples nothing), got {count!r}"
+            )
+        if self.temperature <= 0:
+            raise ValueError(f"--sampling_temperature must be > 0, got {self.temperature}")
+        top_k = self.top_k
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
+            raise ValueError(
+                f"--top_k must be an integer >= 0 (0 keeps every token), got {top_k!r}"
+            )
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"--top_p must be in (0, 1], got {self.top_p}")
+        object.__setattr__(self, "temperature", float(self.temperature))
+        object.__setattr__(self, "top_p", float(self.top_p))
+        object.__setattr__(self, "seed", int(self.seed))
 
 
 def filter_logits(logits, temperature=1.0, top_k=0, top_p=1.0):
@@ -38,18 +74,8 @@ def filter_logits(logits, temperature=1.0, top_k=0, top_p=1.0):
     return logits
 
 
-def sample_completions(
-    model,
-    token_ids,
-    prompt_lengths,
-    max_new_tokens,
-    seed,
-    temperature=1.0,
-    top_k=0,
-    top_p=1.0,
-    end_token_id=None,
-):
-    """Samples up to `max_new_tokens` tokens after each row's prompt.
+def sample_completions(model, token_ids, prompt_lengths, sampling, seed=None):
+    """Samples up to `sampling.max_new_tokens` tokens after each row's prompt.
 
     Args:
       model: a causal LM, {"token_ids", "padding_mask"} [batch, time] -> logits
@@ -57,14 +83,18 @@ def sample_completions(
       token_ids: int [batch, length] buffer; row b's prompt is its first `prompt_lengths[b]`
         tokens (at least 1). The model reads the first `length - 1` positions.
       prompt_lengths: int [batch].
-      max_new_tokens: positive int; a row stops at the end of the buffer.
-      seed: int [2] tensor for `tf.random.stateless_categorical`.
-      end_token_id: when given, tokens after a row's first sampled end token are masked.
+      sampling: a `Sampling`; a row stops at the end of the buffer, and when `end_token_id`
+        is given, tokens after a row's first sampled end token are masked.
+      seed: int [2] tensor for `tf.random.stateless_categorical`; None is
+        [sampling.seed, 0].
 
     Returns:
       (token_ids [batch, length] with the samples written in, generated [batch, length] int32:
       1 on sampled tokens up to and including the first end token, 0 elsewhere).
     """
+    if seed is None:
+        seed = tf.constant([sampling.seed, 0])
+    max_new_tokens, end_token_id = sampling.max_new_tokens, sampling.end_token_id
     token_ids = tf.cast(token_ids, tf.int32)
     prompt_lengths = tf.cast(prompt_lengths, tf.int32)
     batch, length = tf.shape(token_ids)[0], tf.shape(token_ids)[1]
@@ -80,7 +110,7 @@ def sample_completions(
             {"token_ids": buffer[:, :inputs_length], "padding_mask": padding_mask}, training=False
         )
         logits = tf.gather_nd(logits, tf.stack([rows, source], axis=1))
-        logits = filter_logits(logits, temperature, top_k, top_p)
+        logits = filter_logits(logits, sampling.temperature, sampling.top_k, sampling.top_p)
         drawn = tf.random.stateless_categorical(
             logits, 1, seed=seed + tf.stack([0, j]), dtype=tf.int32
         )[:, 0]

@@ -35,7 +35,7 @@ from tfkd.atomic import write_text
 from tfkd.data.language_modeling import ByteTokenizer, LMData, TokenSplit
 from tfkd.lm.arguments import parse_flags
 from tfkd.lm.distiller import CausalLMDistiller
-from tfkd.lm.sampling import sample_completions
+from tfkd.lm.sampling import Sampling, sample_completions
 from tfkd.lm.store import TopKStore, check_k
 from tfkd.models import gpt
 
@@ -162,7 +162,7 @@ def generation(bench):
     prompt_lengths = np.full([len(tokens)], config.sequence_length // 2, "int32")
     sample = tf.function(
         lambda ids, lengths, seed: sample_completions(
-            student, ids, lengths, config.max_new_tokens, seed=seed
+            student, ids, lengths, Sampling(max_new_tokens=config.max_new_tokens), seed=seed
         )
     )
     sample(tokens, prompt_lengths, tf.constant([config.seed, 0]))

@@ -10,11 +10,12 @@ language-model data to.
 
 from tfkd.lm.distiller import CausalLMDistiller, check_vocabularies
 from tfkd.lm.objective import masked_global_mean
-from tfkd.lm.sampling import sample_completions
+from tfkd.lm.sampling import Sampling, sample_completions
 from tfkd.lm.store import TopKStore
 
 __all__ = [
     "CausalLMDistiller",
+    "Sampling",
     "TopKStore",
     "check_vocabularies",
     "masked_global_mean",
